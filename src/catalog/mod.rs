@@ -1,0 +1,473 @@
+//! The catalog: one SQLite database (WAL mode) holding the tree, temporal
+//! directory entries, per-version extents, the block index and packs.
+//!
+//! Stores names only as ciphertext plus a keyed lookup hash; never sees a key.
+//! Every public method is one statement or runs inside the caller's `tx`.
+
+mod schema;
+mod types;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("catalog {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("catalog schema version {0} is not supported")]
+    Schema(i64),
+    #[error("catalog integrity check failed: {0}")]
+    Integrity(String),
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+pub struct Catalog {
+    conn: Connection,
+    wal_path: PathBuf,
+}
+
+impl Catalog {
+    /// Opens (or with `create`, creates) the catalog at `path`.
+    pub fn open(path: &Path, create: bool) -> Result<Self> {
+        if create {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| CatalogError::Io { path: path.to_path_buf(), source })?;
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        // NORMAL: commits reach the OS at once (a killed daemon loses nothing)
+        // and are made durable by `sync_wal`, on fsync or within a second.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;
+             PRAGMA temp_store=MEMORY; PRAGMA busy_timeout=10000;",
+        )?;
+        let cat = Self { conn, wal_path: PathBuf::from(format!("{}-wal", path.display())) };
+        if create {
+            cat.conn.execute_batch(schema::SCHEMA)?;
+        } else {
+            let v: i64 = cat.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if v != schema::VERSION {
+                return Err(CatalogError::Schema(v));
+            }
+        }
+        Ok(cat)
+    }
+
+    /// Read-only access for `info` and the like, safe beside a running daemon.
+    pub fn open_readonly(path: &Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.execute_batch("PRAGMA busy_timeout=10000;")?;
+        Ok(Self { conn, wal_path: PathBuf::new() })
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction; rolls back on error.
+    pub fn tx<T, E: From<CatalogError>>(
+        &self,
+        f: impl FnOnce(&Catalog) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(CatalogError::from)?;
+        match f(self) {
+            Ok(v) => {
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(CatalogError::from(e).into());
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes every committed transaction durable (fsync of the WAL).
+    pub fn sync_wal(&self) -> Result<()> {
+        match File::open(&self.wal_path) {
+            Ok(f) => f
+                .sync_data()
+                .map_err(|source| CatalogError::Io { path: self.wal_path.clone(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(CatalogError::Io { path: self.wal_path.clone(), source }),
+        }
+    }
+
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
+    }
+
+    pub fn integrity_check(&self) -> Result<()> {
+        let res: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if res == "ok" {
+            Ok(())
+        } else {
+            Err(CatalogError::Integrity(res))
+        }
+    }
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- inodes
+
+    pub fn inode(&self, ino: Ino) -> Result<Option<Inode>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ino, kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,
+                    version, version_open FROM inodes WHERE ino=?1",
+        )?;
+        Ok(st.query_row([ino as i64], Inode::from_row).optional()?)
+    }
+
+    pub fn insert_inode(&self, n: &NewInode) -> Result<Ino> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO inodes(kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,
+                                version, version_open, target)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, 0, ?9)",
+        )?;
+        st.execute(params![
+            n.kind as u8,
+            n.mode,
+            n.uid,
+            n.gid,
+            n.nlink,
+            n.size as i64,
+            n.rdev,
+            n.time,
+            n.target
+        ])?;
+        Ok(self.conn.last_insert_rowid() as Ino)
+    }
+
+    /// Writes back every mutable field of `i`.
+    pub fn update_inode(&self, i: &Inode) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE inodes SET mode=?2, uid=?3, gid=?4, nlink=?5, size=?6, rdev=?7, atime=?8,
+                    mtime=?9, ctime=?10, version=?11, version_open=?12 WHERE ino=?1",
+        )?;
+        st.execute(params![
+            i.ino as i64,
+            i.mode,
+            i.uid,
+            i.gid,
+            i.nlink,
+            i.size as i64,
+            i.rdev,
+            i.atime,
+            i.mtime,
+            i.ctime,
+            i.version as i64,
+            i.version_open
+        ])?;
+        Ok(())
+    }
+
+    pub fn symlink_target(&self, ino: Ino) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT target FROM inodes WHERE ino=?1", [ino as i64], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Inodes with changes that were never recorded as a version (a crash
+    /// before close): recovery records them.
+    pub fn open_versions(&self) -> Result<Vec<Ino>> {
+        let mut st = self.conn.prepare("SELECT ino FROM inodes WHERE version_open=1")?;
+        let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.into_iter().map(|i| i as Ino).collect())
+    }
+
+    // -------------------------------------------------------------- entries
+
+    pub fn lookup(&self, parent: Ino, hash: &NameHash) -> Result<Option<(Ino, Kind)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ino, kind FROM dentries WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
+        )?;
+        Ok(st
+            .query_row(params![parent as i64, &hash[..]], |r| {
+                Ok((r.get::<_, i64>(0)? as Ino, Kind::from_u8(r.get(1)?)))
+            })
+            .optional()?)
+    }
+
+    pub fn insert_entry(&self, e: &NewEntry<'_>) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO dentries(parent, hash, name, ino, kind, valid_from) VALUES (?1,?2,?3,?4,?5,?6)",
+        )?;
+        st.execute(params![
+            e.parent as i64,
+            &e.hash[..],
+            e.sealed_name,
+            e.ino as i64,
+            e.kind as u8,
+            e.time
+        ])?;
+        Ok(())
+    }
+
+    /// Ends the live entry (parent, hash) at `time`; its row stays as history.
+    pub fn end_entry(&self, parent: Ino, hash: &NameHash, time: i64) -> Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE dentries SET valid_until=?3 WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
+        )?;
+        Ok(st.execute(params![parent as i64, &hash[..], time])? > 0)
+    }
+
+    /// The sealed name of a live entry, to move it under a new parent.
+    pub fn entry_name(&self, parent: Ino, hash: &NameHash) -> Result<Option<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT name FROM dentries WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
+        )?;
+        Ok(st.query_row(params![parent as i64, &hash[..]], |r| r.get(0)).optional()?)
+    }
+
+    pub fn has_children(&self, dir: Ino) -> Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT 1 FROM dentries WHERE parent=?1 AND valid_until IS NULL LIMIT 1",
+        )?;
+        Ok(st.exists([dir as i64])?)
+    }
+
+    /// Live entries of `dir` after position `after`, in a stable order.
+    pub fn list_dir(&self, dir: Ino, after: i64, limit: usize) -> Result<Vec<DirRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, ino, kind FROM dentries
+             WHERE parent=?1 AND valid_until IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![dir as i64, after, limit as i64], |r| {
+            Ok(DirRow {
+                pos: r.get(0)?,
+                sealed_name: r.get(1)?,
+                ino: r.get::<_, i64>(2)? as Ino,
+                kind: Kind::from_u8(r.get(3)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The directory holding `dir` (directories have exactly one live entry).
+    pub fn parent_of(&self, dir: Ino) -> Result<Option<Ino>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT parent FROM dentries WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
+        )?;
+        Ok(st.query_row([dir as i64], |r| r.get::<_, i64>(0)).optional()?.map(|p| p as Ino))
+    }
+
+    /// One live (parent, sealed name) of `ino`.
+    pub fn entry_of(&self, ino: Ino) -> Result<Option<(Ino, Vec<u8>)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT parent, name FROM dentries WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
+        )?;
+        Ok(st
+            .query_row([ino as i64], |r| Ok((r.get::<_, i64>(0)? as Ino, r.get(1)?)))
+            .optional()?)
+    }
+
+    // --------------------------------------------------------- file content
+
+    pub fn live_extent(&self, ino: Ino, idx: u64) -> Result<Option<BlockRef>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT b.hash, b.pack, b.offset, b.len, b.plain_len FROM extents e
+             JOIN blocks b ON b.id = e.block
+             WHERE e.ino=?1 AND e.idx=?2 AND e.v_until IS NULL",
+        )?;
+        Ok(st.query_row(params![ino as i64, idx as i64], BlockRef::from_row).optional()?)
+    }
+
+    /// Live extents of `ino` with idx in [first, last], in order.
+    pub fn live_extents(&self, ino: Ino, first: u64, last: u64) -> Result<Vec<(u64, BlockRef)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT e.idx, b.hash, b.pack, b.offset, b.len, b.plain_len FROM extents e
+             JOIN blocks b ON b.id = e.block
+             WHERE e.ino=?1 AND e.idx BETWEEN ?2 AND ?3 AND e.v_until IS NULL ORDER BY e.idx",
+        )?;
+        let rows = st.query_map(params![ino as i64, first as i64, last as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, BlockRef::from_offset_row(r, 1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn block_by_hash(&self, hash: &[u8]) -> Result<Option<i64>> {
+        let mut st = self.conn.prepare_cached("SELECT id FROM blocks WHERE hash=?1")?;
+        Ok(st.query_row([hash], |r| r.get(0)).optional()?)
+    }
+
+    pub fn insert_block(&self, hash: &[u8], pack: i64, offset: u64, len: u32, plain_len: u32) -> Result<i64> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO blocks(hash, pack, offset, len, plain_len) VALUES (?1,?2,?3,?4,?5)
+             ON CONFLICT(hash) DO NOTHING",
+        )?;
+        st.execute(params![hash, pack, offset as i64, len, plain_len])?;
+        Ok(self.block_by_hash(hash)?.expect("just inserted"))
+    }
+
+    /// Points block `idx` of `ino` at `block` as of `version`. A row written
+    /// in the same (still open) version is replaced; an older one is closed.
+    pub fn put_extent(&self, ino: Ino, idx: u64, block: i64, version: u64) -> Result<()> {
+        let mut upd = self.conn.prepare_cached(
+            "UPDATE extents SET block=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL AND v_from=?4",
+        )?;
+        if upd.execute(params![ino as i64, idx as i64, block, version as i64])? > 0 {
+            return Ok(());
+        }
+        let mut close = self.conn.prepare_cached(
+            "UPDATE extents SET v_until=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL",
+        )?;
+        close.execute(params![ino as i64, idx as i64, version as i64])?;
+        let mut ins = self.conn.prepare_cached(
+            "INSERT INTO extents(ino, idx, block, v_from) VALUES (?1,?2,?3,?4)",
+        )?;
+        ins.execute(params![ino as i64, idx as i64, block, version as i64])?;
+        Ok(())
+    }
+
+    /// Removes blocks idx >= `from_idx` (and <= `to_idx`) from the live file as of `version`.
+    pub fn drop_extents(&self, ino: Ino, from_idx: u64, to_idx: u64, version: u64) -> Result<()> {
+        let mut del = self.conn.prepare_cached(
+            "DELETE FROM extents WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL AND v_from=?4",
+        )?;
+        let to = to_idx.min(i64::MAX as u64) as i64;
+        del.execute(params![ino as i64, from_idx as i64, to, version as i64])?;
+        let mut close = self.conn.prepare_cached(
+            "UPDATE extents SET v_until=?4 WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL",
+        )?;
+        close.execute(params![ino as i64, from_idx as i64, to, version as i64])?;
+        Ok(())
+    }
+
+    pub fn allocated_blocks(&self, ino: Ino) -> Result<u64> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM extents WHERE ino=?1 AND v_until IS NULL",
+        )?;
+        Ok(st.query_row([ino as i64], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    // ------------------------------------------------------------- versions
+
+    pub fn insert_version(&self, v: &VersionRow) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO versions(ino, version, time, size, reason) VALUES (?1,?2,?3,?4,?5)",
+        )?;
+        st.execute(params![v.ino as i64, v.version as i64, v.time, v.size as i64, v.reason as u8])?;
+        Ok(())
+    }
+
+    pub fn versions(&self, ino: Ino) -> Result<Vec<VersionRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ino, version, time, size, reason FROM versions WHERE ino=?1 ORDER BY version",
+        )?;
+        let rows = st.query_map([ino as i64], |r| {
+            Ok(VersionRow {
+                ino: r.get::<_, i64>(0)? as Ino,
+                version: r.get::<_, i64>(1)? as u64,
+                time: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                reason: VersionReason::from_u8(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---------------------------------------------------------------- packs
+
+    pub fn insert_pack(&self, pack: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO packs(id, sealed, size) VALUES (?1, 0, 0)")?
+            .execute([pack])?;
+        Ok(())
+    }
+
+    pub fn mark_pack_sealed(&self, pack: i64, size: u64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO packs(id, sealed, size) VALUES (?1, 1, ?2)")?
+            .execute(params![pack, size as i64])?;
+        Ok(())
+    }
+
+    pub fn forget_pack(&self, pack: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM packs WHERE id=?1", [pack])?;
+        Ok(())
+    }
+
+    /// Unsealed packs and the end of the last record the catalog references.
+    pub fn unsealed_packs(&self) -> Result<Vec<(i64, u64)>> {
+        let mut st = self.conn.prepare(
+            "SELECT p.id, COALESCE((SELECT max(offset + len) FROM blocks WHERE pack = p.id), 0)
+             FROM packs p WHERE p.sealed = 0",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---------------------------------------------------------------- xattrs
+
+    pub fn xattr_get(&self, ino: Ino, hash: &NameHash) -> Result<Option<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached("SELECT value FROM xattrs WHERE ino=?1 AND hash=?2")?;
+        Ok(st.query_row(params![ino as i64, &hash[..]], |r| r.get(0)).optional()?)
+    }
+
+    pub fn xattr_set(&self, ino: Ino, hash: &NameHash, name: &[u8], value: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO xattrs(ino, hash, name, value) VALUES (?1,?2,?3,?4)")?
+            .execute(params![ino as i64, &hash[..], name, value])?;
+        Ok(())
+    }
+
+    pub fn xattr_remove(&self, ino: Ino, hash: &NameHash) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM xattrs WHERE ino=?1 AND hash=?2")?
+            .execute(params![ino as i64, &hash[..]])?
+            > 0)
+    }
+
+    pub fn xattr_names(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached("SELECT name FROM xattrs WHERE ino=?1 ORDER BY hash")?;
+        let rows = st.query_map([ino as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---------------------------------------------------------------- stats
+
+    pub fn stats(&self) -> Result<Stats> {
+        let q = |sql: &str| -> Result<i64> { Ok(self.conn.query_row(sql, [], |r| r.get(0))?) };
+        Ok(Stats {
+            files: q("SELECT count(*) FROM inodes WHERE kind=1 AND nlink>0")? as u64,
+            directories: q("SELECT count(*) FROM inodes WHERE kind=2 AND nlink>0")? as u64,
+            other_inodes: q("SELECT count(*) FROM inodes WHERE kind>2 AND nlink>0")? as u64,
+            logical_bytes: q("SELECT COALESCE(sum(size),0) FROM inodes WHERE kind=1 AND nlink>0")? as u64,
+            referenced_bytes: q(
+                "SELECT COALESCE(sum(b.plain_len),0) FROM extents e JOIN blocks b ON b.id=e.block
+                 WHERE e.v_until IS NULL",
+            )? as u64,
+            unique_blocks: q("SELECT count(*) FROM blocks")? as u64,
+            unique_plain_bytes: q("SELECT COALESCE(sum(plain_len),0) FROM blocks")? as u64,
+            stored_block_bytes: q("SELECT COALESCE(sum(len),0) FROM blocks")? as u64,
+            versions: q("SELECT count(*) FROM versions")? as u64,
+            packs: q("SELECT count(*) FROM packs")? as u64,
+        })
+    }
+}

@@ -1,0 +1,188 @@
+use rusqlite::Row;
+
+use crate::crypto::BlockId;
+use crate::store::{BlockLocation, PackId};
+
+pub type Ino = u64;
+pub const ROOT_INO: Ino = 1;
+pub type NameHash = [u8; crate::crypto::names::LOOKUP_LEN];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    File = 1,
+    Dir = 2,
+    Symlink = 3,
+    Fifo = 4,
+    Socket = 5,
+    CharDev = 6,
+    BlockDev = 7,
+}
+
+impl Kind {
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            2 => Kind::Dir,
+            3 => Kind::Symlink,
+            4 => Kind::Fifo,
+            5 => Kind::Socket,
+            6 => Kind::CharDev,
+            7 => Kind::BlockDev,
+            _ => Kind::File,
+        }
+    }
+}
+
+/// An inode as the catalog stores it. Times are nanoseconds since the epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inode {
+    pub ino: Ino,
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (07777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub rdev: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub btime: i64,
+    /// The file's latest version number.
+    pub version: u64,
+    /// True while changes since the last recorded version are not yet a version.
+    pub version_open: bool,
+}
+
+impl Inode {
+    pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            ino: r.get::<_, i64>(0)? as Ino,
+            kind: Kind::from_u8(r.get(1)?),
+            mode: r.get(2)?,
+            uid: r.get(3)?,
+            gid: r.get(4)?,
+            nlink: r.get(5)?,
+            size: r.get::<_, i64>(6)? as u64,
+            rdev: r.get(7)?,
+            atime: r.get(8)?,
+            mtime: r.get(9)?,
+            ctime: r.get(10)?,
+            btime: r.get(11)?,
+            version: r.get::<_, i64>(12)? as u64,
+            version_open: r.get(13)?,
+        })
+    }
+}
+
+pub struct NewInode {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub rdev: u32,
+    pub time: i64,
+    pub target: Option<Vec<u8>>,
+}
+
+pub struct NewEntry<'a> {
+    pub parent: Ino,
+    pub hash: &'a NameHash,
+    pub sealed_name: &'a [u8],
+    pub ino: Ino,
+    pub kind: Kind,
+    pub time: i64,
+}
+
+pub struct DirRow {
+    pub pos: i64,
+    pub sealed_name: Vec<u8>,
+    pub ino: Ino,
+    pub kind: Kind,
+}
+
+/// Where a block lives and what it should decrypt to.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockRef {
+    pub id: BlockId,
+    pub location: BlockLocation,
+    pub plain_len: u32,
+}
+
+impl BlockRef {
+    pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Self::from_offset_row(r, 0)
+    }
+    pub(super) fn from_offset_row(r: &Row<'_>, o: usize) -> rusqlite::Result<Self> {
+        let hash: Vec<u8> = r.get(o)?;
+        Ok(Self {
+            id: BlockId::from_slice(&hash).unwrap_or(BlockId([0; 32])),
+            location: BlockLocation {
+                pack: PackId::from_i64(r.get(o + 1)?),
+                offset: r.get::<_, i64>(o + 2)? as u64,
+                len: r.get(o + 3)?,
+            },
+            plain_len: r.get(o + 4)?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VersionReason {
+    Created = 0,
+    Write = 1,
+    Fsync = 2,
+    Truncate = 3,
+    Replaced = 4,
+    Deleted = 5,
+}
+
+impl VersionReason {
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Write,
+            2 => Self::Fsync,
+            3 => Self::Truncate,
+            4 => Self::Replaced,
+            5 => Self::Deleted,
+            _ => Self::Created,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Write => "write",
+            Self::Fsync => "fsync",
+            Self::Truncate => "truncate",
+            Self::Replaced => "replaced",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionRow {
+    pub ino: Ino,
+    pub version: u64,
+    pub time: i64,
+    pub size: u64,
+    pub reason: VersionReason,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub files: u64,
+    pub directories: u64,
+    pub other_inodes: u64,
+    pub logical_bytes: u64,
+    pub referenced_bytes: u64,
+    pub unique_blocks: u64,
+    pub unique_plain_bytes: u64,
+    pub stored_block_bytes: u64,
+    pub versions: u64,
+    pub packs: u64,
+}

@@ -1,0 +1,74 @@
+//! The command line: one file per subcommand. All output formatting lives here;
+//! `anyhow` is used only at this edge.
+
+mod info;
+mod init;
+mod log;
+mod mount;
+mod passphrase;
+mod passwd;
+mod umount;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+const ABOUT: &str = "Encrypted, versioned filesystem for shares that hold protected health information";
+const LONG_ABOUT: &str = "\
+phivault mounts an encrypted store as an ordinary directory. Everything written \
+through the mount is compressed and encrypted (AES-256-GCM-SIV, keys from \
+Argon2id passphrases) before it reaches a disk, names included; every close \
+after a write, fsync, truncate, rename-over and delete is kept as a version.
+
+Quick start:  phivault mount ~/phi-store ~/phi    (creates the store on first use)
+Unmount:      phivault umount ~/phi
+
+Passphrases are read from the terminal, or from a file named with \
+--passphrase-file (never from the command line or the environment).";
+
+#[derive(Parser)]
+#[command(name = "phivault", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Init(init::Args),
+    Mount(mount::Args),
+    Umount(umount::Args),
+    Passwd(passwd::Args),
+    Info(info::Args),
+    Log(log::Args),
+    #[command(hide = true)]
+    Daemon(mount::DaemonArgs),
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => umount::run(a),
+        Command::Passwd(a) => passwd::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Log(a) => log::run(a),
+        Command::Daemon(a) => mount::run_daemon(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return 0;
+            }
+            eprintln!("phivault: {}", util::describe(&e));
+            1
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

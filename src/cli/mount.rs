@@ -1,0 +1,283 @@
+//! `phivault mount`: unlock, then run the filesystem in a detached daemon
+//! (or in the foreground), returning once the mount is ready.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use zeroize::Zeroizing;
+
+use super::{init, passphrase, util};
+use crate::crypto::{KdfParams, MasterKey};
+use crate::fs::{mount_config, MountSettings, PhiFs};
+use crate::store::StoreDir;
+use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
+
+/// Unlock a store and mount it.
+#[derive(clap::Args)]
+#[command(long_about = "Unlock STORE and mount it at MOUNTPOINT. Returns once the mount is ready; \
+the filesystem keeps running in the background until `phivault umount MOUNTPOINT`, `umount` or \
+`fusermount3 -u`, which flush everything first. If STORE does not exist yet, phivault offers to \
+create it (or does so with --create). Daemon messages go to STORE/daemon.log unless --foreground.")]
+pub struct Args {
+    /// The store directory.
+    pub store: PathBuf,
+    /// An existing, empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Read the passphrase from this file instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Stay attached and log to stderr; Ctrl-C or SIGTERM unmounts.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// Mount options, comma-separated: allow_other, ro, and other FUSE options.
+    #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
+    pub options: Vec<String>,
+    /// Memory for decrypted blocks (e.g. 64M).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = util::parse_size)]
+    pub cache_size: u64,
+    /// Create the store without asking if it does not exist.
+    #[arg(long)]
+    pub create: bool,
+    /// Worker threads serving the kernel.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+}
+
+/// Internal: the detached daemon. Reads the master key from stdin and reports
+/// readiness on stdout.
+#[derive(clap::Args)]
+pub struct DaemonArgs {
+    store: PathBuf,
+    mountpoint: PathBuf,
+    #[arg(long)]
+    options: Vec<String>,
+    #[arg(long)]
+    cache_size: u64,
+    #[arg(long)]
+    threads: u16,
+}
+
+struct Options {
+    allow_other: bool,
+    read_only: bool,
+    extra: Vec<String>,
+}
+
+fn parse_options(raw: &[String]) -> anyhow::Result<Options> {
+    let mut o = Options { allow_other: false, read_only: false, extra: Vec::new() };
+    for opt in raw.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        match opt {
+            "allow_other" => o.allow_other = true,
+            "ro" => o.read_only = true,
+            "rw" | "defaults" | "auto" | "noauto" | "user" | "nouser" | "_netdev" | "nofail" => {}
+            o2 if o2.starts_with("passphrase_file=") || o2.starts_with("x-systemd") => {}
+            "allow_root" | "auto_unmount" => bail!("mount option '{opt}' is not supported; use allow_other"),
+            other => o.extra.push(other.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let store = util::absolute(&a.store)?;
+    let mountpoint = util::absolute(&a.mountpoint)?;
+    let opts = parse_options(&a.options)?;
+    let dir = StoreDir::new(&store);
+    check_mountpoint(&mountpoint)?;
+    if let Some(at) = util::mount_of_store(&store) {
+        bail!("store {} is already mounted at {at}", store.display());
+    }
+    if !dir.exists() {
+        if !(a.create || confirm_create(&store)?) {
+            bail!("{} is not a phivault store; nothing was created", store.display());
+        }
+        init::create(&store, a.passphrase_file.as_deref(), 65536, KdfParams::default())?;
+        eprintln!("Created store {}", store.display());
+    }
+    let config = read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
+    let (master, _slot) = unlock_master(&config, &pass)
+        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}; nothing was changed", store.display()))?;
+    drop(pass);
+    if a.foreground {
+        return serve(&dir, &mountpoint, &opts, a.cache_size, a.threads, &master, None);
+    }
+    spawn_daemon(&store, &mountpoint, &a, &master)
+}
+
+fn confirm_create(store: &Path) -> anyhow::Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("{} is not a phivault store; pass --create to create one, or run `phivault init`", store.display());
+    }
+    eprint!("{} is not a phivault store yet. Create it? [y/N] ", store.display());
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn check_mountpoint(mp: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(mp).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("mountpoint {} does not exist; create it with mkdir", mp.display()),
+        _ => anyhow::anyhow!("cannot use mountpoint {}: {e}", mp.display()),
+    })?;
+    if !meta.is_dir() {
+        bail!("mountpoint {} is not a directory", mp.display());
+    }
+    if util::is_mountpoint(mp) {
+        bail!("mountpoint {} is busy: something is already mounted there", mp.display());
+    }
+    if std::fs::read_dir(mp)?.next().is_some() {
+        bail!("mountpoint {} is not empty; mount on an empty directory so no files are hidden", mp.display());
+    }
+    Ok(())
+}
+
+fn spawn_daemon(store: &Path, mountpoint: &Path, a: &Args, master: &MasterKey) -> anyhow::Result<()> {
+    let dir = StoreDir::new(store);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.log_path())
+        .with_context(|| format!("cannot open {}", dir.log_path().display()))?;
+    let exe = std::env::current_exe().context("cannot find the phivault executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon").arg(store).arg(mountpoint);
+    for o in &a.options {
+        cmd.arg("--options").arg(o);
+    }
+    cmd.arg("--cache-size").arg(a.cache_size.to_string()).arg("--threads").arg(a.threads.to_string());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe; detaches the daemon from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the phivault daemon")?;
+    {
+        let mut stdin = child.stdin.take().expect("piped");
+        let key = Zeroizing::new(hex::encode(master.as_bytes()));
+        stdin.write_all(key.as_bytes()).context("cannot hand the key to the daemon")?;
+    }
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    out.read_line(&mut line).ok();
+    match line.trim_end() {
+        "READY" => Ok(()),
+        msg => {
+            let mut rest = String::new();
+            out.read_to_string(&mut rest).ok();
+            let _ = child.wait();
+            let msg = msg.strip_prefix("ERROR ").unwrap_or(msg);
+            if msg.is_empty() {
+                bail!("the daemon exited before the mount was ready; see {}", dir.log_path().display());
+            }
+            bail!("{msg}")
+        }
+    }
+}
+
+pub fn run_daemon(a: DaemonArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut hexkey = Zeroizing::new(String::new());
+    std::io::stdin().read_to_string(&mut hexkey).context("reading the key")?;
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(hexkey.trim(), &mut bytes[..]).context("malformed key from parent")?;
+    let master = MasterKey::from_bytes(*bytes);
+    let opts = parse_options(&a.options)?;
+    let dir = StoreDir::new(&a.store);
+    let mut ready = std::io::stdout();
+    let res = serve(&dir, &a.mountpoint, &opts, a.cache_size, a.threads, &master, Some(&mut ready));
+    if let Err(e) = &res {
+        let _ = writeln!(ready, "ERROR {}", util::describe(e));
+        tracing::error!("{}", util::describe(e));
+    }
+    res
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHIVAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser=error"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}
+
+/// Opens the engine, mounts, reports readiness, and serves until unmounted
+/// or signalled; then flushes everything.
+fn serve(
+    dir: &StoreDir,
+    mountpoint: &Path,
+    opts: &Options,
+    cache_size: u64,
+    threads: u16,
+    master: &MasterKey,
+    ready: Option<&mut std::io::Stdout>,
+) -> anyhow::Result<()> {
+    init_logging();
+    // Everything the daemon creates is private to its user.
+    unsafe { libc::umask(0o077) };
+    let open_opts = OpenOptions { read_only: opts.read_only, cache_bytes: cache_size as usize, ..OpenOptions::default() };
+    let vault = open_when_free(dir, master, &open_opts)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flusher = vault.spawn_flusher(stop.clone());
+    let source = dir.root().to_string_lossy().into_owned();
+    let cfg = mount_config(&MountSettings {
+        source: &source,
+        allow_other: opts.allow_other,
+        read_only: opts.read_only,
+        threads: threads as usize,
+        extra: &opts.extra,
+    });
+    let mut session = fuser::Session::new(PhiFs::new(vault.clone()), mountpoint, &cfg)
+        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    tracing::info!("mounted {} on {}", dir.root().display(), mountpoint.display());
+    if let Some(out) = ready {
+        writeln!(out, "READY")?;
+        out.flush()?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let sig_handle = signals.handle();
+    let mp = mountpoint.to_path_buf();
+    let signal_thread = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!("signal {sig}: flushing and unmounting {}", mp.display());
+            if let Err(e) = unmounter.unmount() {
+                tracing::error!("unmount failed: {e}; try `fusermount3 -u {}`", mp.display());
+            }
+        }
+    });
+    let result = session.run();
+    sig_handle.close();
+    let _ = signal_thread.join();
+    vault.shutdown().context("flushing the store")?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = flusher.join();
+    tracing::info!("unmounted {}", mountpoint.display());
+    result.context("filesystem session")
+}
+
+/// A daemon that is still flushing after an unmount holds the store lock for
+/// a moment: wait for it rather than fail.
+fn open_when_free(dir: &StoreDir, master: &MasterKey, opts: &OpenOptions) -> anyhow::Result<Arc<Vault>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match Vault::open(dir, master, opts) {
+            Ok(v) => return Ok(v),
+            Err(crate::vault::VaultError::Store(crate::store::StoreError::Locked { .. })) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot open store {}", dir.root().display())),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Conversions between kernel-facing types and engine types.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{Config, FileAttr, FileType, INodeNo, MountOption, Request, SessionACL};
+
+use crate::vault::{Attr, Caller, Kind};
+
+pub fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+pub fn kind_from_mode(mode: u32) -> Option<Kind> {
+    Some(match mode & libc::S_IFMT {
+        libc::S_IFREG | 0 => Kind::File,
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFIFO => Kind::Fifo,
+        libc::S_IFSOCK => Kind::Socket,
+        libc::S_IFCHR => Kind::CharDev,
+        libc::S_IFBLK => Kind::BlockDev,
+        _ => return None,
+    })
+}
+
+pub fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+pub fn time_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos().min(i64::MAX as u128) as i64,
+        Err(e) => -(e.duration().as_nanos().min(i64::MAX as u128) as i64),
+    }
+}
+
+pub fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.allocated.div_ceil(512),
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.btime),
+        kind: file_type(a.kind),
+        perm: a.perm as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 65536,
+        flags: 0,
+    }
+}
+
+pub fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid(), groups: Vec::new() }
+}
+
+/// The caller with its supplementary groups, read from /proc (the FUSE
+/// protocol does not carry them).
+pub fn caller_with_groups(req: &Request) -> Caller {
+    let mut c = caller(req);
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) {
+        if let Some(line) = status.lines().find(|l| l.starts_with("Groups:")) {
+            c.groups = line[7..].split_whitespace().filter_map(|g| g.parse().ok()).collect();
+        }
+    }
+    c
+}
+
+pub struct MountSettings<'a> {
+    pub source: &'a str,
+    pub allow_other: bool,
+    pub read_only: bool,
+    pub threads: usize,
+    pub extra: &'a [String],
+}
+
+pub fn mount_config(s: &MountSettings<'_>) -> Config {
+    let mut opts = vec![
+        MountOption::FSName(s.source.to_string()),
+        MountOption::Subtype("phivault".into()),
+        MountOption::DefaultPermissions,
+        if s.read_only { MountOption::RO } else { MountOption::RW },
+    ];
+    opts.extend(s.extra.iter().map(|o| MountOption::CUSTOM(o.clone())));
+    let mut cfg = Config::default();
+    cfg.mount_options = opts;
+    cfg.acl = if s.allow_other { SessionACL::All } else { SessionACL::Owner };
+    cfg.n_threads = Some(s.threads);
+    cfg.clone_fd = true;
+    cfg
+}

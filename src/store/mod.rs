@@ -1,0 +1,48 @@
+//! The store directory: `vault.toml`, the lock that keeps one daemon per
+//! store, and the append-only packs of encrypted blocks.
+//!
+//! Sees only ciphertext: it never receives a key, a plaintext block or a name.
+
+mod config;
+mod layout;
+mod lock;
+mod pack;
+
+pub use config::{RetentionPolicy, VaultConfig, FORMAT_VERSION};
+pub use layout::StoreDir;
+pub use lock::StoreLock;
+pub use pack::{
+    BlockLocation, PackId, PackStore, RawRecord, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{0} is not a phivault store (no vault.toml)")]
+    NotAStore(std::path::PathBuf),
+    #[error("{0} already holds a phivault store; refusing to overwrite it")]
+    AlreadyExists(std::path::PathBuf),
+    #[error("{0} is not empty; a new store needs an empty or missing directory")]
+    NotEmpty(std::path::PathBuf),
+    #[error("vault.toml: {0}")]
+    Config(String),
+    #[error("store format {found} is not supported by this phivault (supports {supported})")]
+    Format { found: u32, supported: u32 },
+    #[error("the store is in use by another phivault process (pid {pid}); unmount it first")]
+    Locked { pid: String },
+    #[error("pack {pack}: record at offset {offset} is damaged ({what})")]
+    DamagedRecord { pack: PackId, offset: u64, what: &'static str },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| StoreError::Io { path: path.to_path_buf(), source })
+    }
+}

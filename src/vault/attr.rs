@@ -1,0 +1,104 @@
+use crate::catalog::{Ino, Inode, Kind};
+
+/// Who asks. Supplementary groups matter for setgid rules.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Caller {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+}
+
+/// What `stat` shows for an inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    /// Allocated bytes (what `du` counts), before compression.
+    pub allocated: u64,
+    pub rdev: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub btime: i64,
+}
+
+impl Attr {
+    pub(crate) fn from_inode(i: &Inode, allocated: u64) -> Self {
+        Self {
+            ino: i.ino,
+            kind: i.kind,
+            perm: i.mode & 0o7777,
+            uid: i.uid,
+            gid: i.gid,
+            nlink: i.nlink,
+            size: i.size,
+            allocated,
+            rdev: i.rdev,
+            atime: i.atime,
+            mtime: i.mtime,
+            ctime: i.ctime,
+            btime: i.btime,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSet {
+    Now,
+    At(i64),
+}
+
+/// The fields a setattr call changes; None leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    pub ctime: Option<i64>,
+}
+
+/// How a rename treats an existing target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenameMode {
+    Replace,
+    NoReplace,
+    Exchange,
+}
+
+/// One directory entry as listed.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    /// Opaque position: pass back to continue after this entry.
+    pub next: u64,
+    pub ino: Ino,
+    pub kind: Kind,
+    pub name: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FsStats {
+    pub block_size: u32,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    pub blocks_avail: u64,
+    pub files: u64,
+    pub files_free: u64,
+}

@@ -1,0 +1,594 @@
+//! File content: open handles, buffered writes, reads, truncate, fallocate,
+//! fsync, and turning changes into versions.
+//!
+//! Writes land in whole-block buffers; a block is sealed into a pack as soon
+//! as a write reaches its end, when dirty memory runs over the limit, and on
+//! release or fsync, which also record the version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+use rayon::prelude::*;
+
+use super::{Result, Vault, VaultError};
+use crate::catalog::{BlockRef, Ino, Inode, Kind, VersionReason, VersionRow};
+use crate::crypto::{BlockId, SealedBlock};
+
+/// Per-inode state while at least one handle is open.
+pub(super) struct FileEntry {
+    handles: AtomicU32,
+    state: Mutex<OpenFile>,
+}
+
+impl FileEntry {
+    pub(super) fn lock(&self) -> MutexGuard<'_, OpenFile> {
+        self.state.lock()
+    }
+}
+
+pub(super) struct OpenFile {
+    size: u64,
+    mtime: i64,
+    ctime: i64,
+    /// size/mtime/ctime differ from the catalog.
+    meta_dirty: bool,
+    /// Full-size plaintext buffers of blocks written since they were stored.
+    dirty: BTreeMap<u64, Vec<u8>>,
+}
+
+impl OpenFile {
+    fn new(inode: &Inode) -> Self {
+        Self { size: inode.size, mtime: inode.mtime, ctime: inode.ctime, meta_dirty: false, dirty: BTreeMap::new() }
+    }
+
+    /// Applies what this open file knows better than the catalog.
+    pub(super) fn overlay(&self, inode: &mut Inode) {
+        if self.meta_dirty {
+            inode.size = self.size;
+            inode.mtime = self.mtime;
+            inode.ctime = self.ctime;
+        }
+    }
+
+    pub(super) fn set_times(&mut self, mtime: i64, ctime: i64) {
+        self.mtime = mtime;
+        self.ctime = ctime;
+    }
+
+    pub(super) fn dirty_len(&self) -> usize {
+        self.dirty.len()
+    }
+}
+
+/// FALLOC_FL_* bits we understand.
+const FALLOC_KEEP_SIZE: i32 = 0x01;
+const FALLOC_PUNCH_HOLE: i32 = 0x02;
+const FALLOC_ZERO_RANGE: i32 = 0x10;
+
+impl Vault {
+    /// Registers an open handle on `ino`; with `truncate`, empties the file.
+    pub fn open_file(&self, ino: Ino, truncate: bool) -> Result<()> {
+        {
+            let mut files = self.files.lock();
+            if let Some(e) = files.get(&ino) {
+                e.handles.fetch_add(1, Ordering::AcqRel);
+            } else {
+                let inode = Self::inode_of(&self.catalog.lock(), ino)?;
+                files.insert(ino, Arc::new(FileEntry { handles: AtomicU32::new(1), state: Mutex::new(OpenFile::new(&inode)) }));
+            }
+        }
+        if truncate {
+            if let Err(e) = self.truncate(ino, 0) {
+                let _ = self.release_file(ino);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes a handle: stores what it wrote and records the version.
+    pub fn release_file(&self, ino: Ino) -> Result<()> {
+        let Some(entry) = self.files.lock().get(&ino).cloned() else { return Ok(()) };
+        let res = self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write));
+        let last = {
+            let mut files = self.files.lock();
+            let last = entry.handles.fetch_sub(1, Ordering::AcqRel) <= 1;
+            if last {
+                files.remove(&ino);
+            }
+            last
+        };
+        if last {
+            self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
+        }
+        res
+    }
+
+    /// Stores buffered data without recording a version (close(2)'s flush).
+    pub fn flush(&self, ino: Ino) -> Result<()> {
+        let Some(entry) = self.files.lock().get(&ino).cloned() else { return Ok(()) };
+        let res = self.flush_file(ino, &mut entry.lock(), None);
+        res
+    }
+
+    pub fn fsync(&self, ino: Ino) -> Result<()> {
+        if let Some(entry) = self.files.lock().get(&ino).cloned() {
+            self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Fsync))?;
+        }
+        self.sync_all()
+    }
+
+    fn entry(&self, ino: Ino) -> Result<Arc<FileEntry>> {
+        let mut files = self.files.lock();
+        if let Some(e) = files.get(&ino) {
+            return Ok(e.clone());
+        }
+        // A write or read without a registered handle: track it without one;
+        // the next release or shutdown stores it.
+        let inode = Self::inode_of(&self.catalog.lock(), ino)?;
+        let e = Arc::new(FileEntry { handles: AtomicU32::new(0), state: Mutex::new(OpenFile::new(&inode)) });
+        files.insert(ino, e.clone());
+        Ok(e)
+    }
+
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize> {
+        self.writable()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = offset.checked_add(data.len() as u64).ok_or(VaultError::TooBig)?;
+        if end > i64::MAX as u64 {
+            return Err(VaultError::TooBig);
+        }
+        let entry = self.entry(ino)?;
+        let mut f = entry.lock();
+        let bs = self.block_size;
+        let mut completed = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / bs;
+            let bstart = idx * bs;
+            let from = (pos - bstart) as usize;
+            let to = ((end.min(bstart + bs)) - bstart) as usize;
+            if !f.dirty.contains_key(&idx) {
+                let buf = if from == 0 && to == bs as usize || bstart >= f.size {
+                    vec![0u8; bs as usize]
+                } else {
+                    self.block_for_update(ino, idx)?
+                };
+                f.dirty.insert(idx, buf);
+                self.dirty_bytes.fetch_add(bs as usize, Ordering::Relaxed);
+            }
+            let src = &data[(pos - offset) as usize..(pos - offset) as usize + (to - from)];
+            f.dirty.get_mut(&idx).expect("inserted")[from..to].copy_from_slice(src);
+            if to == bs as usize {
+                completed.push(idx);
+            }
+            pos = bstart + to as u64;
+        }
+        let t = self.tick();
+        f.size = f.size.max(end);
+        f.mtime = t;
+        f.ctime = t;
+        f.meta_dirty = true;
+        if self.dirty_bytes.load(Ordering::Relaxed) > self.dirty_limit {
+            let all: Vec<u64> = f.dirty.keys().copied().collect();
+            self.store_blocks(ino, &mut f, &all)?;
+        } else if !completed.is_empty() {
+            self.store_blocks(ino, &mut f, &completed)?;
+        }
+        Ok(data.len())
+    }
+
+    /// The current content of block `idx`, padded to a full block for editing.
+    fn block_for_update(&self, ino: Ino, idx: u64) -> Result<Vec<u8>> {
+        let bref = self.catalog.lock().live_extent(ino, idx)?;
+        let mut buf = match bref {
+            Some(b) => self.read_block(ino, idx, &b)?.as_ref().clone(),
+            None => Vec::new(),
+        };
+        buf.resize(self.block_size as usize, 0);
+        Ok(buf)
+    }
+
+    pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
+        let entry = self.files.lock().get(&ino).cloned();
+        let guard = entry.as_ref().map(|e| e.lock());
+        let size = match guard.as_ref() {
+            Some(f) => f.size,
+            None => Self::inode_of(&self.catalog.lock(), ino)?.size,
+        };
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + len as u64);
+        let bs = self.block_size;
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        let dirty = |idx: u64| guard.as_ref().and_then(|f| f.dirty.get(&idx));
+        let stored: Vec<(u64, BlockRef)> = self
+            .catalog
+            .lock()
+            .live_extents(ino, first, last)?
+            .into_iter()
+            .filter(|(idx, _)| dirty(*idx).is_none())
+            .collect();
+        let loaded: HashMap<u64, Arc<Vec<u8>>> = if stored.len() > 1 {
+            stored
+                .par_iter()
+                .map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d)))
+                .collect::<Result<_>>()?
+        } else {
+            stored.iter().map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d))).collect::<Result<_>>()?
+        };
+        let mut out = vec![0u8; (end - offset) as usize];
+        for idx in first..=last {
+            let bstart = idx * bs;
+            let from = offset.max(bstart);
+            let to = end.min(bstart + bs);
+            let src: &[u8] = match dirty(idx) {
+                Some(b) => b,
+                None => match loaded.get(&idx) {
+                    Some(b) => b,
+                    None => continue, // hole
+                },
+            };
+            let (s, e) = ((from - bstart) as usize, (to - bstart) as usize);
+            let avail = src.len().min(e);
+            if avail > s {
+                let dst = (from - offset) as usize;
+                out[dst..dst + (avail - s)].copy_from_slice(&src[s..avail]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetches, decrypts and verifies one stored block (through the cache).
+    pub(super) fn read_block(&self, ino: Ino, idx: u64, b: &BlockRef) -> Result<Arc<Vec<u8>>> {
+        if let Some(hit) = self.cache.get(&b.id) {
+            return Ok(hit);
+        }
+        let result = self.packs.read(&b.location).map_err(VaultError::from).and_then(|rec| {
+            if rec.id != b.id {
+                return Err(VaultError::Corrupt { ino, block: idx, reason: "pack record holds a different block".into() });
+            }
+            Ok(self.keys.blocks.open(&b.id, &rec.nonce, &rec.ciphertext, b.plain_len as usize)?)
+        });
+        match result {
+            Ok(plain) => {
+                let plain = Arc::new(plain);
+                self.cache.put(b.id, plain.clone());
+                Ok(plain)
+            }
+            Err(e) => {
+                let path = self.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
+                tracing::error!(
+                    "integrity error reading {path}, block {idx} (bytes {}..{}), pack {} offset {}: {e}",
+                    idx * self.block_size,
+                    (idx + 1) * self.block_size,
+                    b.location.pack,
+                    b.location.offset
+                );
+                Err(VaultError::Corrupt { ino, block: idx, reason: e.to_string() })
+            }
+        }
+    }
+
+    /// Seals the given dirty blocks into the store and points the file at them,
+    /// as part of the file's open version.
+    fn store_blocks(&self, ino: Ino, f: &mut OpenFile, idxs: &[u64]) -> Result<()> {
+        let bs = self.block_size;
+        let size = f.size;
+        // Plaintext of each block, cut at end of file; None = all zeros (a hole).
+        let mut plan: Vec<(u64, Option<BlockId>)> = Vec::with_capacity(idxs.len());
+        let mut fresh: Vec<(BlockId, &[u8])> = Vec::new();
+        let mut beyond_eof = Vec::new();
+        {
+            let cat = self.catalog.lock();
+            for &idx in idxs {
+                let Some(buf) = f.dirty.get(&idx) else { continue };
+                let bstart = idx * bs;
+                if bstart >= size {
+                    beyond_eof.push(idx);
+                    continue;
+                }
+                let plain = &buf[..(size - bstart).min(bs) as usize];
+                if plain.iter().all(|&b| b == 0) {
+                    plan.push((idx, None));
+                    continue;
+                }
+                let id = self.keys.blocks.id_of(plain);
+                if cat.block_by_hash(&id.0)?.is_none() && !fresh.iter().any(|(i, _)| *i == id) {
+                    fresh.push((id, plain));
+                }
+                plan.push((idx, Some(id)));
+            }
+        }
+        let sealed: Vec<SealedBlock> = if fresh.len() > 1 {
+            fresh.par_iter().map(|(id, p)| self.keys.blocks.seal_with_id(*id, p)).collect()
+        } else {
+            fresh.iter().map(|(id, p)| self.keys.blocks.seal_with_id(*id, p)).collect()
+        };
+        let outcome = if sealed.is_empty() {
+            Default::default()
+        } else {
+            self.packs.append(&sealed.iter().collect::<Vec<_>>())?
+        };
+        {
+            let cat = self.catalog.lock();
+            cat.tx(|c| -> Result<()> {
+                if let Some(p) = outcome.opened {
+                    c.insert_pack(p.as_i64())?;
+                }
+                if let Some(s) = outcome.sealed {
+                    c.mark_pack_sealed(s.id.as_i64(), s.size)?;
+                }
+                let mut rows = HashMap::new();
+                for (s, loc) in sealed.iter().zip(&outcome.locations) {
+                    let row = c.insert_block(&s.id.0, loc.pack.as_i64(), loc.offset, loc.len, s.plain_len)?;
+                    rows.insert(s.id, row);
+                }
+                let mut inode = Self::inode_of(c, ino)?;
+                Self::open_version(&mut inode);
+                for (idx, id) in &plan {
+                    match id {
+                        None => c.drop_extents(ino, *idx, *idx, inode.version)?,
+                        Some(id) => {
+                            let row = match rows.get(id) {
+                                Some(r) => *r,
+                                None => c.block_by_hash(&id.0)?.ok_or_else(|| VaultError::Corrupt {
+                                    ino,
+                                    block: *idx,
+                                    reason: "deduplicated block vanished from the index".into(),
+                                })?,
+                            };
+                            c.put_extent(ino, *idx, row, inode.version)?;
+                        }
+                    }
+                }
+                f.overlay(&mut inode);
+                c.update_inode(&inode)?;
+                Ok(())
+            })?;
+        }
+        for (id, plain) in &fresh {
+            self.cache.put(*id, Arc::new(plain.to_vec()));
+        }
+        let mut freed = 0;
+        for (idx, _) in &plan {
+            freed += f.dirty.remove(idx).map_or(0, |_| 1);
+        }
+        for idx in beyond_eof {
+            freed += f.dirty.remove(&idx).map_or(0, |_| 1);
+        }
+        self.dirty_bytes.fetch_sub(freed * bs as usize, Ordering::Relaxed);
+        f.meta_dirty = false;
+        Ok(())
+    }
+
+    fn open_version(inode: &mut Inode) {
+        if !inode.version_open {
+            inode.version += 1;
+            inode.version_open = true;
+        }
+    }
+
+    /// Stores all buffered data; with `seal`, closes the open version.
+    pub(super) fn flush_file(&self, ino: Ino, f: &mut OpenFile, seal: Option<VersionReason>) -> Result<()> {
+        if !f.dirty.is_empty() {
+            let all: Vec<u64> = f.dirty.keys().copied().collect();
+            self.store_blocks(ino, f, &all)?;
+        }
+        if !f.meta_dirty && seal.is_none() {
+            return Ok(());
+        }
+        let t = self.tick();
+        let cat = self.catalog.lock();
+        cat.tx(|c| -> Result<()> {
+            let Some(mut inode) = c.inode(ino)? else { return Ok(()) };
+            f.overlay(&mut inode);
+            if let Some(reason) = seal {
+                if inode.version_open {
+                    c.insert_version(&VersionRow { ino, version: inode.version, time: t, size: inode.size, reason })?;
+                    inode.version_open = false;
+                }
+            }
+            c.update_inode(&inode)?;
+            Ok(())
+        })?;
+        f.meta_dirty = false;
+        Ok(())
+    }
+
+    /// Sets the file size; shrinking drops blocks from the live file (they
+    /// stay in history), growing leaves a hole. Each size change is a version.
+    pub fn truncate(&self, ino: Ino, new_size: u64) -> Result<()> {
+        self.writable()?;
+        if new_size > i64::MAX as u64 {
+            return Err(VaultError::TooBig);
+        }
+        let entry = self.files.lock().get(&ino).cloned();
+        let mut guard = entry.as_ref().map(|e| e.lock());
+        let bs = self.block_size;
+        if let Some(f) = guard.as_deref_mut() {
+            let cut: Vec<u64> = f.dirty.range(new_size.div_ceil(bs)..).map(|(k, _)| *k).collect();
+            for idx in cut {
+                f.dirty.remove(&idx);
+                self.dirty_bytes.fetch_sub(bs as usize, Ordering::Relaxed);
+            }
+            if let Some(buf) = f.dirty.get_mut(&(new_size / bs)) {
+                buf[(new_size % bs) as usize..].fill(0);
+            }
+            self.flush_file(ino, f, None)?;
+        }
+        let t = self.tick();
+        let cat = self.catalog.lock();
+        let (old_size, kind) = {
+            let i = Self::inode_of(&cat, ino)?;
+            (i.size, i.kind)
+        };
+        match kind {
+            Kind::File => {}
+            Kind::Dir => return Err(VaultError::IsDir),
+            _ => return Err(VaultError::Invalid),
+        }
+        let boundary = (new_size < old_size && new_size % bs != 0)
+            .then(|| cat.live_extent(ino, new_size / bs))
+            .transpose()?
+            .flatten();
+        // Re-store the block that the new end of file cuts through.
+        let cut_block = match boundary {
+            Some(b) => {
+                let idx = new_size / bs;
+                let data = self.read_block(ino, idx, &b)?;
+                let keep = ((new_size % bs) as usize).min(data.len());
+                Some((idx, data[..keep].to_vec()))
+            }
+            None => None,
+        };
+        let sealed = cut_block.as_ref().filter(|(_, p)| p.iter().any(|&b| b != 0)).map(|(_, p)| self.keys.blocks.seal(p));
+        let outcome = match &sealed {
+            Some(s) if cat.block_by_hash(&s.id.0)?.is_none() => Some(self.packs.append(&[s])?),
+            _ => None,
+        };
+        cat.tx(|c| -> Result<()> {
+            let mut inode = Self::inode_of(c, ino)?;
+            if let Some(f) = guard.as_deref() {
+                f.overlay(&mut inode);
+            }
+            Self::open_version(&mut inode);
+            if new_size < inode.size {
+                c.drop_extents(ino, new_size.div_ceil(bs), u64::MAX, inode.version)?;
+            }
+            if let Some((idx, _)) = &cut_block {
+                match &sealed {
+                    None => c.drop_extents(ino, *idx, *idx, inode.version)?,
+                    Some(s) => {
+                        let row = match &outcome {
+                            Some(o) => {
+                                if let Some(p) = o.opened {
+                                    c.insert_pack(p.as_i64())?;
+                                }
+                                if let Some(sp) = o.sealed {
+                                    c.mark_pack_sealed(sp.id.as_i64(), sp.size)?;
+                                }
+                                let loc = o.locations[0];
+                                c.insert_block(&s.id.0, loc.pack.as_i64(), loc.offset, loc.len, s.plain_len)?
+                            }
+                            None => c.block_by_hash(&s.id.0)?.ok_or(VaultError::Invalid)?,
+                        };
+                        c.put_extent(ino, *idx, row, inode.version)?;
+                    }
+                }
+            }
+            inode.size = new_size;
+            inode.mtime = t;
+            inode.ctime = t;
+            c.insert_version(&VersionRow { ino, version: inode.version, time: t, size: new_size, reason: VersionReason::Truncate })?;
+            inode.version_open = false;
+            c.update_inode(&inode)?;
+            Ok(())
+        })?;
+        if let Some(f) = guard.as_deref_mut() {
+            f.size = new_size;
+            f.mtime = t;
+            f.ctime = t;
+            f.meta_dirty = false;
+        }
+        Ok(())
+    }
+
+    pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> Result<()> {
+        self.writable()?;
+        let end = offset.checked_add(len).filter(|e| *e <= i64::MAX as u64).ok_or(VaultError::TooBig)?;
+        let keep_size = mode & FALLOC_KEEP_SIZE != 0;
+        match mode & !FALLOC_KEEP_SIZE {
+            0 => {}
+            FALLOC_PUNCH_HOLE if keep_size => self.zero_range(ino, offset, end)?,
+            FALLOC_ZERO_RANGE => self.zero_range(ino, offset, end)?,
+            _ => return Err(VaultError::NotSupported),
+        }
+        if !keep_size {
+            let size = self.getattr(ino)?.size;
+            if end > size {
+                let entry = self.entry(ino)?;
+                let mut f = entry.lock();
+                f.size = end;
+                f.meta_dirty = true;
+                f.ctime = self.tick();
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes [offset, end) read as zeros within the current size.
+    fn zero_range(&self, ino: Ino, offset: u64, end: u64) -> Result<()> {
+        let size = self.getattr(ino)?.size;
+        let end = end.min(size);
+        if offset >= end {
+            return Ok(());
+        }
+        let bs = self.block_size;
+        let first_full = offset.div_ceil(bs);
+        let last_full = end / bs; // exclusive
+        let zeros = vec![0u8; bs as usize];
+        let edge = |from: u64, to: u64| -> Result<()> {
+            if to > from {
+                self.write(ino, from, &zeros[..(to - from) as usize])?;
+            }
+            Ok(())
+        };
+        if first_full >= last_full {
+            let mut pos = offset;
+            while pos < end {
+                let to = end.min((pos / bs + 1) * bs);
+                edge(pos, to)?;
+                pos = to;
+            }
+            return Ok(());
+        }
+        edge(offset, first_full * bs)?;
+        edge(last_full * bs, end)?;
+        let entry = self.entry(ino)?;
+        let mut f = entry.lock();
+        let doomed: Vec<u64> = f.dirty.range(first_full..last_full).map(|(k, _)| *k).collect();
+        for idx in doomed {
+            f.dirty.remove(&idx);
+            self.dirty_bytes.fetch_sub(bs as usize, Ordering::Relaxed);
+        }
+        let t = self.tick();
+        let cat = self.catalog.lock();
+        cat.tx(|c| -> Result<()> {
+            let mut inode = Self::inode_of(c, ino)?;
+            f.overlay(&mut inode);
+            Self::open_version(&mut inode);
+            c.drop_extents(ino, first_full, last_full - 1, inode.version)?;
+            inode.mtime = t;
+            inode.ctime = t;
+            c.update_inode(&inode)?;
+            Ok(())
+        })?;
+        f.mtime = t;
+        f.ctime = t;
+        Ok(())
+    }
+
+    /// A best-effort path for messages (any one name of a hard-linked file).
+    pub fn path_of(&self, ino: Ino) -> Option<String> {
+        let cat = self.catalog.lock();
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if cur == crate::catalog::ROOT_INO {
+                parts.reverse();
+                return Some(format!("/{}", parts.join("/")));
+            }
+            let (parent, sealed) = cat.entry_of(cur).ok()??;
+            let name = self.open_name(parent, &sealed).ok()?;
+            parts.push(String::from_utf8_lossy(&name).into_owned());
+            cur = parent;
+        }
+        None
+    }
+}

@@ -1,0 +1,273 @@
+//! Creating a store, unlocking it, opening the engine, crash recovery,
+//! the background durability timer and a clean shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aes_gcm_siv::aead::{Aead, Payload};
+use aes_gcm_siv::Nonce;
+use parking_lot::Mutex;
+use rand::RngCore;
+
+use super::cache::BlockCache;
+use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
+use crate::catalog::{Catalog, Kind, NewInode, VersionReason, VersionRow, ROOT_INO};
+use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
+use crate::store::{PackId, PackStore, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION};
+
+pub struct InitOptions {
+    pub block_size: u32,
+    pub kdf: KdfParams,
+    pub owner_uid: u32,
+    pub owner_gid: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            block_size: DEFAULT_BLOCK_SIZE,
+            kdf: KdfParams::default(),
+            owner_uid: unsafe { libc::geteuid() },
+            owner_gid: unsafe { libc::getegid() },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub read_only: bool,
+    /// Bytes of decrypted blocks kept in memory.
+    pub cache_bytes: usize,
+    /// Written-but-unflushed bytes allowed before writers flush.
+    pub dirty_limit: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { read_only: false, cache_bytes: 64 << 20, dirty_limit: 64 << 20 }
+    }
+}
+
+pub fn rfc3339_now() -> String {
+    format_utc(now_ns() / 1_000_000_000)
+}
+
+/// Seconds since the epoch as "YYYY-MM-DDTHH:MM:SSZ".
+pub fn format_utc(secs: i64) -> String {
+    // Civil-from-days (Howard Hinnant), to avoid a time crate for one stamp.
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
+/// Creates a new store in an empty or missing directory.
+pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Result<()> {
+    if !opts.block_size.is_power_of_two() || !(4096..=1 << 20).contains(&opts.block_size) {
+        return Err(super::VaultError::Invalid);
+    }
+    dir.create_root()?;
+    let master = MasterKey::generate();
+    let created = rfc3339_now();
+    let slot = KeySlot::wrap(1, SlotKind::Passphrase, created.clone(), opts.kdf, pass, &master)?;
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    let config = VaultConfig {
+        format: FORMAT_VERSION,
+        vault_id: hex::encode(id),
+        created,
+        block_size: opts.block_size,
+        retention: RetentionPolicy::default(),
+        slots: vec![slot],
+    };
+    let catalog = Catalog::open(&dir.catalog_path(), true)?;
+    let t = now_ns();
+    catalog.tx(|c| -> Result<()> {
+        let root = c.insert_inode(&NewInode {
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: opts.owner_uid,
+            gid: opts.owner_gid,
+            nlink: 2,
+            size: 0,
+            rdev: 0,
+            time: t,
+            target: None,
+        })?;
+        debug_assert_eq!(root, ROOT_INO);
+        c.meta_set("vault_id", &config.vault_id)?;
+        Ok(())
+    })?;
+    catalog.sync_wal()?;
+    // vault.toml last: its presence is what makes the directory a store.
+    config.save(dir)?;
+    Ok(())
+}
+
+pub fn read_config(dir: &StoreDir) -> Result<VaultConfig> {
+    Ok(VaultConfig::load(dir)?)
+}
+
+/// Returns the master key and the id of the slot that opened it.
+pub fn unlock_master(config: &VaultConfig, pass: &Passphrase) -> Result<(MasterKey, u32)> {
+    Ok(unlock(&config.slots, pass)?)
+}
+
+impl Vault {
+    /// Opens the engine on an unlocked store: takes the store lock, recovers
+    /// from an unclean stop, and is ready for calls.
+    pub fn open(dir: &StoreDir, master: &MasterKey, opts: &OpenOptions) -> Result<Arc<Vault>> {
+        let config = VaultConfig::load(dir)?;
+        // A read-only view (log, `-o ro`) may run beside the writing daemon.
+        let lock = if opts.read_only { None } else { Some(StoreLock::acquire(dir)?) };
+        let keys = Keys::derive(master);
+        let index_cipher = Keys::derive(master).pack_index;
+        let seal_index = Arc::new(move |pack: PackId, index: &[u8]| -> Vec<u8> {
+            let mut nonce = [0u8; 12];
+            rand::rng().fill_bytes(&mut nonce);
+            let aad = pack.0.to_le_bytes();
+            let mut out = nonce.to_vec();
+            out.extend(
+                index_cipher
+                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: index, aad: &aad })
+                    .expect("index encryption"),
+            );
+            out
+        });
+        let catalog = if opts.read_only {
+            Catalog::open_readonly(&dir.catalog_path())?
+        } else {
+            Catalog::open(&dir.catalog_path(), false)?
+        };
+        let vault = Vault {
+            dir: dir.clone(),
+            block_size: config.block_size as u64,
+            config,
+            keys,
+            catalog: Mutex::new(catalog),
+            packs: PackStore::new(dir.packs_dir(), seal_index),
+            files: Mutex::new(HashMap::new()),
+            cache: BlockCache::new(opts.cache_bytes),
+            dirty_bytes: AtomicUsize::new(0),
+            dirty_limit: opts.dirty_limit,
+            clock: AtomicI64::new(now_ns()),
+            read_only: opts.read_only,
+            closed: AtomicBool::new(false),
+            _lock: lock,
+        };
+        if !opts.read_only {
+            vault.recover()?;
+        }
+        Ok(Arc::new(vault))
+    }
+
+    /// Repairs what an unclean stop left: unsealed packs are cut back to what
+    /// the catalog committed and sealed; changes that never became a version
+    /// (no close before the crash) become one now.
+    fn recover(&self) -> Result<()> {
+        let cat = self.catalog.lock();
+        for (pack, end) in cat.unsealed_packs()? {
+            match self.packs.recover_unsealed(PackId::from_i64(pack), end)? {
+                Some(sealed) => cat.mark_pack_sealed(pack, sealed.size)?,
+                None => cat.forget_pack(pack)?,
+            }
+        }
+        let t = self.tick();
+        cat.tx(|c| -> Result<()> {
+            for ino in c.open_versions()? {
+                if let Some(mut inode) = c.inode(ino)? {
+                    c.insert_version(&VersionRow {
+                        ino,
+                        version: inode.version,
+                        time: t,
+                        size: inode.size,
+                        reason: VersionReason::Write,
+                    })?;
+                    inode.version_open = false;
+                    c.update_inode(&inode)?;
+                }
+            }
+            Ok(())
+        })?;
+        cat.sync_wal()?;
+        Ok(())
+    }
+
+    /// Makes everything committed so far durable: packs first, then the WAL.
+    pub fn sync_all(&self) -> Result<()> {
+        self.packs.sync()?;
+        self.catalog.lock().sync_wal()?;
+        Ok(())
+    }
+
+    /// Background work: make commits durable about once a second and seal a
+    /// pack that has gone idle. Stops when `stop` is set.
+    pub fn spawn_flusher(self: &Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        let vault = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("phivault-flush".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let Some(v) = vault.upgrade() else { break };
+                    if let Err(e) = v.periodic() {
+                        tracing::error!("background flush failed: {e}");
+                    }
+                }
+            })
+            .expect("spawn flusher")
+    }
+
+    fn periodic(&self) -> Result<()> {
+        if self.read_only || self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+        let mut last = LAST.lock();
+        if last.is_some_and(|l| now.duration_since(l) < Duration::from_millis(900)) {
+            return Ok(());
+        }
+        *last = Some(now);
+        drop(last);
+        if let Some(sealed) = self.packs.seal_if_idle(Duration::from_secs(5))? {
+            self.catalog.lock().mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
+        }
+        self.sync_all()
+    }
+
+    /// Flushes every open file, records their versions, seals the active pack
+    /// and makes it all durable. Called on unmount and SIGTERM.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.read_only || self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let open: Vec<_> = self.files.lock().iter().map(|(i, f)| (*i, f.clone())).collect();
+        for (ino, file) in open {
+            let mut f = file.lock();
+            self.flush_file(ino, &mut f, Some(VersionReason::Write))?;
+        }
+        if let Some(sealed) = self.packs.seal_active()? {
+            self.catalog.lock().mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
+        }
+        self.sync_all()?;
+        let cat = self.catalog.lock();
+        cat.checkpoint()?;
+        Ok(())
+    }
+
+    pub fn integrity_check(&self) -> Result<()> {
+        Ok(self.catalog.lock().integrity_check()?)
+    }
+}

@@ -1,0 +1,477 @@
+//! The namespace: lookup, create, remove, rename, link, list, attributes.
+
+use super::{Attr, Caller, DirEntry, FsStats, RenameMode, Result, SetAttr, TimeSet, Vault, VaultError, PATH_MAX};
+use crate::catalog::{Catalog, Ino, Inode, Kind, NewEntry, NewInode, VersionReason, VersionRow};
+use crate::crypto::names::domain;
+
+const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
+const S_IXGRP: u32 = 0o0010;
+
+/// Positions 1 and 2 are "." and ".."; entries follow at row id + 2.
+const FIRST_ENTRY_POS: u64 = 2;
+
+impl Vault {
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let file = self.files.lock().get(&ino).cloned();
+        match file {
+            Some(f) => {
+                let f = f.lock();
+                let cat = self.catalog.lock();
+                let mut inode = Self::inode_of(&cat, ino)?;
+                f.overlay(&mut inode);
+                let allocated = cat.allocated_blocks(ino)? * self.block_size;
+                Ok(Attr::from_inode(&inode, allocated.max(f.dirty_len() as u64 * self.block_size)))
+            }
+            None => {
+                let cat = self.catalog.lock();
+                self.attr_locked(&cat, ino)
+            }
+        }
+    }
+
+    fn attr_locked(&self, cat: &Catalog, ino: Ino) -> Result<Attr> {
+        let inode = Self::inode_of(cat, ino)?;
+        let allocated = if inode.kind == Kind::File {
+            cat.allocated_blocks(ino)? * self.block_size
+        } else {
+            0
+        };
+        Ok(Attr::from_inode(&inode, allocated))
+    }
+
+    pub(super) fn inode_of(cat: &Catalog, ino: Ino) -> Result<Inode> {
+        cat.inode(ino)?.ok_or(VaultError::NotFound)
+    }
+
+    fn dir_of(cat: &Catalog, ino: Ino) -> Result<Inode> {
+        let dir = Self::inode_of(cat, ino)?;
+        if dir.kind != Kind::Dir {
+            return Err(VaultError::NotDir);
+        }
+        if dir.nlink == 0 {
+            return Err(VaultError::NotFound);
+        }
+        Ok(dir)
+    }
+
+    /// The inode at `path` (components separated by '/', from the root).
+    pub fn resolve(&self, path: &[u8]) -> Result<Ino> {
+        let mut ino = crate::catalog::ROOT_INO;
+        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b".") {
+            let hash = self.name_hash(ino, part)?;
+            ino = self.catalog.lock().lookup(ino, &hash)?.ok_or(VaultError::NotFound)?.0;
+        }
+        Ok(ino)
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let hash = self.name_hash(parent, name)?;
+        let ino = {
+            let cat = self.catalog.lock();
+            let (ino, _) = cat.lookup(parent, &hash)?.ok_or(VaultError::NotFound)?;
+            ino
+        };
+        self.getattr(ino)
+    }
+
+    /// Creates a file, directory, device, FIFO or socket.
+    pub fn create_node(
+        &self,
+        caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> Result<Attr> {
+        self.writable()?;
+        let name = self.seal_name(parent, name)?;
+        let t = self.tick();
+        let cat = self.catalog.lock();
+        cat.tx(|c| {
+            let mut dir = Self::dir_of(c, parent)?;
+            if c.lookup(parent, &name.hash)?.is_some() {
+                return Err(VaultError::Exists);
+            }
+            let mut mode = mode & 0o7777 & !umask;
+            let mut gid = caller.gid;
+            if dir.mode & S_ISGID != 0 {
+                gid = dir.gid;
+                if kind == Kind::Dir {
+                    mode |= S_ISGID;
+                }
+            }
+            if kind != Kind::Dir && mode & S_ISGID != 0 && !caller.is_root() && !caller.in_group(gid) {
+                mode &= !S_ISGID;
+            }
+            let nlink = if kind == Kind::Dir { 2 } else { 1 };
+            let ino = c.insert_inode(&NewInode {
+                kind,
+                mode,
+                uid: caller.uid,
+                gid,
+                nlink,
+                size: 0,
+                rdev,
+                time: t,
+                target: None,
+            })?;
+            c.insert_entry(&NewEntry {
+                parent,
+                hash: &name.hash,
+                sealed_name: &name.sealed,
+                ino,
+                kind,
+                time: t,
+            })?;
+            if kind == Kind::Dir {
+                dir.nlink += 1;
+            }
+            dir.mtime = t;
+            dir.ctime = t;
+            c.update_inode(&dir)?;
+            self.attr_locked(c, ino)
+        })
+    }
+
+    pub fn symlink(&self, caller: &Caller, parent: Ino, name: &[u8], target: &[u8]) -> Result<Attr> {
+        self.writable()?;
+        if target.is_empty() {
+            return Err(VaultError::NotFound);
+        }
+        if target.len() >= PATH_MAX {
+            return Err(VaultError::NameTooLong);
+        }
+        let name = self.seal_name(parent, name)?;
+        let t = self.tick();
+        let cat = self.catalog.lock();
+        cat.tx(|c| {
+            let mut dir = Self::dir_of(c, parent)?;
+            if c.lookup(parent, &name.hash)?.is_some() {
+                return Err(VaultError::Exists);
+            }
+            let gid = if dir.mode & S_ISGID != 0 { dir.gid } else { caller.gid };
+            let ino = c.insert_inode(&NewInode {
+                kind: Kind::Symlink,
+                mode: 0o777,
+                uid: caller.uid,
+                gid,
+                nlink: 1,
+                size: target.len() as u64,
+                rdev: 0,
+                time: t,
+                // Sealed under a scope fixed before the inode number is known.
+                target: Some(self.keys.names.encrypt(domain::SYMLINK, 0, target)),
+            })?;
+            c.insert_entry(&NewEntry {
+                parent,
+                hash: &name.hash,
+                sealed_name: &name.sealed,
+                ino,
+                kind: Kind::Symlink,
+                time: t,
+            })?;
+            dir.mtime = t;
+            dir.ctime = t;
+            c.update_inode(&dir)?;
+            self.attr_locked(c, ino)
+        })
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let sealed = self.catalog.lock().symlink_target(ino)?.ok_or(VaultError::Invalid)?;
+        Ok(self.keys.names.decrypt(domain::SYMLINK, 0, &sealed)?)
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.remove(parent, name, false)
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: Ino, name: &[u8], want_dir: bool) -> Result<()> {
+        self.writable()?;
+        let hash = self.name_hash(parent, name)?;
+        let t = self.tick();
+        let target = {
+            let cat = self.catalog.lock();
+            cat.lookup(parent, &hash)?.ok_or(VaultError::NotFound)?
+        };
+        let file = self.files.lock().get(&target.0).cloned();
+        let open = file.as_ref().map(|f| f.lock());
+        let cat = self.catalog.lock();
+        cat.tx(|c| {
+            let (ino, kind) = c.lookup(parent, &hash)?.ok_or(VaultError::NotFound)?;
+            let mut dir = Self::dir_of(c, parent)?;
+            match (kind == Kind::Dir, want_dir) {
+                (true, false) => return Err(VaultError::IsDir),
+                (false, true) => return Err(VaultError::NotDir),
+                (true, true) if c.has_children(ino)? => return Err(VaultError::NotEmpty),
+                _ => {}
+            }
+            c.end_entry(parent, &hash, t)?;
+            let mut inode = Self::inode_of(c, ino)?;
+            if let Some(f) = open.as_ref() {
+                f.overlay(&mut inode);
+            }
+            self.drop_link(c, &mut inode, &mut dir, t, VersionReason::Deleted)?;
+            dir.mtime = t;
+            dir.ctime = t;
+            c.update_inode(&dir)?;
+            Ok(())
+        })
+    }
+
+    /// One fewer name for `inode` (held in `dir`). A file's last name going
+    /// away is a tombstone version: the history stays restorable.
+    fn drop_link(&self, c: &Catalog, inode: &mut Inode, dir: &mut Inode, t: i64, why: VersionReason) -> Result<()> {
+        if inode.kind == Kind::Dir {
+            inode.nlink = 0;
+            dir.nlink = dir.nlink.saturating_sub(1);
+        } else {
+            inode.nlink = inode.nlink.saturating_sub(1);
+        }
+        inode.ctime = t;
+        if inode.nlink == 0 && inode.kind == Kind::File {
+            inode.version += 1;
+            inode.version_open = false;
+            c.insert_version(&VersionRow { ino: inode.ino, version: inode.version, time: t, size: inode.size, reason: why })?;
+        }
+        c.update_inode(inode)?;
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], mode: RenameMode) -> Result<()> {
+        self.writable()?;
+        let src_hash = self.name_hash(parent, name)?;
+        let dst = self.seal_name(new_parent, new_name)?;
+        let t = self.tick();
+        // A replaced file that is open must see its link count change.
+        let replaced = {
+            let cat = self.catalog.lock();
+            cat.lookup(new_parent, &dst.hash)?.map(|(i, _)| i)
+        };
+        let file = replaced.and_then(|i| self.files.lock().get(&i).cloned());
+        let open = file.as_ref().map(|f| f.lock());
+        let cat = self.catalog.lock();
+        cat.tx(|c| {
+            let (src_ino, src_kind) = c.lookup(parent, &src_hash)?.ok_or(VaultError::NotFound)?;
+            Self::dir_of(c, parent)?;
+            Self::dir_of(c, new_parent)?;
+            let existing = c.lookup(new_parent, &dst.hash)?;
+            if existing.is_some_and(|(i, _)| i == src_ino) {
+                return Ok(()); // same inode under both names: POSIX says do nothing
+            }
+            match (mode, existing) {
+                (RenameMode::NoReplace, Some(_)) => return Err(VaultError::Exists),
+                (RenameMode::Exchange, None) => return Err(VaultError::NotFound),
+                _ => {}
+            }
+            let src_sealed_new = dst.sealed.clone();
+            if let (RenameMode::Exchange, Some((dst_ino, dst_kind))) = (mode, existing) {
+                let back = self.seal_name(parent, name)?;
+                c.end_entry(parent, &src_hash, t)?;
+                c.end_entry(new_parent, &dst.hash, t)?;
+                c.insert_entry(&NewEntry { parent: new_parent, hash: &dst.hash, sealed_name: &src_sealed_new, ino: src_ino, kind: src_kind, time: t })?;
+                c.insert_entry(&NewEntry { parent, hash: &back.hash, sealed_name: &back.sealed, ino: dst_ino, kind: dst_kind, time: t })?;
+                if parent != new_parent && (src_kind == Kind::Dir) != (dst_kind == Kind::Dir) {
+                    let (from, to) = if src_kind == Kind::Dir { (parent, new_parent) } else { (new_parent, parent) };
+                    Self::adjust_nlink(c, from, -1)?;
+                    Self::adjust_nlink(c, to, 1)?;
+                }
+                for ino in [src_ino, dst_ino] {
+                    let mut i = Self::inode_of(c, ino)?;
+                    i.ctime = t;
+                    c.update_inode(&i)?;
+                }
+                return Self::touch_dirs(c, parent, new_parent, t);
+            }
+            if let Some((dst_ino, dst_kind)) = existing {
+                match (src_kind == Kind::Dir, dst_kind == Kind::Dir) {
+                    (true, false) => return Err(VaultError::NotDir),
+                    (false, true) => return Err(VaultError::IsDir),
+                    (true, true) if c.has_children(dst_ino)? => return Err(VaultError::NotEmpty),
+                    _ => {}
+                }
+                c.end_entry(new_parent, &dst.hash, t)?;
+                let mut victim = Self::inode_of(c, dst_ino)?;
+                if let Some(f) = open.as_ref() {
+                    f.overlay(&mut victim);
+                }
+                let mut np = Self::inode_of(c, new_parent)?;
+                self.drop_link(c, &mut victim, &mut np, t, VersionReason::Replaced)?;
+                c.update_inode(&np)?;
+            }
+            c.end_entry(parent, &src_hash, t)?;
+            c.insert_entry(&NewEntry { parent: new_parent, hash: &dst.hash, sealed_name: &src_sealed_new, ino: src_ino, kind: src_kind, time: t })?;
+            if src_kind == Kind::Dir && parent != new_parent {
+                Self::adjust_nlink(c, parent, -1)?;
+                Self::adjust_nlink(c, new_parent, 1)?;
+            }
+            let mut moved = Self::inode_of(c, src_ino)?;
+            moved.ctime = t;
+            c.update_inode(&moved)?;
+            Self::touch_dirs(c, parent, new_parent, t)
+        })
+    }
+
+    fn adjust_nlink(c: &Catalog, ino: Ino, delta: i64) -> Result<()> {
+        let mut i = Self::inode_of(c, ino)?;
+        i.nlink = (i.nlink as i64 + delta).max(0) as u32;
+        c.update_inode(&i)?;
+        Ok(())
+    }
+
+    fn touch_dirs(c: &Catalog, a: Ino, b: Ino, t: i64) -> Result<()> {
+        for ino in if a == b { vec![a] } else { vec![a, b] } {
+            let mut d = Self::inode_of(c, ino)?;
+            d.mtime = t;
+            d.ctime = t;
+            c.update_inode(&d)?;
+        }
+        Ok(())
+    }
+
+    pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
+        self.writable()?;
+        let name = self.seal_name(new_parent, new_name)?;
+        let t = self.tick();
+        let file = self.files.lock().get(&ino).cloned();
+        let open = file.as_ref().map(|f| f.lock());
+        let cat = self.catalog.lock();
+        cat.tx(|c| {
+            let mut inode = Self::inode_of(c, ino)?;
+            if inode.kind == Kind::Dir {
+                return Err(VaultError::NotPermitted);
+            }
+            if inode.nlink == 0 {
+                return Err(VaultError::NotFound);
+            }
+            let mut dir = Self::dir_of(c, new_parent)?;
+            if c.lookup(new_parent, &name.hash)?.is_some() {
+                return Err(VaultError::Exists);
+            }
+            c.insert_entry(&NewEntry { parent: new_parent, hash: &name.hash, sealed_name: &name.sealed, ino, kind: inode.kind, time: t })?;
+            if let Some(f) = open.as_ref() {
+                f.overlay(&mut inode);
+            }
+            inode.nlink += 1;
+            inode.ctime = t;
+            c.update_inode(&inode)?;
+            dir.mtime = t;
+            dir.ctime = t;
+            c.update_inode(&dir)?;
+            let allocated = c.allocated_blocks(ino)? * self.block_size;
+            Ok(Attr::from_inode(&inode, allocated))
+        })
+    }
+
+    /// Up to `max` entries after position `pos` (0 starts), "." and ".." first.
+    pub fn readdir(&self, dir: Ino, pos: u64, max: usize) -> Result<Vec<DirEntry>> {
+        let cat = self.catalog.lock();
+        let d = Self::dir_of(&cat, dir).or_else(|e| match e {
+            // An open directory that was removed still lists "." and "..".
+            VaultError::NotFound => Self::inode_of(&cat, dir),
+            e => Err(e),
+        })?;
+        let mut out = Vec::new();
+        if pos < 1 {
+            out.push(DirEntry { next: 1, ino: dir, kind: Kind::Dir, name: b".".to_vec() });
+        }
+        if pos < 2 {
+            let up = cat.parent_of(dir)?.unwrap_or(d.ino);
+            out.push(DirEntry { next: 2, ino: up, kind: Kind::Dir, name: b"..".to_vec() });
+        }
+        let after = pos.saturating_sub(FIRST_ENTRY_POS) as i64;
+        for row in cat.list_dir(dir, after, max.saturating_sub(out.len()).max(1))? {
+            out.push(DirEntry {
+                next: row.pos as u64 + FIRST_ENTRY_POS,
+                ino: row.ino,
+                kind: row.kind,
+                name: self.open_name(dir, &row.sealed_name)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn setattr(&self, caller: &Caller, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        self.writable()?;
+        if let Some(size) = set.size {
+            self.truncate(ino, size)?;
+        }
+        let t = self.tick();
+        let file = self.files.lock().get(&ino).cloned();
+        let mut open = file.as_ref().map(|f| f.lock());
+        let cat = self.catalog.lock();
+        cat.tx(|c| {
+            let mut i = Self::inode_of(c, ino)?;
+            if let Some(f) = open.as_deref_mut() {
+                f.overlay(&mut i);
+            }
+            let owner_change = set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
+            if let Some(uid) = set.uid {
+                i.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                i.gid = gid;
+            }
+            if let Some(mode) = set.mode {
+                let mut mode = mode & 0o7777;
+                if !caller.is_root() && !caller.in_group(i.gid) && i.kind != Kind::Dir {
+                    mode &= !S_ISGID;
+                }
+                i.mode = mode;
+            } else if owner_change && i.kind != Kind::Dir {
+                // chown clears set-id bits, as on every local Linux filesystem.
+                i.mode &= !S_ISUID;
+                if i.mode & S_IXGRP != 0 {
+                    i.mode &= !S_ISGID;
+                }
+            }
+            let stamp = |ts: TimeSet| match ts {
+                TimeSet::Now => t,
+                TimeSet::At(v) => v,
+            };
+            if let Some(a) = set.atime {
+                i.atime = stamp(a);
+            }
+            if let Some(m) = set.mtime {
+                i.mtime = stamp(m);
+            }
+            i.ctime = set.ctime.unwrap_or(t);
+            if let Some(f) = open.as_deref_mut() {
+                f.set_times(i.mtime, i.ctime);
+            }
+            c.update_inode(&i)?;
+            let allocated = c.allocated_blocks(ino)? * self.block_size;
+            Ok(Attr::from_inode(&i, allocated))
+        })
+    }
+
+    pub fn statfs(&self) -> Result<FsStats> {
+        let st = nix_statvfs(self.dir.root())?;
+        Ok(st)
+    }
+}
+
+fn nix_statvfs(path: &std::path::Path) -> Result<FsStats> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| VaultError::Invalid)?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(crate::store::StoreError::Io { path: path.to_path_buf(), source: std::io::Error::last_os_error() }.into());
+    }
+    Ok(FsStats {
+        block_size: s.f_frsize as u32,
+        blocks: s.f_blocks as u64,
+        blocks_free: s.f_bfree as u64,
+        blocks_avail: s.f_bavail as u64,
+        files: s.f_files as u64,
+        files_free: s.f_ffree as u64,
+    })
+}

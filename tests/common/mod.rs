@@ -1,0 +1,151 @@
+//! Shared harness for the integration tests: real stores, real FUSE mounts,
+//! driven through the real `phivault` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PASSPHRASE: &str = "correct horse battery staple 42";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_phivault")
+}
+
+/// FUSE tests cannot run without /dev/fuse: fail loudly, never skip.
+pub fn require_fuse() {
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "this test mounts a real FUSE filesystem and needs /dev/fuse (load the fuse module, or run in a container with --device /dev/fuse)"
+    );
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    out
+}
+
+/// Runs a command and panics with its output if it fails.
+pub fn ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn sh(script: &str) -> Output {
+    ok(Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(script))
+}
+
+/// A store plus a mountpoint in a private temp dir. Unmounts on drop.
+pub struct Vault {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub mnt: PathBuf,
+    pub pwfile: PathBuf,
+    mounted: bool,
+}
+
+impl Vault {
+    /// Initialised (fast KDF for tests) but not mounted.
+    pub fn init() -> Self {
+        Self::init_in(tempfile::Builder::new().prefix("phivault-test-").tempdir().expect("tempdir"))
+    }
+
+    pub fn init_in(dir: tempfile::TempDir) -> Self {
+        require_fuse();
+        let store = dir.path().join("store");
+        let mnt = dir.path().join("mnt");
+        let pwfile = dir.path().join("passphrase");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::write(&pwfile, format!("{PASSPHRASE}\n")).unwrap();
+        ok(Command::new(bin())
+            .arg("init")
+            .arg(&store)
+            .arg("--passphrase-file")
+            .arg(&pwfile)
+            .args(["--kdf-memory-mib", "8", "--kdf-iterations", "1"]));
+        Vault { dir, store, mnt, pwfile, mounted: false }
+    }
+
+    /// Initialised and mounted.
+    pub fn mounted() -> Self {
+        let mut v = Self::init();
+        v.mount(&[]);
+        v
+    }
+
+    pub fn mounted_with(opts: &[&str]) -> Self {
+        let mut v = Self::init();
+        v.mount(opts);
+        v
+    }
+
+    pub fn mount(&mut self, extra: &[&str]) {
+        ok(self.mount_cmd(extra));
+        self.mounted = true;
+    }
+
+    pub fn mount_cmd(&self, extra: &[&str]) -> &mut Command {
+        let cmd = Box::leak(Box::new(Command::new(bin())));
+        cmd.arg("mount").arg(&self.store).arg(&self.mnt).arg("--passphrase-file").arg(&self.pwfile).args(extra);
+        cmd
+    }
+
+    pub fn unmount(&mut self) {
+        ok(Command::new(bin()).arg("umount").arg(&self.mnt));
+        self.mounted = false;
+    }
+
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.mount(&[]);
+    }
+
+    /// Marks the mount as gone (after a test killed the daemon itself).
+    pub fn forget_mount(&mut self) {
+        self.mounted = false;
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn phivault(&self, args: &[&str]) -> Output {
+        run(Command::new(bin()).args(args))
+    }
+
+    /// PID of the daemon serving this store (from the store lock file).
+    pub fn daemon_pid(&self) -> i32 {
+        std::fs::read_to_string(self.store.join("lock")).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        if self.mounted {
+            let done = Command::new(bin()).arg("umount").arg(&self.mnt).output().map(|o| o.status.success());
+            if !matches!(done, Ok(true)) {
+                let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+            }
+        }
+    }
+}
+
+/// A deterministic pseudo-random byte pattern (xorshift), distinct per seed.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
