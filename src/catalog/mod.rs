@@ -19,7 +19,10 @@ pub enum CatalogError {
     #[error("catalog database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("catalog {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("catalog schema version {0} is not supported")]
     Schema(i64),
     #[error("catalog integrity check failed: {0}")]
@@ -43,10 +46,13 @@ impl Catalog {
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|source| CatalogError::Io { path: path.to_path_buf(), source })?;
+                .map_err(|source| CatalogError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         }
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         // NORMAL: commits reach the OS at once (a killed daemon loses nothing)
         // and are made durable by `sync_wal`, on fsync or within a second.
@@ -54,11 +60,16 @@ impl Catalog {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;
              PRAGMA temp_store=MEMORY; PRAGMA busy_timeout=10000;",
         )?;
-        let cat = Self { conn, wal_path: PathBuf::from(format!("{}-wal", path.display())) };
+        let cat = Self {
+            conn,
+            wal_path: PathBuf::from(format!("{}-wal", path.display())),
+        };
         if create {
             cat.conn.execute_batch(schema::SCHEMA)?;
         } else {
-            let v: i64 = cat.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let v: i64 = cat
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if v != schema::VERSION {
                 return Err(CatalogError::Schema(v));
             }
@@ -70,7 +81,10 @@ impl Catalog {
     pub fn open_readonly(path: &Path) -> Result<Self> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
-        Ok(Self { conn, wal_path: PathBuf::new() })
+        Ok(Self {
+            conn,
+            wal_path: PathBuf::new(),
+        })
     }
 
     /// Runs `f` in one IMMEDIATE transaction; rolls back on error.
@@ -78,7 +92,9 @@ impl Catalog {
         &self,
         f: impl FnOnce(&Catalog) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(CatalogError::from)?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(CatalogError::from)?;
         match f(self) {
             Ok(v) => {
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
@@ -97,11 +113,15 @@ impl Catalog {
     /// Makes every committed transaction durable (fsync of the WAL).
     pub fn sync_wal(&self) -> Result<()> {
         match File::open(&self.wal_path) {
-            Ok(f) => f
-                .sync_data()
-                .map_err(|source| CatalogError::Io { path: self.wal_path.clone(), source }),
+            Ok(f) => f.sync_data().map_err(|source| CatalogError::Io {
+                path: self.wal_path.clone(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(CatalogError::Io { path: self.wal_path.clone(), source }),
+            Err(source) => Err(CatalogError::Io {
+                path: self.wal_path.clone(),
+                source,
+            }),
         }
     }
 
@@ -111,7 +131,9 @@ impl Catalog {
     }
 
     pub fn integrity_check(&self) -> Result<()> {
-        let res: String = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        let res: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if res == "ok" {
             Ok(())
         } else {
@@ -127,7 +149,10 @@ impl Catalog {
     }
 
     pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)", params![key, value])?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
         Ok(())
     }
 
@@ -187,7 +212,11 @@ impl Catalog {
     pub fn symlink_target(&self, ino: Ino) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
-            .query_row("SELECT target FROM inodes WHERE ino=?1", [ino as i64], |r| r.get(0))
+            .query_row(
+                "SELECT target FROM inodes WHERE ino=?1",
+                [ino as i64],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten())
     }
@@ -195,9 +224,15 @@ impl Catalog {
     /// Inodes with changes that were never recorded as a version (a crash
     /// before close): recovery records them.
     pub fn open_versions(&self) -> Result<Vec<Ino>> {
-        let mut st = self.conn.prepare("SELECT ino FROM inodes WHERE version_open=1")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT ino FROM inodes WHERE version_open=1")?;
         let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?.into_iter().map(|i| i as Ino).collect())
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .map(|i| i as Ino)
+            .collect())
     }
 
     // -------------------------------------------------------------- entries
@@ -241,7 +276,9 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "SELECT name FROM dentries WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
         )?;
-        Ok(st.query_row(params![parent as i64, &hash[..]], |r| r.get(0)).optional()?)
+        Ok(st
+            .query_row(params![parent as i64, &hash[..]], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn has_children(&self, dir: Ino) -> Result<bool> {
@@ -273,7 +310,10 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "SELECT parent FROM dentries WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
         )?;
-        Ok(st.query_row([dir as i64], |r| r.get::<_, i64>(0)).optional()?.map(|p| p as Ino))
+        Ok(st
+            .query_row([dir as i64], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|p| p as Ino))
     }
 
     /// One live (parent, sealed name) of `ino`.
@@ -282,7 +322,9 @@ impl Catalog {
             "SELECT parent, name FROM dentries WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
         )?;
         Ok(st
-            .query_row([ino as i64], |r| Ok((r.get::<_, i64>(0)? as Ino, r.get(1)?)))
+            .query_row([ino as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as Ino, r.get(1)?))
+            })
             .optional()?)
     }
 
@@ -294,7 +336,9 @@ impl Catalog {
              JOIN blocks b ON b.id = e.block
              WHERE e.ino=?1 AND e.idx=?2 AND e.v_until IS NULL",
         )?;
-        Ok(st.query_row(params![ino as i64, idx as i64], BlockRef::from_row).optional()?)
+        Ok(st
+            .query_row(params![ino as i64, idx as i64], BlockRef::from_row)
+            .optional()?)
     }
 
     /// Live extents of `ino` with idx in [first, last], in order.
@@ -311,11 +355,20 @@ impl Catalog {
     }
 
     pub fn block_by_hash(&self, hash: &[u8]) -> Result<Option<i64>> {
-        let mut st = self.conn.prepare_cached("SELECT id FROM blocks WHERE hash=?1")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM blocks WHERE hash=?1")?;
         Ok(st.query_row([hash], |r| r.get(0)).optional()?)
     }
 
-    pub fn insert_block(&self, hash: &[u8], pack: i64, offset: u64, len: u32, plain_len: u32) -> Result<i64> {
+    pub fn insert_block(
+        &self,
+        hash: &[u8],
+        pack: i64,
+        offset: u64,
+        len: u32,
+        plain_len: u32,
+    ) -> Result<i64> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO blocks(hash, pack, offset, len, plain_len) VALUES (?1,?2,?3,?4,?5)
              ON CONFLICT(hash) DO NOTHING",
@@ -337,9 +390,9 @@ impl Catalog {
             "UPDATE extents SET v_until=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL",
         )?;
         close.execute(params![ino as i64, idx as i64, version as i64])?;
-        let mut ins = self.conn.prepare_cached(
-            "INSERT INTO extents(ino, idx, block, v_from) VALUES (?1,?2,?3,?4)",
-        )?;
+        let mut ins = self
+            .conn
+            .prepare_cached("INSERT INTO extents(ino, idx, block, v_from) VALUES (?1,?2,?3,?4)")?;
         ins.execute(params![ino as i64, idx as i64, block, version as i64])?;
         Ok(())
     }
@@ -359,9 +412,9 @@ impl Catalog {
     }
 
     pub fn allocated_blocks(&self, ino: Ino) -> Result<u64> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT count(*) FROM extents WHERE ino=?1 AND v_until IS NULL",
-        )?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM extents WHERE ino=?1 AND v_until IS NULL")?;
         Ok(st.query_row([ino as i64], |r| r.get::<_, i64>(0))? as u64)
     }
 
@@ -371,7 +424,13 @@ impl Catalog {
         let mut st = self.conn.prepare_cached(
             "INSERT OR REPLACE INTO versions(ino, version, time, size, reason) VALUES (?1,?2,?3,?4,?5)",
         )?;
-        st.execute(params![v.ino as i64, v.version as i64, v.time, v.size as i64, v.reason as u8])?;
+        st.execute(params![
+            v.ino as i64,
+            v.version as i64,
+            v.time,
+            v.size as i64,
+            v.reason as u8
+        ])?;
         Ok(())
     }
 
@@ -418,20 +477,28 @@ impl Catalog {
             "SELECT p.id, COALESCE((SELECT max(offset + len) FROM blocks WHERE pack = p.id), 0)
              FROM packs p WHERE p.sealed = 0",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     // ---------------------------------------------------------------- xattrs
 
     pub fn xattr_get(&self, ino: Ino, hash: &NameHash) -> Result<Option<Vec<u8>>> {
-        let mut st = self.conn.prepare_cached("SELECT value FROM xattrs WHERE ino=?1 AND hash=?2")?;
-        Ok(st.query_row(params![ino as i64, &hash[..]], |r| r.get(0)).optional()?)
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT value FROM xattrs WHERE ino=?1 AND hash=?2")?;
+        Ok(st
+            .query_row(params![ino as i64, &hash[..]], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn xattr_set(&self, ino: Ino, hash: &NameHash, name: &[u8], value: &[u8]) -> Result<()> {
         self.conn
-            .prepare_cached("INSERT OR REPLACE INTO xattrs(ino, hash, name, value) VALUES (?1,?2,?3,?4)")?
+            .prepare_cached(
+                "INSERT OR REPLACE INTO xattrs(ino, hash, name, value) VALUES (?1,?2,?3,?4)",
+            )?
             .execute(params![ino as i64, &hash[..], name, value])?;
         Ok(())
     }
@@ -445,7 +512,9 @@ impl Catalog {
     }
 
     pub fn xattr_names(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        let mut st = self.conn.prepare_cached("SELECT name FROM xattrs WHERE ino=?1 ORDER BY hash")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT name FROM xattrs WHERE ino=?1 ORDER BY hash")?;
         let rows = st.query_map([ino as i64], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -458,7 +527,8 @@ impl Catalog {
             files: q("SELECT count(*) FROM inodes WHERE kind=1 AND nlink>0")? as u64,
             directories: q("SELECT count(*) FROM inodes WHERE kind=2 AND nlink>0")? as u64,
             other_inodes: q("SELECT count(*) FROM inodes WHERE kind>2 AND nlink>0")? as u64,
-            logical_bytes: q("SELECT COALESCE(sum(size),0) FROM inodes WHERE kind=1 AND nlink>0")? as u64,
+            logical_bytes: q("SELECT COALESCE(sum(size),0) FROM inodes WHERE kind=1 AND nlink>0")?
+                as u64,
             referenced_bytes: q(
                 "SELECT COALESCE(sum(b.plain_len),0) FROM extents e JOIN blocks b ON b.id=e.block
                  WHERE e.v_until IS NULL",

@@ -9,8 +9,10 @@ use crate::store::{StoreDir, VaultConfig};
 
 /// Show a store's format, sizes, counts, dedup and compression.
 #[derive(clap::Args)]
-#[command(long_about = "Show facts about STORE. Needs no passphrase: it reads only what the \
-store keeps unencrypted (sizes, counts, times), never names or content. Works while mounted.")]
+#[command(
+    long_about = "Show facts about STORE. Needs no passphrase: it reads only what the \
+store keeps unencrypted (sizes, counts, times), never names or content. Works while mounted."
+)]
 pub struct Args {
     pub store: PathBuf,
 }
@@ -18,18 +20,34 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let dir = StoreDir::new(&store);
-    let config = VaultConfig::load(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let config = VaultConfig::load(&dir)
+        .with_context(|| format!("cannot open store {}", store.display()))?;
     let cat = Catalog::open_readonly(&dir.catalog_path()).context("cannot read the catalog")?;
     let s = cat.stats()?;
     let pack_bytes = dir_size(&dir.packs_dir());
-    let catalog_bytes = ["", "-wal"].iter().map(|x| file_size(&format!("{}{x}", dir.catalog_path().display()))).sum::<u64>();
-    let recovery = config.slots.iter().filter(|s| s.kind == SlotKind::RecoveryKey).count();
+    let catalog_bytes = ["", "-wal"]
+        .iter()
+        .map(|x| file_size(&format!("{}{x}", dir.catalog_path().display())))
+        .sum::<u64>();
+    let recovery = config
+        .slots
+        .iter()
+        .filter(|s| s.kind == SlotKind::RecoveryKey)
+        .count();
     println!("store:          {}", store.display());
-    println!("format:         {} (vault {})", config.format, config.vault_id);
+    println!(
+        "format:         {} (vault {})",
+        config.format, config.vault_id
+    );
     println!("created:        {}", config.created);
     println!("encryption:     AES-256-GCM-SIV, names encrypted, Argon2id key slots");
     println!("block size:     {}", human_bytes(config.block_size as u64));
-    println!("key slots:      {} ({} passphrase, {} recovery key)", config.slots.len(), config.slots.len() - recovery, recovery);
+    println!(
+        "key slots:      {} ({} passphrase, {} recovery key)",
+        config.slots.len(),
+        config.slots.len() - recovery,
+        recovery
+    );
     if let Some(at) = util::mount_of_store(&store) {
         println!("mounted at:     {at}");
     }
@@ -37,11 +55,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     println!("directories:    {}", s.directories);
     println!("other entries:  {}", s.other_inodes);
     println!("versions:       {}", s.versions);
-    println!("logical size:   {} (current files)", human_bytes(s.logical_bytes));
-    println!("unique blocks:  {} ({} before compression)", s.unique_blocks, human_bytes(s.unique_plain_bytes));
-    println!("stored:         {} in {} packs, catalog {}", human_bytes(pack_bytes), s.packs, human_bytes(catalog_bytes));
-    println!("dedup ratio:    {} (live data / unique data)", ratio(s.referenced_bytes, s.unique_plain_bytes));
-    println!("compression:    {} (unique data / stored blocks)", ratio(s.unique_plain_bytes, s.stored_block_bytes));
+    println!(
+        "logical size:   {} (current files)",
+        human_bytes(s.logical_bytes)
+    );
+    println!(
+        "unique blocks:  {} ({} before compression)",
+        s.unique_blocks,
+        human_bytes(s.unique_plain_bytes)
+    );
+    println!(
+        "stored:         {} in {} packs, catalog {}",
+        human_bytes(pack_bytes),
+        s.packs,
+        human_bytes(catalog_bytes)
+    );
+    println!(
+        "dedup ratio:    {} (live data / unique data)",
+        ratio(s.referenced_bytes, s.unique_plain_bytes)
+    );
+    println!(
+        "compression:    {} (unique data / stored blocks)",
+        ratio(s.unique_plain_bytes, s.stored_block_bytes)
+    );
     Ok(())
 }
 
@@ -50,7 +86,9 @@ fn file_size(p: &str) -> u64 {
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
     rd.flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),

@@ -9,9 +9,11 @@ use crate::vault::{create_store, InitOptions, DEFAULT_BLOCK_SIZE};
 
 /// Create a new, empty store.
 #[derive(clap::Args)]
-#[command(long_about = "Create a new store in STORE, which must be missing or an empty directory. \
+#[command(
+    long_about = "Create a new store in STORE, which must be missing or an empty directory. \
 Asks for a new passphrase twice on the terminal, or reads it from --passphrase-file. \
-Refuses to overwrite an existing store and refuses empty or weak passphrases.")]
+Refuses to overwrite an existing store and refuses empty or weak passphrases."
+)]
 pub struct Args {
     /// Directory for the new store (missing or empty).
     pub store: PathBuf,
@@ -31,7 +33,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
-    create(&store, a.passphrase_file.as_deref(), a.block_size, kdf(a.kdf_memory_mib, a.kdf_iterations)?)?;
+    create(
+        &store,
+        a.passphrase_file.as_deref(),
+        a.block_size,
+        kdf(a.kdf_memory_mib, a.kdf_iterations)?,
+    )?;
     println!("Created store {}", store.display());
     println!("Keep the passphrase safe: without it the data cannot be read. `phivault passwd --add-recovery-key` prints a recovery key.");
     Ok(())
@@ -40,13 +47,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 pub fn kdf(memory_mib: u32, iterations: u32) -> anyhow::Result<KdfParams> {
     anyhow::ensure!(memory_mib >= 8, "--kdf-memory-mib must be at least 8");
     anyhow::ensure!(iterations >= 1, "--kdf-iterations must be at least 1");
-    Ok(KdfParams { memory_kib: memory_mib * 1024, iterations, parallelism: 1 })
+    Ok(KdfParams {
+        memory_kib: memory_mib * 1024,
+        iterations,
+        parallelism: 1,
+    })
 }
 
-pub fn create(store: &std::path::Path, pass_file: Option<&std::path::Path>, block_size: u64, kdf: KdfParams) -> anyhow::Result<()> {
+pub fn create(
+    store: &std::path::Path,
+    pass_file: Option<&std::path::Path>,
+    block_size: u64,
+    kdf: KdfParams,
+) -> anyhow::Result<()> {
     let dir = StoreDir::new(store);
     if dir.exists() {
-        anyhow::bail!("{} already holds a phivault store; refusing to overwrite it", store.display());
+        anyhow::bail!(
+            "{} already holds a phivault store; refusing to overwrite it",
+            store.display()
+        );
     }
     anyhow::ensure!(
         block_size.is_power_of_two() && (4096..=1 << 20).contains(&block_size),
@@ -54,6 +73,11 @@ pub fn create(store: &std::path::Path, pass_file: Option<&std::path::Path>, bloc
         DEFAULT_BLOCK_SIZE / 1024
     );
     let pass = passphrase::new(pass_file, "passphrase")?;
-    let opts = InitOptions { block_size: block_size as u32, kdf, ..InitOptions::default() };
-    create_store(&dir, &pass, &opts).with_context(|| format!("cannot create a store in {}", store.display()))
+    let opts = InitOptions {
+        block_size: block_size as u32,
+        kdf,
+        ..InitOptions::default()
+    };
+    create_store(&dir, &pass, &opts)
+        .with_context(|| format!("cannot create a store in {}", store.display()))
 }

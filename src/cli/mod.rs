@@ -12,7 +12,8 @@ mod util;
 
 use clap::{Parser, Subcommand};
 
-const ABOUT: &str = "Encrypted, versioned filesystem for shares that hold protected health information";
+const ABOUT: &str =
+    "Encrypted, versioned filesystem for shares that hold protected health information";
 const LONG_ABOUT: &str = "\
 phivault mounts an encrypted store as an ordinary directory. Everything written \
 through the mount is compressed and encrypted (AES-256-GCM-SIV, keys from \
@@ -69,6 +70,7 @@ pub fn main() -> i32 {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -2,7 +2,7 @@
 //! (or in the foreground), returning once the mount is ready.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,10 +21,14 @@ use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
 
 /// Unlock a store and mount it.
 #[derive(clap::Args)]
-#[command(long_about = "Unlock STORE and mount it at MOUNTPOINT. Returns once the mount is ready; \
+#[command(
+    long_about = "Unlock STORE and mount it at MOUNTPOINT. Returns once the mount is ready; \
 the filesystem keeps running in the background until `phivault umount MOUNTPOINT`, `umount` or \
 `fusermount3 -u`, which flush everything first. If STORE does not exist yet, phivault offers to \
-create it (or does so with --create). Daemon messages go to STORE/daemon.log unless --foreground.")]
+create it (or does so with --create). Daemon messages go to --log-file (default \
+/var/log/phivault/VAULT-ID.log for root, ~/.local/state/phivault/VAULT-ID.log otherwise), never \
+into the store: they may name files."
+)]
 pub struct Args {
     /// The store directory.
     pub store: PathBuf,
@@ -45,6 +49,9 @@ pub struct Args {
     /// Create the store without asking if it does not exist.
     #[arg(long)]
     pub create: bool,
+    /// Where the detached daemon writes its messages (never inside the store).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Worker threads serving the kernel.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
@@ -71,14 +78,25 @@ struct Options {
 }
 
 fn parse_options(raw: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { allow_other: false, read_only: false, extra: Vec::new() };
-    for opt in raw.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+    let mut o = Options {
+        allow_other: false,
+        read_only: false,
+        extra: Vec::new(),
+    };
+    for opt in raw
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         match opt {
             "allow_other" => o.allow_other = true,
             "ro" => o.read_only = true,
             "rw" | "defaults" | "auto" | "noauto" | "user" | "nouser" | "_netdev" | "nofail" => {}
             o2 if o2.starts_with("passphrase_file=") || o2.starts_with("x-systemd") => {}
-            "allow_root" | "auto_unmount" => bail!("mount option '{opt}' is not supported; use allow_other"),
+            "allow_root" | "auto_unmount" => {
+                bail!("mount option '{opt}' is not supported; use allow_other")
+            }
             other => o.extra.push(other.to_string()),
         }
     }
@@ -96,28 +114,73 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     if !dir.exists() {
         if !(a.create || confirm_create(&store)?) {
-            bail!("{} is not a phivault store; nothing was created", store.display());
+            bail!(
+                "{} is not a phivault store; nothing was created",
+                store.display()
+            );
         }
-        init::create(&store, a.passphrase_file.as_deref(), 65536, KdfParams::default())?;
+        init::create(
+            &store,
+            a.passphrase_file.as_deref(),
+            65536,
+            KdfParams::default(),
+        )?;
         eprintln!("Created store {}", store.display());
     }
-    let config = read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let config =
+        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
     let pass = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, _slot) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}; nothing was changed", store.display()))?;
+    let (master, _slot) = unlock_master(&config, &pass).map_err(|_| {
+        anyhow::anyhow!(
+            "wrong passphrase for store {}; nothing was changed",
+            store.display()
+        )
+    })?;
     drop(pass);
     if a.foreground {
-        return serve(&dir, &mountpoint, &opts, a.cache_size, a.threads, &master, None);
+        return serve(
+            &dir,
+            &mountpoint,
+            &opts,
+            a.cache_size,
+            a.threads,
+            &master,
+            None,
+        );
     }
-    spawn_daemon(&store, &mountpoint, &a, &master)
+    let log = match &a.log_file {
+        Some(p) => util::absolute(p)?,
+        None => default_log_path(&config.vault_id)?,
+    };
+    spawn_daemon(&store, &mountpoint, &a, &master, &log)
+}
+
+/// Logs can name files, so they live outside the store (which may be
+/// replicated): /var/log/phivault for root, the XDG state dir otherwise.
+fn default_log_path(vault_id: &str) -> anyhow::Result<PathBuf> {
+    let base = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/log/phivault")
+    } else if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        PathBuf::from(state).join("phivault")
+    } else {
+        let home = std::env::var_os("HOME").context("HOME is not set; pass --log-file")?;
+        PathBuf::from(home).join(".local/state/phivault")
+    };
+    Ok(base.join(format!("{vault_id}.log")))
 }
 
 fn confirm_create(store: &Path) -> anyhow::Result<bool> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        bail!("{} is not a phivault store; pass --create to create one, or run `phivault init`", store.display());
+        bail!(
+            "{} is not a phivault store; pass --create to create one, or run `phivault init`",
+            store.display()
+        );
     }
-    eprint!("{} is not a phivault store yet. Create it? [y/N] ", store.display());
+    eprint!(
+        "{} is not a phivault store yet. Create it? [y/N] ",
+        store.display()
+    );
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
@@ -126,37 +189,63 @@ fn confirm_create(store: &Path) -> anyhow::Result<bool> {
 
 fn check_mountpoint(mp: &Path) -> anyhow::Result<()> {
     let meta = std::fs::metadata(mp).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("mountpoint {} does not exist; create it with mkdir", mp.display()),
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "mountpoint {} does not exist; create it with mkdir",
+            mp.display()
+        ),
         _ => anyhow::anyhow!("cannot use mountpoint {}: {e}", mp.display()),
     })?;
     if !meta.is_dir() {
         bail!("mountpoint {} is not a directory", mp.display());
     }
     if util::is_mountpoint(mp) {
-        bail!("mountpoint {} is busy: something is already mounted there", mp.display());
+        bail!(
+            "mountpoint {} is busy: something is already mounted there",
+            mp.display()
+        );
     }
     if std::fs::read_dir(mp)?.next().is_some() {
-        bail!("mountpoint {} is not empty; mount on an empty directory so no files are hidden", mp.display());
+        bail!(
+            "mountpoint {} is not empty; mount on an empty directory so no files are hidden",
+            mp.display()
+        );
     }
     Ok(())
 }
 
-fn spawn_daemon(store: &Path, mountpoint: &Path, a: &Args, master: &MasterKey) -> anyhow::Result<()> {
-    let dir = StoreDir::new(store);
+fn spawn_daemon(
+    store: &Path,
+    mountpoint: &Path,
+    a: &Args,
+    master: &MasterKey,
+    log_path: &Path,
+) -> anyhow::Result<()> {
+    if let Some(parent) = log_path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("cannot create log directory {}", parent.display()))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(dir.log_path())
-        .with_context(|| format!("cannot open {}", dir.log_path().display()))?;
+        .open(log_path)
+        .with_context(|| format!("cannot open log file {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the phivault executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("daemon").arg(store).arg(mountpoint);
     for o in &a.options {
         cmd.arg("--options").arg(o);
     }
-    cmd.arg("--cache-size").arg(a.cache_size.to_string()).arg("--threads").arg(a.threads.to_string());
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+    cmd.arg("--cache-size")
+        .arg(a.cache_size.to_string())
+        .arg("--threads")
+        .arg(a.threads.to_string());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
     // SAFETY: setsid is async-signal-safe; detaches the daemon from our terminal.
     unsafe {
         cmd.pre_exec(|| {
@@ -168,7 +257,9 @@ fn spawn_daemon(store: &Path, mountpoint: &Path, a: &Args, master: &MasterKey) -
     {
         let mut stdin = child.stdin.take().expect("piped");
         let key = Zeroizing::new(hex::encode(master.as_bytes()));
-        stdin.write_all(key.as_bytes()).context("cannot hand the key to the daemon")?;
+        stdin
+            .write_all(key.as_bytes())
+            .context("cannot hand the key to the daemon")?;
     }
     let mut line = String::new();
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
@@ -181,7 +272,10 @@ fn spawn_daemon(store: &Path, mountpoint: &Path, a: &Args, master: &MasterKey) -
             let _ = child.wait();
             let msg = msg.strip_prefix("ERROR ").unwrap_or(msg);
             if msg.is_empty() {
-                bail!("the daemon exited before the mount was ready; see {}", dir.log_path().display());
+                bail!(
+                    "the daemon exited before the mount was ready; see {}",
+                    log_path.display()
+                );
             }
             bail!("{msg}")
         }
@@ -191,14 +285,24 @@ fn spawn_daemon(store: &Path, mountpoint: &Path, a: &Args, master: &MasterKey) -
 pub fn run_daemon(a: DaemonArgs) -> anyhow::Result<()> {
     init_logging();
     let mut hexkey = Zeroizing::new(String::new());
-    std::io::stdin().read_to_string(&mut hexkey).context("reading the key")?;
+    std::io::stdin()
+        .read_to_string(&mut hexkey)
+        .context("reading the key")?;
     let mut bytes = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(hexkey.trim(), &mut bytes[..]).context("malformed key from parent")?;
     let master = MasterKey::from_bytes(*bytes);
     let opts = parse_options(&a.options)?;
     let dir = StoreDir::new(&a.store);
     let mut ready = std::io::stdout();
-    let res = serve(&dir, &a.mountpoint, &opts, a.cache_size, a.threads, &master, Some(&mut ready));
+    let res = serve(
+        &dir,
+        &a.mountpoint,
+        &opts,
+        a.cache_size,
+        a.threads,
+        &master,
+        Some(&mut ready),
+    );
     if let Err(e) = &res {
         let _ = writeln!(ready, "ERROR {}", util::describe(e));
         tracing::error!("{}", util::describe(e));
@@ -209,7 +313,11 @@ pub fn run_daemon(a: DaemonArgs) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHIVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser=error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Opens the engine, mounts, reports readiness, and serves until unmounted
@@ -226,7 +334,11 @@ fn serve(
     init_logging();
     // Everything the daemon creates is private to its user.
     unsafe { libc::umask(0o077) };
-    let open_opts = OpenOptions { read_only: opts.read_only, cache_bytes: cache_size as usize, ..OpenOptions::default() };
+    let open_opts = OpenOptions {
+        read_only: opts.read_only,
+        cache_bytes: cache_size as usize,
+        ..OpenOptions::default()
+    };
     let vault = open_when_free(dir, master, &open_opts)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = vault.spawn_flusher(stop.clone());
@@ -238,22 +350,43 @@ fn serve(
         threads: threads as usize,
         extra: &opts.extra,
     });
-    let mut session = fuser::Session::new(PhiFs::new(vault.clone()), mountpoint, &cfg)
+    let session = fuser::Session::new(PhiFs::new(vault.clone()), mountpoint, &cfg)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
-    let mut unmounter = session.unmount_callable();
-    tracing::info!("mounted {} on {}", dir.root().display(), mountpoint.display());
+    tracing::info!(
+        "mounted {} on {}",
+        dir.root().display(),
+        mountpoint.display()
+    );
     if let Some(out) = ready {
         writeln!(out, "READY")?;
         out.flush()?;
     }
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
     let sig_handle = signals.handle();
     let mp = mountpoint.to_path_buf();
     let signal_thread = std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!("signal {sig}: flushing and unmounting {}", mp.display());
-            if let Err(e) = unmounter.unmount() {
-                tracing::error!("unmount failed: {e}; try `fusermount3 -u {}`", mp.display());
+        // After the first signal, keep trying: a busy mount (open files)
+        // unmounts as soon as the last program lets go.
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        tracing::info!("signal {sig}: flushing and unmounting {}", mp.display());
+        let mut warned = false;
+        loop {
+            match unmount_path(&mp) {
+                Ok(()) => return,
+                Err(e) if !warned => {
+                    tracing::warn!(
+                        "unmount of {} deferred: {e}; retrying until files are closed",
+                        mp.display()
+                    );
+                    warned = true;
+                }
+                Err(_) => {}
+            }
+            if signals.pending().next().is_none() {
+                std::thread::sleep(Duration::from_millis(500));
             }
         }
     });
@@ -267,17 +400,47 @@ fn serve(
     result.context("filesystem session")
 }
 
+/// Asks the kernel to detach the mount; the session then ends by itself.
+fn unmount_path(mp: &Path) -> std::io::Result<()> {
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(mp.as_os_str().as_bytes())?;
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        return Err(std::io::Error::last_os_error());
+    }
+    let out = Command::new("fusermount3").arg("-u").arg(mp).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
 /// A daemon that is still flushing after an unmount holds the store lock for
 /// a moment: wait for it rather than fail.
-fn open_when_free(dir: &StoreDir, master: &MasterKey, opts: &OpenOptions) -> anyhow::Result<Arc<Vault>> {
+fn open_when_free(
+    dir: &StoreDir,
+    master: &MasterKey,
+    opts: &OpenOptions,
+) -> anyhow::Result<Arc<Vault>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match Vault::open(dir, master, opts) {
             Ok(v) => return Ok(v),
-            Err(crate::vault::VaultError::Store(crate::store::StoreError::Locked { .. })) if Instant::now() < deadline => {
+            Err(crate::vault::VaultError::Store(crate::store::StoreError::Locked { .. }))
+                if Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot open store {}", dir.root().display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open store {}", dir.root().display()))
+            }
         }
     }
 }

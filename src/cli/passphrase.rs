@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use anyhow::{bail, Context};
 use crate::crypto::Passphrase;
+use anyhow::{bail, Context};
 
 /// zxcvbn score below which a new passphrase is refused (0..=4).
 const MIN_SCORE: u8 = 3;
@@ -26,7 +26,8 @@ pub fn prompt(label: &str) -> anyhow::Result<Passphrase> {
     if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
         bail!("no terminal to ask for the passphrase on: use --passphrase-file FILE");
     }
-    let s = rpassword::prompt_password(format!("{label}: ")).context("cannot read the passphrase from the terminal")?;
+    let s = rpassword::prompt_password(format!("{label}: "))
+        .context("cannot read the passphrase from the terminal")?;
     Ok(Passphrase::new(s.into_bytes()))
 }
 

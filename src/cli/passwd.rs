@@ -10,10 +10,12 @@ use crate::vault::{rfc3339_now, unlock_master};
 
 /// Add, change or remove passphrases (key slots) without re-encrypting data.
 #[derive(clap::Args)]
-#[command(long_about = "Manage the key slots of STORE. Each slot wraps the store's master key \
+#[command(
+    long_about = "Manage the key slots of STORE. Each slot wraps the store's master key \
 with one passphrase, so passphrases can be added, changed and revoked without re-encrypting \
 any data. With no action flag, changes the passphrase you enter. Every action first asks for \
-an existing passphrase (or recovery key).")]
+an existing passphrase (or recovery key)."
+)]
 pub struct Args {
     pub store: PathBuf,
     /// Read the current passphrase from this file.
@@ -45,7 +47,8 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let dir = StoreDir::new(&store);
-    let mut config = VaultConfig::load(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let mut config = VaultConfig::load(&dir)
+        .with_context(|| format!("cannot open store {}", store.display()))?;
     if a.list {
         println!("{:<6} {:<13} {:<22} kdf", "slot", "kind", "created");
         for s in &config.slots {
@@ -53,14 +56,26 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 SlotKind::Passphrase => "passphrase",
                 SlotKind::RecoveryKey => "recovery-key",
             };
-            println!("{:<6} {:<13} {:<22} argon2id m={}MiB t={} p={}", s.id, kind, s.created, s.kdf.memory_kib / 1024, s.kdf.iterations, s.kdf.parallelism);
+            println!(
+                "{:<6} {:<13} {:<22} argon2id m={}MiB t={} p={}",
+                s.id,
+                kind,
+                s.created,
+                s.kdf.memory_kib / 1024,
+                s.kdf.iterations,
+                s.kdf.parallelism
+            );
         }
         return Ok(());
     }
     let kdf = init::kdf(a.kdf_memory_mib, a.kdf_iterations)?;
     let current = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, opened) = unlock_master(&config, &current)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}; nothing was changed", store.display()))?;
+    let (master, opened) = unlock_master(&config, &current).map_err(|_| {
+        anyhow::anyhow!(
+            "wrong passphrase for store {}; nothing was changed",
+            store.display()
+        )
+    })?;
     let now = rfc3339_now();
     let id = config.next_slot_id();
     if let Some(victim) = a.remove {
@@ -68,18 +83,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             bail!("store has no key slot {victim} (see `phivault passwd --list`)");
         }
         if config.slots.len() == 1 {
-            bail!("slot {victim} is the last key slot; removing it would lock the data away for good");
+            bail!(
+                "slot {victim} is the last key slot; removing it would lock the data away for good"
+            );
         }
         config.slots.retain(|s| s.id != victim);
         save(&dir, &config)?;
         println!("Removed key slot {victim}.");
     } else if a.add_recovery_key {
         let key = recovery_key();
-        let slot = KeySlot::wrap(id, SlotKind::RecoveryKey, now, kdf, &Passphrase::new(key.clone().into_bytes()), &master)?;
+        let slot = KeySlot::wrap(
+            id,
+            SlotKind::RecoveryKey,
+            now,
+            kdf,
+            &Passphrase::new(key.clone().into_bytes()),
+            &master,
+        )?;
         config.slots.push(slot);
         save(&dir, &config)?;
         println!("Recovery key (slot {id}), shown only now. Store it offline, away from the data:\n\n    {key}\n");
-        println!("It unlocks the store like a passphrase (type it, or put it in a --passphrase-file).");
+        println!(
+            "It unlocks the store like a passphrase (type it, or put it in a --passphrase-file)."
+        );
     } else {
         let new = passphrase::new(a.new_passphrase_file.as_deref(), "passphrase")?;
         let slot = KeySlot::wrap(id, SlotKind::Passphrase, now, kdf, &new, &master)?;
@@ -109,6 +135,13 @@ fn recovery_key() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789"; // no 0/O/1/I/L
     let mut bytes = [0u8; 40];
     rand::rng().fill_bytes(&mut bytes);
-    let chars: Vec<u8> = bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()]).collect();
-    chars.chunks(5).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+    let chars: Vec<u8> = bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()])
+        .collect();
+    chars
+        .chunks(5)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
 }

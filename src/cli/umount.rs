@@ -9,8 +9,10 @@ use crate::store::{StoreDir, StoreLock};
 
 /// Flush and unmount a phivault mount.
 #[derive(clap::Args)]
-#[command(long_about = "Unmount MOUNTPOINT and wait until the daemon has flushed everything \
-to the store and exited. Equivalent to `fusermount3 -u` plus waiting.")]
+#[command(
+    long_about = "Unmount MOUNTPOINT and wait until the daemon has flushed everything \
+to the store and exited. Equivalent to `fusermount3 -u` plus waiting."
+)]
 pub struct Args {
     pub mountpoint: PathBuf,
     /// Seconds to wait for the daemon to finish flushing.
@@ -23,7 +25,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let Some(store) = util::mounted_store(&mp) else {
         bail!("{} is not a mount point", mp.display());
     };
-    let tool = if unsafe { libc::geteuid() } == 0 { ("umount", vec![]) } else { ("fusermount3", vec!["-u"]) };
+    let tool = if unsafe { libc::geteuid() } == 0 {
+        ("umount", vec![])
+    } else {
+        ("fusermount3", vec!["-u"])
+    };
     let out = Command::new(tool.0)
         .args(&tool.1)
         .arg(&mp)
@@ -32,7 +38,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         if msg.contains("busy") {
-            bail!("{} is busy: a program still has files open there (see `fuser -vm {}`)", mp.display(), mp.display());
+            bail!(
+                "{} is busy: a program still has files open there (see `fuser -vm {}`)",
+                mp.display(),
+                mp.display()
+            );
         }
         bail!("unmounting {} failed: {}", mp.display(), msg.trim());
     }
@@ -46,7 +56,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         match StoreLock::acquire(&dir) {
             Ok(_) => return Ok(()),
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => bail!("unmounted, but the daemon for {store} is still flushing after {}s", a.timeout),
+            Err(_) => bail!(
+                "unmounted, but the daemon for {store} is still flushing after {}s",
+                a.timeout
+            ),
         }
     }
 }

@@ -18,7 +18,9 @@ pub fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     if p.is_absolute() {
         Ok(p.to_path_buf())
     } else {
-        Ok(std::env::current_dir().context("cannot read the current directory")?.join(p))
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(p))
     }
 }
 
@@ -62,27 +64,41 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         None => (s, 1),
     };
-    num.trim().parse::<u64>().map(|n| n * mul).map_err(|_| format!("'{s}' is not a size"))
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mul)
+        .map_err(|_| format!("'{s}' is not a size"))
 }
 
 /// The source (store path) of the phivault mount at `mountpoint`, if any.
 pub fn mounted_store(mountpoint: &Path) -> Option<String> {
-    mounts().into_iter().find(|(_, mp, _)| Path::new(mp) == mountpoint).map(|(src, _, _)| src)
+    mounts()
+        .into_iter()
+        .find(|(_, mp, _)| Path::new(mp) == mountpoint)
+        .map(|(src, _, _)| src)
 }
 
 /// Where `store` is mounted, if it is.
 pub fn mount_of_store(store: &Path) -> Option<String> {
     let s = store.to_string_lossy();
-    mounts().into_iter().find(|(src, _, fs)| fs.contains("phivault") && *src == s).map(|(_, mp, _)| mp)
+    // The kernel lists FUSE mounts as fstype "fuse" (or "fuse.SUBTYPE").
+    mounts()
+        .into_iter()
+        .find(|(src, _, fs)| fs.starts_with("fuse") && *src == s)
+        .map(|(_, mp, _)| mp)
 }
 
 pub fn is_mountpoint(path: &Path) -> bool {
-    mounts().into_iter().any(|(_, mp, _)| Path::new(&mp) == path)
+    mounts()
+        .into_iter()
+        .any(|(_, mp, _)| Path::new(&mp) == path)
 }
 
 /// (source, mountpoint, fstype) of every mount, from /proc/self/mountinfo.
 fn mounts() -> Vec<(String, String, String)> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| {
             let (left, right) = l.split_once(" - ")?;
@@ -100,7 +116,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -75,9 +75,20 @@ impl BlockSealer {
         rand::rng().fill_bytes(&mut nonce);
         let ciphertext = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &framed, aad: &id.0 })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &framed,
+                    aad: &id.0,
+                },
+            )
             .expect("AES-GCM-SIV encryption cannot fail for in-range lengths");
-        SealedBlock { id, nonce, ciphertext, plain_len: plain.len() as u32 }
+        SealedBlock {
+            id,
+            nonce,
+            ciphertext,
+            plain_len: plain.len() as u32,
+        }
     }
 
     /// Decrypts and decompresses; the result is checked against `id`, so a
@@ -94,10 +105,18 @@ impl BlockSealer {
         }
         let framed = Zeroizing::new(
             self.cipher
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &id.0 })
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: &id.0,
+                    },
+                )
                 .map_err(|_| CryptoError::Tampered)?,
         );
-        let (&kind, body) = framed.split_first().ok_or(CryptoError::Malformed("empty block"))?;
+        let (&kind, body) = framed
+            .split_first()
+            .ok_or(CryptoError::Malformed("empty block"))?;
         let plain = match kind {
             RAW => body.to_vec(),
             ZSTD => zstd::bulk::decompress(body, plain_len)
@@ -124,14 +143,23 @@ mod tests {
         let s = sealer();
         let text = b"patient record ".repeat(4000);
         let sealed = s.seal(&text);
-        assert!(sealed.ciphertext.len() < text.len() / 4, "zstd should shrink repetitive text");
-        let back = s.open(&sealed.id, &sealed.nonce, &sealed.ciphertext, text.len()).unwrap();
+        assert!(
+            sealed.ciphertext.len() < text.len() / 4,
+            "zstd should shrink repetitive text"
+        );
+        let back = s
+            .open(&sealed.id, &sealed.nonce, &sealed.ciphertext, text.len())
+            .unwrap();
         assert_eq!(back, text);
 
         let mut random = vec![0u8; 65536];
         rand::rng().fill_bytes(&mut random);
         let sealed = s.seal(&random);
-        assert_eq!(s.open(&sealed.id, &sealed.nonce, &sealed.ciphertext, random.len()).unwrap(), random);
+        assert_eq!(
+            s.open(&sealed.id, &sealed.nonce, &sealed.ciphertext, random.len())
+                .unwrap(),
+            random
+        );
     }
 
     #[test]
@@ -141,7 +169,10 @@ mod tests {
         let b = s.seal(b"bravo block");
         let mut ct = a.ciphertext.clone();
         ct[3] ^= 1;
-        assert!(matches!(s.open(&a.id, &a.nonce, &ct, 11), Err(CryptoError::Tampered)));
+        assert!(matches!(
+            s.open(&a.id, &a.nonce, &ct, 11),
+            Err(CryptoError::Tampered)
+        ));
         assert!(s.open(&b.id, &a.nonce, &a.ciphertext, 11).is_err());
     }
 

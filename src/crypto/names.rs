@@ -41,7 +41,13 @@ impl NameCipher {
         let mut out = nonce.to_vec();
         out.extend(
             self.cipher
-                .encrypt(Nonce::from_slice(&nonce), Payload { msg: name, aad: &aad })
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: name,
+                        aad: &aad,
+                    },
+                )
                 .expect("encryption of a short name cannot fail"),
         );
         out

@@ -43,7 +43,11 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// OWASP's recommended Argon2id setting, about half a second here.
     fn default() -> Self {
-        Self { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+        Self {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
     }
 }
 
@@ -84,7 +88,13 @@ impl KeySlot {
         let kek = derive_kek(&kdf, pass, &salt)?;
         let cipher = Aes256GcmSiv::new_from_slice(&kek[..]).expect("32-byte key");
         let wrapped = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: master.as_bytes(), aad: WRAP_AAD })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: master.as_bytes(),
+                    aad: WRAP_AAD,
+                },
+            )
             .map_err(|_| CryptoError::Malformed("wrap"))?;
         Ok(Self {
             id,
@@ -99,10 +109,15 @@ impl KeySlot {
 
     /// Returns the master key if `pass` is this slot's passphrase.
     pub fn unwrap_key(&self, pass: &Passphrase) -> Result<MasterKey, CryptoError> {
-        let salt = B64.decode(&self.salt).map_err(|_| CryptoError::Malformed("slot salt"))?;
-        let nonce = B64.decode(&self.nonce).map_err(|_| CryptoError::Malformed("slot nonce"))?;
-        let wrapped =
-            B64.decode(&self.wrapped).map_err(|_| CryptoError::Malformed("slot wrapped key"))?;
+        let salt = B64
+            .decode(&self.salt)
+            .map_err(|_| CryptoError::Malformed("slot salt"))?;
+        let nonce = B64
+            .decode(&self.nonce)
+            .map_err(|_| CryptoError::Malformed("slot nonce"))?;
+        let wrapped = B64
+            .decode(&self.wrapped)
+            .map_err(|_| CryptoError::Malformed("slot wrapped key"))?;
         if nonce.len() != 12 {
             return Err(CryptoError::Malformed("slot nonce"));
         }
@@ -110,11 +125,19 @@ impl KeySlot {
         let cipher = Aes256GcmSiv::new_from_slice(&kek[..]).expect("32-byte key");
         let plain = Zeroizing::new(
             cipher
-                .decrypt(Nonce::from_slice(&nonce), Payload { msg: &wrapped, aad: WRAP_AAD })
+                .decrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: &wrapped,
+                        aad: WRAP_AAD,
+                    },
+                )
                 .map_err(|_| CryptoError::WrongPassphrase)?,
         );
-        let bytes: [u8; KEY_LEN] =
-            plain.as_slice().try_into().map_err(|_| CryptoError::Malformed("slot key length"))?;
+        let bytes: [u8; KEY_LEN] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("slot key length"))?;
         Ok(MasterKey::from_bytes(bytes))
     }
 }
@@ -124,8 +147,13 @@ fn derive_kek(
     pass: &Passphrase,
     salt: &[u8],
 ) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
-    let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(KEY_LEN))
-        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let params = Params::new(
+        kdf.memory_kib,
+        kdf.iterations,
+        kdf.parallelism,
+        Some(KEY_LEN),
+    )
+    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     argon
@@ -150,7 +178,11 @@ pub fn unlock(slots: &[KeySlot], pass: &Passphrase) -> Result<(MasterKey, u32), 
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
+    const FAST: KdfParams = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
 
     #[test]
     fn slot_opens_only_with_its_passphrase() {
@@ -159,7 +191,10 @@ mod tests {
         let slot = KeySlot::wrap(1, SlotKind::Passphrase, "now".into(), FAST, &p, &mk).unwrap();
         assert_eq!(slot.unwrap_key(&p).unwrap().as_bytes(), mk.as_bytes());
         let wrong = Passphrase::new(b"incorrect horse".to_vec());
-        assert!(matches!(slot.unwrap_key(&wrong), Err(CryptoError::WrongPassphrase)));
+        assert!(matches!(
+            slot.unwrap_key(&wrong),
+            Err(CryptoError::WrongPassphrase)
+        ));
         let s = toml::to_string(&slot).unwrap();
         assert!(!s.contains("correct horse"));
     }

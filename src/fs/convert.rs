@@ -45,6 +45,19 @@ pub fn time_ns(t: SystemTime) -> i64 {
     }
 }
 
+/// A time the kernel sent. fuser 0.18 builds pre-1970 times as
+/// `EPOCH - (secs + nsec)` although the kernel means `secs + nsec` with
+/// negative `secs` (its own TODO in time.rs); undo that here.
+pub fn kernel_time_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(_) => time_ns(t),
+        Err(e) => {
+            let d = e.duration();
+            -(d.as_secs() as i64) * 1_000_000_000 + d.subsec_nanos() as i64
+        }
+    }
+}
+
 pub fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
@@ -66,7 +79,12 @@ pub fn file_attr(a: &Attr) -> FileAttr {
 }
 
 pub fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid(), pid: req.pid(), groups: Vec::new() }
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+        groups: Vec::new(),
+    }
 }
 
 /// The caller with its supplementary groups, read from /proc (the FUSE
@@ -75,7 +93,10 @@ pub fn caller_with_groups(req: &Request) -> Caller {
     let mut c = caller(req);
     if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) {
         if let Some(line) = status.lines().find(|l| l.starts_with("Groups:")) {
-            c.groups = line[7..].split_whitespace().filter_map(|g| g.parse().ok()).collect();
+            c.groups = line[7..]
+                .split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect();
         }
     }
     c
@@ -94,12 +115,20 @@ pub fn mount_config(s: &MountSettings<'_>) -> Config {
         MountOption::FSName(s.source.to_string()),
         MountOption::Subtype("phivault".into()),
         MountOption::DefaultPermissions,
-        if s.read_only { MountOption::RO } else { MountOption::RW },
+        if s.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
     ];
     opts.extend(s.extra.iter().map(|o| MountOption::CUSTOM(o.clone())));
     let mut cfg = Config::default();
     cfg.mount_options = opts;
-    cfg.acl = if s.allow_other { SessionACL::All } else { SessionACL::Owner };
+    cfg.acl = if s.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
     cfg.n_threads = Some(s.threads);
     cfg.clone_fd = true;
     cfg

@@ -12,12 +12,12 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vault::{Kind, RenameMode, SetAttr, TimeSet, Vault, VaultError};
-use convert::{caller, caller_with_groups, file_attr, kind_from_mode, time_ns};
+use crate::vault::{Kind, NodeSpec, RenameMode, SetAttr, TimeSet, Vault, VaultError};
+use convert::{caller, caller_with_groups, file_attr, kernel_time_ns, kind_from_mode};
 
 pub use convert::{mount_config, MountSettings};
 
@@ -109,7 +109,7 @@ impl Filesystem for PhiFs {
     ) {
         let ts = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
-            TimeOrNow::SpecificTime(t) => TimeSet::At(time_ns(t)),
+            TimeOrNow::SpecificTime(t) => TimeSet::At(kernel_time_ns(t)),
         };
         let set = SetAttr {
             mode,
@@ -118,7 +118,7 @@ impl Filesystem for PhiFs {
             size,
             atime: atime.map(ts),
             mtime: mtime.map(ts),
-            ctime: ctime.map(time_ns),
+            ctime: ctime.map(kernel_time_ns),
         };
         match self.vault.setattr(&caller_with_groups(req), ino.0, &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
@@ -133,16 +133,55 @@ impl Filesystem for PhiFs {
         }
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        let Some(kind) = kind_from_mode(mode) else { return reply.error(Errno::EINVAL) };
-        match self.vault.create_node(&caller_with_groups(req), parent.0, name(n), kind, mode, umask, rdev) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(kind) = kind_from_mode(mode) else {
+            return reply.error(Errno::EINVAL);
+        };
+        match self.vault.create_node(
+            &caller_with_groups(req),
+            parent.0,
+            name(n),
+            NodeSpec {
+                kind,
+                mode,
+                umask,
+                rdev,
+            },
+        ) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        match self.vault.create_node(&caller_with_groups(req), parent.0, name(n), Kind::Dir, mode, umask, 0) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self.vault.create_node(
+            &caller_with_groups(req),
+            parent.0,
+            name(n),
+            NodeSpec {
+                kind: Kind::Dir,
+                mode,
+                umask,
+                rdev: 0,
+            },
+        ) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
             Err(e) => reply.error(errno(e)),
         }
@@ -162,8 +201,20 @@ impl Filesystem for PhiFs {
         }
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link: &OsStr, target: &Path, reply: ReplyEntry) {
-        match self.vault.symlink(&caller(req), parent.0, name(link), target.as_os_str().as_bytes()) {
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self.vault.symlink(
+            &caller(req),
+            parent.0,
+            name(link),
+            target.as_os_str().as_bytes(),
+        ) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
             Err(e) => reply.error(errno(e)),
         }
@@ -185,13 +236,23 @@ impl Filesystem for PhiFs {
             f if f == libc::RENAME_EXCHANGE => RenameMode::Exchange,
             _ => return reply.error(Errno::EINVAL),
         };
-        match self.vault.rename(parent.0, name(n), newparent.0, name(newname), mode) {
+        match self
+            .vault
+            .rename(parent.0, name(n), newparent.0, name(newname), mode)
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         match self.vault.link(ino.0, newparent.0, name(newname)) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
             Err(e) => reply.error(errno(e)),
@@ -241,7 +302,14 @@ impl Filesystem for PhiFs {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _lock: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         match self.vault.flush(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -264,7 +332,14 @@ impl Filesystem for PhiFs {
         }
     }
 
-    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.vault.fsync(ino.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -279,7 +354,14 @@ impl Filesystem for PhiFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let mut pos = offset;
         loop {
             let batch = match self.vault.readdir(ino.0, pos, 256) {
@@ -290,7 +372,12 @@ impl Filesystem for PhiFs {
                 break;
             }
             for e in batch {
-                if reply.add(INodeNo(e.ino), e.next, convert::file_type(e.kind), OsStr::from_bytes(&e.name)) {
+                if reply.add(
+                    INodeNo(e.ino),
+                    e.next,
+                    convert::file_type(e.kind),
+                    OsStr::from_bytes(&e.name),
+                ) {
                     return reply.ok();
                 }
                 pos = e.next;
@@ -299,7 +386,14 @@ impl Filesystem for PhiFs {
         reply.ok()
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         let mut pos = offset;
         loop {
             let batch = match self.vault.readdir(ino.0, pos, 128) {
@@ -315,7 +409,14 @@ impl Filesystem for PhiFs {
                     Err(VaultError::NotFound) => continue,
                     Err(err) => return reply.error(errno(err)),
                 };
-                if reply.add(INodeNo(e.ino), e.next, OsStr::from_bytes(&e.name), &TTL, &file_attr(&attr), GEN) {
+                if reply.add(
+                    INodeNo(e.ino),
+                    e.next,
+                    OsStr::from_bytes(&e.name),
+                    &TTL,
+                    &file_attr(&attr),
+                    GEN,
+                ) {
                     return reply.ok();
                 }
                 pos = e.next;
@@ -324,7 +425,14 @@ impl Filesystem for PhiFs {
         reply.ok()
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         match self.vault.sync_all() {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -347,7 +455,16 @@ impl Filesystem for PhiFs {
         }
     }
 
-    fn setxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, value: &[u8], flags: i32, _pos: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        n: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _pos: u32,
+        reply: ReplyEmpty,
+    ) {
         match self.vault.setxattr(ino.0, name(n), value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
@@ -379,20 +496,56 @@ impl Filesystem for PhiFs {
         reply.ok()
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, n: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
-        let Some(kind) = kind_from_mode(mode | libc::S_IFREG) else { return reply.error(Errno::EINVAL) };
-        let attr = match self.vault.create_node(&caller_with_groups(req), parent.0, name(n), kind, mode, umask, 0) {
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let Some(kind) = kind_from_mode(mode | libc::S_IFREG) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let attr = match self.vault.create_node(
+            &caller_with_groups(req),
+            parent.0,
+            name(n),
+            NodeSpec {
+                kind,
+                mode,
+                umask,
+                rdev: 0,
+            },
+        ) {
             Ok(a) => a,
             Err(e) => return reply.error(errno(e)),
         };
         let _ = flags;
         match self.vault.open_file(attr.ino, false) {
-            Ok(()) => reply.created(&TTL, &file_attr(&attr), GEN, FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(()) => reply.created(
+                &TTL,
+                &file_attr(&attr),
+                GEN,
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn fallocate(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
         match self.vault.fallocate(ino.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),

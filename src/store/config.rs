@@ -58,16 +58,21 @@ impl VaultConfig {
             }
             other => other.at(&path)?,
         };
-        let cfg: VaultConfig = toml::from_str(&text).map_err(|e| StoreError::Config(e.to_string()))?;
+        let cfg: VaultConfig =
+            toml::from_str(&text).map_err(|e| StoreError::Config(e.to_string()))?;
         if cfg.format != FORMAT_VERSION {
-            return Err(StoreError::Format { found: cfg.format, supported: FORMAT_VERSION });
+            return Err(StoreError::Format {
+                found: cfg.format,
+                supported: FORMAT_VERSION,
+            });
         }
         Ok(cfg)
     }
 
     pub fn save(&self, dir: &StoreDir) -> Result<()> {
         let text = toml::to_string_pretty(self).map_err(|e| StoreError::Config(e.to_string()))?;
-        let header = "# phivault store configuration. Holds no secret: key slots are wrapped keys.\n";
+        let header =
+            "# phivault store configuration. Holds no secret: key slots are wrapped keys.\n";
         write_atomic(&dir.config_path(), format!("{header}{text}").as_bytes())
     }
 

@@ -31,9 +31,6 @@ impl StoreDir {
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("lock")
     }
-    pub fn log_path(&self) -> PathBuf {
-        self.root.join("daemon.log")
-    }
 
     pub fn exists(&self) -> bool {
         self.config_path().exists()
@@ -49,13 +46,25 @@ impl StoreDir {
                 if it.next().is_some() {
                     return Err(StoreError::NotEmpty(self.root.clone()));
                 }
-                fs::set_permissions(&self.root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                    .at(&self.root)?;
+                fs::set_permissions(
+                    &self.root,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o700),
+                )
+                .at(&self.root)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                DirBuilder::new().recursive(true).mode(0o700).create(&self.root).at(&self.root)?;
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.root)
+                    .at(&self.root)?;
             }
-            Err(e) => return Err(StoreError::Io { path: self.root.clone(), source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: self.root.clone(),
+                    source: e,
+                })
+            }
         }
         make_private_dir(&self.packs_dir())
     }
@@ -65,7 +74,10 @@ pub(crate) fn make_private_dir(path: &Path) -> Result<()> {
     match DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }
 

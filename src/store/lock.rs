@@ -29,7 +29,13 @@ impl StoreLock {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             let pid = pid.trim().to_string();
-            return Err(StoreError::Locked { pid: if pid.is_empty() { "unknown".into() } else { pid } });
+            return Err(StoreError::Locked {
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid
+                },
+            });
         }
         file.set_len(0).at(&path)?;
         file.rewind().at(&path)?;

@@ -18,7 +18,10 @@ pub use pack::{
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} is not a phivault store (no vault.toml)")]
     NotAStore(std::path::PathBuf),
     #[error("{0} already holds a phivault store; refusing to overwrite it")]
@@ -32,7 +35,11 @@ pub enum StoreError {
     #[error("the store is in use by another phivault process (pid {pid}); unmount it first")]
     Locked { pid: String },
     #[error("pack {pack}: record at offset {offset} is damaged ({what})")]
-    DamagedRecord { pack: PackId, offset: u64, what: &'static str },
+    DamagedRecord {
+        pack: PackId,
+        offset: u64,
+        what: &'static str,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -43,6 +50,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| StoreError::Io { path: path.to_path_buf(), source })
+        self.map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

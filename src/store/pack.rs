@@ -136,7 +136,10 @@ impl PackStore {
         }
         let pack = guard.as_mut().expect("just ensured");
         let mut buf = Vec::with_capacity(
-            blocks.iter().map(|b| RECORD_HEADER_LEN + b.ciphertext.len()).sum(),
+            blocks
+                .iter()
+                .map(|b| RECORD_HEADER_LEN + b.ciphertext.len())
+                .sum(),
         );
         for b in blocks {
             let offset = pack.len + buf.len() as u64;
@@ -150,13 +153,21 @@ impl PackStore {
             pack.index.extend_from_slice(&offset.to_le_bytes());
             pack.index.extend_from_slice(&len.to_le_bytes());
             pack.index.extend_from_slice(&b.plain_len.to_le_bytes());
-            out.locations.push(BlockLocation { pack: pack.id, offset, len });
+            out.locations.push(BlockLocation {
+                pack: pack.id,
+                offset,
+                len,
+            });
         }
         if let Err(e) = pack.file.write_all_at(&buf, pack.len) {
             // A partial record may be on disk; cut it so the pack stays parseable.
             let _ = pack.file.set_len(pack.len);
-            pack.index.truncate(pack.index.len() - blocks.len() * INDEX_ENTRY_LEN);
-            return Err(StoreError::Io { path: pack.path.clone(), source: e });
+            pack.index
+                .truncate(pack.index.len() - blocks.len() * INDEX_ENTRY_LEN);
+            return Err(StoreError::Io {
+                path: pack.path.clone(),
+                source: e,
+            });
         }
         pack.len += buf.len() as u64;
         pack.last_append = Instant::now();
@@ -206,9 +217,16 @@ impl PackStore {
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                StoreError::DamagedRecord { pack: loc.pack, offset: loc.offset, what: "pack is shorter than the catalog says" }
+                StoreError::DamagedRecord {
+                    pack: loc.pack,
+                    offset: loc.offset,
+                    what: "pack is shorter than the catalog says",
+                }
             } else {
-                StoreError::Io { path: self.pack_path(loc.pack), source: e }
+                StoreError::Io {
+                    path: self.pack_path(loc.pack),
+                    source: e,
+                }
             }
         })?;
         parse_record(loc.pack, loc.offset, &buf)
@@ -300,7 +318,10 @@ impl PackStore {
         if let Some(parent) = pack.path.parent() {
             sync_dir(parent)?;
         }
-        Ok(SealedPack { id: pack.id, size: pack.len + tail.len() as u64 })
+        Ok(SealedPack {
+            id: pack.id,
+            size: pack.len + tail.len() as u64,
+        })
     }
 
     fn reader(&self, id: PackId) -> Result<Arc<File>> {
@@ -340,16 +361,24 @@ fn parse_record(pack: PackId, offset: u64, buf: &[u8]) -> Result<RawRecord> {
     let id = BlockId::from_slice(&buf[8..8 + BLOCK_ID_LEN]).expect("32 bytes");
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&buf[8 + BLOCK_ID_LEN..RECORD_HEADER_LEN]);
-    Ok(RawRecord { id, nonce, ciphertext: buf[RECORD_HEADER_LEN..].to_vec(), plain_len })
+    Ok(RawRecord {
+        id,
+        nonce,
+        ciphertext: buf[RECORD_HEADER_LEN..].to_vec(),
+        plain_len,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::BlockSealer;
 
     fn store(dir: &Path, target: u64) -> PackStore {
-        PackStore::with_target_size(dir.to_path_buf(), target, Arc::new(|_, b: &[u8]| b.to_vec()))
+        PackStore::with_target_size(
+            dir.to_path_buf(),
+            target,
+            Arc::new(|_, b: &[u8]| b.to_vec()),
+        )
     }
 
     #[test]
@@ -363,19 +392,23 @@ mod tests {
         assert!(out.opened.is_some());
         let rec = s.read(&out.locations[1]).unwrap();
         assert_eq!(rec.id, b.id);
-        let plain = sealer.open(&rec.id, &rec.nonce, &rec.ciphertext, rec.plain_len as usize).unwrap();
+        let plain = sealer
+            .open(&rec.id, &rec.nonce, &rec.ciphertext, rec.plain_len as usize)
+            .unwrap();
         assert_eq!(plain, b"second block");
 
         // Pretend a crash: only the first record was committed.
         let pack = out.locations[0].pack;
         let end = out.locations[0].offset + out.locations[0].len as u64;
-        let _ = BlockSealer::new; // keep import used in all cfgs
         drop(s);
         let s = store(tmp.path(), 1 << 40);
         let sealed = s.recover_unsealed(pack, end).unwrap().unwrap();
         assert!(sealed.size > end);
         assert!(s.read(&out.locations[0]).is_ok());
         // Recovery is idempotent on a sealed pack.
-        assert_eq!(s.recover_unsealed(pack, end).unwrap().unwrap().size, sealed.size);
+        assert_eq!(
+            s.recover_unsealed(pack, end).unwrap().unwrap().size,
+            sealed.size
+        );
     }
 }

@@ -102,3 +102,13 @@ pub struct FsStats {
     pub files: u64,
     pub files_free: u64,
 }
+
+/// What to create: the type, the requested mode and umask, and for device
+/// nodes the device number.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeSpec {
+    pub kind: Kind,
+    pub mode: u32,
+    pub umask: u32,
+    pub rdev: u32,
+}

@@ -19,7 +19,13 @@ struct Inner {
 
 impl BlockCache {
     pub fn new(budget: usize) -> Self {
-        Self { inner: Mutex::new(Inner { map: LruCache::unbounded(), bytes: 0 }), budget }
+        Self {
+            inner: Mutex::new(Inner {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            budget,
+        }
     }
 
     pub fn get(&self, id: &BlockId) -> Option<Arc<Vec<u8>>> {

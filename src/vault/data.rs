@@ -40,7 +40,13 @@ pub(super) struct OpenFile {
 
 impl OpenFile {
     fn new(inode: &Inode) -> Self {
-        Self { size: inode.size, mtime: inode.mtime, ctime: inode.ctime, meta_dirty: false, dirty: BTreeMap::new() }
+        Self {
+            size: inode.size,
+            mtime: inode.mtime,
+            ctime: inode.ctime,
+            meta_dirty: false,
+            dirty: BTreeMap::new(),
+        }
     }
 
     /// Applies what this open file knows better than the catalog.
@@ -76,7 +82,13 @@ impl Vault {
                 e.handles.fetch_add(1, Ordering::AcqRel);
             } else {
                 let inode = Self::inode_of(&self.catalog.lock(), ino)?;
-                files.insert(ino, Arc::new(FileEntry { handles: AtomicU32::new(1), state: Mutex::new(OpenFile::new(&inode)) }));
+                files.insert(
+                    ino,
+                    Arc::new(FileEntry {
+                        handles: AtomicU32::new(1),
+                        state: Mutex::new(OpenFile::new(&inode)),
+                    }),
+                );
             }
         }
         if truncate {
@@ -90,7 +102,9 @@ impl Vault {
 
     /// Closes a handle: stores what it wrote and records the version.
     pub fn release_file(&self, ino: Ino) -> Result<()> {
-        let Some(entry) = self.files.lock().get(&ino).cloned() else { return Ok(()) };
+        let Some(entry) = self.files.lock().get(&ino).cloned() else {
+            return Ok(());
+        };
         let res = self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write));
         let last = {
             let mut files = self.files.lock();
@@ -108,7 +122,9 @@ impl Vault {
 
     /// Stores buffered data without recording a version (close(2)'s flush).
     pub fn flush(&self, ino: Ino) -> Result<()> {
-        let Some(entry) = self.files.lock().get(&ino).cloned() else { return Ok(()) };
+        let Some(entry) = self.files.lock().get(&ino).cloned() else {
+            return Ok(());
+        };
         let res = self.flush_file(ino, &mut entry.lock(), None);
         res
     }
@@ -128,7 +144,10 @@ impl Vault {
         // A write or read without a registered handle: track it without one;
         // the next release or shutdown stores it.
         let inode = Self::inode_of(&self.catalog.lock(), ino)?;
-        let e = Arc::new(FileEntry { handles: AtomicU32::new(0), state: Mutex::new(OpenFile::new(&inode)) });
+        let e = Arc::new(FileEntry {
+            handles: AtomicU32::new(0),
+            state: Mutex::new(OpenFile::new(&inode)),
+        });
         files.insert(ino, e.clone());
         Ok(e)
     }
@@ -138,7 +157,9 @@ impl Vault {
         if data.is_empty() {
             return Ok(0);
         }
-        let end = offset.checked_add(data.len() as u64).ok_or(VaultError::TooBig)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(VaultError::TooBig)?;
         if end > i64::MAX as u64 {
             return Err(VaultError::TooBig);
         }
@@ -220,7 +241,10 @@ impl Vault {
                 .map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d)))
                 .collect::<Result<_>>()?
         } else {
-            stored.iter().map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d))).collect::<Result<_>>()?
+            stored
+                .iter()
+                .map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d)))
+                .collect::<Result<_>>()?
         };
         let mut out = vec![0u8; (end - offset) as usize];
         for idx in first..=last {
@@ -249,12 +273,25 @@ impl Vault {
         if let Some(hit) = self.cache.get(&b.id) {
             return Ok(hit);
         }
-        let result = self.packs.read(&b.location).map_err(VaultError::from).and_then(|rec| {
-            if rec.id != b.id {
-                return Err(VaultError::Corrupt { ino, block: idx, reason: "pack record holds a different block".into() });
-            }
-            Ok(self.keys.blocks.open(&b.id, &rec.nonce, &rec.ciphertext, b.plain_len as usize)?)
-        });
+        let result = self
+            .packs
+            .read(&b.location)
+            .map_err(VaultError::from)
+            .and_then(|rec| {
+                if rec.id != b.id {
+                    return Err(VaultError::Corrupt {
+                        ino,
+                        block: idx,
+                        reason: "pack record holds a different block".into(),
+                    });
+                }
+                Ok(self.keys.blocks.open(
+                    &b.id,
+                    &rec.nonce,
+                    &rec.ciphertext,
+                    b.plain_len as usize,
+                )?)
+            });
         match result {
             Ok(plain) => {
                 let plain = Arc::new(plain);
@@ -270,7 +307,11 @@ impl Vault {
                     b.location.pack,
                     b.location.offset
                 );
-                Err(VaultError::Corrupt { ino, block: idx, reason: e.to_string() })
+                Err(VaultError::Corrupt {
+                    ino,
+                    block: idx,
+                    reason: e.to_string(),
+                })
             }
         }
     }
@@ -287,7 +328,9 @@ impl Vault {
         {
             let cat = self.catalog.lock();
             for &idx in idxs {
-                let Some(buf) = f.dirty.get(&idx) else { continue };
+                let Some(buf) = f.dirty.get(&idx) else {
+                    continue;
+                };
                 let bstart = idx * bs;
                 if bstart >= size {
                     beyond_eof.push(idx);
@@ -306,9 +349,15 @@ impl Vault {
             }
         }
         let sealed: Vec<SealedBlock> = if fresh.len() > 1 {
-            fresh.par_iter().map(|(id, p)| self.keys.blocks.seal_with_id(*id, p)).collect()
+            fresh
+                .par_iter()
+                .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
+                .collect()
         } else {
-            fresh.iter().map(|(id, p)| self.keys.blocks.seal_with_id(*id, p)).collect()
+            fresh
+                .iter()
+                .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
+                .collect()
         };
         let outcome = if sealed.is_empty() {
             Default::default()
@@ -326,7 +375,13 @@ impl Vault {
                 }
                 let mut rows = HashMap::new();
                 for (s, loc) in sealed.iter().zip(&outcome.locations) {
-                    let row = c.insert_block(&s.id.0, loc.pack.as_i64(), loc.offset, loc.len, s.plain_len)?;
+                    let row = c.insert_block(
+                        &s.id.0,
+                        loc.pack.as_i64(),
+                        loc.offset,
+                        loc.len,
+                        s.plain_len,
+                    )?;
                     rows.insert(s.id, row);
                 }
                 let mut inode = Self::inode_of(c, ino)?;
@@ -337,11 +392,13 @@ impl Vault {
                         Some(id) => {
                             let row = match rows.get(id) {
                                 Some(r) => *r,
-                                None => c.block_by_hash(&id.0)?.ok_or_else(|| VaultError::Corrupt {
-                                    ino,
-                                    block: *idx,
-                                    reason: "deduplicated block vanished from the index".into(),
-                                })?,
+                                None => {
+                                    c.block_by_hash(&id.0)?.ok_or_else(|| VaultError::Corrupt {
+                                        ino,
+                                        block: *idx,
+                                        reason: "deduplicated block vanished from the index".into(),
+                                    })?
+                                }
                             };
                             c.put_extent(ino, *idx, row, inode.version)?;
                         }
@@ -362,7 +419,8 @@ impl Vault {
         for idx in beyond_eof {
             freed += f.dirty.remove(&idx).map_or(0, |_| 1);
         }
-        self.dirty_bytes.fetch_sub(freed * bs as usize, Ordering::Relaxed);
+        self.dirty_bytes
+            .fetch_sub(freed * bs as usize, Ordering::Relaxed);
         f.meta_dirty = false;
         Ok(())
     }
@@ -375,7 +433,12 @@ impl Vault {
     }
 
     /// Stores all buffered data; with `seal`, closes the open version.
-    pub(super) fn flush_file(&self, ino: Ino, f: &mut OpenFile, seal: Option<VersionReason>) -> Result<()> {
+    pub(super) fn flush_file(
+        &self,
+        ino: Ino,
+        f: &mut OpenFile,
+        seal: Option<VersionReason>,
+    ) -> Result<()> {
         if !f.dirty.is_empty() {
             let all: Vec<u64> = f.dirty.keys().copied().collect();
             self.store_blocks(ino, f, &all)?;
@@ -386,11 +449,19 @@ impl Vault {
         let t = self.tick();
         let cat = self.catalog.lock();
         cat.tx(|c| -> Result<()> {
-            let Some(mut inode) = c.inode(ino)? else { return Ok(()) };
+            let Some(mut inode) = c.inode(ino)? else {
+                return Ok(());
+            };
             f.overlay(&mut inode);
             if let Some(reason) = seal {
                 if inode.version_open {
-                    c.insert_version(&VersionRow { ino, version: inode.version, time: t, size: inode.size, reason })?;
+                    c.insert_version(&VersionRow {
+                        ino,
+                        version: inode.version,
+                        time: t,
+                        size: inode.size,
+                        reason,
+                    })?;
                     inode.version_open = false;
                 }
             }
@@ -412,7 +483,11 @@ impl Vault {
         let mut guard = entry.as_ref().map(|e| e.lock());
         let bs = self.block_size;
         if let Some(f) = guard.as_deref_mut() {
-            let cut: Vec<u64> = f.dirty.range(new_size.div_ceil(bs)..).map(|(k, _)| *k).collect();
+            let cut: Vec<u64> = f
+                .dirty
+                .range(new_size.div_ceil(bs)..)
+                .map(|(k, _)| *k)
+                .collect();
             for idx in cut {
                 f.dirty.remove(&idx);
                 self.dirty_bytes.fetch_sub(bs as usize, Ordering::Relaxed);
@@ -433,7 +508,7 @@ impl Vault {
             Kind::Dir => return Err(VaultError::IsDir),
             _ => return Err(VaultError::Invalid),
         }
-        let boundary = (new_size < old_size && new_size % bs != 0)
+        let boundary = (new_size < old_size && !new_size.is_multiple_of(bs))
             .then(|| cat.live_extent(ino, new_size / bs))
             .transpose()?
             .flatten();
@@ -447,7 +522,10 @@ impl Vault {
             }
             None => None,
         };
-        let sealed = cut_block.as_ref().filter(|(_, p)| p.iter().any(|&b| b != 0)).map(|(_, p)| self.keys.blocks.seal(p));
+        let sealed = cut_block
+            .as_ref()
+            .filter(|(_, p)| p.iter().any(|&b| b != 0))
+            .map(|(_, p)| self.keys.blocks.seal(p));
         let outcome = match &sealed {
             Some(s) if cat.block_by_hash(&s.id.0)?.is_none() => Some(self.packs.append(&[s])?),
             _ => None,
@@ -474,7 +552,13 @@ impl Vault {
                                     c.mark_pack_sealed(sp.id.as_i64(), sp.size)?;
                                 }
                                 let loc = o.locations[0];
-                                c.insert_block(&s.id.0, loc.pack.as_i64(), loc.offset, loc.len, s.plain_len)?
+                                c.insert_block(
+                                    &s.id.0,
+                                    loc.pack.as_i64(),
+                                    loc.offset,
+                                    loc.len,
+                                    s.plain_len,
+                                )?
                             }
                             None => c.block_by_hash(&s.id.0)?.ok_or(VaultError::Invalid)?,
                         };
@@ -485,7 +569,13 @@ impl Vault {
             inode.size = new_size;
             inode.mtime = t;
             inode.ctime = t;
-            c.insert_version(&VersionRow { ino, version: inode.version, time: t, size: new_size, reason: VersionReason::Truncate })?;
+            c.insert_version(&VersionRow {
+                ino,
+                version: inode.version,
+                time: t,
+                size: new_size,
+                reason: VersionReason::Truncate,
+            })?;
             inode.version_open = false;
             c.update_inode(&inode)?;
             Ok(())
@@ -501,7 +591,10 @@ impl Vault {
 
     pub fn fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> Result<()> {
         self.writable()?;
-        let end = offset.checked_add(len).filter(|e| *e <= i64::MAX as u64).ok_or(VaultError::TooBig)?;
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or(VaultError::TooBig)?;
         let keep_size = mode & FALLOC_KEEP_SIZE != 0;
         match mode & !FALLOC_KEEP_SIZE {
             0 => {}
@@ -552,7 +645,11 @@ impl Vault {
         edge(last_full * bs, end)?;
         let entry = self.entry(ino)?;
         let mut f = entry.lock();
-        let doomed: Vec<u64> = f.dirty.range(first_full..last_full).map(|(k, _)| *k).collect();
+        let doomed: Vec<u64> = f
+            .dirty
+            .range(first_full..last_full)
+            .map(|(k, _)| *k)
+            .collect();
         for idx in doomed {
             f.dirty.remove(&idx);
             self.dirty_bytes.fetch_sub(bs as usize, Ordering::Relaxed);

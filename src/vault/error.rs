@@ -32,7 +32,11 @@ pub enum VaultError {
     #[error("read-only mount")]
     ReadOnly,
     #[error("inode {ino}, block {block}: {reason}")]
-    Corrupt { ino: u64, block: u64, reason: String },
+    Corrupt {
+        ino: u64,
+        block: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]

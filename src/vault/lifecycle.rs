@@ -16,7 +16,9 @@ use super::cache::BlockCache;
 use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
 use crate::catalog::{Catalog, Kind, NewInode, VersionReason, VersionRow, ROOT_INO};
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
-use crate::store::{PackId, PackStore, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION};
+use crate::store::{
+    PackId, PackStore, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
+};
 
 pub struct InitOptions {
     pub block_size: u32,
@@ -47,7 +49,11 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { read_only: false, cache_bytes: 64 << 20, dirty_limit: 64 << 20 }
+        Self {
+            read_only: false,
+            cache_bytes: 64 << 20,
+            dirty_limit: 64 << 20,
+        }
     }
 }
 
@@ -69,7 +75,12 @@ pub fn format_utc(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 /// Creates a new store in an empty or missing directory.
@@ -80,7 +91,14 @@ pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Re
     dir.create_root()?;
     let master = MasterKey::generate();
     let created = rfc3339_now();
-    let slot = KeySlot::wrap(1, SlotKind::Passphrase, created.clone(), opts.kdf, pass, &master)?;
+    let slot = KeySlot::wrap(
+        1,
+        SlotKind::Passphrase,
+        created.clone(),
+        opts.kdf,
+        pass,
+        &master,
+    )?;
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
     let config = VaultConfig {
@@ -130,7 +148,11 @@ impl Vault {
     pub fn open(dir: &StoreDir, master: &MasterKey, opts: &OpenOptions) -> Result<Arc<Vault>> {
         let config = VaultConfig::load(dir)?;
         // A read-only view (log, `-o ro`) may run beside the writing daemon.
-        let lock = if opts.read_only { None } else { Some(StoreLock::acquire(dir)?) };
+        let lock = if opts.read_only {
+            None
+        } else {
+            Some(StoreLock::acquire(dir)?)
+        };
         let keys = Keys::derive(master);
         let index_cipher = Keys::derive(master).pack_index;
         let seal_index = Arc::new(move |pack: PackId, index: &[u8]| -> Vec<u8> {
@@ -140,7 +162,13 @@ impl Vault {
             let mut out = nonce.to_vec();
             out.extend(
                 index_cipher
-                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: index, aad: &aad })
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: index,
+                            aad: &aad,
+                        },
+                    )
                     .expect("index encryption"),
             );
             out
@@ -242,7 +270,9 @@ impl Vault {
         *last = Some(now);
         drop(last);
         if let Some(sealed) = self.packs.seal_if_idle(Duration::from_secs(5))? {
-            self.catalog.lock().mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
+            self.catalog
+                .lock()
+                .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
         }
         self.sync_all()
     }
@@ -253,13 +283,20 @@ impl Vault {
         if self.read_only || self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let open: Vec<_> = self.files.lock().iter().map(|(i, f)| (*i, f.clone())).collect();
+        let open: Vec<_> = self
+            .files
+            .lock()
+            .iter()
+            .map(|(i, f)| (*i, f.clone()))
+            .collect();
         for (ino, file) in open {
             let mut f = file.lock();
             self.flush_file(ino, &mut f, Some(VersionReason::Write))?;
         }
         if let Some(sealed) = self.packs.seal_active()? {
-            self.catalog.lock().mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
+            self.catalog
+                .lock()
+                .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
         }
         self.sync_all()?;
         let cat = self.catalog.lock();

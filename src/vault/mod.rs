@@ -18,9 +18,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use attr::{Attr, Caller, DirEntry, FsStats, RenameMode, SetAttr, TimeSet};
+pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use error::{Result, VaultError};
-pub use lifecycle::{create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions};
+pub use lifecycle::{
+    create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
+};
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;
@@ -75,7 +77,10 @@ impl Vault {
         let mut last = self.clock.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
-            match self.clock.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .clock
+                .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return next,
                 Err(seen) => last = seen,
             }

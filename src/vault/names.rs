@@ -26,7 +26,10 @@ impl Vault {
 
     pub(super) fn seal_name(&self, parent: Ino, name: &[u8]) -> Result<SealedName> {
         let hash = self.name_hash(parent, name)?;
-        Ok(SealedName { hash, sealed: self.keys.names.encrypt(domain::ENTRY, parent, name) })
+        Ok(SealedName {
+            hash,
+            sealed: self.keys.names.encrypt(domain::ENTRY, parent, name),
+        })
     }
 
     pub(super) fn open_name(&self, parent: Ino, sealed: &[u8]) -> Result<Vec<u8>> {

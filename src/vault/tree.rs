@@ -1,6 +1,9 @@
 //! The namespace: lookup, create, remove, rename, link, list, attributes.
 
-use super::{Attr, Caller, DirEntry, FsStats, RenameMode, Result, SetAttr, TimeSet, Vault, VaultError, PATH_MAX};
+use super::{
+    Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, Result, SetAttr, TimeSet, Vault,
+    VaultError, PATH_MAX,
+};
 use crate::catalog::{Catalog, Ino, Inode, Kind, NewEntry, NewInode, VersionReason, VersionRow};
 use crate::crypto::names::domain;
 
@@ -21,7 +24,10 @@ impl Vault {
                 let mut inode = Self::inode_of(&cat, ino)?;
                 f.overlay(&mut inode);
                 let allocated = cat.allocated_blocks(ino)? * self.block_size;
-                Ok(Attr::from_inode(&inode, allocated.max(f.dirty_len() as u64 * self.block_size)))
+                Ok(Attr::from_inode(
+                    &inode,
+                    allocated.max(f.dirty_len() as u64 * self.block_size),
+                ))
             }
             None => {
                 let cat = self.catalog.lock();
@@ -58,9 +64,17 @@ impl Vault {
     /// The inode at `path` (components separated by '/', from the root).
     pub fn resolve(&self, path: &[u8]) -> Result<Ino> {
         let mut ino = crate::catalog::ROOT_INO;
-        for part in path.split(|b| *b == b'/').filter(|p| !p.is_empty() && *p != b".") {
+        for part in path
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty() && *p != b".")
+        {
             let hash = self.name_hash(ino, part)?;
-            ino = self.catalog.lock().lookup(ino, &hash)?.ok_or(VaultError::NotFound)?.0;
+            ino = self
+                .catalog
+                .lock()
+                .lookup(ino, &hash)?
+                .ok_or(VaultError::NotFound)?
+                .0;
         }
         Ok(ino)
     }
@@ -81,12 +95,15 @@ impl Vault {
         caller: &Caller,
         parent: Ino,
         name: &[u8],
-        kind: Kind,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
+        spec: NodeSpec,
     ) -> Result<Attr> {
         self.writable()?;
+        let NodeSpec {
+            kind,
+            mode,
+            umask,
+            rdev,
+        } = spec;
         let name = self.seal_name(parent, name)?;
         let t = self.tick();
         let cat = self.catalog.lock();
@@ -103,7 +120,11 @@ impl Vault {
                     mode |= S_ISGID;
                 }
             }
-            if kind != Kind::Dir && mode & S_ISGID != 0 && !caller.is_root() && !caller.in_group(gid) {
+            if kind != Kind::Dir
+                && mode & S_ISGID != 0
+                && !caller.is_root()
+                && !caller.in_group(gid)
+            {
                 mode &= !S_ISGID;
             }
             let nlink = if kind == Kind::Dir { 2 } else { 1 };
@@ -136,7 +157,13 @@ impl Vault {
         })
     }
 
-    pub fn symlink(&self, caller: &Caller, parent: Ino, name: &[u8], target: &[u8]) -> Result<Attr> {
+    pub fn symlink(
+        &self,
+        caller: &Caller,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Attr> {
         self.writable()?;
         if target.is_empty() {
             return Err(VaultError::NotFound);
@@ -152,7 +179,11 @@ impl Vault {
             if c.lookup(parent, &name.hash)?.is_some() {
                 return Err(VaultError::Exists);
             }
-            let gid = if dir.mode & S_ISGID != 0 { dir.gid } else { caller.gid };
+            let gid = if dir.mode & S_ISGID != 0 {
+                dir.gid
+            } else {
+                caller.gid
+            };
             let ino = c.insert_inode(&NewInode {
                 kind: Kind::Symlink,
                 mode: 0o777,
@@ -181,7 +212,11 @@ impl Vault {
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let sealed = self.catalog.lock().symlink_target(ino)?.ok_or(VaultError::Invalid)?;
+        let sealed = self
+            .catalog
+            .lock()
+            .symlink_target(ino)?
+            .ok_or(VaultError::Invalid)?;
         Ok(self.keys.names.decrypt(domain::SYMLINK, 0, &sealed)?)
     }
 
@@ -228,7 +263,14 @@ impl Vault {
 
     /// One fewer name for `inode` (held in `dir`). A file's last name going
     /// away is a tombstone version: the history stays restorable.
-    fn drop_link(&self, c: &Catalog, inode: &mut Inode, dir: &mut Inode, t: i64, why: VersionReason) -> Result<()> {
+    fn drop_link(
+        &self,
+        c: &Catalog,
+        inode: &mut Inode,
+        dir: &mut Inode,
+        t: i64,
+        why: VersionReason,
+    ) -> Result<()> {
         if inode.kind == Kind::Dir {
             inode.nlink = 0;
             dir.nlink = dir.nlink.saturating_sub(1);
@@ -239,13 +281,26 @@ impl Vault {
         if inode.nlink == 0 && inode.kind == Kind::File {
             inode.version += 1;
             inode.version_open = false;
-            c.insert_version(&VersionRow { ino: inode.ino, version: inode.version, time: t, size: inode.size, reason: why })?;
+            c.insert_version(&VersionRow {
+                ino: inode.ino,
+                version: inode.version,
+                time: t,
+                size: inode.size,
+                reason: why,
+            })?;
         }
         c.update_inode(inode)?;
         Ok(())
     }
 
-    pub fn rename(&self, parent: Ino, name: &[u8], new_parent: Ino, new_name: &[u8], mode: RenameMode) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        mode: RenameMode,
+    ) -> Result<()> {
         self.writable()?;
         let src_hash = self.name_hash(parent, name)?;
         let dst = self.seal_name(new_parent, new_name)?;
@@ -276,10 +331,28 @@ impl Vault {
                 let back = self.seal_name(parent, name)?;
                 c.end_entry(parent, &src_hash, t)?;
                 c.end_entry(new_parent, &dst.hash, t)?;
-                c.insert_entry(&NewEntry { parent: new_parent, hash: &dst.hash, sealed_name: &src_sealed_new, ino: src_ino, kind: src_kind, time: t })?;
-                c.insert_entry(&NewEntry { parent, hash: &back.hash, sealed_name: &back.sealed, ino: dst_ino, kind: dst_kind, time: t })?;
+                c.insert_entry(&NewEntry {
+                    parent: new_parent,
+                    hash: &dst.hash,
+                    sealed_name: &src_sealed_new,
+                    ino: src_ino,
+                    kind: src_kind,
+                    time: t,
+                })?;
+                c.insert_entry(&NewEntry {
+                    parent,
+                    hash: &back.hash,
+                    sealed_name: &back.sealed,
+                    ino: dst_ino,
+                    kind: dst_kind,
+                    time: t,
+                })?;
                 if parent != new_parent && (src_kind == Kind::Dir) != (dst_kind == Kind::Dir) {
-                    let (from, to) = if src_kind == Kind::Dir { (parent, new_parent) } else { (new_parent, parent) };
+                    let (from, to) = if src_kind == Kind::Dir {
+                        (parent, new_parent)
+                    } else {
+                        (new_parent, parent)
+                    };
                     Self::adjust_nlink(c, from, -1)?;
                     Self::adjust_nlink(c, to, 1)?;
                 }
@@ -307,7 +380,14 @@ impl Vault {
                 c.update_inode(&np)?;
             }
             c.end_entry(parent, &src_hash, t)?;
-            c.insert_entry(&NewEntry { parent: new_parent, hash: &dst.hash, sealed_name: &src_sealed_new, ino: src_ino, kind: src_kind, time: t })?;
+            c.insert_entry(&NewEntry {
+                parent: new_parent,
+                hash: &dst.hash,
+                sealed_name: &src_sealed_new,
+                ino: src_ino,
+                kind: src_kind,
+                time: t,
+            })?;
             if src_kind == Kind::Dir && parent != new_parent {
                 Self::adjust_nlink(c, parent, -1)?;
                 Self::adjust_nlink(c, new_parent, 1)?;
@@ -355,7 +435,14 @@ impl Vault {
             if c.lookup(new_parent, &name.hash)?.is_some() {
                 return Err(VaultError::Exists);
             }
-            c.insert_entry(&NewEntry { parent: new_parent, hash: &name.hash, sealed_name: &name.sealed, ino, kind: inode.kind, time: t })?;
+            c.insert_entry(&NewEntry {
+                parent: new_parent,
+                hash: &name.hash,
+                sealed_name: &name.sealed,
+                ino,
+                kind: inode.kind,
+                time: t,
+            })?;
             if let Some(f) = open.as_ref() {
                 f.overlay(&mut inode);
             }
@@ -380,11 +467,21 @@ impl Vault {
         })?;
         let mut out = Vec::new();
         if pos < 1 {
-            out.push(DirEntry { next: 1, ino: dir, kind: Kind::Dir, name: b".".to_vec() });
+            out.push(DirEntry {
+                next: 1,
+                ino: dir,
+                kind: Kind::Dir,
+                name: b".".to_vec(),
+            });
         }
         if pos < 2 {
             let up = cat.parent_of(dir)?.unwrap_or(d.ino);
-            out.push(DirEntry { next: 2, ino: up, kind: Kind::Dir, name: b"..".to_vec() });
+            out.push(DirEntry {
+                next: 2,
+                ino: up,
+                kind: Kind::Dir,
+                name: b"..".to_vec(),
+            });
         }
         let after = pos.saturating_sub(FIRST_ENTRY_POS) as i64;
         for row in cat.list_dir(dir, after, max.saturating_sub(out.len()).max(1))? {
@@ -412,7 +509,8 @@ impl Vault {
             if let Some(f) = open.as_deref_mut() {
                 f.overlay(&mut i);
             }
-            let owner_change = set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
+            let owner_change =
+                set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
             if let Some(uid) = set.uid {
                 i.uid = uid;
             }
@@ -464,7 +562,11 @@ fn nix_statvfs(path: &std::path::Path) -> Result<FsStats> {
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return Err(crate::store::StoreError::Io { path: path.to_path_buf(), source: std::io::Error::last_os_error() }.into());
+        return Err(crate::store::StoreError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        }
+        .into());
     }
     Ok(FsStats {
         block_size: s.f_frsize as u32,

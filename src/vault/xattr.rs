@@ -49,7 +49,11 @@ impl Vault {
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let hash = self.xattr_key(ino, name)?;
-        let sealed = self.catalog.lock().xattr_get(ino, &hash)?.ok_or(VaultError::NoAttr)?;
+        let sealed = self
+            .catalog
+            .lock()
+            .xattr_get(ino, &hash)?
+            .ok_or(VaultError::NoAttr)?;
         Ok(self.keys.names.decrypt(domain::XATTR_VALUE, ino, &sealed)?)
     }
 

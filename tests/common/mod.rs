@@ -20,7 +20,9 @@ pub fn require_fuse() {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     out
 }
 
@@ -38,7 +40,11 @@ pub fn ok(cmd: &mut Command) -> Output {
 }
 
 pub fn sh(script: &str) -> Output {
-    ok(Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(script))
+    ok(Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script))
 }
 
 /// A store plus a mountpoint in a private temp dir. Unmounts on drop.
@@ -47,13 +53,20 @@ pub struct Vault {
     pub store: PathBuf,
     pub mnt: PathBuf,
     pub pwfile: PathBuf,
+    /// The daemon's log (kept outside the store, as in production).
+    pub log: PathBuf,
     mounted: bool,
 }
 
 impl Vault {
     /// Initialised (fast KDF for tests) but not mounted.
     pub fn init() -> Self {
-        Self::init_in(tempfile::Builder::new().prefix("phivault-test-").tempdir().expect("tempdir"))
+        Self::init_in(
+            tempfile::Builder::new()
+                .prefix("phivault-test-")
+                .tempdir()
+                .expect("tempdir"),
+        )
     }
 
     pub fn init_in(dir: tempfile::TempDir) -> Self {
@@ -69,7 +82,15 @@ impl Vault {
             .arg("--passphrase-file")
             .arg(&pwfile)
             .args(["--kdf-memory-mib", "8", "--kdf-iterations", "1"]));
-        Vault { dir, store, mnt, pwfile, mounted: false }
+        let log = dir.path().join("daemon.log");
+        Vault {
+            dir,
+            store,
+            mnt,
+            pwfile,
+            log,
+            mounted: false,
+        }
     }
 
     /// Initialised and mounted.
@@ -92,7 +113,12 @@ impl Vault {
 
     pub fn mount_cmd(&self, extra: &[&str]) -> &mut Command {
         let cmd = Box::leak(Box::new(Command::new(bin())));
-        cmd.arg("mount").arg(&self.store).arg(&self.mnt).arg("--passphrase-file").arg(&self.pwfile).args(extra);
+        cmd.arg("mount")
+            .arg(&self.store)
+            .arg(&self.mnt)
+            .arg("--passphrase-file")
+            .arg(&self.pwfile);
+        cmd.arg("--log-file").arg(&self.log).args(extra);
         cmd
     }
 
@@ -121,14 +147,22 @@ impl Vault {
 
     /// PID of the daemon serving this store (from the store lock file).
     pub fn daemon_pid(&self) -> i32 {
-        std::fs::read_to_string(self.store.join("lock")).unwrap().trim().parse().unwrap()
+        std::fs::read_to_string(self.store.join("lock"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 }
 
 impl Drop for Vault {
     fn drop(&mut self) {
         if self.mounted {
-            let done = Command::new(bin()).arg("umount").arg(&self.mnt).output().map(|o| o.status.success());
+            let done = Command::new(bin())
+                .arg("umount")
+                .arg(&self.mnt)
+                .output()
+                .map(|o| o.status.success());
             if !matches!(done, Ok(true)) {
                 let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
             }

@@ -1,0 +1,378 @@
+//! Durability: a daemon killed mid-storm loses nothing that was closed or
+//! fsync'd, and a full disk is reported as ENOSPC without damaging the store.
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::IntoRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Vault;
+
+/// close(2) with its result checked (dropping a File ignores close errors).
+fn close_checked(f: File) -> std::io::Result<()> {
+    let fd = f.into_raw_fd();
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn is_mounted(mp: &Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = mp.to_string_lossy().replace(' ', "\\040");
+    text.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Waits (bounded) until `pid` has exited (gone, or a zombie nobody reaps).
+fn wait_dead(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(s) => {
+                let state = s
+                    .rsplit_once(") ")
+                    .map(|(_, r)| r.chars().next())
+                    .unwrap_or(None);
+                if matches!(state, Some('Z') | Some('X')) {
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} still alive 30 s after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn integrity_ok(db: &Path) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let rows: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec!["ok".to_string()],
+        "integrity_check of {}",
+        db.display()
+    );
+}
+
+struct Done {
+    path: PathBuf,
+    hash: blake3::Hash,
+    len: usize,
+    fsynced: bool,
+}
+
+#[test]
+fn sigkill_during_write_storm_loses_nothing_closed() {
+    let mut v = Vault::mounted();
+    std::fs::create_dir(v.path("storm")).unwrap();
+    let done: Arc<Mutex<Vec<Done>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two writers, so the kill can land between and inside requests of both.
+    let writers: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (done, stop, dir) = (done.clone(), stop.clone(), v.path("storm"));
+            std::thread::spawn(move || -> std::io::Error {
+                let mut i: u64 = t << 32;
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return std::io::Error::other("stopped");
+                    }
+                    i += 1;
+                    let path = dir.join(format!("f{i:012x}"));
+                    let len = ((i * 7919) % (300 * 1024)) as usize + 1;
+                    let data = common::pattern(i, len);
+                    let fsync = i.is_multiple_of(3);
+                    let res = (|| -> std::io::Result<()> {
+                        let mut f = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(&path)?;
+                        // Several writes, some not block-aligned.
+                        for chunk in data.chunks(40_000) {
+                            f.write_all(chunk)?;
+                        }
+                        if fsync {
+                            f.sync_all()?;
+                        }
+                        close_checked(f)
+                    })();
+                    match res {
+                        Ok(()) => done.lock().unwrap().push(Done {
+                            path,
+                            hash: blake3::hash(&data),
+                            len,
+                            fsynced: fsync,
+                        }),
+                        Err(e) => return e,
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Let the storm run, then kill the daemon without warning.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = v.daemon_pid();
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGKILL) },
+        0,
+        "kill -9 {pid}"
+    );
+    wait_dead(pid);
+    // Ends the writer if it is between calls; a call in flight fails now.
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        eprintln!("writer stopped with: {}", w.join().unwrap());
+    }
+
+    assert!(
+        Command::new("umount")
+            .arg("-l")
+            .arg(&v.mnt)
+            .status()
+            .unwrap()
+            .success(),
+        "umount -l"
+    );
+    v.forget_mount();
+    assert!(!is_mounted(&v.mnt));
+
+    let done = std::mem::take(&mut *done.lock().unwrap());
+    assert!(
+        done.len() >= 10,
+        "the storm completed only {} files in 1.5 s",
+        done.len()
+    );
+    let fsynced = done.iter().filter(|d| d.fsynced).count();
+    eprintln!(
+        "{} files completed before the kill ({fsynced} fsync'd)",
+        done.len()
+    );
+    assert!(fsynced >= 3, "only {fsynced} fsync'd files");
+
+    v.mount(&[]);
+    let mut bad = Vec::new();
+    for d in &done {
+        match std::fs::read(&d.path) {
+            Ok(got) if got.len() == d.len && blake3::hash(&got) == d.hash => {}
+            Ok(got) => bad.push(format!(
+                "{}: {} bytes, want {} ({}), content {}",
+                d.path.display(),
+                got.len(),
+                d.len,
+                if d.fsynced { "fsync'd" } else { "closed" },
+                if got.len() == d.len { "differs" } else { "-" }
+            )),
+            Err(e) => bad.push(format!("{}: {e}", d.path.display())),
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} completed files damaged after kill -9:\n{}",
+        bad.len(),
+        done.len(),
+        bad.join("\n")
+    );
+
+    // The mount is fully usable.
+    let fresh = common::pattern(999_999, 500_000);
+    std::fs::write(v.path("after-crash.bin"), &fresh).unwrap();
+    std::fs::create_dir(v.path("after-dir")).unwrap();
+    std::fs::write(v.path("after-dir/x"), b"x").unwrap();
+    assert_eq!(std::fs::read(v.path("after-crash.bin")).unwrap(), fresh);
+    std::fs::rename(v.path("after-crash.bin"), v.path("after-dir/moved.bin")).unwrap();
+    v.remount();
+    assert_eq!(std::fs::read(v.path("after-dir/moved.bin")).unwrap(), fresh);
+    assert_eq!(
+        std::fs::read(&done[0].path)
+            .map(|b| blake3::hash(&b))
+            .unwrap(),
+        done[0].hash
+    );
+    v.unmount();
+    integrity_ok(&v.store.join("catalog.db"));
+}
+
+/// A tmpfs of a fixed size, unmounted on drop (after everything inside).
+struct Tmpfs {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("phivault-tmpfs-")
+            .tempdir()
+            .unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "cannot mount a tmpfs on {}",
+            dir.path().display()
+        );
+        Tmpfs { dir: Some(dir) }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let p = self.path().to_path_buf();
+        if !Command::new("umount")
+            .arg(&p)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let _ = Command::new("umount").arg("-l").arg(&p).status();
+        }
+        drop(self.dir.take());
+    }
+}
+
+fn errno_of(e: &std::io::Error) -> String {
+    format!("{e} (errno {:?})", e.raw_os_error())
+}
+
+#[test]
+fn full_disk_reports_enospc_and_recovers() {
+    fill_until_enospc(4 << 20, 8000, true);
+}
+
+/// Without fsync the error can only surface at write or close; a close that
+/// returned 0 is a promise that the data is stored.
+#[test]
+fn full_disk_without_fsync_reports_enospc_at_write_or_close() {
+    fill_until_enospc(3 << 20, 8000, false);
+}
+
+/// Many small files: the catalog grows as fast as the packs, so the disk
+/// may fill under SQLite as well as under a pack append.
+#[test]
+fn full_disk_with_small_files_reports_enospc_and_recovers() {
+    fill_until_enospc(24 * 1024, 100_000, true);
+}
+
+/// Fills a 64 MiB tmpfs holding the store with `file_len`-byte files until
+/// ENOSPC, then checks the earlier files, frees space, and writes again.
+fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
+    // Declared first so it is dropped last, after the vault has unmounted.
+    let fs = Tmpfs::new("64m");
+    let ballast = fs.path().join("ballast");
+    std::fs::write(&ballast, common::pattern(1, 8 << 20)).unwrap();
+    let mut v = Vault::init_in(
+        tempfile::Builder::new()
+            .prefix("vault-")
+            .tempdir_in(fs.path())
+            .unwrap(),
+    );
+    v.mount(&[]);
+
+    let mut completed: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let chunk = 1 << 20;
+    let mut failure = None;
+    for i in 0..max_files {
+        let path = v.path(&format!("fill-{i:06}.bin"));
+        let data = common::pattern(1000 + i, file_len);
+        let res = (|| -> Result<(), (&'static str, std::io::Error)> {
+            let mut f = File::create(&path).map_err(|e| ("create", e))?;
+            for c in data.chunks(chunk) {
+                f.write_all(c).map_err(|e| ("write", e))?;
+            }
+            if fsync {
+                f.sync_all().map_err(|e| ("fsync", e))?;
+            }
+            close_checked(f).map_err(|e| ("close", e))
+        })();
+        match res {
+            Ok(()) => completed.push((path, data)),
+            Err(e) => {
+                failure = Some((i, e));
+                break;
+            }
+        }
+    }
+    let Some((i, (step, err))) = failure else {
+        panic!("wrote {max_files} files of {file_len} bytes to a 64 MiB tmpfs without an error")
+    };
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOSPC),
+        "file {i}: {step} failed with {} instead of ENOSPC",
+        errno_of(&err)
+    );
+    assert!(
+        !completed.is_empty(),
+        "not a single 4 MiB file fitted before ENOSPC"
+    );
+    eprintln!(
+        "ENOSPC at {step} of file {i} after {} complete files",
+        completed.len()
+    );
+
+    for (p, data) in &completed {
+        let got = std::fs::read(p)
+            .unwrap_or_else(|e| panic!("{} after ENOSPC: {}", p.display(), errno_of(&e)));
+        assert!(got == *data, "{} changed after ENOSPC", p.display());
+    }
+
+    // Free space: writing works again.
+    std::fs::remove_file(&ballast).unwrap();
+    let _ = std::fs::remove_file(v.path(&format!("fill-{i:06}.bin")));
+    let again = common::pattern(5555, 2 << 20);
+    {
+        let mut f = File::create(v.path("after-space.bin")).unwrap();
+        f.write_all(&again)
+            .unwrap_or_else(|e| panic!("write after freeing space: {}", errno_of(&e)));
+        f.sync_all()
+            .unwrap_or_else(|e| panic!("fsync after freeing space: {}", errno_of(&e)));
+        close_checked(f).unwrap_or_else(|e| panic!("close after freeing space: {}", errno_of(&e)));
+    }
+    assert_eq!(std::fs::read(v.path("after-space.bin")).unwrap(), again);
+
+    v.remount();
+    for (p, data) in &completed {
+        let got = std::fs::read(p)
+            .unwrap_or_else(|e| panic!("{} after remount: {}", p.display(), errno_of(&e)));
+        assert!(
+            got == *data,
+            "{} changed after ENOSPC and remount",
+            p.display()
+        );
+    }
+    assert_eq!(std::fs::read(v.path("after-space.bin")).unwrap(), again);
+    v.unmount();
+    integrity_ok(&v.store.join("catalog.db"));
+}
