@@ -239,7 +239,7 @@ impl Catalog {
 
     pub fn lookup(&self, parent: Ino, hash: &NameHash) -> Result<Option<(Ino, Kind)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT ino, kind FROM dentries WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
+            "SELECT ino, kind FROM dentries INDEXED BY dentries_live WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
         )?;
         Ok(st
             .query_row(params![parent as i64, &hash[..]], |r| {
@@ -266,7 +266,7 @@ impl Catalog {
     /// Ends the live entry (parent, hash) at `time`; its row stays as history.
     pub fn end_entry(&self, parent: Ino, hash: &NameHash, time: i64) -> Result<bool> {
         let mut st = self.conn.prepare_cached(
-            "UPDATE dentries SET valid_until=?3 WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
+            "UPDATE dentries INDEXED BY dentries_live SET valid_until=?3 WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
         )?;
         Ok(st.execute(params![parent as i64, &hash[..], time])? > 0)
     }
@@ -274,7 +274,7 @@ impl Catalog {
     /// The sealed name of a live entry, to move it under a new parent.
     pub fn entry_name(&self, parent: Ino, hash: &NameHash) -> Result<Option<Vec<u8>>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT name FROM dentries WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
+            "SELECT name FROM dentries INDEXED BY dentries_live WHERE parent=?1 AND hash=?2 AND valid_until IS NULL",
         )?;
         Ok(st
             .query_row(params![parent as i64, &hash[..]], |r| r.get(0))
@@ -283,7 +283,7 @@ impl Catalog {
 
     pub fn has_children(&self, dir: Ino) -> Result<bool> {
         let mut st = self.conn.prepare_cached(
-            "SELECT 1 FROM dentries WHERE parent=?1 AND valid_until IS NULL LIMIT 1",
+            "SELECT 1 FROM dentries INDEXED BY dentries_list WHERE parent=?1 AND valid_until IS NULL LIMIT 1",
         )?;
         Ok(st.exists([dir as i64])?)
     }
@@ -291,7 +291,7 @@ impl Catalog {
     /// Live entries of `dir` after position `after`, in a stable order.
     pub fn list_dir(&self, dir: Ino, after: i64, limit: usize) -> Result<Vec<DirRow>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT id, name, ino, kind FROM dentries
+            "SELECT id, name, ino, kind FROM dentries INDEXED BY dentries_list
              WHERE parent=?1 AND valid_until IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
         )?;
         let rows = st.query_map(params![dir as i64, after, limit as i64], |r| {
@@ -308,7 +308,7 @@ impl Catalog {
     /// The directory holding `dir` (directories have exactly one live entry).
     pub fn parent_of(&self, dir: Ino) -> Result<Option<Ino>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT parent FROM dentries WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
+            "SELECT parent FROM dentries INDEXED BY dentries_by_ino WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
         )?;
         Ok(st
             .query_row([dir as i64], |r| r.get::<_, i64>(0))
@@ -319,7 +319,7 @@ impl Catalog {
     /// One live (parent, sealed name) of `ino`.
     pub fn entry_of(&self, ino: Ino) -> Result<Option<(Ino, Vec<u8>)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT parent, name FROM dentries WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
+            "SELECT parent, name FROM dentries INDEXED BY dentries_by_ino WHERE ino=?1 AND valid_until IS NULL LIMIT 1",
         )?;
         Ok(st
             .query_row([ino as i64], |r| {
@@ -332,7 +332,7 @@ impl Catalog {
 
     pub fn live_extent(&self, ino: Ino, idx: u64) -> Result<Option<BlockRef>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT b.hash, b.pack, b.offset, b.len, b.plain_len FROM extents e
+            "SELECT b.hash, b.pack, b.offset, b.len, b.plain_len FROM extents e INDEXED BY extents_live
              JOIN blocks b ON b.id = e.block
              WHERE e.ino=?1 AND e.idx=?2 AND e.v_until IS NULL",
         )?;
@@ -344,7 +344,7 @@ impl Catalog {
     /// Live extents of `ino` with idx in [first, last], in order.
     pub fn live_extents(&self, ino: Ino, first: u64, last: u64) -> Result<Vec<(u64, BlockRef)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT e.idx, b.hash, b.pack, b.offset, b.len, b.plain_len FROM extents e
+            "SELECT e.idx, b.hash, b.pack, b.offset, b.len, b.plain_len FROM extents e INDEXED BY extents_live
              JOIN blocks b ON b.id = e.block
              WHERE e.ino=?1 AND e.idx BETWEEN ?2 AND ?3 AND e.v_until IS NULL ORDER BY e.idx",
         )?;
@@ -381,13 +381,13 @@ impl Catalog {
     /// in the same (still open) version is replaced; an older one is closed.
     pub fn put_extent(&self, ino: Ino, idx: u64, block: i64, version: u64) -> Result<()> {
         let mut upd = self.conn.prepare_cached(
-            "UPDATE extents SET block=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL AND v_from=?4",
+            "UPDATE extents INDEXED BY extents_live SET block=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL AND v_from=?4",
         )?;
         if upd.execute(params![ino as i64, idx as i64, block, version as i64])? > 0 {
             return Ok(());
         }
         let mut close = self.conn.prepare_cached(
-            "UPDATE extents SET v_until=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL",
+            "UPDATE extents INDEXED BY extents_live SET v_until=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL",
         )?;
         close.execute(params![ino as i64, idx as i64, version as i64])?;
         let mut ins = self
@@ -400,21 +400,21 @@ impl Catalog {
     /// Removes blocks idx >= `from_idx` (and <= `to_idx`) from the live file as of `version`.
     pub fn drop_extents(&self, ino: Ino, from_idx: u64, to_idx: u64, version: u64) -> Result<()> {
         let mut del = self.conn.prepare_cached(
-            "DELETE FROM extents WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL AND v_from=?4",
+            "DELETE FROM extents INDEXED BY extents_live WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL AND v_from=?4",
         )?;
         let to = to_idx.min(i64::MAX as u64) as i64;
         del.execute(params![ino as i64, from_idx as i64, to, version as i64])?;
         let mut close = self.conn.prepare_cached(
-            "UPDATE extents SET v_until=?4 WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL",
+            "UPDATE extents INDEXED BY extents_live SET v_until=?4 WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL",
         )?;
         close.execute(params![ino as i64, from_idx as i64, to, version as i64])?;
         Ok(())
     }
 
     pub fn allocated_blocks(&self, ino: Ino) -> Result<u64> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT count(*) FROM extents WHERE ino=?1 AND v_until IS NULL")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM extents INDEXED BY extents_live WHERE ino=?1 AND v_until IS NULL",
+        )?;
         Ok(st.query_row([ino as i64], |r| r.get::<_, i64>(0))? as u64)
     }
 
