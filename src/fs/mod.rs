@@ -362,28 +362,14 @@ impl Filesystem for PhiFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let mut pos = offset;
-        loop {
-            let batch = match self.vault.readdir(ino.0, pos, 256) {
-                Ok(b) => b,
-                Err(e) => return reply.error(errno(e)),
-            };
-            if batch.is_empty() {
-                break;
-            }
-            for e in batch {
-                if reply.add(
-                    INodeNo(e.ino),
-                    e.next,
-                    convert::file_type(e.kind),
-                    OsStr::from_bytes(&e.name),
-                ) {
-                    return reply.ok();
-                }
-                pos = e.next;
-            }
+        let res = self.walk_dir(ino, offset, 256, |e| {
+            let name = OsStr::from_bytes(&e.name);
+            Ok(reply.add(INodeNo(e.ino), e.next, convert::file_type(e.kind), name))
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok()
     }
 
     fn readdirplus(
@@ -394,35 +380,19 @@ impl Filesystem for PhiFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let mut pos = offset;
-        loop {
-            let batch = match self.vault.readdir(ino.0, pos, 128) {
-                Ok(b) => b,
-                Err(e) => return reply.error(errno(e)),
+        let res = self.walk_dir(ino, offset, 128, |e| {
+            let attr = match self.vault.getattr(e.ino) {
+                Ok(a) => a,
+                Err(VaultError::NotFound) => return Ok(false),
+                Err(err) => return Err(errno(err)),
             };
-            if batch.is_empty() {
-                break;
-            }
-            for e in batch {
-                let attr = match self.vault.getattr(e.ino) {
-                    Ok(a) => a,
-                    Err(VaultError::NotFound) => continue,
-                    Err(err) => return reply.error(errno(err)),
-                };
-                if reply.add(
-                    INodeNo(e.ino),
-                    e.next,
-                    OsStr::from_bytes(&e.name),
-                    &TTL,
-                    &file_attr(&attr),
-                    GEN,
-                ) {
-                    return reply.ok();
-                }
-                pos = e.next;
-            }
+            let name = OsStr::from_bytes(&e.name);
+            Ok(reply.add(INodeNo(e.ino), e.next, name, &TTL, &file_attr(&attr), GEN))
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok()
     }
 
     fn fsyncdir(
@@ -549,6 +519,32 @@ impl Filesystem for PhiFs {
         match self.vault.fallocate(ino.0, offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+impl PhiFs {
+    /// Feeds directory entries after `offset` to `add` until it reports the
+    /// reply buffer full (true) or the directory ends.
+    fn walk_dir(
+        &self,
+        ino: INodeNo,
+        offset: u64,
+        batch: usize,
+        mut add: impl FnMut(&crate::vault::DirEntry) -> Result<bool, Errno>,
+    ) -> Result<(), Errno> {
+        let mut pos = offset;
+        loop {
+            let entries = self.vault.readdir(ino.0, pos, batch).map_err(errno)?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for e in &entries {
+                if add(e)? {
+                    return Ok(());
+                }
+                pos = e.next;
+            }
         }
     }
 }
