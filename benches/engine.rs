@@ -6,7 +6,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use phivault::crypto::{KdfParams, Keys, MasterKey, Passphrase};
 use phivault::store::StoreDir;
-use phivault::vault::{create_store, read_config, unlock_master, Caller, InitOptions, Kind, NodeSpec, OpenOptions, Vault, ROOT_INO};
+use phivault::vault::{
+    create_store, read_config, unlock_master, Caller, InitOptions, Kind, NodeSpec, OpenOptions,
+    Vault, ROOT_INO,
+};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -36,10 +39,16 @@ fn blocks(c: &mut Criterion) {
     let mut g = c.benchmark_group("block");
     g.throughput(Throughput::Bytes(BLOCK as u64));
     for (name, data) in [("random", random(BLOCK, 7)), ("text", text(BLOCK))] {
-        g.bench_with_input(BenchmarkId::new("seal", name), &data, |b, d| b.iter(|| keys.blocks.seal(black_box(d))));
+        g.bench_with_input(BenchmarkId::new("seal", name), &data, |b, d| {
+            b.iter(|| keys.blocks.seal(black_box(d)))
+        });
         let sealed = keys.blocks.seal(&data);
         g.bench_with_input(BenchmarkId::new("open", name), &sealed, |b, s| {
-            b.iter(|| keys.blocks.open(&s.id, &s.nonce, black_box(&s.ciphertext), BLOCK).unwrap())
+            b.iter(|| {
+                keys.blocks
+                    .open(&s.id, &s.nonce, black_box(&s.ciphertext), BLOCK)
+                    .unwrap()
+            })
         });
     }
     g.finish();
@@ -49,7 +58,14 @@ fn open_vault() -> (tempfile::TempDir, std::sync::Arc<Vault>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = StoreDir::new(tmp.path().join("store"));
     let pass = Passphrase::new(b"benchmark passphrase, not secret".to_vec());
-    let opts = InitOptions { kdf: KdfParams { memory_kib: 8192, iterations: 1, parallelism: 1 }, ..InitOptions::default() };
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
     create_store(&dir, &pass, &opts).unwrap();
     let (master, _) = unlock_master(&read_config(&dir).unwrap(), &pass).unwrap();
     let vault = Vault::open(&dir, &master, &OpenOptions::default()).unwrap();
@@ -57,8 +73,15 @@ fn open_vault() -> (tempfile::TempDir, std::sync::Arc<Vault>) {
 }
 
 fn new_file(v: &Vault, name: &str) -> u64 {
-    let spec = NodeSpec { kind: Kind::File, mode: 0o644, umask: 0, rdev: 0 };
-    let a = v.create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec).unwrap();
+    let spec = NodeSpec {
+        kind: Kind::File,
+        mode: 0o644,
+        umask: 0,
+        rdev: 0,
+    };
+    let a = v
+        .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
+        .unwrap();
     v.open_file(a.ino, false).unwrap();
     a.ino
 }
@@ -104,7 +127,9 @@ fn vault_paths(c: &mut Criterion) {
     g.bench_function("random_4k_writes_x1000_then_fsync", |b| {
         b.iter(|| {
             for _ in 0..1000 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let off = (x >> 33) % ((16 << 20) / 4096) * 4096;
                 v.write(ino, off, &chunk[..4096]).unwrap();
             }
