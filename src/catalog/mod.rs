@@ -34,6 +34,8 @@ pub type Result<T> = std::result::Result<T, CatalogError>;
 pub struct Catalog {
     conn: Connection,
     wal_path: PathBuf,
+    /// `total_changes()` when `sync_wal` last made the WAL durable.
+    synced: std::cell::Cell<u64>,
 }
 
 impl Catalog {
@@ -63,6 +65,7 @@ impl Catalog {
         let cat = Self {
             conn,
             wal_path: PathBuf::from(format!("{}-wal", path.display())),
+            synced: Default::default(),
         };
         if create {
             cat.conn.execute_batch(schema::SCHEMA)?;
@@ -84,6 +87,7 @@ impl Catalog {
         Ok(Self {
             conn,
             wal_path: PathBuf::new(),
+            synced: Default::default(),
         })
     }
 
@@ -110,19 +114,27 @@ impl Catalog {
         }
     }
 
+    /// What `sync_wal` would flush: the WAL's path and the change count it
+    /// covers, or None if nothing changed since the last sync. Lets the caller
+    /// fsync without holding the catalog.
+    pub fn wal_to_sync(&self) -> Option<(PathBuf, u64)> {
+        let changes = self.conn.total_changes();
+        (changes != self.synced.get()).then(|| (self.wal_path.clone(), changes))
+    }
+
+    pub fn mark_wal_synced(&self, changes: u64) {
+        if changes > self.synced.get() {
+            self.synced.set(changes);
+        }
+    }
+
     /// Makes every committed transaction durable (fsync of the WAL).
     pub fn sync_wal(&self) -> Result<()> {
-        match File::open(&self.wal_path) {
-            Ok(f) => f.sync_data().map_err(|source| CatalogError::Io {
-                path: self.wal_path.clone(),
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(CatalogError::Io {
-                path: self.wal_path.clone(),
-                source,
-            }),
+        if let Some((path, changes)) = self.wal_to_sync() {
+            fsync_path(&path)?;
+            self.mark_wal_synced(changes);
         }
+        Ok(())
     }
 
     pub fn checkpoint(&self) -> Result<()> {
@@ -539,5 +551,20 @@ impl Catalog {
             versions: q("SELECT count(*) FROM versions")? as u64,
             packs: q("SELECT count(*) FROM packs")? as u64,
         })
+    }
+}
+
+/// fdatasync of a file by path; a missing file has nothing to flush.
+pub fn fsync_path(path: &Path) -> Result<()> {
+    match File::open(path) {
+        Ok(f) => f.sync_data().map_err(|source| CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CatalogError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }

@@ -87,6 +87,17 @@ pub fn caller(req: &Request) -> Caller {
     }
 }
 
+/// The caller, with its supplementary groups when `mode` asks for setgid:
+/// the only case the engine needs them, and reading /proc costs a syscall
+/// round on every create.
+pub fn caller_for_mode(req: &Request, mode: Option<u32>) -> Caller {
+    if mode.is_some_and(|m| m & libc::S_ISGID != 0) {
+        caller_with_groups(req)
+    } else {
+        caller(req)
+    }
+}
+
 /// The caller with its supplementary groups, read from /proc (the FUSE
 /// protocol does not carry them).
 pub fn caller_with_groups(req: &Request) -> Caller {

@@ -17,7 +17,7 @@ use fuser::{
 };
 
 use crate::vault::{Kind, NodeSpec, RenameMode, SetAttr, TimeSet, Vault, VaultError};
-use convert::{caller, caller_with_groups, file_attr, kernel_time_ns, kind_from_mode};
+use convert::{caller, caller_for_mode, file_attr, kernel_time_ns, kind_from_mode};
 
 pub use convert::{mount_config, MountSettings};
 
@@ -120,7 +120,7 @@ impl Filesystem for PhiFs {
             mtime: mtime.map(ts),
             ctime: ctime.map(kernel_time_ns),
         };
-        match self.vault.setattr(&caller_with_groups(req), ino.0, &set) {
+        match self.vault.setattr(&caller_for_mode(req, mode), ino.0, &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
@@ -147,7 +147,7 @@ impl Filesystem for PhiFs {
             return reply.error(Errno::EINVAL);
         };
         match self.vault.create_node(
-            &caller_with_groups(req),
+            &caller_for_mode(req, Some(mode)),
             parent.0,
             name(n),
             NodeSpec {
@@ -172,7 +172,7 @@ impl Filesystem for PhiFs {
         reply: ReplyEntry,
     ) {
         match self.vault.create_node(
-            &caller_with_groups(req),
+            &caller_for_mode(req, Some(mode)),
             parent.0,
             name(n),
             NodeSpec {
@@ -480,7 +480,7 @@ impl Filesystem for PhiFs {
             return reply.error(Errno::EINVAL);
         };
         let attr = match self.vault.create_node(
-            &caller_with_groups(req),
+            &caller_for_mode(req, Some(mode)),
             parent.0,
             name(n),
             NodeSpec {

@@ -34,6 +34,8 @@ pub(super) struct OpenFile {
     ctime: i64,
     /// size/mtime/ctime differ from the catalog.
     meta_dirty: bool,
+    /// Changes since the last recorded version (mirrors inodes.version_open).
+    version_open: bool,
     /// Full-size plaintext buffers of blocks written since they were stored.
     dirty: BTreeMap<u64, Vec<u8>>,
 }
@@ -45,6 +47,7 @@ impl OpenFile {
             mtime: inode.mtime,
             ctime: inode.ctime,
             meta_dirty: false,
+            version_open: inode.version_open,
             dirty: BTreeMap::new(),
         }
     }
@@ -120,12 +123,14 @@ impl Vault {
         res
     }
 
-    /// Stores buffered data without recording a version (close(2)'s flush).
+    /// close(2): stores buffered data and records the version.
     pub fn flush(&self, ino: Ino) -> Result<()> {
         let Some(entry) = self.files.lock().get(&ino).cloned() else {
             return Ok(());
         };
-        let res = self.flush_file(ino, &mut entry.lock(), None);
+        // close(2) after a write is a version: record it now, not at the
+        // asynchronous release, so one close costs one catalog commit.
+        let res = self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write));
         res
     }
 
@@ -422,6 +427,7 @@ impl Vault {
         self.dirty_bytes
             .fetch_sub(freed * bs as usize, Ordering::Relaxed);
         f.meta_dirty = false;
+        f.version_open = true;
         Ok(())
     }
 
@@ -443,7 +449,8 @@ impl Vault {
             let all: Vec<u64> = f.dirty.keys().copied().collect();
             self.store_blocks(ino, f, &all)?;
         }
-        if !f.meta_dirty && seal.is_none() {
+        let sealing = seal.is_some() && f.version_open;
+        if !f.meta_dirty && !sealing {
             return Ok(());
         }
         let t = self.tick();
@@ -469,6 +476,9 @@ impl Vault {
             Ok(())
         })?;
         f.meta_dirty = false;
+        if seal.is_some() {
+            f.version_open = false;
+        }
         Ok(())
     }
 
@@ -585,6 +595,7 @@ impl Vault {
             f.mtime = t;
             f.ctime = t;
             f.meta_dirty = false;
+            f.version_open = false;
         }
         Ok(())
     }
@@ -668,6 +679,7 @@ impl Vault {
         })?;
         f.mtime = t;
         f.ctime = t;
+        f.version_open = true;
         Ok(())
     }
 

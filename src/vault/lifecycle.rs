@@ -234,8 +234,21 @@ impl Vault {
 
     /// Makes everything committed so far durable: packs first, then the WAL.
     pub fn sync_all(&self) -> Result<()> {
-        self.packs.sync()?;
-        self.catalog.lock().sync_wal()?;
+        let wal = self.catalog.lock().wal_to_sync();
+        // Both flushes at once, and without holding the catalog: other
+        // requests go on while the disk works.
+        let (packs, wal_res) = std::thread::scope(|s| {
+            let w = wal
+                .as_ref()
+                .map(|(path, _)| s.spawn(move || crate::catalog::fsync_path(path)));
+            let p = self.packs.sync();
+            (p, w.map(|h| h.join().expect("fsync thread")))
+        });
+        packs?;
+        if let (Some((_, changes)), Some(res)) = (wal, wal_res) {
+            res?;
+            self.catalog.lock().mark_wal_synced(changes);
+        }
         Ok(())
     }
 
