@@ -46,7 +46,7 @@ fn blocks(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("open", name), &sealed, |b, s| {
             b.iter(|| {
                 keys.blocks
-                    .open(&s.id, &s.nonce, black_box(&s.ciphertext), BLOCK)
+                    .open(&s.id, &s.nonce, black_box(s.ciphertext.clone()), BLOCK)
                     .unwrap()
             })
         });

@@ -59,7 +59,7 @@ impl Catalog {
         // NORMAL: commits reach the OS at once (a killed daemon loses nothing)
         // and are made durable by `sync_wal`, on fsync or within a second.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;
              PRAGMA temp_store=MEMORY; PRAGMA busy_timeout=10000;",
         )?;
         let cat = Self {

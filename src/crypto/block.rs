@@ -1,6 +1,6 @@
 //! Block sealing: plaintext -> keyed id, zstd, AES-256-GCM-SIV with the id as AAD.
 
-use aes_gcm_siv::aead::{Aead, Payload};
+use aes_gcm_siv::aead::AeadInPlace;
 use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
@@ -36,6 +36,18 @@ const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 1;
 
+/// Already-compressed or random data (media, archives, encrypted files)
+/// gains nothing from zstd: a 4 KiB sample tells, at a fraction of the cost.
+fn looks_incompressible(plain: &[u8]) -> bool {
+    const SAMPLE: usize = 4096;
+    if plain.len() < 4 * SAMPLE {
+        return false;
+    }
+    let mid = plain.len() / 2;
+    let sample = &plain[mid..mid + SAMPLE];
+    zstd::bulk::compress(sample, ZSTD_LEVEL).map_or(true, |c| c.len() + SAMPLE / 32 >= SAMPLE)
+}
+
 pub struct BlockSealer {
     cipher: Aes256GcmSiv,
     id_key: Zeroizing<[u8; 32]>,
@@ -60,66 +72,59 @@ impl BlockSealer {
     }
 
     pub fn seal_with_id(&self, id: BlockId, plain: &[u8]) -> SealedBlock {
-        let mut framed = Zeroizing::new(Vec::with_capacity(plain.len() + 1));
-        match zstd::bulk::compress(plain, ZSTD_LEVEL) {
-            Ok(c) if c.len() + 16 < plain.len() => {
-                framed.push(ZSTD);
-                framed.extend_from_slice(&c);
+        // File content is not key material: it is not zeroized (it lives in
+        // the page cache anyway), which keeps this path at memory speed.
+        let compressed = if looks_incompressible(plain) {
+            None
+        } else {
+            zstd::bulk::compress(plain, ZSTD_LEVEL).ok()
+        };
+        let mut buf = Vec::with_capacity(plain.len() + 1 + 16);
+        match compressed {
+            Some(c) if c.len() + 16 < plain.len() => {
+                buf.push(ZSTD);
+                buf.extend_from_slice(&c);
             }
             _ => {
-                framed.push(RAW);
-                framed.extend_from_slice(plain);
+                buf.push(RAW);
+                buf.extend_from_slice(plain);
             }
         }
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &framed,
-                    aad: &id.0,
-                },
-            )
+        self.cipher
+            .encrypt_in_place(Nonce::from_slice(&nonce), &id.0, &mut buf)
             .expect("AES-GCM-SIV encryption cannot fail for in-range lengths");
         SealedBlock {
             id,
             nonce,
-            ciphertext,
+            ciphertext: buf,
             plain_len: plain.len() as u32,
         }
     }
 
-    /// Decrypts and decompresses; the result is checked against `id`, so a
-    /// block swapped, altered or misplaced is an error, never wrong data.
+    /// Decrypts (in place) and decompresses; the result is checked against
+    /// `id`, so a block swapped, altered or misplaced is an error, never wrong data.
     pub fn open(
         &self,
         id: &BlockId,
         nonce: &[u8],
-        ciphertext: &[u8],
+        mut buf: Vec<u8>,
         plain_len: usize,
     ) -> Result<Vec<u8>, CryptoError> {
         if nonce.len() != NONCE_LEN {
             return Err(CryptoError::Malformed("nonce length"));
         }
-        let framed = Zeroizing::new(
-            self.cipher
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad: &id.0,
-                    },
-                )
-                .map_err(|_| CryptoError::Tampered)?,
-        );
-        let (&kind, body) = framed
-            .split_first()
-            .ok_or(CryptoError::Malformed("empty block"))?;
+        self.cipher
+            .decrypt_in_place(Nonce::from_slice(nonce), &id.0, &mut buf)
+            .map_err(|_| CryptoError::Tampered)?;
+        let kind = *buf.first().ok_or(CryptoError::Malformed("empty block"))?;
         let plain = match kind {
-            RAW => body.to_vec(),
-            ZSTD => zstd::bulk::decompress(body, plain_len)
+            RAW => {
+                buf.remove(0);
+                buf
+            }
+            ZSTD => zstd::bulk::decompress(&buf[1..], plain_len)
                 .map_err(|e| CryptoError::Decompress(e.to_string()))?,
             _ => return Err(CryptoError::Malformed("unknown block encoding")),
         };
@@ -148,7 +153,12 @@ mod tests {
             "zstd should shrink repetitive text"
         );
         let back = s
-            .open(&sealed.id, &sealed.nonce, &sealed.ciphertext, text.len())
+            .open(
+                &sealed.id,
+                &sealed.nonce,
+                sealed.ciphertext.clone(),
+                text.len(),
+            )
             .unwrap();
         assert_eq!(back, text);
 
@@ -156,8 +166,13 @@ mod tests {
         rand::rng().fill_bytes(&mut random);
         let sealed = s.seal(&random);
         assert_eq!(
-            s.open(&sealed.id, &sealed.nonce, &sealed.ciphertext, random.len())
-                .unwrap(),
+            s.open(
+                &sealed.id,
+                &sealed.nonce,
+                sealed.ciphertext.clone(),
+                random.len()
+            )
+            .unwrap(),
             random
         );
     }
@@ -170,10 +185,10 @@ mod tests {
         let mut ct = a.ciphertext.clone();
         ct[3] ^= 1;
         assert!(matches!(
-            s.open(&a.id, &a.nonce, &ct, 11),
+            s.open(&a.id, &a.nonce, ct.clone(), 11),
             Err(CryptoError::Tampered)
         ));
-        assert!(s.open(&b.id, &a.nonce, &a.ciphertext, 11).is_err());
+        assert!(s.open(&b.id, &a.nonce, a.ciphertext.clone(), 11).is_err());
     }
 
     #[test]

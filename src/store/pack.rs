@@ -229,7 +229,7 @@ impl PackStore {
                 }
             }
         })?;
-        parse_record(loc.pack, loc.offset, &buf)
+        parse_record(loc.pack, loc.offset, buf)
     }
 
     /// After a crash: cuts an unsealed pack back to what the catalog committed
@@ -348,7 +348,7 @@ fn sealed_size(file: &File, len: u64) -> Option<u64> {
     (&t[12..] == END_MAGIC).then_some(len)
 }
 
-fn parse_record(pack: PackId, offset: u64, buf: &[u8]) -> Result<RawRecord> {
+fn parse_record(pack: PackId, offset: u64, mut buf: Vec<u8>) -> Result<RawRecord> {
     let damaged = |what| StoreError::DamagedRecord { pack, offset, what };
     if buf.len() < RECORD_HEADER_LEN {
         return Err(damaged("record shorter than its header"));
@@ -364,7 +364,10 @@ fn parse_record(pack: PackId, offset: u64, buf: &[u8]) -> Result<RawRecord> {
     Ok(RawRecord {
         id,
         nonce,
-        ciphertext: buf[RECORD_HEADER_LEN..].to_vec(),
+        ciphertext: {
+            buf.drain(..RECORD_HEADER_LEN);
+            buf
+        },
         plain_len,
     })
 }
@@ -393,7 +396,7 @@ mod tests {
         let rec = s.read(&out.locations[1]).unwrap();
         assert_eq!(rec.id, b.id);
         let plain = sealer
-            .open(&rec.id, &rec.nonce, &rec.ciphertext, rec.plain_len as usize)
+            .open(&rec.id, &rec.nonce, rec.ciphertext, rec.plain_len as usize)
             .unwrap();
         assert_eq!(plain, b"second block");
 

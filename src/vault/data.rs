@@ -221,48 +221,52 @@ impl Vault {
 
     pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
         let entry = self.files.lock().get(&ino).cloned();
-        let guard = entry.as_ref().map(|e| e.lock());
-        let size = match guard.as_ref() {
-            Some(f) => f.size,
-            None => Self::inode_of(&self.catalog.lock(), ino)?.size,
+        // Snapshot under the file's lock (size, buffered blocks, where the
+        // rest lives), then fetch and decrypt without it, so concurrent
+        // readahead requests for one file run in parallel.
+        let (end, first, last, mut blocks, stored) = {
+            let guard = entry.as_ref().map(|e| e.lock());
+            let size = match guard.as_ref() {
+                Some(f) => f.size,
+                None => Self::inode_of(&self.catalog.lock(), ino)?.size,
+            };
+            if offset >= size || len == 0 {
+                return Ok(Vec::new());
+            }
+            let end = size.min(offset + len as u64);
+            let bs = self.block_size;
+            let (first, last) = (offset / bs, (end - 1) / bs);
+            let mut blocks: HashMap<u64, Arc<Vec<u8>>> = HashMap::new();
+            if let Some(f) = guard.as_ref() {
+                for (idx, b) in f.dirty.range(first..=last) {
+                    blocks.insert(*idx, Arc::new(b.clone()));
+                }
+            }
+            let stored: Vec<(u64, BlockRef)> = self
+                .catalog
+                .lock()
+                .live_extents(ino, first, last)?
+                .into_iter()
+                .filter(|(idx, _)| !blocks.contains_key(idx))
+                .collect();
+            (end, first, last, blocks, stored)
         };
-        if offset >= size || len == 0 {
-            return Ok(Vec::new());
-        }
-        let end = size.min(offset + len as u64);
         let bs = self.block_size;
-        let (first, last) = (offset / bs, (end - 1) / bs);
-        let dirty = |idx: u64| guard.as_ref().and_then(|f| f.dirty.get(&idx));
-        let stored: Vec<(u64, BlockRef)> = self
-            .catalog
-            .lock()
-            .live_extents(ino, first, last)?
-            .into_iter()
-            .filter(|(idx, _)| dirty(*idx).is_none())
-            .collect();
-        let loaded: HashMap<u64, Arc<Vec<u8>>> = if stored.len() > 1 {
-            stored
-                .par_iter()
-                .map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d)))
-                .collect::<Result<_>>()?
+        let fetch = |(idx, b): &(u64, BlockRef)| self.read_block(ino, *idx, b).map(|d| (*idx, d));
+        let loaded: Vec<(u64, Arc<Vec<u8>>)> = if stored.len() > 1 {
+            stored.par_iter().map(fetch).collect::<Result<_>>()?
         } else {
-            stored
-                .iter()
-                .map(|(idx, b)| self.read_block(ino, *idx, b).map(|d| (*idx, d)))
-                .collect::<Result<_>>()?
+            stored.iter().map(fetch).collect::<Result<_>>()?
         };
+        blocks.extend(loaded);
         let mut out = vec![0u8; (end - offset) as usize];
         for idx in first..=last {
             let bstart = idx * bs;
             let from = offset.max(bstart);
             let to = end.min(bstart + bs);
-            let src: &[u8] = match dirty(idx) {
-                Some(b) => b,
-                None => match loaded.get(&idx) {
-                    Some(b) => b,
-                    None => continue, // hole
-                },
-            };
+            let Some(src) = blocks.get(&idx) else {
+                continue;
+            }; // a hole
             let (s, e) = ((from - bstart) as usize, (to - bstart) as usize);
             let avail = src.len().min(e);
             if avail > s {
@@ -293,7 +297,7 @@ impl Vault {
                 Ok(self.keys.blocks.open(
                     &b.id,
                     &rec.nonce,
-                    &rec.ciphertext,
+                    rec.ciphertext,
                     b.plain_len as usize,
                 )?)
             });
