@@ -330,6 +330,31 @@ fn removexattr(p: &Path, name: &str) -> io::Result<()> {
     check(unsafe { libc::removexattr(c.as_ptr(), n.as_ptr()) })
 }
 
+type StatRow = (String, u64, u32, u64, u32, u32, u64, i64, i64, i64, i64);
+
+/// What must survive a remount, per name.
+fn stat_all(v: &Vault, names: &[&str]) -> Vec<StatRow> {
+    names
+        .iter()
+        .map(|n| {
+            let m = lstat(&v.path(n));
+            (
+                n.to_string(),
+                m.ino(),
+                m.mode(),
+                m.nlink(),
+                m.uid(),
+                m.gid(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.atime(),
+                m.atime_nsec(),
+            )
+        })
+        .collect()
+}
+
 #[track_caller]
 fn lstat(p: &Path) -> fs::Metadata {
     fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()))
@@ -2697,45 +2722,10 @@ fn metadata_of_every_kind_survives_remount() {
     .unwrap();
     setxattr(&v.path("a/file"), "user.tag", b"\x00\x01tag", 0).unwrap();
     mknod(&v.path("a/fifo"), libc::S_IFIFO | 0o640, 0).unwrap();
-    let before: Vec<_> = ["a", "a/b", "a/file", "a/b/link", "a/b/sym", "a/fifo"]
-        .iter()
-        .map(|n| {
-            let m = lstat(&v.path(n));
-            (
-                n.to_string(),
-                m.ino(),
-                m.mode(),
-                m.nlink(),
-                m.uid(),
-                m.gid(),
-                m.len(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.atime(),
-                m.atime_nsec(),
-            )
-        })
-        .collect();
+    let names = ["a", "a/b", "a/file", "a/b/link", "a/b/sym", "a/fifo"];
+    let before = stat_all(&v, &names);
     v.remount();
-    let after: Vec<_> = ["a", "a/b", "a/file", "a/b/link", "a/b/sym", "a/fifo"]
-        .iter()
-        .map(|n| {
-            let m = lstat(&v.path(n));
-            (
-                n.to_string(),
-                m.ino(),
-                m.mode(),
-                m.nlink(),
-                m.uid(),
-                m.gid(),
-                m.len(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.atime(),
-                m.atime_nsec(),
-            )
-        })
-        .collect();
+    let after = stat_all(&v, &names);
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(
             b, a,

@@ -495,6 +495,64 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// After a power loss took the tail of pack `pack` (records from
+    /// `intact_end` on): every live extent that points at a lost block falls
+    /// back to the block it replaced (or a hole), the lost blocks leave the
+    /// index so dedup never reuses them, and the file's size returns to the
+    /// version before. Returns (inode, version that fell back) pairs.
+    pub fn fall_back_from_lost_blocks(
+        &self,
+        pack: i64,
+        intact_end: u64,
+    ) -> Result<Vec<(Ino, u64)>> {
+        let lost: Vec<i64> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT id FROM blocks WHERE pack=?1 AND offset + len > ?2")?;
+            let rows = st
+                .query_map(params![pack, intact_end.min(i64::MAX as u64) as i64], |r| {
+                    r.get(0)
+                })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut affected = Vec::new();
+        for block in lost {
+            let hits: Vec<(i64, i64, i64, i64)> = {
+                let mut st = self
+                    .conn
+                    .prepare("SELECT rowid, ino, idx, v_from FROM extents WHERE block=?1 AND v_until IS NULL")?;
+                let rows = st.query_map([block], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (rowid, ino, idx, v_from) in hits {
+                self.conn
+                    .execute("DELETE FROM extents WHERE rowid=?1", [rowid])?;
+                self.conn.execute(
+                    "UPDATE extents SET v_until=NULL WHERE ino=?1 AND idx=?2 AND v_until=?3",
+                    params![ino, idx, v_from],
+                )?;
+                let prev_size: Option<i64> = self
+                    .conn
+                    .query_row(
+                        "SELECT size FROM versions WHERE ino=?1 AND version<?2 ORDER BY version DESC LIMIT 1",
+                        params![ino, v_from],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(size) = prev_size {
+                    self.conn
+                        .execute("UPDATE inodes SET size=?2 WHERE ino=?1", params![ino, size])?;
+                }
+                affected.push((ino as Ino, v_from as u64));
+            }
+            self.conn
+                .execute("DELETE FROM blocks WHERE id=?1", [block])?;
+        }
+        Ok(affected)
+    }
+
     // ---------------------------------------------------------------- xattrs
 
     pub fn xattr_get(&self, ino: Ino, hash: &NameHash) -> Result<Option<Vec<u8>>> {

@@ -76,10 +76,7 @@ impl Filesystem for PhiFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        match self.vault.lookup(parent.0, name(n)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
-            Err(e) => reply.error(errno(e)),
-        }
+        entry(reply, self.vault.lookup(parent.0, name(n)))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -188,17 +185,11 @@ impl Filesystem for PhiFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match self.vault.unlink(parent.0, name(n)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.unlink(parent.0, name(n)))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match self.vault.rmdir(parent.0, name(n)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.rmdir(parent.0, name(n)))
     }
 
     fn symlink(
@@ -209,15 +200,15 @@ impl Filesystem for PhiFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.vault.symlink(
-            &caller(req),
-            parent.0,
-            name(link),
-            target.as_os_str().as_bytes(),
-        ) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
-            Err(e) => reply.error(errno(e)),
-        }
+        entry(
+            reply,
+            self.vault.symlink(
+                &caller(req),
+                parent.0,
+                name(link),
+                target.as_os_str().as_bytes(),
+            ),
+        )
     }
 
     fn rename(
@@ -253,10 +244,7 @@ impl Filesystem for PhiFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.vault.link(ino.0, newparent.0, name(newname)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
-            Err(e) => reply.error(errno(e)),
-        }
+        entry(reply, self.vault.link(ino.0, newparent.0, name(newname)))
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -310,10 +298,7 @@ impl Filesystem for PhiFs {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.vault.flush(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.flush(ino.0))
     }
 
     fn release(
@@ -326,10 +311,7 @@ impl Filesystem for PhiFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vault.release_file(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.release_file(ino.0))
     }
 
     fn fsync(
@@ -340,10 +322,7 @@ impl Filesystem for PhiFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vault.fsync(ino.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.fsync(ino.0))
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -403,10 +382,7 @@ impl Filesystem for PhiFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vault.sync_all() {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.sync_all())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -435,10 +411,7 @@ impl Filesystem for PhiFs {
         _pos: u32,
         reply: ReplyEmpty,
     ) {
-        match self.vault.setxattr(ino.0, name(n), value, flags) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.setxattr(ino.0, name(n), value, flags))
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
@@ -456,10 +429,7 @@ impl Filesystem for PhiFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        match self.vault.removexattr(ino.0, name(n)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.removexattr(ino.0, name(n)))
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -516,10 +486,7 @@ impl Filesystem for PhiFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self.vault.fallocate(ino.0, offset, length, mode) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        empty(reply, self.vault.fallocate(ino.0, offset, length, mode))
     }
 }
 
@@ -546,6 +513,20 @@ impl PhiFs {
                 pos = e.next;
             }
         }
+    }
+}
+
+fn empty(reply: ReplyEmpty, res: crate::vault::Result<()>) {
+    match res {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn entry(reply: ReplyEntry, res: crate::vault::Result<crate::vault::Attr>) {
+    match res {
+        Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
+        Err(e) => reply.error(errno(e)),
     }
 }
 

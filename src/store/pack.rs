@@ -75,6 +75,17 @@ pub struct SealedPack {
     pub size: u64,
 }
 
+/// What crash recovery found in an unsealed pack.
+#[derive(Clone, Copy, Debug)]
+pub enum Recovered {
+    /// Sealed now (or already); records before `intact_end` are whole.
+    Sealed { pack: SealedPack, intact_end: u64 },
+    /// Nothing committed referenced it: removed.
+    Empty,
+    /// The file is gone: every block the catalog placed in it is lost.
+    Missing,
+}
+
 /// What an append did besides placing the records, for the catalog to record
 /// in the same transaction.
 #[derive(Debug, Default)]
@@ -235,21 +246,31 @@ impl PackStore {
     /// After a crash: cuts an unsealed pack back to what the catalog committed
     /// (`committed_end`), then seals it. Returns None if nothing in it was
     /// committed (the file is removed).
-    pub fn recover_unsealed(&self, id: PackId, committed_end: u64) -> Result<Option<SealedPack>> {
+    pub fn recover_unsealed(&self, id: PackId, committed_end: u64) -> Result<Recovered> {
         let path = self.pack_path(id);
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let nothing_committed = committed_end <= PACK_MAGIC.len() as u64;
+                return Ok(if nothing_committed {
+                    Recovered::Empty
+                } else {
+                    Recovered::Missing
+                });
+            }
             Err(e) => return Err(StoreError::Io { path, source: e }),
         };
         let len = file.metadata().at(&path)?.len();
         if let Some(size) = sealed_size(&file, len) {
-            return Ok(Some(SealedPack { id, size }));
+            return Ok(Recovered::Sealed {
+                pack: SealedPack { id, size },
+                intact_end: u64::MAX,
+            });
         }
         if committed_end <= PACK_MAGIC.len() as u64 {
             drop(file);
             fs::remove_file(&path).at(&path)?;
-            return Ok(None);
+            return Ok(Recovered::Empty);
         }
         let end = committed_end.min(len);
         file.set_len(end).at(&path)?;
@@ -279,7 +300,11 @@ impl PackStore {
             last_append: Instant::now(),
             unsynced: true,
         };
-        self.seal(pack).map(Some)
+        let sealed = self.seal(pack)?;
+        Ok(Recovered::Sealed {
+            pack: sealed,
+            intact_end: pos,
+        })
     }
 
     fn create_pack(&self) -> Result<ActivePack> {
@@ -405,13 +430,20 @@ mod tests {
         let end = out.locations[0].offset + out.locations[0].len as u64;
         drop(s);
         let s = store(tmp.path(), 1 << 40);
-        let sealed = s.recover_unsealed(pack, end).unwrap().unwrap();
+        let Recovered::Sealed {
+            pack: sealed,
+            intact_end,
+        } = s.recover_unsealed(pack, end).unwrap()
+        else {
+            panic!("a pack with a committed record must be sealed")
+        };
+        assert_eq!(intact_end, end);
         assert!(sealed.size > end);
         assert!(s.read(&out.locations[0]).is_ok());
         // Recovery is idempotent on a sealed pack.
-        assert_eq!(
-            s.recover_unsealed(pack, end).unwrap().unwrap().size,
-            sealed.size
-        );
+        let Recovered::Sealed { pack: again, .. } = s.recover_unsealed(pack, end).unwrap() else {
+            panic!("still sealed")
+        };
+        assert_eq!(again.size, sealed.size);
     }
 }

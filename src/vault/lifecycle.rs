@@ -17,7 +17,7 @@ use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
 use crate::catalog::{Catalog, Kind, NewInode, VersionReason, VersionRow, ROOT_INO};
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
-    PackId, PackStore, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
+    PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
 };
 
 pub struct InitOptions {
@@ -204,13 +204,36 @@ impl Vault {
     /// the catalog committed and sealed; changes that never became a version
     /// (no close before the crash) become one now.
     fn recover(&self) -> Result<()> {
-        let cat = self.catalog.lock();
-        for (pack, end) in cat.unsealed_packs()? {
-            match self.packs.recover_unsealed(PackId::from_i64(pack), end)? {
-                Some(sealed) => cat.mark_pack_sealed(pack, sealed.size)?,
-                None => cat.forget_pack(pack)?,
+        let mut fell_back = Vec::new();
+        {
+            let cat = self.catalog.lock();
+            for (pack, end) in cat.unsealed_packs()? {
+                let intact_end = match self.packs.recover_unsealed(PackId::from_i64(pack), end)? {
+                    Recovered::Sealed {
+                        pack: sealed,
+                        intact_end,
+                    } => {
+                        cat.mark_pack_sealed(pack, sealed.size)?;
+                        intact_end
+                    }
+                    Recovered::Empty => {
+                        cat.forget_pack(pack)?;
+                        continue;
+                    }
+                    Recovered::Missing => 0,
+                };
+                if intact_end < end {
+                    // A power loss kept catalog rows whose blocks never
+                    // reached the disk: those files fall back a version.
+                    fell_back.extend(cat.tx(|c| c.fall_back_from_lost_blocks(pack, intact_end))?);
+                }
             }
         }
+        for (ino, version) in fell_back {
+            let path = self.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
+            tracing::warn!("{path}: version {version} was not on disk after a crash; the file fell back to the version before it");
+        }
+        let cat = self.catalog.lock();
         let t = self.tick();
         cat.tx(|c| -> Result<()> {
             for ino in c.open_versions()? {
