@@ -201,9 +201,9 @@ impl Vault {
         f.meta_dirty = true;
         if self.dirty_bytes.load(Ordering::Relaxed) > self.dirty_limit {
             let all: Vec<u64> = f.dirty.keys().copied().collect();
-            self.store_blocks(ino, &mut f, &all)?;
+            self.store_blocks(ino, &mut f, &all, None)?;
         } else if !completed.is_empty() {
-            self.store_blocks(ino, &mut f, &completed)?;
+            self.store_blocks(ino, &mut f, &completed, None)?;
         }
         Ok(data.len())
     }
@@ -327,8 +327,17 @@ impl Vault {
 
     /// Seals the given dirty blocks into the store and points the file at them,
     /// as part of the file's open version.
-    fn store_blocks(&self, ino: Ino, f: &mut OpenFile, idxs: &[u64]) -> Result<()> {
+    /// With `seal`, the same transaction also records the version, so a
+    /// close or fsync costs one catalog commit.
+    fn store_blocks(
+        &self,
+        ino: Ino,
+        f: &mut OpenFile,
+        idxs: &[u64],
+        seal: Option<VersionReason>,
+    ) -> Result<()> {
         let bs = self.block_size;
+        let t = self.tick();
         let size = f.size;
         // Plaintext of each block, cut at end of file; None = all zeros (a hole).
         let mut plan: Vec<(u64, Option<BlockId>)> = Vec::with_capacity(idxs.len());
@@ -414,6 +423,16 @@ impl Vault {
                     }
                 }
                 f.overlay(&mut inode);
+                if let Some(reason) = seal {
+                    c.insert_version(&VersionRow {
+                        ino,
+                        version: inode.version,
+                        time: t,
+                        size: inode.size,
+                        reason,
+                    })?;
+                    inode.version_open = false;
+                }
                 c.update_inode(&inode)?;
                 Ok(())
             })?;
@@ -431,7 +450,7 @@ impl Vault {
         self.dirty_bytes
             .fetch_sub(freed * bs as usize, Ordering::Relaxed);
         f.meta_dirty = false;
-        f.version_open = true;
+        f.version_open = seal.is_none();
         Ok(())
     }
 
@@ -451,7 +470,7 @@ impl Vault {
     ) -> Result<()> {
         if !f.dirty.is_empty() {
             let all: Vec<u64> = f.dirty.keys().copied().collect();
-            self.store_blocks(ino, f, &all)?;
+            self.store_blocks(ino, f, &all, seal)?;
         }
         let sealing = seal.is_some() && f.version_open;
         if !f.meta_dirty && !sealing {
