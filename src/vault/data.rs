@@ -13,7 +13,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rayon::prelude::*;
 
 use super::{Result, Vault, VaultError};
-use crate::catalog::{BlockRef, Ino, Inode, Kind, VersionReason, VersionRow};
+use crate::catalog::{BlockRef, Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
 
 /// Per-inode state while at least one handle is open.
@@ -424,14 +424,7 @@ impl Vault {
                 }
                 f.overlay(&mut inode);
                 if let Some(reason) = seal {
-                    c.insert_version(&VersionRow {
-                        ino,
-                        version: inode.version,
-                        time: t,
-                        size: inode.size,
-                        reason,
-                    })?;
-                    inode.version_open = false;
+                    Self::close_version(c, &mut inode, t, reason)?;
                 }
                 c.update_inode(&inode)?;
                 Ok(())
@@ -451,6 +444,26 @@ impl Vault {
             .fetch_sub(freed * bs as usize, Ordering::Relaxed);
         f.meta_dirty = false;
         f.version_open = seal.is_none();
+        Ok(())
+    }
+
+    /// Records the open version of `inode` (if any) as of `t`.
+    pub(super) fn close_version(
+        c: &Catalog,
+        inode: &mut Inode,
+        t: i64,
+        reason: VersionReason,
+    ) -> Result<()> {
+        if inode.version_open {
+            c.insert_version(&VersionRow {
+                ino: inode.ino,
+                version: inode.version,
+                time: t,
+                size: inode.size,
+                reason,
+            })?;
+            inode.version_open = false;
+        }
         Ok(())
     }
 
@@ -484,16 +497,7 @@ impl Vault {
             };
             f.overlay(&mut inode);
             if let Some(reason) = seal {
-                if inode.version_open {
-                    c.insert_version(&VersionRow {
-                        ino,
-                        version: inode.version,
-                        time: t,
-                        size: inode.size,
-                        reason,
-                    })?;
-                    inode.version_open = false;
-                }
+                Self::close_version(c, &mut inode, t, reason)?;
             }
             c.update_inode(&inode)?;
             Ok(())

@@ -14,7 +14,7 @@ use rand::RngCore;
 
 use super::cache::BlockCache;
 use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
-use crate::catalog::{Catalog, Kind, NewInode, VersionReason, VersionRow, ROOT_INO};
+use crate::catalog::{Catalog, Kind, NewInode, VersionReason, ROOT_INO};
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
     PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
@@ -238,14 +238,7 @@ impl Vault {
         cat.tx(|c| -> Result<()> {
             for ino in c.open_versions()? {
                 if let Some(mut inode) = c.inode(ino)? {
-                    c.insert_version(&VersionRow {
-                        ino,
-                        version: inode.version,
-                        time: t,
-                        size: inode.size,
-                        reason: VersionReason::Write,
-                    })?;
-                    inode.version_open = false;
+                    Self::close_version(c, &mut inode, t, VersionReason::Write)?;
                     c.update_inode(&inode)?;
                 }
             }
