@@ -19,21 +19,16 @@ fn is_mounted(mp: &Path) -> bool {
         .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
-/// Every file under `root` with its content hash.
+/// Every non-directory under `root` with its content hash.
 fn hash_tree(root: &Path) -> BTreeMap<PathBuf, blake3::Hash> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.insert(e.path(), blake3::hash(&std::fs::read(e.path()).unwrap()));
-            }
-        }
-    }
-    out
+    common::walk_all(root)
+        .into_iter()
+        .filter(|p| !std::fs::symlink_metadata(p).unwrap().is_dir())
+        .map(|p| {
+            let h = blake3::hash(&std::fs::read(&p).unwrap());
+            (p, h)
+        })
+        .collect()
 }
 
 fn stderr(o: &Output) -> String {

@@ -409,7 +409,9 @@ impl Runner {
         };
         if native != mount {
             let detail = match (&native, &mount) {
-                (Ok(a), Ok(b)) => format!(" (first differing byte at {:?})", first_diff(a, b)),
+                (Ok(a), Ok(b)) => {
+                    format!(" (first differing byte at {:?})", common::first_diff(a, b))
+                }
                 _ => String::new(),
             };
             return Err(format!(
@@ -465,7 +467,9 @@ impl Runner {
             );
             if x != y {
                 let at = match (&x, &y) {
-                    (Ok(x), Ok(y)) => format!("first differing byte at {:?}", first_diff(x, y)),
+                    (Ok(x), Ok(y)) => {
+                        format!("first differing byte at {:?}", common::first_diff(x, y))
+                    }
                     _ => format!("native {} vs phivault {}", show(&x), show(&y)),
                 };
                 return Err(format!("content read through open slot {i} differs: {at}"));
@@ -531,17 +535,6 @@ fn read_at(f: &File, off: u64, len: usize) -> Outcome {
     }
     buf.truncate(done);
     Ok(buf)
-}
-
-fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .or(if a.len() != b.len() {
-            Some(a.len().min(b.len()))
-        } else {
-            None
-        })
 }
 
 fn names_of(dir: &Path) -> Result<BTreeSet<String>, String> {
@@ -619,7 +612,7 @@ fn compare_dir(native: &Path, mount: &Path, rel: &str, direct: bool) -> Result<(
                     "{r}: content differs (native {} bytes, phivault {} bytes, first differing byte at {:?})",
                     x.len(),
                     y.len(),
-                    first_diff(&x, &y)
+                    common::first_diff(&x, &y)
                 ));
             }
             if direct {
@@ -629,7 +622,7 @@ fn compare_dir(native: &Path, mount: &Path, rel: &str, direct: bool) -> Result<(
                         "{r}: content read with O_DIRECT differs (native {} bytes, phivault {} bytes, first differing byte at {:?})",
                         x.len(),
                         z.len(),
-                        first_diff(&x, &z)
+                        common::first_diff(&x, &z)
                     ));
                 }
             }

@@ -597,7 +597,7 @@ os.close(fd)
     assert!(
         got == want2,
         "content via cat after remount differs (first diff at byte {:?})",
-        first_diff(&got, &want2)
+        common::first_diff(&got, &want2)
     );
     // Read back through a fresh read-only map as well.
     python(
@@ -609,17 +609,6 @@ assert m[:] == open(sys.argv[2], 'rb').read(), 'mapped read after remount differ
 "#,
         &[&v.path("mapped.bin"), &copy],
     );
-}
-
-fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .or(if a.len() != b.len() {
-            Some(a.len().min(b.len()))
-        } else {
-            None
-        })
 }
 
 // ---------------------------------------------------------------------------

@@ -36,23 +36,6 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Every path (directories included, `root` too) under `root`.
-fn walk_all(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            }
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    out
-}
-
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || hay.len() < needle.len() {
         return None;
@@ -474,7 +457,7 @@ fn store_files_are_private() {
 /// Every directory in the store is 0700 and every file 0600.
 fn check_private(root: &Path, when: &str) {
     let mut bad = Vec::new();
-    for p in walk_all(root) {
+    for p in common::walk_all(root) {
         let Ok(meta) = std::fs::symlink_metadata(&p) else {
             continue;
         };
