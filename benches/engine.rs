@@ -34,6 +34,9 @@ fn text(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Mean size of a file in the Linux source tree.
+const SMALL: usize = 11 * 1024;
+
 fn blocks(c: &mut Criterion) {
     let keys = Keys::derive(&MasterKey::generate());
     let mut g = c.benchmark_group("block");
@@ -51,6 +54,15 @@ fn blocks(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+
+    // The typical source file: what closing one small file costs to seal.
+    let mut g = c.benchmark_group("small_block");
+    let small = text(SMALL);
+    g.throughput(Throughput::Bytes(SMALL as u64));
+    g.bench_with_input(BenchmarkId::new("seal", "text_11KiB"), &small, |b, d| {
+        b.iter(|| keys.blocks.seal(black_box(d)))
+    });
     g.finish();
 }
 

@@ -1,5 +1,7 @@
 //! Block sealing: plaintext -> keyed id, zstd, AES-256-GCM-SIV with the id as AAD.
 
+use std::cell::RefCell;
+
 use aes_gcm_siv::aead::AeadInPlace;
 use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce};
 use rand::RngCore;
@@ -36,6 +38,54 @@ const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 1;
 
+thread_local! {
+    // A zstd context costs more to set up than compressing a small file:
+    // each thread keeps one of each.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses `plain` into `out` (appended); None when zstd fails or the
+/// result would not be at least `min_saving` bytes smaller.
+fn compress_into(plain: &[u8], out: &mut Vec<u8>, min_saving: usize) -> Option<usize> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let ctx = match &mut *slot {
+            Some(ctx) => ctx,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?),
+        };
+        let start = out.len();
+        let limit = plain.len().checked_sub(min_saving)?;
+        out.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+        // The cursor makes zstd write after what `out` already holds.
+        let mut cursor = std::io::Cursor::new(&mut *out);
+        cursor.set_position(start as u64);
+        let written = ctx.compress_to_buffer(plain, &mut cursor).ok()?;
+        if written >= limit {
+            out.truncate(start);
+            return None;
+        }
+        Some(written)
+    })
+}
+
+fn decompress(compressed: &[u8], plain_len: usize) -> Result<Vec<u8>, CryptoError> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let ctx = match &mut *slot {
+            Some(ctx) => ctx,
+            None => slot.insert(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| CryptoError::Decompress(e.to_string()))?,
+            ),
+        };
+        let mut plain = Vec::with_capacity(plain_len);
+        ctx.decompress_to_buffer(compressed, &mut plain)
+            .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+        Ok(plain)
+    })
+}
+
 /// Already-compressed or random data (media, archives, encrypted files)
 /// gains nothing from zstd: a 4 KiB sample tells, at a fraction of the cost.
 fn looks_incompressible(plain: &[u8]) -> bool {
@@ -45,7 +95,8 @@ fn looks_incompressible(plain: &[u8]) -> bool {
     }
     let mid = plain.len() / 2;
     let sample = &plain[mid..mid + SAMPLE];
-    zstd::bulk::compress(sample, ZSTD_LEVEL).map_or(true, |c| c.len() + SAMPLE / 32 >= SAMPLE)
+    let mut scratch = Vec::new();
+    compress_into(sample, &mut scratch, SAMPLE / 32).is_none()
 }
 
 pub struct BlockSealer {
@@ -74,21 +125,12 @@ impl BlockSealer {
     pub fn seal_with_id(&self, id: BlockId, plain: &[u8]) -> SealedBlock {
         // File content is not key material: it is not zeroized (it lives in
         // the page cache anyway), which keeps this path at memory speed.
-        let compressed = if looks_incompressible(plain) {
-            None
-        } else {
-            zstd::bulk::compress(plain, ZSTD_LEVEL).ok()
-        };
         let mut buf = Vec::with_capacity(plain.len() + 1 + 16);
-        match compressed {
-            Some(c) if c.len() + 16 < plain.len() => {
-                buf.push(ZSTD);
-                buf.extend_from_slice(&c);
-            }
-            _ => {
-                buf.push(RAW);
-                buf.extend_from_slice(plain);
-            }
+        buf.push(ZSTD);
+        if looks_incompressible(plain) || compress_into(plain, &mut buf, 17).is_none() {
+            buf.clear();
+            buf.push(RAW);
+            buf.extend_from_slice(plain);
         }
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
@@ -124,8 +166,7 @@ impl BlockSealer {
                 buf.remove(0);
                 buf
             }
-            ZSTD => zstd::bulk::decompress(&buf[1..], plain_len)
-                .map_err(|e| CryptoError::Decompress(e.to_string()))?,
+            ZSTD => decompress(&buf[1..], plain_len)?,
             _ => return Err(CryptoError::Malformed("unknown block encoding")),
         };
         if plain.len() != plain_len || self.id_of(&plain) != *id {
