@@ -592,9 +592,19 @@ fn info_reports_format_counts_and_ratios() {
     std::os::unix::fs::symlink("c.txt", v.path("link")).unwrap();
 
     let st = v.store.to_str().unwrap().to_string();
-    // Works while mounted (the count of files is known at create time).
-    let live = common::ok(Command::new(bin()).args(["info", &st]));
-    assert_eq!(field(&stdout(&live), "files"), "5", "info while mounted");
+    // Works while mounted (the count of files is known at create time). The
+    // daemon groups catalog changes and commits them within 50 ms, and info
+    // reads what is committed: it must catch up well within two seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let files = loop {
+        let live = common::ok(Command::new(bin()).args(["info", &st]));
+        let files = field(&stdout(&live), "files").to_string();
+        if files == "5" || std::time::Instant::now() > deadline {
+            break files;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(files, "5", "info while mounted");
     v.unmount();
 
     let out = common::ok(Command::new(bin()).args(["info", &st]));

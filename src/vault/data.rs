@@ -120,7 +120,8 @@ impl Vault {
         if last {
             self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
         }
-        res
+        res?;
+        Ok(self.catalog.lock().commit()?)
     }
 
     /// close(2): stores buffered data and records the version.
@@ -130,8 +131,9 @@ impl Vault {
         };
         // close(2) after a write is a version: record it now, not at the
         // asynchronous release, so one close costs one catalog commit.
-        let res = self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write));
-        res
+        self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
+        // What a program wrote and closed survives a kill -9 of the daemon.
+        Ok(self.catalog.lock().commit()?)
     }
 
     pub fn fsync(&self, ino: Ino) -> Result<()> {
@@ -567,7 +569,7 @@ impl Vault {
             Some(s) if cat.block_by_hash(&s.id.0)?.is_none() => Some(self.packs.append(&[s])?),
             _ => None,
         };
-        cat.tx(|c| -> Result<()> {
+        cat.tx_commit(|c| -> Result<()> {
             let mut inode = Self::inode_of(c, ino)?;
             if let Some(f) = guard.as_deref() {
                 f.overlay(&mut inode);

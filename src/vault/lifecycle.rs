@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aes_gcm_siv::aead::{Aead, Payload};
 use aes_gcm_siv::Nonce;
@@ -14,7 +14,7 @@ use rand::RngCore;
 
 use super::cache::BlockCache;
 use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
-use crate::catalog::{Catalog, Kind, NewInode, VersionReason, ROOT_INO};
+use crate::catalog::{Catalog, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO};
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
     PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
@@ -178,8 +178,14 @@ impl Vault {
         } else {
             Catalog::open(&dir.catalog_path(), false)?
         };
+        let checkpointer = if opts.read_only {
+            None
+        } else {
+            Some(catalog.checkpointer()?)
+        };
         let vault = Vault {
             dir: dir.clone(),
+            checkpointer: Mutex::new(checkpointer),
             block_size: config.block_size as u64,
             config,
             keys,
@@ -250,7 +256,11 @@ impl Vault {
 
     /// Makes everything committed so far durable: packs first, then the WAL.
     pub fn sync_all(&self) -> Result<()> {
-        let wal = self.catalog.lock().wal_to_sync();
+        let wal = {
+            let cat = self.catalog.lock();
+            cat.commit()?;
+            cat.wal_to_sync()
+        };
         // Both flushes at once, and without holding the catalog: other
         // requests go on while the disk works.
         let (packs, wal_res) = std::thread::scope(|s| {
@@ -268,17 +278,23 @@ impl Vault {
         Ok(())
     }
 
-    /// Background work: make commits durable about once a second and seal a
-    /// pack that has gone idle. Stops when `stop` is set.
+    /// Background work: commit grouped catalog changes within
+    /// `GROUP_MAX_AGE`, make commits durable about once a second, seal a pack
+    /// that has gone idle and checkpoint the WAL. Stops when `stop` is set.
     pub fn spawn_flusher(self: &Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
         let vault = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("phivault-flush".into())
             .spawn(move || {
+                let mut last_sync = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(GROUP_MAX_AGE / 2);
                     let Some(v) = vault.upgrade() else { break };
-                    if let Err(e) = v.periodic() {
+                    let due = last_sync.elapsed() >= Duration::from_millis(900);
+                    if due {
+                        last_sync = Instant::now();
+                    }
+                    if let Err(e) = v.periodic(due) {
                         tracing::error!("background flush failed: {e}");
                     }
                 }
@@ -286,24 +302,24 @@ impl Vault {
             .expect("spawn flusher")
     }
 
-    fn periodic(&self) -> Result<()> {
+    fn periodic(&self, sync_due: bool) -> Result<()> {
         if self.read_only || self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let now = std::time::Instant::now();
-        static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-        let mut last = LAST.lock();
-        if last.is_some_and(|l| now.duration_since(l) < Duration::from_millis(900)) {
+        self.catalog.lock().commit_if_old()?;
+        if !sync_due {
             return Ok(());
         }
-        *last = Some(now);
-        drop(last);
         if let Some(sealed) = self.packs.seal_if_idle(Duration::from_secs(5))? {
             self.catalog
                 .lock()
                 .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
         }
-        self.sync_all()
+        self.sync_all()?;
+        if let Some(checkpointer) = &*self.checkpointer.lock() {
+            checkpointer.run_if_due()?;
+        }
+        Ok(())
     }
 
     /// Flushes every open file, records their versions, seals the active pack

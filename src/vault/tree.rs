@@ -239,7 +239,7 @@ impl Vault {
         let file = self.files.lock().get(&target.0).cloned();
         let open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
-        cat.tx(|c| {
+        cat.tx_commit(|c| {
             let (ino, kind) = c.lookup(parent, &hash)?.ok_or(VaultError::NotFound)?;
             let mut dir = Self::dir_of(c, parent)?;
             match (kind == Kind::Dir, want_dir) {
@@ -313,7 +313,7 @@ impl Vault {
         let file = replaced.and_then(|i| self.files.lock().get(&i).cloned());
         let open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
-        cat.tx(|c| {
+        cat.tx_commit(|c| {
             let (src_ino, src_kind) = c.lookup(parent, &src_hash)?.ok_or(VaultError::NotFound)?;
             Self::dir_of(c, parent)?;
             Self::dir_of(c, new_parent)?;
