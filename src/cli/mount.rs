@@ -390,6 +390,7 @@ fn serve(
             }
         }
     });
+    crate::fs::raise_read_ahead(mountpoint);
     let result = session.run();
     sig_handle.close();
     let _ = signal_thread.join();

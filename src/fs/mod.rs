@@ -539,3 +539,30 @@ fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
         reply.data(value)
     }
 }
+
+/// The kernel's read-ahead for this mount, in KiB (its default is 128).
+/// Larger windows let decryption of the next blocks overlap the reader.
+const READ_AHEAD_KIB: u32 = 1024;
+
+/// Raises the mount's read-ahead window once the kernel has finished the
+/// FUSE handshake (which would otherwise cap it again). Needs root to write
+/// to sysfs; anyone else keeps the kernel default. Runs in the background:
+/// the first stat of the mountpoint waits for the session to serve it.
+pub fn raise_read_ahead(mountpoint: &std::path::Path) {
+    let mountpoint = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(&mountpoint) else {
+            return;
+        };
+        let dev = meta.dev();
+        let knob = format!(
+            "/sys/class/bdi/{}:{}/read_ahead_kb",
+            libc::major(dev),
+            libc::minor(dev)
+        );
+        if let Err(e) = std::fs::write(&knob, READ_AHEAD_KIB.to_string()) {
+            tracing::debug!("read-ahead left at the kernel default ({knob}: {e})");
+        }
+    });
+}

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -347,6 +348,36 @@ impl PackStore {
             id: pack.id,
             size: pack.len + tail.len() as u64,
         })
+    }
+
+    /// Tells the kernel these records will be read soon, so the disk reads
+    /// them in large requests ahead of the decryption that needs them.
+    /// Advisory: errors are ignored.
+    pub fn will_need(&self, locations: impl IntoIterator<Item = BlockLocation>) {
+        let mut spans: Vec<(PackId, u64, u64)> = Vec::new();
+        for loc in locations {
+            let end = loc.offset + loc.len as u64;
+            match spans.iter_mut().find(|(p, ..)| *p == loc.pack) {
+                Some((_, start, stop)) => {
+                    *start = (*start).min(loc.offset);
+                    *stop = (*stop).max(end);
+                }
+                None => spans.push((loc.pack, loc.offset, end)),
+            }
+        }
+        for (pack, start, stop) in spans {
+            if let Ok(f) = self.reader(pack) {
+                // SAFETY: plain syscall on a descriptor we own.
+                unsafe {
+                    libc::posix_fadvise(
+                        f.as_raw_fd(),
+                        start as libc::off_t,
+                        (stop - start) as libc::off_t,
+                        libc::POSIX_FADV_WILLNEED,
+                    );
+                }
+            }
+        }
     }
 
     fn reader(&self, id: PackId) -> Result<Arc<File>> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 use rayon::prelude::*;
 
+use super::readahead::ReadAhead;
 use super::{Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
@@ -20,6 +21,7 @@ use crate::crypto::{BlockId, SealedBlock};
 pub(super) struct FileEntry {
     handles: AtomicU32,
     state: Mutex<OpenFile>,
+    read_ahead: ReadAhead,
 }
 
 impl FileEntry {
@@ -90,6 +92,7 @@ impl Vault {
                     Arc::new(FileEntry {
                         handles: AtomicU32::new(1),
                         state: Mutex::new(OpenFile::new(&inode)),
+                        read_ahead: ReadAhead::default(),
                     }),
                 );
             }
@@ -154,6 +157,7 @@ impl Vault {
         let e = Arc::new(FileEntry {
             handles: AtomicU32::new(0),
             state: Mutex::new(OpenFile::new(&inode)),
+            read_ahead: ReadAhead::default(),
         });
         files.insert(ino, e.clone());
         Ok(e)
@@ -226,7 +230,7 @@ impl Vault {
         // Snapshot under the file's lock (size, buffered blocks, where the
         // rest lives), then fetch and decrypt without it, so concurrent
         // readahead requests for one file run in parallel.
-        let (end, first, last, mut blocks, stored) = {
+        let (size, end, first, last, mut blocks, stored) = {
             let guard = entry.as_ref().map(|e| e.lock());
             let size = match guard.as_ref() {
                 Some(f) => f.size,
@@ -251,11 +255,15 @@ impl Vault {
                 .into_iter()
                 .filter(|(idx, _)| !blocks.contains_key(idx))
                 .collect();
-            (end, first, last, blocks, stored)
+            (size, end, first, last, blocks, stored)
         };
+        if let Some(e) = &entry {
+            self.read_ahead(&e.read_ahead, ino, offset, end, size);
+        }
         let bs = self.block_size;
         let fetch = |(idx, b): &(u64, BlockRef)| self.read_block(ino, *idx, b).map(|d| (*idx, d));
         let loaded: Vec<(u64, Arc<Vec<u8>>)> = if stored.len() > 1 {
+            self.packs.will_need(stored.iter().map(|(_, b)| b.location));
             stored.par_iter().map(fetch).collect::<Result<_>>()?
         } else {
             stored.iter().map(fetch).collect::<Result<_>>()?
@@ -280,10 +288,28 @@ impl Vault {
     }
 
     /// Fetches, decrypts and verifies one stored block (through the cache).
+    /// Concurrent requests for one block (a read and the read-ahead, say)
+    /// decrypt it once: the others wait for that result.
     pub(super) fn read_block(&self, ino: Ino, idx: u64, b: &BlockRef) -> Result<Arc<Vec<u8>>> {
         if let Some(hit) = self.cache.get(&b.id) {
             return Ok(hit);
         }
+        let cell = self.loading.lock().entry(b.id).or_default().clone();
+        let loaded = cell
+            .get_or_init(|| {
+                let res = self.load_block(ino, idx, b).ok();
+                self.loading.lock().remove(&b.id);
+                res
+            })
+            .clone();
+        match loaded {
+            Some(plain) => Ok(plain),
+            // The loader failed: fail with this caller's own error.
+            None => self.load_block(ino, idx, b),
+        }
+    }
+
+    fn load_block(&self, ino: Ino, idx: u64, b: &BlockRef) -> Result<Arc<Vec<u8>>> {
         let result = self
             .packs
             .read(&b.location)

@@ -183,7 +183,8 @@ impl Vault {
         } else {
             Some(catalog.checkpointer()?)
         };
-        let vault = Vault {
+        let vault = Arc::new_cyclic(|me| Vault {
+            me: me.clone(),
             dir: dir.clone(),
             checkpointer: Mutex::new(checkpointer),
             block_size: config.block_size as u64,
@@ -193,17 +194,18 @@ impl Vault {
             packs: PackStore::new(dir.packs_dir(), seal_index),
             files: Mutex::new(HashMap::new()),
             cache: BlockCache::new(opts.cache_bytes),
+            loading: Default::default(),
             dirty_bytes: AtomicUsize::new(0),
             dirty_limit: opts.dirty_limit,
             clock: AtomicI64::new(now_ns()),
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
             _lock: lock,
-        };
+        });
         if !opts.read_only {
             vault.recover()?;
         }
-        Ok(Arc::new(vault))
+        Ok(vault)
     }
 
     /// Repairs what an unclean stop left: unsealed packs are cut back to what

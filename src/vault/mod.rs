@@ -9,6 +9,7 @@ mod data;
 mod error;
 mod lifecycle;
 mod names;
+mod readahead;
 mod tree;
 mod xattr;
 
@@ -37,6 +38,8 @@ pub const NAME_MAX: usize = 255;
 pub const PATH_MAX: usize = 4096;
 
 pub struct Vault {
+    /// This vault's own Arc, for background work (read-ahead) that outlives a request.
+    me: std::sync::Weak<Vault>,
     dir: StoreDir,
     config: VaultConfig,
     block_size: u64,
@@ -47,6 +50,8 @@ pub struct Vault {
     packs: PackStore,
     files: Mutex<HashMap<Ino, Arc<FileEntry>>>,
     cache: BlockCache,
+    /// Blocks being decrypted right now, so each is decrypted once.
+    loading: Mutex<HashMap<crate::crypto::BlockId, Arc<std::sync::OnceLock<Option<Arc<Vec<u8>>>>>>>,
     dirty_bytes: AtomicUsize,
     dirty_limit: usize,
     clock: AtomicI64,
