@@ -37,6 +37,9 @@ pub const DEFAULT_BLOCK_SIZE: u32 = 64 * 1024;
 pub const NAME_MAX: usize = 255;
 pub const PATH_MAX: usize = 4096;
 
+/// One block's decryption in progress: filled once, None if it failed.
+type LoadingBlock = std::sync::OnceLock<Option<Arc<Vec<u8>>>>;
+
 pub struct Vault {
     /// This vault's own Arc, for background work (read-ahead) that outlives a request.
     me: std::sync::Weak<Vault>,
@@ -51,7 +54,7 @@ pub struct Vault {
     files: Mutex<HashMap<Ino, Arc<FileEntry>>>,
     cache: BlockCache,
     /// Blocks being decrypted right now, so each is decrypted once.
-    loading: Mutex<HashMap<crate::crypto::BlockId, Arc<std::sync::OnceLock<Option<Arc<Vec<u8>>>>>>>,
+    loading: Mutex<HashMap<crate::crypto::BlockId, Arc<LoadingBlock>>>,
     dirty_bytes: AtomicUsize,
     dirty_limit: usize,
     clock: AtomicI64,
