@@ -458,12 +458,25 @@ impl Vault {
                 Ok(())
             })?;
         }
-        for (id, plain) in &fresh {
-            self.cache.put(*id, Arc::new(plain.to_vec()));
-        }
+        // The stored buffers become cache entries as they are (no copy).
+        let fresh: std::collections::HashSet<BlockId> = fresh.iter().map(|(id, _)| *id).collect();
         let mut freed = 0;
-        for (idx, _) in &plan {
-            freed += f.dirty.remove(idx).map_or(0, |_| 1);
+        for (idx, id) in &plan {
+            let Some(buf) = f.dirty.remove(idx) else {
+                continue;
+            };
+            freed += 1;
+            if let Some(id) = id.filter(|id| fresh.contains(id)) {
+                // A short last block is copied out, so the cache does not
+                // hold a full block's allocation for a few bytes.
+                let len = (size - idx * bs).min(bs) as usize;
+                let plain = if len == buf.len() {
+                    buf
+                } else {
+                    buf[..len].to_vec()
+                };
+                self.cache.put(id, Arc::new(plain));
+            }
         }
         for idx in beyond_eof {
             freed += f.dirty.remove(&idx).map_or(0, |_| 1);
