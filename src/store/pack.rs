@@ -102,11 +102,13 @@ pub type IndexSealer = Arc<dyn Fn(PackId, &[u8]) -> Vec<u8> + Send + Sync>;
 struct ActivePack {
     id: PackId,
     path: PathBuf,
-    file: File,
+    /// Shared so `sync` can flush it without holding the append lock.
+    file: Arc<File>,
     len: u64,
     index: Vec<u8>,
     last_append: Instant,
-    unsynced: bool,
+    /// `len` when `sync` last made the pack durable.
+    synced_len: u64,
 }
 
 pub struct PackStore {
@@ -183,7 +185,6 @@ impl PackStore {
         }
         pack.len += buf.len() as u64;
         pack.last_append = Instant::now();
-        pack.unsynced = true;
         if pack.len >= self.target_size {
             let full = guard.take().expect("active");
             out.sealed = Some(self.seal(full)?);
@@ -191,14 +192,17 @@ impl PackStore {
         Ok(out)
     }
 
-    /// Flushes appended records to stable storage (fdatasync of the active pack).
+    /// Flushes appended records to stable storage (fdatasync of the active
+    /// pack; a full pack was flushed when it was sealed). Appends go on
+    /// while the disk works: the lock is not held during the flush.
     pub fn sync(&self) -> Result<()> {
-        let mut guard = self.active.lock();
-        if let Some(pack) = guard.as_mut() {
-            if pack.unsynced {
-                pack.file.sync_data().at(&pack.path)?;
-                pack.unsynced = false;
-            }
+        let (id, file, path, len) = match self.active.lock().as_ref() {
+            Some(p) if p.len != p.synced_len => (p.id, p.file.clone(), p.path.clone(), p.len),
+            _ => return Ok(()),
+        };
+        file.sync_data().at(&path)?;
+        if let Some(p) = self.active.lock().as_mut().filter(|p| p.id == id) {
+            p.synced_len = p.synced_len.max(len);
         }
         Ok(())
     }
@@ -295,11 +299,11 @@ impl PackStore {
         let pack = ActivePack {
             id,
             path,
-            file,
+            file: Arc::new(file),
             len: pos,
             index,
             last_append: Instant::now(),
-            unsynced: true,
+            synced_len: 0,
         };
         let sealed = self.seal(pack)?;
         Ok(Recovered::Sealed {
@@ -324,11 +328,11 @@ impl PackStore {
         Ok(ActivePack {
             id,
             path,
-            file,
+            file: Arc::new(file),
             len: PACK_MAGIC.len() as u64,
             index: Vec::new(),
             last_append: Instant::now(),
-            unsynced: true,
+            synced_len: 0,
         })
     }
 
