@@ -178,15 +178,9 @@ impl Vault {
         } else {
             Catalog::open(&dir.catalog_path(), false)?
         };
-        let checkpointer = if opts.read_only {
-            None
-        } else {
-            Some(catalog.checkpointer()?)
-        };
         let vault = Arc::new_cyclic(|me| Vault {
             me: me.clone(),
             dir: dir.clone(),
-            checkpointer: Mutex::new(checkpointer),
             block_size: config.block_size as u64,
             config,
             keys,
@@ -285,7 +279,7 @@ impl Vault {
 
     /// Background work: commit grouped catalog changes within
     /// `GROUP_MAX_AGE`, make commits durable about once a second, seal a pack
-    /// that has gone idle and checkpoint the WAL. Stops when `stop` is set.
+    /// that has gone idle. Stops when `stop` is set.
     pub fn spawn_flusher(self: &Arc<Self>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
         let vault = Arc::downgrade(self);
         std::thread::Builder::new()
@@ -320,11 +314,7 @@ impl Vault {
                 .lock()
                 .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
         }
-        self.sync_all()?;
-        if let Some(checkpointer) = &*self.checkpointer.lock() {
-            checkpointer.run_if_due()?;
-        }
-        Ok(())
+        self.sync_all()
     }
 
     /// Flushes every open file, records their versions, seals the active pack

@@ -48,8 +48,6 @@ pub struct Vault {
     block_size: u64,
     keys: Keys,
     catalog: Mutex<Catalog>,
-    /// Background WAL checkpoints (None when read-only); see `periodic`.
-    checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
     packs: PackStore,
     files: Mutex<HashMap<Ino, Arc<FileEntry>>>,
     cache: BlockCache,
