@@ -286,6 +286,9 @@ impl Vault {
             .name("phivault-flush".into())
             .spawn(move || {
                 let mut last_sync = Instant::now();
+                // A failure that repeats (a full disk) is logged every 10 s,
+                // not at every tick.
+                let mut last_error: Option<Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(GROUP_MAX_AGE / 2);
                     let Some(v) = vault.upgrade() else { break };
@@ -293,8 +296,14 @@ impl Vault {
                     if due {
                         last_sync = Instant::now();
                     }
-                    if let Err(e) = v.periodic(due) {
-                        tracing::error!("background flush failed: {e}");
+                    match v.periodic(due) {
+                        Ok(()) => last_error = None,
+                        Err(e) => {
+                            if last_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                                tracing::error!("background flush failed: {e}");
+                                last_error = Some(Instant::now());
+                            }
+                        }
                     }
                 }
             })
