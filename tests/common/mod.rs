@@ -29,14 +29,19 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Runs a command and panics with its output if it fails.
 pub fn ok(cmd: &mut Command) -> Output {
     let out = run(cmd);
+    ok_output(&out, &format!("{cmd:?}"));
+    out
+}
+
+/// Panics with the output of a command (named `what`) that failed.
+pub fn ok_output(out: &Output, what: &str) {
     assert!(
         out.status.success(),
-        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        "{what} failed with {}\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 pub fn sh(script: &str) -> Output {
@@ -122,8 +127,24 @@ impl Vault {
         cmd
     }
 
+    /// Unmounts and waits for the daemon to finish.
+    ///
+    /// Tests run as threads of one process, and a thread that spawns a
+    /// program forks a child that holds copies of every descriptor open in
+    /// the process (another test's files included) until it execs. An unmount
+    /// that lands in that instant sees the mount busy: retry for a moment.
+    /// A mount that stays busy still fails the test.
     pub fn unmount(&mut self) {
-        ok(Command::new(bin()).arg("umount").arg(&self.mnt));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let out = run(Command::new(bin()).arg("umount").arg(&self.mnt));
+            let busy = String::from_utf8_lossy(&out.stderr).contains("is busy");
+            if !busy || std::time::Instant::now() > deadline {
+                ok_output(&out, "phivault umount");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         self.mounted = false;
     }
 
