@@ -115,6 +115,10 @@ pub struct PackStore {
     dir: PathBuf,
     target_size: u64,
     active: Mutex<Option<ActivePack>>,
+    /// Held while a full pack is sealed outside `active` (its final flush
+    /// takes a while): `sync` waits on it, since that pack's records are
+    /// no longer reachable through `active`. Lock order: `active`, then this.
+    sealing: Mutex<()>,
     readers: Mutex<LruCache<PackId, Arc<File>>>,
     seal_index: IndexSealer,
 }
@@ -129,6 +133,7 @@ impl PackStore {
             dir,
             target_size,
             active: Mutex::new(None),
+            sealing: Mutex::new(()),
             readers: Mutex::new(LruCache::new(OPEN_PACK_FILES.try_into().expect("nonzero"))),
             seal_index,
         }
@@ -186,8 +191,12 @@ impl PackStore {
         pack.len += buf.len() as u64;
         pack.last_append = Instant::now();
         if pack.len >= self.target_size {
+            // Appends go on into a new pack while this one is flushed.
             let full = guard.take().expect("active");
+            let sealing = self.sealing.lock();
+            drop(guard);
             out.sealed = Some(self.seal(full)?);
+            drop(sealing);
         }
         Ok(out)
     }
@@ -196,9 +205,15 @@ impl PackStore {
     /// pack; a full pack was flushed when it was sealed). Appends go on
     /// while the disk works: the lock is not held during the flush.
     pub fn sync(&self) -> Result<()> {
-        let (id, file, path, len) = match self.active.lock().as_ref() {
-            Some(p) if p.len != p.synced_len => (p.id, p.file.clone(), p.path.clone(), p.len),
-            _ => return Ok(()),
+        let active = match self.active.lock().as_ref() {
+            Some(p) if p.len != p.synced_len => Some((p.id, p.file.clone(), p.path.clone(), p.len)),
+            _ => None,
+        };
+        // A pack taken out of `active` before the look above is being
+        // sealed: its seal flushes it, wait for that.
+        drop(self.sealing.lock());
+        let Some((id, file, path, len)) = active else {
+            return Ok(());
         };
         file.sync_data().at(&path)?;
         if let Some(p) = self.active.lock().as_mut().filter(|p| p.id == id) {
