@@ -32,11 +32,6 @@ impl BlockCache {
         self.inner.lock().map.get(id).cloned()
     }
 
-    /// Whether `id` is cached, without refreshing its place in the LRU order.
-    pub fn contains(&self, id: &BlockId) -> bool {
-        self.inner.lock().map.contains(id)
-    }
-
     pub fn put(&self, id: BlockId, data: Arc<Vec<u8>>) {
         if self.budget == 0 || data.len() > self.budget {
             return;

@@ -459,14 +459,13 @@ impl Vault {
             })?;
         }
         // The stored buffers become cache entries as they are (no copy).
-        let fresh: std::collections::HashSet<BlockId> = fresh.iter().map(|(id, _)| *id).collect();
         let mut freed = 0;
         for (idx, id) in &plan {
             let Some(buf) = f.dirty.remove(idx) else {
                 continue;
             };
             freed += 1;
-            if let Some(id) = id.filter(|id| fresh.contains(id)) {
+            if let Some(id) = id.filter(|id| sealed.iter().any(|s| s.id == *id)) {
                 // A short last block is copied out, so the cache does not
                 // hold a full block's allocation for a few bytes.
                 let len = (size - idx * bs).min(bs) as usize;

@@ -60,13 +60,11 @@ impl Vault {
             vault
                 .packs
                 .will_need(extents.iter().map(|(_, b)| b.location));
-            // Errors are left for the real read to report.
-            extents
-                .par_iter()
-                .filter(|(_, b)| !vault.cache.contains(&b.id))
-                .for_each(|(idx, b)| {
-                    let _ = vault.read_block(ino, *idx, b);
-                });
+            // Cached blocks return at once; errors are left for the real
+            // read to report.
+            extents.par_iter().for_each(|(idx, b)| {
+                let _ = vault.read_block(ino, *idx, b);
+            });
         });
     }
 }
