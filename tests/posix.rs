@@ -2244,6 +2244,79 @@ fn new_modes_are_the_requested_mode_less_the_umask() {
     check(&v);
 }
 
+/// The kernel leaves clearing set-id bits to phivault (it asks for
+/// FUSE_HANDLE_KILLPRIV_V2): a write, truncate or O_TRUNC open by an
+/// unprivileged caller and every chown of a non-directory clear set-user-ID
+/// and set-group-ID (with group execute), as on ext4; root's writes do not,
+/// nor does a chown of a directory.
+#[test]
+fn set_id_bits_are_cleared_by_unprivileged_writes_truncates_and_any_chown() {
+    let v = shared_vault();
+    let p = v.path("setid");
+    make_file_mode(&p, b"0123456789", 0o644);
+    std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    let c = cpath(&p);
+    let set_mode = |m| fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
+    let mode = || lstat(&p).mode() & 0o7777;
+
+    set_mode(0o6775);
+    let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+    f.write_all(b"root").unwrap();
+    drop(f);
+    assert_eq!(mode(), 0o6775, "root's write keeps set-id bits");
+
+    // SAFETY (closures below): valid C strings and buffers, plain syscalls.
+    let write = || {
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_APPEND) };
+        if fd < 0 {
+            return code(Err(io::Error::last_os_error()));
+        }
+        let r = check_size(unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) }).map(drop);
+        unsafe { libc::close(fd) };
+        code(r)
+    };
+    assert_code(as_nobody(write), 0, "write by the owner");
+    assert_eq!(mode(), 0o0775, "an unprivileged write clears set-id bits");
+    assert_eq!(fs::read(&p).unwrap(), b"0123456789rootx");
+
+    set_mode(0o6775);
+    let truncate = || code(check(unsafe { libc::truncate(c.as_ptr(), 3) }));
+    assert_code(as_nobody(truncate), 0, "truncate by the owner");
+    assert_eq!(
+        mode(),
+        0o0775,
+        "an unprivileged truncate clears set-id bits"
+    );
+
+    set_mode(0o6775);
+    let open_trunc = || code(sys_open(&c, libc::O_WRONLY | libc::O_TRUNC, 0));
+    assert_code(as_nobody(open_trunc), 0, "O_TRUNC open by the owner");
+    assert_eq!(
+        mode(),
+        0o0775,
+        "an unprivileged O_TRUNC open clears set-id bits"
+    );
+    assert_eq!(fs::metadata(&p).unwrap().len(), 0);
+
+    set_mode(0o6775);
+    std::os::unix::fs::chown(&p, Some(NOBODY), None).unwrap();
+    assert_eq!(
+        mode(),
+        0o0775,
+        "chown, even by root to the same owner, clears set-id bits"
+    );
+
+    let d = v.path("setgid-dir");
+    fs::create_dir(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o2775)).unwrap();
+    std::os::unix::fs::chown(&d, Some(NOBODY), Some(NOBODY)).unwrap();
+    assert_eq!(
+        lstat(&d).mode() & 0o7777,
+        0o2775,
+        "chown of a directory keeps set-gid"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Special files
 // ---------------------------------------------------------------------------

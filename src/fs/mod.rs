@@ -59,6 +59,11 @@ impl Filesystem for PhiFs {
             InitFlags::FUSE_ASYNC_DIO,
             InitFlags::FUSE_BIG_WRITES,
             InitFlags::FUSE_MAX_PAGES,
+            // We clear set-id bits ourselves (see `SetAttr::drop_set_id`).
+            // In return the kernel skips a GETATTR before every chown and
+            // marks inodes S_NOSEC, so a write() no longer costs a
+            // security.capability GETXATTR round trip each time.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -116,6 +121,9 @@ impl Filesystem for PhiFs {
             atime: atime.map(ts),
             mtime: mtime.map(ts),
             ctime: ctime.map(kernel_time_ns),
+            // FATTR_KILL_SUIDGID is not passed on by fuser; these are the
+            // cases where the kernel sets it.
+            drop_set_id: uid.is_some() || gid.is_some() || (size.is_some() && unprivileged(req)),
         };
         match self.vault.setattr(&caller_for_mode(req, mode), ino.0, &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
@@ -247,9 +255,15 @@ impl Filesystem for PhiFs {
         entry(reply, self.vault.link(ino.0, newparent.0, name(newname)))
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        match self.vault.open_file(ino.0, truncate) {
+        let opened = self.vault.open_file(ino.0, truncate).and_then(|()| {
+            if truncate && unprivileged(req) {
+                self.drop_set_id(req, ino)?;
+            }
+            Ok(())
+        });
+        match opened {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(e)),
         }
@@ -274,17 +288,23 @@ impl Filesystem for PhiFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wflags: WriteFlags,
+        wflags: WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.vault.write(ino.0, offset, data) {
+        let written = self.vault.write(ino.0, offset, data).and_then(|n| {
+            if wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                self.drop_set_id(req, ino)?;
+            }
+            Ok(n)
+        });
+        match written {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(e)),
         }
@@ -491,6 +511,15 @@ impl Filesystem for PhiFs {
 }
 
 impl PhiFs {
+    /// Clears set-id bits where the kernel asked for it (see `SetAttr::drop_set_id`).
+    fn drop_set_id(&self, req: &Request, ino: INodeNo) -> crate::vault::Result<()> {
+        let set = SetAttr {
+            drop_set_id: true,
+            ..SetAttr::default()
+        };
+        self.vault.setattr(&caller(req), ino.0, &set).map(drop)
+    }
+
     /// Feeds directory entries after `offset` to `add` until it reports the
     /// reply buffer full (true) or the directory ends.
     fn walk_dir(
@@ -514,6 +543,13 @@ impl PhiFs {
             }
         }
     }
+}
+
+/// Whether the kernel would have cleared set-id bits for this caller: it
+/// does so for callers without CAP_FSETID, which FUSE does not tell us, so
+/// root stands for the privileged case.
+fn unprivileged(req: &Request) -> bool {
+    req.uid() != 0
 }
 
 fn empty(reply: ReplyEmpty, res: crate::vault::Result<()>) {

@@ -73,6 +73,10 @@ pub struct SetAttr {
     pub atime: Option<TimeSet>,
     pub mtime: Option<TimeSet>,
     pub ctime: Option<i64>,
+    /// Clear set-user-ID, and set-group-ID where group execute is set, on a
+    /// non-directory: the kernel leaves this to us on chown, on a truncate
+    /// or write by an unprivileged caller (FUSE_HANDLE_KILLPRIV_V2).
+    pub drop_set_id: bool,
 }
 
 /// How a rename treats an existing target.

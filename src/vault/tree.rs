@@ -509,8 +509,6 @@ impl Vault {
             if let Some(f) = open.as_deref_mut() {
                 f.overlay(&mut i);
             }
-            let owner_change =
-                set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
             if let Some(uid) = set.uid {
                 i.uid = uid;
             }
@@ -523,8 +521,9 @@ impl Vault {
                     mode &= !S_ISGID;
                 }
                 i.mode = mode;
-            } else if owner_change && i.kind != Kind::Dir {
-                // chown clears set-id bits, as on every local Linux filesystem.
+            } else if set.drop_set_id && i.kind != Kind::Dir {
+                // As every local Linux filesystem does on chown, and on a
+                // write or truncate without CAP_FSETID.
                 i.mode &= !S_ISUID;
                 if i.mode & S_IXGRP != 0 {
                     i.mode &= !S_ISGID;
