@@ -2,8 +2,8 @@
 
 use std::cell::RefCell;
 
-use aes_gcm_siv::aead::AeadInPlace;
-use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce};
+use aes_gcm_siv::aead::AeadInOut;
+use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce, Tag};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
@@ -34,6 +34,26 @@ pub struct SealedBlock {
     pub plain_len: u32,
 }
 
+/// Ciphertext (tag included) at `start` of a larger buffer, such as a pack
+/// record read whole: it is decrypted where it lies, not moved out first.
+pub struct CiphertextBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl CiphertextBuf {
+    pub fn new(buf: Vec<u8>, start: usize) -> Self {
+        Self { buf, start }
+    }
+}
+
+impl From<Vec<u8>> for CiphertextBuf {
+    fn from(buf: Vec<u8>) -> Self {
+        Self { buf, start: 0 }
+    }
+}
+
+const TAG_LEN: usize = 16;
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 1;
@@ -135,7 +155,7 @@ impl BlockSealer {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         self.cipher
-            .encrypt_in_place(Nonce::from_slice(&nonce), &id.0, &mut buf)
+            .encrypt_in_place(&Nonce::from(nonce), &id.0, &mut buf)
             .expect("AES-GCM-SIV encryption cannot fail for in-range lengths");
         SealedBlock {
             id,
@@ -151,22 +171,28 @@ impl BlockSealer {
         &self,
         id: &BlockId,
         nonce: &[u8],
-        mut buf: Vec<u8>,
+        ciphertext: impl Into<CiphertextBuf>,
         plain_len: usize,
     ) -> Result<Vec<u8>, CryptoError> {
-        if nonce.len() != NONCE_LEN {
-            return Err(CryptoError::Malformed("nonce length"));
+        let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed("nonce length"))?;
+        let CiphertextBuf { mut buf, start } = ciphertext.into();
+        // An encoding byte, then the content, then the tag.
+        if buf.len() < start + 1 + TAG_LEN {
+            return Err(CryptoError::Malformed("ciphertext too short"));
         }
+        let end = buf.len() - TAG_LEN;
+        let (body, tag) = buf[start..].split_at_mut(end - start);
+        let tag = Tag::try_from(&*tag).expect("16 bytes");
         self.cipher
-            .decrypt_in_place(Nonce::from_slice(nonce), &id.0, &mut buf)
+            .decrypt_inout_detached(&nonce, &id.0, body.into(), &tag)
             .map_err(|_| CryptoError::Tampered)?;
-        let kind = *buf.first().ok_or(CryptoError::Malformed("empty block"))?;
-        let plain = match kind {
+        let plain = match body[0] {
             RAW => {
-                buf.remove(0);
+                buf.copy_within(start + 1..end, 0);
+                buf.truncate(end - start - 1);
                 buf
             }
-            ZSTD => decompress(&buf[1..], plain_len)?,
+            ZSTD => decompress(&buf[start + 1..end], plain_len)?,
             _ => return Err(CryptoError::Malformed("unknown block encoding")),
         };
         if plain.len() != plain_len || self.id_of(&plain) != *id {
@@ -216,6 +242,40 @@ mod tests {
             .unwrap(),
             random
         );
+    }
+
+    #[test]
+    fn ciphertext_inside_a_larger_buffer_opens_in_place() {
+        let s = sealer();
+        for plain in [b"patient record ".repeat(4000), vec![0x5a; 1], {
+            let mut r = vec![0u8; 65536];
+            rand::rng().fill_bytes(&mut r);
+            r
+        }] {
+            let sealed = s.seal(&plain);
+            let mut record = b"48-byte header stand-in..........................".to_vec();
+            let start = record.len();
+            record.extend_from_slice(&sealed.ciphertext);
+            let back = s
+                .open(
+                    &sealed.id,
+                    &sealed.nonce,
+                    CiphertextBuf::new(record, start),
+                    plain.len(),
+                )
+                .unwrap();
+            assert_eq!(back, plain);
+        }
+    }
+
+    #[test]
+    fn truncated_ciphertext_is_an_error_not_a_panic() {
+        let s = sealer();
+        let a = s.seal(b"alpha block");
+        for cut in [0, 1, 16, a.ciphertext.len() - 1] {
+            let short = a.ciphertext[..cut].to_vec();
+            assert!(s.open(&a.id, &a.nonce, short, 11).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod keys;
 pub mod names;
 mod slots;
 
-pub use block::{BlockId, BlockSealer, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
+pub use block::{BlockId, BlockSealer, CiphertextBuf, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
 pub use keys::{Keys, MasterKey};
 pub use names::NameCipher;
 pub use slots::{unlock, KdfParams, KeySlot, Passphrase, SlotKind};

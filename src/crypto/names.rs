@@ -42,7 +42,7 @@ impl NameCipher {
         out.extend(
             self.cipher
                 .encrypt(
-                    Nonce::from_slice(&nonce),
+                    &Nonce::from(nonce),
                     Payload {
                         msg: name,
                         aad: &aad,
@@ -60,7 +60,10 @@ impl NameCipher {
         let (nonce, ct) = sealed.split_at(12);
         let aad = Self::aad(domain, scope);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .decrypt(
+                &Nonce::try_from(nonce).expect("12 bytes"),
+                Payload { msg: ct, aad: &aad },
+            )
             .map_err(|_| CryptoError::Tampered)
     }
 

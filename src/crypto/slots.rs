@@ -89,7 +89,7 @@ impl KeySlot {
         let cipher = Aes256GcmSiv::new_from_slice(&kek[..]).expect("32-byte key");
         let wrapped = cipher
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::from(nonce),
                 Payload {
                     msg: master.as_bytes(),
                     aad: WRAP_AAD,
@@ -118,15 +118,14 @@ impl KeySlot {
         let wrapped = B64
             .decode(&self.wrapped)
             .map_err(|_| CryptoError::Malformed("slot wrapped key"))?;
-        if nonce.len() != 12 {
-            return Err(CryptoError::Malformed("slot nonce"));
-        }
+        let nonce =
+            Nonce::try_from(nonce.as_slice()).map_err(|_| CryptoError::Malformed("slot nonce"))?;
         let kek = derive_kek(&self.kdf, pass, &salt)?;
         let cipher = Aes256GcmSiv::new_from_slice(&kek[..]).expect("32-byte key");
         let plain = Zeroizing::new(
             cipher
                 .decrypt(
-                    Nonce::from_slice(&nonce),
+                    &nonce,
                     Payload {
                         msg: &wrapped,
                         aad: WRAP_AAD,

@@ -22,7 +22,7 @@ use rand::RngCore;
 
 use super::layout::{make_private_dir, sync_dir};
 use super::{IoContext, Result, StoreError};
-use crate::crypto::{BlockId, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
+use crate::crypto::{BlockId, CiphertextBuf, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
 
 const PACK_MAGIC: &[u8; 8] = b"PHIPACK1";
 const END_MAGIC: &[u8; 8] = b"PHIPEND1";
@@ -66,7 +66,7 @@ pub struct BlockLocation {
 pub struct RawRecord {
     pub id: BlockId,
     pub nonce: [u8; NONCE_LEN],
-    pub ciphertext: Vec<u8>,
+    pub ciphertext: CiphertextBuf,
     pub plain_len: u32,
 }
 
@@ -423,7 +423,7 @@ fn sealed_size(file: &File, len: u64) -> Option<u64> {
     (&t[12..] == END_MAGIC).then_some(len)
 }
 
-fn parse_record(pack: PackId, offset: u64, mut buf: Vec<u8>) -> Result<RawRecord> {
+fn parse_record(pack: PackId, offset: u64, buf: Vec<u8>) -> Result<RawRecord> {
     let damaged = |what| StoreError::DamagedRecord { pack, offset, what };
     if buf.len() < RECORD_HEADER_LEN {
         return Err(damaged("record shorter than its header"));
@@ -439,10 +439,7 @@ fn parse_record(pack: PackId, offset: u64, mut buf: Vec<u8>) -> Result<RawRecord
     Ok(RawRecord {
         id,
         nonce,
-        ciphertext: {
-            buf.drain(..RECORD_HEADER_LEN);
-            buf
-        },
+        ciphertext: CiphertextBuf::new(buf, RECORD_HEADER_LEN),
         plain_len,
     })
 }

@@ -269,20 +269,21 @@ impl Vault {
             stored.iter().map(fetch).collect::<Result<_>>()?
         };
         blocks.extend(loaded);
-        let mut out = vec![0u8; (end - offset) as usize];
+        // Filled in order, so only holes and short blocks are zeroed.
+        let mut out = Vec::with_capacity((end - offset) as usize);
         for idx in first..=last {
             let bstart = idx * bs;
             let from = offset.max(bstart);
             let to = end.min(bstart + bs);
-            let Some(src) = blocks.get(&idx) else {
-                continue;
-            }; // a hole
             let (s, e) = ((from - bstart) as usize, (to - bstart) as usize);
-            let avail = src.len().min(e);
-            if avail > s {
-                let dst = (from - offset) as usize;
-                out[dst..dst + (avail - s)].copy_from_slice(&src[s..avail]);
+            let filled = out.len() + (e - s);
+            if let Some(src) = blocks.get(&idx) {
+                let avail = src.len().min(e);
+                if avail > s {
+                    out.extend_from_slice(&src[s..avail]);
+                }
             }
+            out.resize(filled, 0);
         }
         Ok(out)
     }

@@ -163,7 +163,7 @@ impl Vault {
             out.extend(
                 index_cipher
                     .encrypt(
-                        Nonce::from_slice(&nonce),
+                        &Nonce::from(nonce),
                         Payload {
                             msg: index,
                             aad: &aad,
