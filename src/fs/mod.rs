@@ -64,6 +64,9 @@ impl Filesystem for PhiFs {
             // marks inodes S_NOSEC, so a write() no longer costs a
             // security.capability GETXATTR round trip each time.
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            // open(O_TRUNC) truncates in the OPEN request itself, instead of
+            // a separate SETATTR round trip (shell `>`, cp over a file).
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
         ] {
             let _ = config.add_capabilities(cap);
         }
