@@ -260,12 +260,14 @@ impl Filesystem for PhiFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        let opened = self.vault.open_file(ino.0, truncate).and_then(|()| {
-            if truncate && unprivileged(req) {
-                self.drop_set_id(req, ino)?;
-            }
+        // Set-id bits go before the handle is registered, so a failure
+        // leaves no handle that the kernel would never release.
+        let opened = if truncate && unprivileged(req) {
+            self.drop_set_id(req, ino)
+        } else {
             Ok(())
-        });
+        }
+        .and_then(|()| self.vault.open_file(ino.0, truncate));
         match opened {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(e)),
