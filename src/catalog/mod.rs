@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::store::{AppendOutcome, BlockLocation};
+
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -463,19 +465,20 @@ impl Catalog {
         Ok(st.query_row([hash], |r| r.get(0)).optional()?)
     }
 
-    pub fn insert_block(
-        &self,
-        hash: &[u8],
-        pack: i64,
-        offset: u64,
-        len: u32,
-        plain_len: u32,
-    ) -> Result<i64> {
+    /// Indexes a block appended at `loc`; returns its row (the existing row
+    /// if the block was already stored).
+    pub fn insert_block(&self, hash: &[u8], loc: &BlockLocation, plain_len: u32) -> Result<i64> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO blocks(hash, pack, offset, len, plain_len) VALUES (?1,?2,?3,?4,?5)
              ON CONFLICT(hash) DO NOTHING",
         )?;
-        st.execute(params![hash, pack, offset as i64, len, plain_len])?;
+        st.execute(params![
+            hash,
+            loc.pack.as_i64(),
+            loc.offset as i64,
+            loc.len,
+            plain_len
+        ])?;
         Ok(self.block_by_hash(hash)?.expect("just inserted"))
     }
 
@@ -553,6 +556,18 @@ impl Catalog {
     }
 
     // ---------------------------------------------------------------- packs
+
+    /// Records what a pack append did besides placing records: a pack
+    /// opened, a full one sealed.
+    pub fn record_append(&self, outcome: &AppendOutcome) -> Result<()> {
+        if let Some(p) = outcome.opened {
+            self.insert_pack(p.as_i64())?;
+        }
+        if let Some(s) = outcome.sealed {
+            self.mark_pack_sealed(s.id.as_i64(), s.size)?;
+        }
+        Ok(())
+    }
 
     pub fn insert_pack(&self, pack: i64) -> Result<()> {
         self.conn

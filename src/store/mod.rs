@@ -12,8 +12,8 @@ pub use config::{RetentionPolicy, VaultConfig, FORMAT_VERSION};
 pub use layout::StoreDir;
 pub use lock::StoreLock;
 pub use pack::{
-    BlockLocation, PackId, PackStore, RawRecord, Recovered, SealedPack, PACK_TARGET_SIZE,
-    RECORD_HEADER_LEN,
+    AppendOutcome, BlockLocation, PackId, PackStore, RawRecord, Recovered, SealedPack,
+    PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
 
 #[derive(Debug, thiserror::Error)]

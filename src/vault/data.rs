@@ -414,22 +414,10 @@ impl Vault {
         {
             let cat = self.catalog.lock();
             cat.tx(|c| -> Result<()> {
-                if let Some(p) = outcome.opened {
-                    c.insert_pack(p.as_i64())?;
-                }
-                if let Some(s) = outcome.sealed {
-                    c.mark_pack_sealed(s.id.as_i64(), s.size)?;
-                }
+                c.record_append(&outcome)?;
                 let mut rows = HashMap::new();
                 for (s, loc) in sealed.iter().zip(&outcome.locations) {
-                    let row = c.insert_block(
-                        &s.id.0,
-                        loc.pack.as_i64(),
-                        loc.offset,
-                        loc.len,
-                        s.plain_len,
-                    )?;
-                    rows.insert(s.id, row);
+                    rows.insert(s.id, c.insert_block(&s.id.0, loc, s.plain_len)?);
                 }
                 let mut inode = Self::inode_of(c, ino)?;
                 Self::open_version(&mut inode);
@@ -623,20 +611,8 @@ impl Vault {
                     Some(s) => {
                         let row = match &outcome {
                             Some(o) => {
-                                if let Some(p) = o.opened {
-                                    c.insert_pack(p.as_i64())?;
-                                }
-                                if let Some(sp) = o.sealed {
-                                    c.mark_pack_sealed(sp.id.as_i64(), sp.size)?;
-                                }
-                                let loc = o.locations[0];
-                                c.insert_block(
-                                    &s.id.0,
-                                    loc.pack.as_i64(),
-                                    loc.offset,
-                                    loc.len,
-                                    s.plain_len,
-                                )?
+                                c.record_append(o)?;
+                                c.insert_block(&s.id.0, &o.locations[0], s.plain_len)?
                             }
                             None => c.block_by_hash(&s.id.0)?.ok_or(VaultError::Invalid)?,
                         };
