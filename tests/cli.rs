@@ -366,6 +366,141 @@ fn mount_create_makes_a_store_only_when_asked() {
     phivault_umount(&mnt);
 }
 
+/// Runs `args` on a new pseudo-terminal (its controlling terminal and all
+/// of its stdio), answering each prompt that appears with the paired line.
+/// Returns the exit status and everything the terminal showed.
+fn on_terminal(
+    args: &[&std::ffi::OsStr],
+    answers: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: out-pointers to two ints; no name, termios or window size.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty just returned these descriptors, owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let slave_fd = slave.as_raw_fd();
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: setsid and TIOCSCTTY are async-signal-safe syscalls; they make
+    // the pty the child's controlling terminal (where passphrases are read).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd); // the parent's copies of the slave
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut writer = std::fs::File::from(master);
+    let mut shown = String::new();
+    let mut pending = answers.iter();
+    let mut next = pending.next();
+    let mut answered_up_to = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+                shown.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            return (status, shown);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit within 120 s; the terminal showed:\n{shown}"
+        );
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(50)) {
+            shown.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if let Some((prompt, answer)) = next {
+            if let Some(at) = shown[answered_up_to..].find(prompt) {
+                answered_up_to += at + prompt.len();
+                writer.write_all(format!("{answer}\n").as_bytes()).unwrap();
+                next = pending.next();
+            }
+        }
+    }
+}
+
+/// The README's quick start on a terminal: a missing store is created after
+/// asking, the new passphrase is asked twice and then unlocks it without a
+/// third prompt, and the mount is ready when the command returns.
+#[test]
+fn quick_start_on_a_terminal_creates_the_store_and_mounts_it() {
+    common::require_fuse();
+    let tmp = tempfile::Builder::new()
+        .prefix("phivault-quick-")
+        .tempdir()
+        .unwrap();
+    let store = tmp.path().join("phi-store");
+    let mnt = tmp.path().join("phi");
+    std::fs::create_dir(&mnt).unwrap();
+    let _g = MountGuard(mnt.clone());
+    let (status, shown) = on_terminal(
+        &["mount".as_ref(), store.as_os_str(), mnt.as_os_str()],
+        &[
+            ("Create it? [y/N]", "y"),
+            ("New passphrase:", PASSPHRASE),
+            ("Repeat the new passphrase:", PASSPHRASE),
+        ],
+    );
+    assert!(
+        status.success(),
+        "quick start failed; the terminal showed:\n{shown}"
+    );
+    assert!(shown.contains("Created store"), "terminal showed:\n{shown}");
+    let after_create = &shown[shown.find("Created store").unwrap()..];
+    assert!(
+        !after_create.contains("Passphrase:"),
+        "the passphrase just chosen was asked for again:\n{shown}"
+    );
+    assert!(
+        !shown.contains(PASSPHRASE),
+        "the passphrase was echoed to the terminal:\n{shown}"
+    );
+    assert!(is_mounted(&mnt), "not mounted when the command returned");
+    std::fs::write(mnt.join("note.txt"), b"first note").unwrap();
+    phivault_umount(&mnt);
+
+    // Later mounts ask once, on the same terminal.
+    let (status, shown) = on_terminal(
+        &["mount".as_ref(), store.as_os_str(), mnt.as_os_str()],
+        &[("Passphrase:", PASSPHRASE)],
+    );
+    assert!(
+        status.success(),
+        "remount failed; the terminal showed:\n{shown}"
+    );
+    assert_eq!(std::fs::read(mnt.join("note.txt")).unwrap(), b"first note");
+    phivault_umount(&mnt);
+}
+
 // ---------------------------------------------------------------- passwd
 
 /// (slot id, kind) from `passwd --list`.

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::{passphrase, util};
-use crate::crypto::KdfParams;
+use crate::crypto::{KdfParams, Passphrase};
 use crate::store::StoreDir;
 use crate::vault::{create_store, InitOptions, DEFAULT_BLOCK_SIZE};
 
@@ -33,12 +33,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
-    create(
+    drop(create(
         &store,
         a.passphrase_file.as_deref(),
         a.block_size,
         kdf(a.kdf_memory_mib, a.kdf_iterations)?,
-    )?;
+    )?);
     println!("Created store {}", store.display());
     println!("Keep the passphrase safe: without it the data cannot be read. `phivault passwd --add-recovery-key` prints a recovery key.");
     Ok(())
@@ -54,12 +54,14 @@ pub fn kdf(memory_mib: u32, iterations: u32) -> anyhow::Result<KdfParams> {
     })
 }
 
+/// Creates a store and returns the passphrase it was given (for an unlock
+/// right after, without asking again).
 pub fn create(
     store: &std::path::Path,
     pass_file: Option<&std::path::Path>,
     block_size: u64,
     kdf: KdfParams,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Passphrase> {
     let dir = StoreDir::new(store);
     if dir.exists() {
         anyhow::bail!(
@@ -79,5 +81,6 @@ pub fn create(
         ..InitOptions::default()
     };
     create_store(&dir, &pass, &opts)
-        .with_context(|| format!("cannot create a store in {}", store.display()))
+        .with_context(|| format!("cannot create a store in {}", store.display()))?;
+    Ok(pass)
 }

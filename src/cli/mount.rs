@@ -112,6 +112,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(at) = util::mount_of_store(&store) {
         bail!("store {} is already mounted at {at}", store.display());
     }
+    // First use: the passphrase just chosen also unlocks, without asking again.
+    let mut chosen = None;
     if !dir.exists() {
         if !(a.create || confirm_create(&store)?) {
             bail!(
@@ -119,17 +121,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 store.display()
             );
         }
-        init::create(
+        chosen = Some(init::create(
             &store,
             a.passphrase_file.as_deref(),
             65536,
             KdfParams::default(),
-        )?;
+        )?);
         eprintln!("Created store {}", store.display());
     }
     let config =
         read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
+    let pass = match chosen {
+        Some(p) => p,
+        None => passphrase::existing(a.passphrase_file.as_deref())?,
+    };
     let (master, _slot) = unlock_master(&config, &pass).map_err(|_| {
         anyhow::anyhow!(
             "wrong passphrase for store {}; nothing was changed",
