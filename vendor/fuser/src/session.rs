@@ -139,6 +139,10 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// Set when INIT negotiated FUSE_OVER_IO_URING: `run` must then register
+    /// ring entries, or the kernel holds every request back.
+    #[cfg(target_os = "linux")]
+    ring: Option<crate::uring::RingParams>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +190,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            #[cfg(target_os = "linux")]
+            ring: None,
         };
 
         session.handshake()?;
@@ -214,6 +220,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            #[cfg(target_os = "linux")]
+            ring: None,
         };
 
         session.handshake()?;
@@ -252,6 +260,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            #[cfg(target_os = "linux")]
+            ring,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -286,6 +296,8 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        #[cfg(target_os = "linux")]
+        let ch_for_ring = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -304,6 +316,33 @@ impl<FS: Filesystem> Session<FS> {
                     .name(thread_name)
                     .spawn(move || event_loop.event_loop())?,
             );
+        }
+
+        #[cfg(target_os = "linux")]
+        if let Some(params) = ring {
+            let queues = crate::uring::queue_count()?;
+            let per_queue = n_threads.div_ceil(queues).max(1);
+            info!("serving FUSE over io_uring: {queues} queues x {per_queue} workers");
+            for qid in 0..queues {
+                for i in 0..per_queue {
+                    let worker = crate::uring::RingWorker {
+                        qid: qid as u16,
+                        params,
+                        context: SessionEventLoop {
+                            thread_name: format!("fuser-ring-{qid}.{i}"),
+                            filesystem: filesystem.clone(),
+                            ch: ch_for_ring.clone(),
+                            allowed,
+                            session_owner,
+                        },
+                    };
+                    threads.push(
+                        thread::Builder::new()
+                            .name(format!("fuser-ring-{qid}.{i}"))
+                            .spawn(move || worker.run())?,
+                    );
+                }
+            }
         }
 
         let mut reply: io::Result<()> = Ok(());
@@ -468,6 +507,14 @@ impl<FS: Filesystem> Session<FS> {
                 config.max_readahead,
                 config.max_write
             );
+
+            #[cfg(target_os = "linux")]
+            if (init.capabilities() & config.requested).contains(InitFlags::FUSE_OVER_IO_URING) {
+                self.ring = Some(crate::uring::RingParams::new(
+                    config.max_write,
+                    config.max_pages(),
+                ));
+            }
 
             let response = init.reply(&config);
             <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))

@@ -22,7 +22,6 @@
 
 // phivault: the ABI mirror keeps every kernel struct, used here or not.
 #![allow(dead_code)]
-
 #![warn(missing_debug_implementations)]
 #![allow(missing_docs)]
 
