@@ -250,6 +250,22 @@ impl RingParams {
     }
 }
 
+/// Whether this process can set up the rings the transport needs. Check
+/// before asking INIT for `FUSE_OVER_IO_URING`: once granted, the kernel holds
+/// every request back until all queues are registered, and a worker that
+/// cannot build its ring could never register (for instance when
+/// `kernel.io_uring_disabled` forbids io_uring).
+pub fn io_uring_supported() -> io::Result<()> {
+    new_ring(2).map(drop)
+}
+
+fn new_ring(entries: u32) -> io::Result<IoUring<squeue::Entry128, cqueue::Entry>> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+}
+
 /// The kernel keeps one queue per possible CPU.
 pub(crate) fn queue_count() -> io::Result<usize> {
     let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
@@ -281,10 +297,7 @@ impl<FS: Filesystem> RingWorker<FS> {
                 debug!("queue {}: not pinned to its CPU: {e}", self.qid);
             }
         }
-        let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .build(4)?;
+        let mut ring = new_ring(4)?;
         let fd = types::Fd(self.context.ch.as_fd().as_raw_fd());
         let entry = EntryBuffers::new(self.params.payload_size);
 
