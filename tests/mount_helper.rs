@@ -18,11 +18,16 @@ fn helper() -> Command {
 fn helper_mounts_with_options_from_fstab_syntax() {
     let mut v = Vault::init();
     let opts = format!(
-        "defaults,_netdev,passphrase_file={},log_file={},cache_size=32M",
+        "defaults,_netdev,passphrase_file={},log_file={},cache_size=32M,io_uring=off",
         v.pwfile.display(),
         v.log.display()
     );
     common::ok(helper().arg(&v.store).arg(&v.mnt).arg("-o").arg(&opts));
+    let log = std::fs::read_to_string(&v.log).unwrap();
+    assert!(
+        log.contains("kernel requests arrive through /dev/fuse"),
+        "io_uring=off was not passed on:\n{log}"
+    );
     std::fs::write(v.path("via-helper.txt"), b"mounted by mount.phivault").unwrap();
     v.unmount();
     v.mount(&[]);

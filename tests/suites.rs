@@ -34,7 +34,19 @@ fn ci_file(name: &str) -> PathBuf {
 }
 
 #[test]
-fn pjdfstest_passes_as_root_with_allow_other() {
+fn pjdfstest_passes_as_root_with_allow_other_over_dev_fuse() {
+    pjdfstest_passes("off");
+}
+
+#[test]
+fn pjdfstest_passes_as_root_with_allow_other_over_io_uring() {
+    common::require_io_uring();
+    pjdfstest_passes("on");
+}
+
+/// `io_uring` is the mount's --io-uring setting: each kernel transport gets
+/// the whole suite.
+fn pjdfstest_passes(io_uring: &str) {
     let pjdfstest = tool("pjdfstest");
     assert!(
         Command::new("id")
@@ -45,7 +57,7 @@ fn pjdfstest_passes_as_root_with_allow_other() {
             .success(),
         "pjdfstest needs its dummy user `tests` (useradd -M tests; .ci/run creates it)"
     );
-    let v = Vault::mounted_with(&["-o", "allow_other"]);
+    let v = Vault::mounted_with(&["-o", "allow_other", "--io-uring", io_uring]);
     // The dummy users must be able to reach the mountpoint.
     std::fs::set_permissions(v.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&v.mnt, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -85,9 +97,19 @@ fn pjdfstest_passes_as_root_with_allow_other() {
 }
 
 #[test]
-fn fsx_100k_operations_with_mmap_fixed_seed() {
+fn fsx_100k_operations_with_mmap_fixed_seed_over_dev_fuse() {
+    fsx_100k_operations("off");
+}
+
+#[test]
+fn fsx_100k_operations_with_mmap_fixed_seed_over_io_uring() {
+    common::require_io_uring();
+    fsx_100k_operations("on");
+}
+
+fn fsx_100k_operations(io_uring: &str) {
     let fsx = tool("fsx");
-    let v = Vault::mounted();
+    let v = Vault::mounted_with(&["--io-uring", io_uring]);
     let artifacts = tempfile::tempdir().unwrap();
     let out = Command::new(fsx)
         .arg("-f")

@@ -28,12 +28,49 @@ const MAX_WRITE: u32 = 1 << 20;
 
 pub struct PhiFs {
     vault: Arc<Vault>,
+    io_uring: IoUringMode,
 }
 
 impl PhiFs {
-    pub fn new(vault: Arc<Vault>) -> Self {
-        Self { vault }
+    pub fn new(vault: Arc<Vault>, io_uring: IoUringMode) -> Self {
+        Self { vault, io_uring }
     }
+
+    /// Once io_uring is granted, the kernel holds every request until each
+    /// per-CPU queue is registered: ask for it only if this process can
+    /// build the rings (`kernel.io_uring_disabled` may forbid them).
+    fn can_use_io_uring(&self) -> std::io::Result<bool> {
+        match fuser::io_uring_supported() {
+            Ok(()) => Ok(true),
+            Err(e) if self.io_uring == IoUringMode::On => Err(std::io::Error::other(format!(
+                "this process cannot use io_uring: {e}"
+            ))),
+            Err(e) => {
+                tracing::warn!("io_uring is unusable ({e}); serving through /dev/fuse");
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Whether kernel requests come over io_uring (per-CPU queues: a request is
+/// served on the CPU that made it) or through reads of /dev/fuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoUringMode {
+    /// io_uring when the kernel offers it, /dev/fuse otherwise.
+    Auto,
+    /// io_uring, or the mount fails.
+    On,
+    /// /dev/fuse only.
+    Off,
+}
+
+/// The kernel offers FUSE over io_uring only when this switch (Linux 6.14+)
+/// is on; it is off by default.
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+pub fn io_uring_enabled() -> bool {
+    std::fs::read_to_string(ENABLE_URING).is_ok_and(|v| v.trim() == "Y")
 }
 
 fn errno(e: VaultError) -> Errno {
@@ -70,6 +107,25 @@ impl Filesystem for PhiFs {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        let over_io_uring = self.io_uring != IoUringMode::Off
+            && io_uring_enabled()
+            && self.can_use_io_uring()?
+            && config
+                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
+                .is_ok();
+        if self.io_uring == IoUringMode::On && !over_io_uring {
+            return Err(std::io::Error::other(format!(
+                "the kernel does not offer FUSE over io_uring (is {ENABLE_URING} Y?)"
+            )));
+        }
+        tracing::info!(
+            "kernel requests arrive {}",
+            if over_io_uring {
+                "over io_uring, one queue per CPU"
+            } else {
+                "through /dev/fuse"
+            }
+        );
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
         let _ = config.set_max_background(64);

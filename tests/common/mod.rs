@@ -19,6 +19,22 @@ pub fn require_fuse() {
     );
 }
 
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Tests of the io_uring transport need the kernel to offer it. It is off by
+/// default; switch it on (root only), or fail saying why. Never skip.
+pub fn require_io_uring() {
+    require_fuse();
+    let state = std::fs::read_to_string(ENABLE_URING).unwrap_or_else(|e| {
+        panic!("this test needs FUSE over io_uring (Linux 6.14+ with CONFIG_FUSE_IO_URING): cannot read {ENABLE_URING}: {e}")
+    });
+    if state.trim() != "Y" {
+        std::fs::write(ENABLE_URING, "Y").unwrap_or_else(|e| {
+            panic!("this test needs FUSE over io_uring: as root, `echo Y > {ENABLE_URING}` ({e})")
+        });
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
@@ -116,9 +132,13 @@ impl Vault {
         self.mounted = true;
     }
 
+    /// `phivault mount` for this store, under a time limit: a mount that
+    /// hangs fails its test instead of stalling the whole run.
     pub fn mount_cmd(&self, extra: &[&str]) -> &mut Command {
-        let cmd = Box::leak(Box::new(Command::new(bin())));
-        cmd.arg("mount")
+        let cmd = Box::leak(Box::new(Command::new("timeout")));
+        cmd.args(["--kill-after=5", "120"])
+            .arg(bin())
+            .arg("mount")
             .arg(&self.store)
             .arg(&self.mnt)
             .arg("--passphrase-file")
