@@ -218,6 +218,12 @@ impl ReplyData {
         self.reply.send_ll(&ll::ResponseSlice(data));
     }
 
+    /// Reply with data in several pieces (phivault patch): the pieces go to
+    /// the kernel as they are, without first being copied into one buffer.
+    pub fn data_vectored(self, pieces: &[IoSlice<'_>]) {
+        self.reply.send_ll(&ll::ResponseSlices(pieces));
+    }
+
     /// Reply to a request with the given error code
     pub fn error(self, err: Errno) {
         self.reply.error(err);
