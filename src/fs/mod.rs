@@ -341,8 +341,8 @@ impl Filesystem for PhiFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.vault.read(ino.0, offset, size) {
-            Ok(d) => reply.data(&d),
+        match self.vault.read_parts(ino.0, offset, size) {
+            Ok(parts) => reply.data_vectored(&parts.io_slices()),
             Err(e) => reply.error(errno(e)),
         }
     }

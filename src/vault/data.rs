@@ -13,7 +13,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rayon::prelude::*;
 
 use super::readahead::ReadAhead;
-use super::{Result, Vault, VaultError};
+use super::{ReadParts, Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
 
@@ -226,6 +226,11 @@ impl Vault {
     }
 
     pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
+        Ok(self.read_parts(ino, offset, len)?.to_vec())
+    }
+
+    /// `read`, as pieces of the decrypted blocks (no gathering copy).
+    pub fn read_parts(&self, ino: Ino, offset: u64, len: u32) -> Result<ReadParts> {
         let entry = self.files.lock().get(&ino).cloned();
         // Snapshot under the file's lock (size, buffered blocks, where the
         // rest lives), then fetch and decrypt without it, so concurrent
@@ -237,7 +242,7 @@ impl Vault {
                 None => Self::inode_of(&self.catalog.lock(), ino)?.size,
             };
             if offset >= size || len == 0 {
-                return Ok(Vec::new());
+                return Ok(ReadParts::default());
             }
             let end = size.min(offset + len as u64);
             let bs = self.block_size;
@@ -269,21 +274,18 @@ impl Vault {
             stored.iter().map(fetch).collect::<Result<_>>()?
         };
         blocks.extend(loaded);
-        // Filled in order, so only holes and short blocks are zeroed.
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        // Holes and the unwritten tails of short blocks read as zeros.
+        let mut out = ReadParts::default();
         for idx in first..=last {
             let bstart = idx * bs;
             let from = offset.max(bstart);
             let to = end.min(bstart + bs);
             let (s, e) = ((from - bstart) as usize, (to - bstart) as usize);
-            let filled = out.len() + (e - s);
-            if let Some(src) = blocks.get(&idx) {
-                let avail = src.len().min(e);
-                if avail > s {
-                    out.extend_from_slice(&src[s..avail]);
-                }
+            let avail = blocks.get(&idx).map_or(s, |src| src.len().clamp(s, e));
+            if let Some(src) = blocks.remove(&idx) {
+                out.push_block(src, s..avail);
             }
-            out.resize(filled, 0);
+            out.push_zeros(e - avail);
         }
         Ok(out)
     }

@@ -9,6 +9,7 @@ mod data;
 mod error;
 mod lifecycle;
 mod names;
+mod read_parts;
 mod readahead;
 mod tree;
 mod xattr;
@@ -24,6 +25,7 @@ pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
+pub use read_parts::ReadParts;
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;
