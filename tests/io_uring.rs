@@ -206,13 +206,42 @@ fn io_uring_mount_serves_programs_on_every_cpu_and_matches_dev_fuse() {
     }
 }
 
-/// Restores the kernel switch however the test ends.
-struct SwitchBack;
+/// Sets a kernel knob for the length of a test; the old value comes back
+/// however the test ends.
+struct KernelKnob {
+    path: &'static str,
+    old: String,
+}
 
-impl Drop for SwitchBack {
-    fn drop(&mut self) {
-        let _ = std::fs::write(ENABLE_URING, "Y");
+impl KernelKnob {
+    fn set(path: &'static str, value: &str) -> Self {
+        let old = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, value).unwrap_or_else(|e| panic!("cannot set {path}: {e}"));
+        KernelKnob { path, old }
     }
+}
+
+impl Drop for KernelKnob {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// Runs `phivault mount` with `args`, which must fail with one line
+/// containing every one of `expect`.
+fn mount_fails(v: &Vault, args: &[&str], expect: &[&str]) {
+    let out = common::run(v.mount_cmd(args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mount {args:?} succeeded");
+    assert!(
+        expect.iter().all(|e| stderr.contains(e)),
+        "unclear error (expected {expect:?}): {stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "not one sentence: {stderr}"
+    );
 }
 
 #[test]
@@ -221,23 +250,12 @@ fn io_uring_on_fails_clearly_when_the_kernel_does_not_offer_it() {
     require_io_uring();
     let mut v = Vault::init();
     let before = snapshot(&v.store);
-    std::fs::write(ENABLE_URING, "N").unwrap();
-    let _restore = SwitchBack;
+    let _uring_off = KernelKnob::set(ENABLE_URING, "N");
 
-    let out = common::run(v.mount_cmd(&["--io-uring", "on"]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "mount --io-uring on succeeded with io_uring off"
-    );
-    assert!(
-        stderr.contains("does not offer FUSE over io_uring") && stderr.contains("enable_uring"),
-        "unclear error: {stderr}"
-    );
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "not one sentence: {stderr}"
+    mount_fails(
+        &v,
+        &["--io-uring", "on"],
+        &["does not offer FUSE over io_uring", "enable_uring"],
     );
     assert!(
         !common::sh("cat /proc/self/mounts")
@@ -254,15 +272,6 @@ fn io_uring_on_fails_clearly_when_the_kernel_does_not_offer_it() {
     assert_eq!(std::fs::read(v.path("hello")).unwrap(), b"over /dev/fuse");
     assert_eq!(ring_workers(v.daemon_pid()), 0);
     assert!(log_text(&v).contains("kernel requests arrive through /dev/fuse"));
-}
-
-/// Restores `kernel.io_uring_disabled` however the test ends.
-struct IoUringAllowedBack(String);
-
-impl Drop for IoUringAllowedBack {
-    fn drop(&mut self) {
-        let _ = std::fs::write(IO_URING_DISABLED, &self.0);
-    }
 }
 
 const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
@@ -286,22 +295,11 @@ impl Drop for DetachOnPanic {
 fn io_uring_forbidden_to_the_process_falls_back_instead_of_hanging() {
     let _switch = KERNEL_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     require_io_uring();
-    let before = std::fs::read_to_string(IO_URING_DISABLED).unwrap();
     let mut v = Vault::init();
-    std::fs::write(IO_URING_DISABLED, "2").unwrap();
-    let _restore = IoUringAllowedBack(before);
+    let _forbidden = KernelKnob::set(IO_URING_DISABLED, "2");
     let _detach = DetachOnPanic(v.mnt.clone());
 
-    let out = common::run(v.mount_cmd(&["--io-uring", "on"]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "--io-uring on mounted without io_uring"
-    );
-    assert!(
-        stderr.contains("cannot use io_uring"),
-        "unclear error: {stderr}"
-    );
+    mount_fails(&v, &["--io-uring", "on"], &["cannot use io_uring"]);
 
     v.mount(&["--io-uring", "auto"]);
     // In a child under a time limit: on a mount whose kernel waits for

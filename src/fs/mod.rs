@@ -638,8 +638,10 @@ fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
 }
 
 /// The kernel's read-ahead for this mount, in KiB (its default is 128).
-/// Larger windows let decryption of the next blocks overlap the reader.
-const READ_AHEAD_KIB: u32 = 1024;
+/// Larger windows let decryption of the next blocks overlap the reader:
+/// 8 MiB read 1 GiB 20-25% faster than 1 MiB in interleaved runs, with
+/// the requests served on the reader's CPU (io_uring).
+const READ_AHEAD_KIB: u32 = 8192;
 
 /// Raises the mount's read-ahead window once the kernel has finished the
 /// FUSE handshake (which would otherwise cap it again). Needs root to write
