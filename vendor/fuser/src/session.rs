@@ -320,7 +320,7 @@ impl<FS: Filesystem> Session<FS> {
 
         #[cfg(target_os = "linux")]
         if let Some(params) = ring {
-            let queues = crate::uring::queue_count()?;
+            let queues = params.queues;
             let per_queue = n_threads.div_ceil(queues).max(1);
             info!("serving FUSE over io_uring: {queues} queues x {per_queue} workers");
             for qid in 0..queues {
@@ -510,10 +510,13 @@ impl<FS: Filesystem> Session<FS> {
 
             #[cfg(target_os = "linux")]
             if (init.capabilities() & config.requested).contains(InitFlags::FUSE_OVER_IO_URING) {
-                self.ring = Some(crate::uring::RingParams::new(
-                    config.max_write,
-                    config.max_pages(),
-                ));
+                match crate::uring::RingParams::new(config.max_write, config.max_pages()) {
+                    Ok(params) => self.ring = Some(params),
+                    Err(e) => {
+                        warn!("not serving over io_uring: cannot count the kernel's queues: {e}");
+                        config.requested.remove(InitFlags::FUSE_OVER_IO_URING);
+                    }
+                }
             }
 
             let response = init.reply(&config);

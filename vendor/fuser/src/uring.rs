@@ -239,14 +239,19 @@ impl RingReply {
 pub(crate) struct RingParams {
     /// Payload buffer size the kernel demands of every entry.
     pub(crate) payload_size: usize,
+    /// The kernel's queues, one per possible CPU: each needs a worker.
+    pub(crate) queues: usize,
 }
 
 impl RingParams {
-    pub(crate) fn new(max_write: u32, max_pages: u16) -> Self {
+    /// Fails if the queues cannot be counted; INIT must then not accept
+    /// io_uring, since an unregistered queue would hold every request back.
+    pub(crate) fn new(max_write: u32, max_pages: u16) -> io::Result<Self> {
         let pages = max_pages as usize * page_size::get();
-        RingParams {
+        Ok(RingParams {
             payload_size: FUSE_MIN_READ_BUFFER.max(max_write as usize).max(pages),
-        }
+            queues: queue_count()?,
+        })
     }
 }
 
@@ -267,7 +272,7 @@ fn new_ring(entries: u32) -> io::Result<IoUring<squeue::Entry128, cqueue::Entry>
 }
 
 /// The kernel keeps one queue per possible CPU.
-pub(crate) fn queue_count() -> io::Result<usize> {
+fn queue_count() -> io::Result<usize> {
     let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
     let mut count = 0usize;
     for range in possible.trim().split(',') {
