@@ -2,6 +2,7 @@
 //! errors into errno values. Holds no business logic and never touches SQL.
 
 mod convert;
+mod io_uring;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +21,7 @@ use crate::vault::{Kind, NodeSpec, RenameMode, SetAttr, TimeSet, Vault, VaultErr
 use convert::{caller, caller_for_mode, file_attr, kernel_time_ns, kind_from_mode};
 
 pub use convert::{mount_config, MountSettings};
+pub use io_uring::{io_uring_enabled, IoUringMode};
 
 /// Everything below comes from this mount, so the kernel may cache long.
 const TTL: Duration = Duration::from_secs(60);
@@ -35,42 +37,6 @@ impl PhiFs {
     pub fn new(vault: Arc<Vault>, io_uring: IoUringMode) -> Self {
         Self { vault, io_uring }
     }
-
-    /// Once io_uring is granted, the kernel holds every request until each
-    /// per-CPU queue is registered: ask for it only if this process can
-    /// build the rings (`kernel.io_uring_disabled` may forbid them).
-    fn can_use_io_uring(&self) -> std::io::Result<bool> {
-        match fuser::io_uring_supported() {
-            Ok(()) => Ok(true),
-            Err(e) if self.io_uring == IoUringMode::On => Err(std::io::Error::other(format!(
-                "this process cannot use io_uring: {e}"
-            ))),
-            Err(e) => {
-                tracing::warn!("io_uring is unusable ({e}); serving through /dev/fuse");
-                Ok(false)
-            }
-        }
-    }
-}
-
-/// Whether kernel requests come over io_uring (per-CPU queues: a request is
-/// served on the CPU that made it) or through reads of /dev/fuse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum IoUringMode {
-    /// io_uring when the kernel offers it, /dev/fuse otherwise.
-    Auto,
-    /// io_uring, or the mount fails.
-    On,
-    /// /dev/fuse only.
-    Off,
-}
-
-/// The kernel offers FUSE over io_uring only when this switch (Linux 6.14+)
-/// is on; it is off by default.
-const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
-
-pub fn io_uring_enabled() -> bool {
-    std::fs::read_to_string(ENABLE_URING).is_ok_and(|v| v.trim() == "Y")
 }
 
 fn errno(e: VaultError) -> Errno {
@@ -107,17 +73,7 @@ impl Filesystem for PhiFs {
         ] {
             let _ = config.add_capabilities(cap);
         }
-        let over_io_uring = self.io_uring != IoUringMode::Off
-            && io_uring_enabled()
-            && self.can_use_io_uring()?
-            && config
-                .add_capabilities(InitFlags::FUSE_OVER_IO_URING)
-                .is_ok();
-        if self.io_uring == IoUringMode::On && !over_io_uring {
-            return Err(std::io::Error::other(format!(
-                "the kernel does not offer FUSE over io_uring (is {ENABLE_URING} Y?)"
-            )));
-        }
+        let over_io_uring = io_uring::request(self.io_uring, config)?;
         tracing::info!(
             "kernel requests arrive {}",
             if over_io_uring {
