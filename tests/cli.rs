@@ -441,10 +441,34 @@ fn on_terminal(
         if let Some((prompt, answer)) = next {
             if let Some(at) = shown[answered_up_to..].find(prompt) {
                 answered_up_to += at + prompt.len();
+                if prompt.contains("assphrase") {
+                    // The prompt is printed before echo is switched off: a
+                    // reply typed in between would be echoed by the
+                    // terminal, not by phivault.
+                    wait_for_echo_off(&writer);
+                }
                 writer.write_all(format!("{answer}\n").as_bytes()).unwrap();
                 next = pending.next();
             }
         }
+    }
+}
+
+/// Waits (up to 5 s) until the program on the pty has switched echo off;
+/// if it never does, the answer goes out anyway and the echo check fails.
+fn wait_for_echo_off(master: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        // SAFETY: a zeroed termios is a valid out-buffer for tcgetattr, which
+        // on a pty master reports the terminal's (slave's) settings.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(master.as_raw_fd(), &mut t) } == 0
+            && t.c_lflag & libc::ECHO == 0
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
