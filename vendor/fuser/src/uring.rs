@@ -259,9 +259,11 @@ impl RingParams {
 /// before asking INIT for `FUSE_OVER_IO_URING`: once granted, the kernel holds
 /// every request back until all queues are registered, and a worker that
 /// cannot build its ring could never register (for instance when
-/// `kernel.io_uring_disabled` forbids io_uring).
+/// `kernel.io_uring_disabled` forbids io_uring). Also counts the kernel's
+/// queues, as INIT will: a success here means INIT keeps the flag.
 pub fn io_uring_supported() -> io::Result<()> {
-    new_ring(2).map(drop)
+    new_ring(2)?;
+    queue_count().map(drop)
 }
 
 fn new_ring(entries: u32) -> io::Result<IoUring<squeue::Entry128, cqueue::Entry>> {
