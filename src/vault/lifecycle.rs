@@ -14,7 +14,9 @@ use rand::RngCore;
 
 use super::cache::BlockCache;
 use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
-use crate::catalog::{Catalog, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO};
+use crate::catalog::{
+    Catalog, Checkpointer, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO,
+};
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
     PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
@@ -194,6 +196,7 @@ impl Vault {
             clock: AtomicI64::new(now_ns()),
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
+            checkpointer: Mutex::new(None),
             _lock: lock,
         });
         if !opts.read_only {
@@ -323,7 +326,17 @@ impl Vault {
                 .lock()
                 .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
         }
-        self.sync_all()
+        self.sync_all()?;
+        let mut checkpointer = self.checkpointer.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let checkpointer = match &mut *checkpointer {
+            Some(c) => c,
+            None => checkpointer.insert(Checkpointer::open(&self.dir.catalog_path())?),
+        };
+        checkpointer.copy_back()?;
+        Ok(())
     }
 
     /// Flushes every open file, records their versions, seals the active pack
@@ -348,6 +361,9 @@ impl Vault {
                 .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
         }
         self.sync_all()?;
+        // Waits for a background copy in progress, and closes its connection
+        // so that the final checkpoint can truncate the WAL.
+        self.checkpointer.lock().take();
         let cat = self.catalog.lock();
         cat.checkpoint()?;
         Ok(())

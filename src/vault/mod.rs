@@ -60,6 +60,8 @@ pub struct Vault {
     clock: AtomicI64,
     read_only: bool,
     closed: AtomicBool,
+    /// Used by the flusher only; opened at its first copy, closed at shutdown.
+    checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
     _lock: Option<StoreLock>,
 }
 
