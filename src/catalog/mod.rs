@@ -82,9 +82,7 @@ impl Catalog {
                     source,
                 })?;
         }
-        let flags =
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
+        let conn = connect_read_write(path)?;
         if create {
             // Only possible before the first table exists.
             conn.execute_batch(&format!("PRAGMA page_size={NEW_CATALOG_PAGE_SIZE};"))?;
@@ -103,7 +101,7 @@ impl Catalog {
         let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         conn.execute_batch(&format!(
             "PRAGMA wal_autocheckpoint={};",
-            WAL_CHECKPOINT_BYTES / page_size.max(512)
+            WAL_CHECKPOINT_BYTES / page_size
         ))?;
         // Every statement the engine runs stays prepared (the default of 16
         // is fewer than the engine uses, and re-parsing costs more than running).
@@ -752,9 +750,7 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub fn open(path: &Path) -> Result<Self> {
-        let flags =
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
+        let conn = connect_read_write(path)?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;")?;
         Ok(Self { conn })
     }
@@ -770,6 +766,13 @@ impl Checkpointer {
                 })?;
         Ok((frames.max(0) as u64, copied.max(0) as u64))
     }
+}
+
+/// A connection to an existing catalog, used by one thread at a time.
+fn connect_read_write(path: &Path) -> Result<Connection> {
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Ok(Connection::open_with_flags(path, flags)?)
 }
 
 /// fdatasync of a file by path; a missing file has nothing to flush.
