@@ -578,14 +578,10 @@ impl Catalog {
 
     // ---------------------------------------------------------------- packs
 
-    /// Records what a pack append did besides placing records: a pack
-    /// opened, a full one sealed.
+    /// Records what a pack append did besides placing records: a pack opened.
     pub fn record_append(&self, outcome: &AppendOutcome) -> Result<()> {
         if let Some(p) = outcome.opened {
             self.insert_pack(p.as_i64())?;
-        }
-        if let Some(s) = outcome.sealed {
-            self.mark_pack_sealed(s.id.as_i64(), s.size)?;
         }
         Ok(())
     }

@@ -19,7 +19,8 @@ use crate::catalog::{
 };
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
-    PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
+    PackId, PackStore, Recovered, RetentionPolicy, SealedPack, StoreDir, StoreLock, VaultConfig,
+    FORMAT_VERSION,
 };
 
 pub struct InitOptions {
@@ -321,12 +322,10 @@ impl Vault {
         if !sync_due {
             return Ok(());
         }
-        if let Some(sealed) = self.packs.seal_if_idle(Duration::from_secs(5))? {
-            self.catalog
-                .lock()
-                .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
-        }
+        let idle = self.packs.seal_if_idle(Duration::from_secs(5))?;
+        self.record_sealed_packs(idle)?;
         self.sync_all()?;
+        self.record_sealed_packs(None)?;
         let mut checkpointer = self.checkpointer.lock();
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -336,6 +335,21 @@ impl Vault {
             None => checkpointer.insert(Checkpointer::open(&self.dir.catalog_path())?),
         };
         checkpointer.copy_back()?;
+        Ok(())
+    }
+
+    /// Marks sealed in the catalog the packs sealed since the last call
+    /// (full ones seal in the background), plus `also`. Until then the
+    /// catalog lists them as unsealed, which recovery also handles.
+    fn record_sealed_packs(&self, also: Option<SealedPack>) -> Result<()> {
+        let sealed = self.packs.take_sealed();
+        if sealed.is_empty() && also.is_none() {
+            return Ok(());
+        }
+        let cat = self.catalog.lock();
+        for pack in sealed.into_iter().chain(also) {
+            cat.mark_pack_sealed(pack.id.as_i64(), pack.size)?;
+        }
         Ok(())
     }
 
@@ -355,11 +369,8 @@ impl Vault {
             let mut f = file.lock();
             self.flush_file(ino, &mut f, Some(VersionReason::Write))?;
         }
-        if let Some(sealed) = self.packs.seal_active()? {
-            self.catalog
-                .lock()
-                .mark_pack_sealed(sealed.id.as_i64(), sealed.size)?;
-        }
+        let active = self.packs.seal_active()?;
+        self.record_sealed_packs(active)?;
         self.sync_all()?;
         // Waits for a background copy in progress, and closes its connection
         // so that the final checkpoint can truncate the WAL.
