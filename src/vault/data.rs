@@ -239,7 +239,7 @@ impl Vault {
             let guard = entry.as_ref().map(|e| e.lock());
             let size = match guard.as_ref() {
                 Some(f) => f.size,
-                None => Self::inode_of(&self.catalog.lock(), ino)?.size,
+                None => Self::inode_of(&*self.catalog_to_read()?, ino)?.size,
             };
             if offset >= size || len == 0 {
                 return Ok(ReadParts::default());
@@ -254,8 +254,7 @@ impl Vault {
                 }
             }
             let stored: Vec<(u64, BlockRef)> = self
-                .catalog
-                .lock()
+                .catalog_to_read()?
                 .live_extents(ino, first, last)?
                 .into_iter()
                 .filter(|(idx, _)| !blocks.contains_key(idx))

@@ -99,6 +99,16 @@ impl Vault {
         }
     }
 
+    /// The catalog, for a request that reads it (see `Catalog::begin_read`).
+    /// A read-only vault has no flusher to end a group, so it reads without.
+    fn catalog_to_read(&self) -> Result<parking_lot::MutexGuard<'_, Catalog>> {
+        let cat = self.catalog.lock();
+        if !self.read_only {
+            cat.begin_read()?;
+        }
+        Ok(cat)
+    }
+
     fn writable(&self) -> Result<()> {
         if self.read_only {
             Err(VaultError::ReadOnly)

@@ -20,7 +20,7 @@ impl Vault {
         match file {
             Some(f) => {
                 let f = f.lock();
-                let cat = self.catalog.lock();
+                let cat = self.catalog_to_read()?;
                 let mut inode = Self::inode_of(&cat, ino)?;
                 f.overlay(&mut inode);
                 let allocated = cat.allocated_blocks(ino)? * self.block_size;
@@ -30,7 +30,7 @@ impl Vault {
                 ))
             }
             None => {
-                let cat = self.catalog.lock();
+                let cat = self.catalog_to_read()?;
                 self.attr_locked(&cat, ino)
             }
         }
@@ -82,7 +82,7 @@ impl Vault {
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
         let hash = self.name_hash(parent, name)?;
         let ino = {
-            let cat = self.catalog.lock();
+            let cat = self.catalog_to_read()?;
             let (ino, _) = cat.lookup(parent, &hash)?.ok_or(VaultError::NotFound)?;
             ino
         };
@@ -459,7 +459,7 @@ impl Vault {
 
     /// Up to `max` entries after position `pos` (0 starts), "." and ".." first.
     pub fn readdir(&self, dir: Ino, pos: u64, max: usize) -> Result<Vec<DirEntry>> {
-        let cat = self.catalog.lock();
+        let cat = self.catalog_to_read()?;
         let d = Self::dir_of(&cat, dir).or_else(|e| match e {
             // An open directory that was removed still lists "." and "..".
             VaultError::NotFound => Self::inode_of(&cat, dir),

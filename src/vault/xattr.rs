@@ -50,8 +50,7 @@ impl Vault {
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let hash = self.xattr_key(ino, name)?;
         let sealed = self
-            .catalog
-            .lock()
+            .catalog_to_read()?
             .xattr_get(ino, &hash)?
             .ok_or(VaultError::NoAttr)?;
         Ok(self.keys.names.decrypt(domain::XATTR_VALUE, ino, &sealed)?)
@@ -59,7 +58,7 @@ impl Vault {
 
     /// All names, each followed by a NUL, as listxattr(2) returns them.
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        let names = self.catalog.lock().xattr_names(ino)?;
+        let names = self.catalog_to_read()?.xattr_names(ino)?;
         let mut out = Vec::new();
         for sealed in names {
             out.extend(self.keys.names.decrypt(domain::XATTR_NAME, ino, &sealed)?);
