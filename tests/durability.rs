@@ -376,3 +376,71 @@ fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
     v.unmount();
     integrity_ok(&v.store.join("catalog.db"));
 }
+
+/// A full pack is sealed in the background. If its index and trailer do not
+/// fit on the disk, the next sync seals it itself and reports the failure
+/// until space is back: an fsync never succeeds over a pack left unsealed.
+#[test]
+fn a_background_seal_that_hits_a_full_disk_is_retried_by_sync() {
+    use phivault::store::{PackStore, RECORD_HEADER_LEN};
+    const PAGE: u64 = 4096;
+    let fs = Tmpfs::new("1m");
+    std::fs::create_dir(fs.path().join("packs")).unwrap();
+    // A pack is full at one page, so the seal is what needs a second one.
+    let store = PackStore::with_target_size(
+        fs.path().join("packs"),
+        PAGE,
+        Arc::new(|_, index: &[u8]| index.to_vec()),
+    );
+    let blocks = phivault::crypto::Keys::derive(&phivault::crypto::MasterKey::generate()).blocks;
+    let first = blocks.seal(&common::pattern(1, 100));
+    let placed = store.append(&[&first]).unwrap().locations[0];
+    let pack = placed.pack;
+    let end = placed.offset + placed.len as u64;
+
+    // Fill the tmpfs to the last page.
+    let ballast = fs.path().join("ballast");
+    {
+        let mut f = File::create(&ballast).unwrap();
+        let page = vec![7u8; PAGE as usize];
+        while f.write_all(&page).is_ok() {}
+    }
+    // Raw records grow by 17 bytes (format byte and tag): this one ends the
+    // pack exactly at the end of its first page, which is already allocated.
+    let plain_len = (PAGE - end) as usize - RECORD_HEADER_LEN - 17;
+    let second = blocks.seal(&common::pattern(2, plain_len));
+    assert_eq!(second.ciphertext.len(), plain_len + 17, "stored raw");
+    let out = store.append(&[&second]).unwrap();
+    assert_eq!(out.locations[0].pack, pack);
+
+    let err = store
+        .sync()
+        .expect_err("the seal cannot fit, so sync must fail");
+    assert!(
+        err.to_string().contains("No space left"),
+        "expected ENOSPC, got: {err}"
+    );
+    assert!(store.take_sealed().is_empty());
+
+    std::fs::remove_file(&ballast).unwrap();
+    store.sync().expect("with space back, sync seals the pack");
+    let sealed: Vec<_> = store.take_sealed().iter().map(|p| p.id).collect();
+    assert_eq!(sealed, vec![pack]);
+    let bytes = std::fs::read(store.pack_path(pack)).unwrap();
+    assert!(
+        bytes.len() as u64 > PAGE,
+        "index and trailer follow the records"
+    );
+    assert_eq!(&bytes[bytes.len() - 8..], b"PHIPEND1");
+    // Both records are intact and readable.
+    for (loc, plain) in [
+        (placed, common::pattern(1, 100)),
+        (out.locations[0], common::pattern(2, plain_len)),
+    ] {
+        let rec = store.read(&loc).unwrap();
+        let back = blocks
+            .open(&rec.id, &rec.nonce, rec.ciphertext, rec.plain_len as usize)
+            .unwrap();
+        assert_eq!(back, plain);
+    }
+}
