@@ -342,7 +342,7 @@ impl PackStore {
         match guard.as_ref() {
             Some(p) if p.last_append.elapsed() >= idle => {
                 let p = guard.take().expect("checked");
-                seal(&self.seal_index, &p).map(Some)
+                self.seal_or_keep(p).map(Some)
             }
             _ => Ok(None),
         }
@@ -353,9 +353,17 @@ impl PackStore {
         self.finish_seals()?;
         let mut guard = self.active.lock();
         match guard.take() {
-            Some(p) => seal(&self.seal_index, &p).map(Some),
+            Some(p) => self.seal_or_keep(p).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Seals `pack` here; if that fails, keeps it for the next `sync` to
+    /// seal, as a failed background seal is.
+    fn seal_or_keep(&self, pack: ActivePack) -> Result<SealedPack> {
+        seal(&self.seal_index, &pack).inspect_err(|_| {
+            self.sealer.state.lock().unsealed.push(pack);
+        })
     }
 
     pub fn read(&self, loc: &BlockLocation) -> Result<RawRecord> {
