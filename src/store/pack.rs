@@ -158,6 +158,25 @@ struct BackgroundSealer {
     idle: Condvar,
 }
 
+impl BackgroundSealer {
+    /// Seals `pack` and records the outcome: sealed, for the catalog, or
+    /// back among the unsealed for the next `sync` to retry.
+    fn seal(&self, seal_index: &IndexSealer, pack: ActivePack) -> Result<()> {
+        let res = seal(seal_index, &pack);
+        let mut state = self.state.lock();
+        match res {
+            Ok(sealed) => {
+                state.sealed.push(sealed);
+                Ok(())
+            }
+            Err(e) => {
+                state.unsealed.push(pack);
+                Err(e)
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct SealerState {
     /// Sealing threads started and not yet done.
@@ -258,23 +277,16 @@ impl PackStore {
         let spawned = std::thread::Builder::new()
             .name("phivault-seal".into())
             .spawn(move || {
-                let mut state = sealer.state.lock();
                 // None: `finish_seals` took it first, and seals it itself.
-                if let Some(pack) = state.unsealed.pop() {
-                    drop(state);
-                    let res = seal(&seal_index, &pack);
-                    state = sealer.state.lock();
-                    match res {
-                        Ok(sealed) => state.sealed.push(sealed),
-                        Err(e) => {
-                            tracing::error!(
-                                "sealing a full pack failed (retried at the next sync): {e}"
-                            );
-                            state.unsealed.push(pack);
-                        }
+                let pack = sealer.state.lock().unsealed.pop();
+                if let Some(pack) = pack {
+                    if let Err(e) = sealer.seal(&seal_index, pack) {
+                        tracing::error!(
+                            "sealing a full pack failed (retried at the next sync): {e}"
+                        );
                     }
                 }
-                state.running -= 1;
+                sealer.state.lock().running -= 1;
                 sealer.idle.notify_all();
             });
         if let Err(e) = spawned {
@@ -296,21 +308,16 @@ impl PackStore {
         };
         let mut left = left.into_iter();
         while let Some(pack) = left.next() {
-            match seal(&self.seal_index, &pack) {
-                Ok(sealed) => self.sealer.state.lock().sealed.push(sealed),
-                Err(e) => {
-                    let mut state = self.sealer.state.lock();
-                    state.unsealed.push(pack);
-                    state.unsealed.extend(left);
-                    return Err(e);
-                }
+            if let Err(e) = self.sealer.seal(&self.seal_index, pack) {
+                self.sealer.state.lock().unsealed.extend(left);
+                return Err(e);
             }
         }
         Ok(())
     }
 
-    /// Packs sealed since the last call (by the background sealer or `sync`),
-    /// which the catalog has yet to mark sealed.
+    /// Packs sealed since the last call (in the background, by `sync`, at
+    /// idle time or at shutdown), which the catalog has yet to mark sealed.
     pub fn take_sealed(&self) -> Vec<SealedPack> {
         std::mem::take(&mut self.sealer.state.lock().sealed)
     }
@@ -337,33 +344,25 @@ impl PackStore {
     }
 
     /// Seals the active pack if nothing was appended for `idle`.
-    pub fn seal_if_idle(&self, idle: Duration) -> Result<Option<SealedPack>> {
+    pub fn seal_if_idle(&self, idle: Duration) -> Result<()> {
         let mut guard = self.active.lock();
         match guard.as_ref() {
             Some(p) if p.last_append.elapsed() >= idle => {
                 let p = guard.take().expect("checked");
-                self.seal_or_keep(p).map(Some)
+                self.sealer.seal(&self.seal_index, p)
             }
-            _ => Ok(None),
+            _ => Ok(()),
         }
     }
 
     /// Seals the active pack now, after any still sealing (clean shutdown).
-    pub fn seal_active(&self) -> Result<Option<SealedPack>> {
+    pub fn seal_active(&self) -> Result<()> {
         self.finish_seals()?;
         let mut guard = self.active.lock();
         match guard.take() {
-            Some(p) => self.seal_or_keep(p).map(Some),
-            None => Ok(None),
+            Some(p) => self.sealer.seal(&self.seal_index, p),
+            None => Ok(()),
         }
-    }
-
-    /// Seals `pack` here; if that fails, keeps it for the next `sync` to
-    /// seal, as a failed background seal is.
-    fn seal_or_keep(&self, pack: ActivePack) -> Result<SealedPack> {
-        seal(&self.seal_index, &pack).inspect_err(|_| {
-            self.sealer.state.lock().unsealed.push(pack);
-        })
     }
 
     pub fn read(&self, loc: &BlockLocation) -> Result<RawRecord> {

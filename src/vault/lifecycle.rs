@@ -19,8 +19,7 @@ use crate::catalog::{
 };
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
-    PackId, PackStore, Recovered, RetentionPolicy, SealedPack, StoreDir, StoreLock, VaultConfig,
-    FORMAT_VERSION,
+    PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
 };
 
 pub struct InitOptions {
@@ -322,10 +321,11 @@ impl Vault {
         if !sync_due {
             return Ok(());
         }
-        let idle = self.packs.seal_if_idle(Duration::from_secs(5))?;
-        self.record_sealed_packs(idle)?;
+        let idle = self.packs.seal_if_idle(Duration::from_secs(5));
+        self.record_sealed_packs()?;
+        idle?;
         self.sync_all()?;
-        self.record_sealed_packs(None)?;
+        self.record_sealed_packs()?;
         let mut checkpointer = self.checkpointer.lock();
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
@@ -339,15 +339,15 @@ impl Vault {
     }
 
     /// Marks sealed in the catalog the packs sealed since the last call
-    /// (full ones seal in the background), plus `also`. Until then the
-    /// catalog lists them as unsealed, which recovery also handles.
-    fn record_sealed_packs(&self, also: Option<SealedPack>) -> Result<()> {
+    /// (full ones seal in the background). Until then the catalog lists them
+    /// as unsealed, which recovery also handles.
+    fn record_sealed_packs(&self) -> Result<()> {
         let sealed = self.packs.take_sealed();
-        if sealed.is_empty() && also.is_none() {
+        if sealed.is_empty() {
             return Ok(());
         }
         let cat = self.catalog.lock();
-        for pack in sealed.into_iter().chain(also) {
+        for pack in sealed {
             cat.mark_pack_sealed(pack.id.as_i64(), pack.size)?;
         }
         Ok(())
@@ -369,8 +369,9 @@ impl Vault {
             let mut f = file.lock();
             self.flush_file(ino, &mut f, Some(VersionReason::Write))?;
         }
-        let active = self.packs.seal_active()?;
-        self.record_sealed_packs(active)?;
+        let active = self.packs.seal_active();
+        self.record_sealed_packs()?;
+        active?;
         self.sync_all()?;
         // Waits for a background copy in progress, and closes its connection
         // so that the final checkpoint can truncate the WAL.
