@@ -190,16 +190,17 @@ impl Catalog {
     /// transaction (this connection is the store's only writer, so that
     /// never waits). Only for a catalog whose flusher runs, which ends it.
     pub fn begin_read(&self) -> Result<()> {
-        if self.conn.is_autocommit() {
-            self.run("BEGIN")?;
-            self.group_started.set(Some(std::time::Instant::now()));
-        }
-        Ok(())
+        self.open_group("BEGIN")
     }
 
     fn begin_group(&self) -> Result<()> {
+        self.open_group("BEGIN IMMEDIATE")
+    }
+
+    /// Starts a group with `begin` unless one is open already.
+    fn open_group(&self, begin: &str) -> Result<()> {
         if self.conn.is_autocommit() {
-            self.run("BEGIN IMMEDIATE")?;
+            self.run(begin)?;
             self.group_started.set(Some(std::time::Instant::now()));
         }
         Ok(())
