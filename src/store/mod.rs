@@ -7,14 +7,16 @@ mod config;
 mod layout;
 mod lock;
 mod pack;
+mod space;
 
 pub use config::{RetentionPolicy, VaultConfig, FORMAT_VERSION};
 pub use layout::StoreDir;
 pub use lock::StoreLock;
 pub use pack::{
-    AppendOutcome, BlockLocation, PackId, PackStore, RawRecord, Recovered, SealedPack,
+    record_len, AppendOutcome, BlockLocation, PackId, PackStore, RawRecord, Recovered, SealedPack,
     PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
+pub use space::{SpaceGuard, DEFAULT_RESERVE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +37,11 @@ pub enum StoreError {
     Format { found: u32, supported: u32 },
     #[error("the store is in use by another phivault process (pid {pid}); unmount it first")]
     Locked { pid: String },
+    #[error(
+        "the store's filesystem has {available} bytes free and phivault keeps \
+         {reserve} of them for its catalog"
+    )]
+    OutOfSpace { available: u64, reserve: u64 },
     #[error("pack {pack}: record at offset {offset} is damaged ({what})")]
     DamagedRecord {
         pack: PackId,

@@ -37,6 +37,11 @@ pub const PACK_TARGET_SIZE: u64 = 32 << 20;
 const WRITEBACK_CHUNK: u64 = 4 << 20;
 const OPEN_PACK_FILES: usize = 64;
 
+/// Bytes a block takes in a pack: its record header and ciphertext.
+pub fn record_len(block: &SealedBlock) -> u64 {
+    (RECORD_HEADER_LEN + block.ciphertext.len()) as u64
+}
+
 /// A pack's name: 64 random bits, shown as 16 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct PackId(pub u64);
@@ -220,15 +225,11 @@ impl PackStore {
             *guard = Some(pack);
         }
         let pack = guard.as_mut().expect("just ensured");
-        let mut buf = Vec::with_capacity(
-            blocks
-                .iter()
-                .map(|b| RECORD_HEADER_LEN + b.ciphertext.len())
-                .sum(),
-        );
+        let mut buf =
+            Vec::with_capacity(blocks.iter().map(|b| record_len(b)).sum::<u64>() as usize);
         for b in blocks {
             let offset = pack.len + buf.len() as u64;
-            let len = (RECORD_HEADER_LEN + b.ciphertext.len()) as u32;
+            let len = record_len(b) as u32;
             buf.extend_from_slice(&(len - 4).to_le_bytes());
             buf.extend_from_slice(&b.plain_len.to_le_bytes());
             buf.extend_from_slice(&b.id.0);

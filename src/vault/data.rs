@@ -16,6 +16,7 @@ use super::readahead::ReadAhead;
 use super::{ReadParts, Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
+use crate::store::record_len;
 
 /// Per-inode state while at least one handle is open.
 pub(super) struct FileEntry {
@@ -410,6 +411,7 @@ impl Vault {
         let outcome = if sealed.is_empty() {
             Default::default()
         } else {
+            self.claim_space(sealed.iter().map(record_len).sum())?;
             self.packs.append(&sealed.iter().collect::<Vec<_>>())?
         };
         {
@@ -594,7 +596,10 @@ impl Vault {
             .filter(|(_, p)| p.iter().any(|&b| b != 0))
             .map(|(_, p)| self.keys.blocks.seal(p));
         let outcome = match &sealed {
-            Some(s) if cat.block_by_hash(&s.id.0)?.is_none() => Some(self.packs.append(&[s])?),
+            Some(s) if cat.block_by_hash(&s.id.0)?.is_none() => {
+                self.claim_space(record_len(s))?;
+                Some(self.packs.append(&[s])?)
+            }
             _ => None,
         };
         cat.tx_commit(|c| -> Result<()> {

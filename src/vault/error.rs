@@ -66,6 +66,7 @@ impl VaultError {
             ReadOnly => libc::EROFS,
             Corrupt { .. } | Crypto(_) => libc::EIO,
             Store(StoreError::Io { source, .. }) => io_errno(source),
+            Store(StoreError::OutOfSpace { .. }) => libc::ENOSPC,
             Store(_) => libc::EIO,
             Catalog(CatalogError::Io { source, .. }) => io_errno(source),
             Catalog(CatalogError::Sql(e)) => sql_errno(e),

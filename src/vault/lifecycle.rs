@@ -19,7 +19,8 @@ use crate::catalog::{
 };
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
-    PackId, PackStore, Recovered, RetentionPolicy, StoreDir, StoreLock, VaultConfig, FORMAT_VERSION,
+    PackId, PackStore, Recovered, RetentionPolicy, SpaceGuard, StoreDir, StoreLock, VaultConfig,
+    FORMAT_VERSION,
 };
 
 pub struct InitOptions {
@@ -47,6 +48,9 @@ pub struct OpenOptions {
     pub cache_bytes: usize,
     /// Written-but-unflushed bytes allowed before writers flush.
     pub dirty_limit: usize,
+    /// Bytes kept free on the store's filesystem for the catalog; data and
+    /// new names get ENOSPC once less is free (see `store::SpaceGuard`).
+    pub space_reserve: u64,
 }
 
 impl Default for OpenOptions {
@@ -55,6 +59,7 @@ impl Default for OpenOptions {
             read_only: false,
             cache_bytes: 64 << 20,
             dirty_limit: 64 << 20,
+            space_reserve: crate::store::DEFAULT_RESERVE,
         }
     }
 }
@@ -188,6 +193,7 @@ impl Vault {
             keys,
             catalog: Mutex::new(catalog),
             packs: PackStore::new(dir.packs_dir(), seal_index),
+            space: SpaceGuard::new(dir.root(), opts.space_reserve),
             files: Mutex::new(HashMap::new()),
             cache: BlockCache::new(opts.cache_bytes),
             loading: Default::default(),

@@ -29,7 +29,7 @@ pub use read_parts::ReadParts;
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;
-use crate::store::{PackStore, StoreDir, StoreLock, VaultConfig};
+use crate::store::{PackStore, SpaceGuard, StoreDir, StoreLock, VaultConfig};
 use cache::BlockCache;
 use data::FileEntry;
 
@@ -38,6 +38,9 @@ pub use crate::catalog::{Kind, VersionReason, VersionRow, ROOT_INO};
 pub const DEFAULT_BLOCK_SIZE: u32 = 64 * 1024;
 pub const NAME_MAX: usize = 255;
 pub const PATH_MAX: usize = 4096;
+/// Catalog bytes a new name may take: an inode, a dentry and their index
+/// entries, in a WAL that is written in whole 1 KiB pages.
+const NEW_NAME_BYTES: u64 = 4096;
 
 /// One block's decryption in progress: filled once, None if it failed.
 type LoadingBlock = std::sync::OnceLock<Option<Arc<Vec<u8>>>>;
@@ -51,6 +54,7 @@ pub struct Vault {
     keys: Keys,
     catalog: Mutex<Catalog>,
     packs: PackStore,
+    space: SpaceGuard,
     files: Mutex<HashMap<Ino, Arc<FileEntry>>>,
     cache: BlockCache,
     /// Blocks being decrypted right now, so each is decrypted once.
@@ -107,6 +111,13 @@ impl Vault {
             cat.begin_read()?;
         }
         Ok(cat)
+    }
+
+    /// Refuses (ENOSPC) what would eat into the catalog's reserve; see
+    /// `store::SpaceGuard`. Deleting and renaming claim nothing: they must
+    /// work on a full disk, to free it.
+    fn claim_space(&self, bytes: u64) -> Result<()> {
+        Ok(self.space.claim(bytes)?)
     }
 
     fn writable(&self) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use super::{
     Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, Result, SetAttr, TimeSet, Vault,
-    VaultError, PATH_MAX,
+    VaultError, NEW_NAME_BYTES, PATH_MAX,
 };
 use crate::catalog::{Catalog, Ino, Inode, Kind, NewEntry, NewInode, VersionReason, VersionRow};
 use crate::crypto::names::domain;
@@ -104,6 +104,7 @@ impl Vault {
             umask,
             rdev,
         } = spec;
+        self.claim_space(NEW_NAME_BYTES)?;
         let name = self.seal_name(parent, name)?;
         let t = self.tick();
         let cat = self.catalog.lock();
@@ -171,6 +172,7 @@ impl Vault {
         if target.len() >= PATH_MAX {
             return Err(VaultError::NameTooLong);
         }
+        self.claim_space(NEW_NAME_BYTES + target.len() as u64)?;
         let name = self.seal_name(parent, name)?;
         let t = self.tick();
         let cat = self.catalog.lock();
@@ -418,6 +420,7 @@ impl Vault {
 
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
         self.writable()?;
+        self.claim_space(NEW_NAME_BYTES)?;
         let name = self.seal_name(new_parent, new_name)?;
         let t = self.tick();
         let file = self.files.lock().get(&ino).cloned();
@@ -550,7 +553,12 @@ impl Vault {
     }
 
     pub fn statfs(&self) -> Result<FsStats> {
-        let st = nix_statvfs(self.dir.root())?;
+        let mut st = nix_statvfs(self.dir.root())?;
+        // The catalog's reserve is not for files: `df` and programs that
+        // check for room before writing see what they may really use.
+        let reserved = self.space.reserve().div_ceil(st.block_size.max(1) as u64);
+        st.blocks_free = st.blocks_free.saturating_sub(reserved);
+        st.blocks_avail = st.blocks_avail.saturating_sub(reserved);
         Ok(st)
     }
 }

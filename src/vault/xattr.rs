@@ -1,6 +1,6 @@
 //! Extended attributes, names and values encrypted like file names.
 
-use super::{Result, Vault, VaultError};
+use super::{Result, Vault, VaultError, NEW_NAME_BYTES};
 use crate::catalog::Ino;
 use crate::crypto::names::domain;
 
@@ -26,6 +26,7 @@ impl Vault {
         if value.len() > XATTR_SIZE_MAX {
             return Err(VaultError::TooBig);
         }
+        self.claim_space(NEW_NAME_BYTES + value.len() as u64)?;
         let hash = self.xattr_key(ino, name)?;
         let t = self.tick();
         let sealed_name = self.keys.names.encrypt(domain::XATTR_NAME, ino, name);
