@@ -444,3 +444,143 @@ fn a_background_seal_that_hits_a_full_disk_is_retried_by_sync() {
         assert_eq!(back, plain);
     }
 }
+
+/// Opens an engine (no mount) on a fresh store in `dir` with the catalog's
+/// space reserve turned off, so that a commit itself can hit the full disk.
+fn engine_without_reserve(dir: &Path) -> Arc<phivault::vault::Vault> {
+    use phivault::crypto::{KdfParams, Passphrase};
+    use phivault::store::StoreDir;
+    use phivault::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions};
+    let store = StoreDir::new(dir.join("store"));
+    let pass = Passphrase::new(b"test passphrase, not secret".to_vec());
+    let init = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
+    create_store(&store, &pass, &init).unwrap();
+    let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
+    let opts = OpenOptions {
+        space_reserve: 0,
+        ..OpenOptions::default()
+    };
+    phivault::vault::Vault::open(&store, &master, &opts).unwrap()
+}
+
+/// Without the reserve, a commit can fail on a full disk, and SQLite then
+/// undoes its whole group: a create and block records that were already
+/// answered. The engine must say so at the next close and access (ENOSPC),
+/// not answer ENOENT or record a file with holes, and must not reuse the
+/// lost inode number.
+#[test]
+fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
+    use phivault::vault::{Caller, Kind, NodeSpec, RenameMode, ROOT_INO};
+    let fs = Tmpfs::new("32m");
+    let v = engine_without_reserve(fs.path());
+    let new_file = |name: &str| {
+        let spec = NodeSpec {
+            kind: Kind::File,
+            mode: 0o644,
+            umask: 0,
+            rdev: 0,
+        };
+        let ino = v
+            .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
+            .unwrap()
+            .ino;
+        v.open_file(ino, false).unwrap();
+        ino
+    };
+    let enospc = |r: phivault::vault::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.errno(), libc::ENOSPC, "{what}: {e}");
+    };
+
+    let kept = new_file("kept.bin");
+    let kept_data = common::pattern(1, 200_000);
+    v.write(kept, 0, &kept_data).unwrap();
+    v.release_file(kept).unwrap();
+    let grown = new_file("grown.bin");
+    v.release_file(grown).unwrap();
+
+    // In the group that will be lost: whole blocks written to `grown` and
+    // `written` are stored and recorded at once; `written` and `created`
+    // are created.
+    v.open_file(grown, false).unwrap();
+    v.write(grown, 0, &common::pattern(4, 300_000)).unwrap();
+    let written = new_file("written.bin");
+    v.write(written, 0, &common::pattern(2, 300_000)).unwrap();
+    let created = new_file("created.bin");
+
+    // Fill the tmpfs to its last page, then commit through a rename.
+    let ballast = fs.path().join("ballast");
+    {
+        let mut f = File::create(&ballast).unwrap();
+        let page = vec![7u8; 4096];
+        while f.write_all(&page).is_ok() {}
+    }
+    enospc(
+        v.rename(
+            ROOT_INO,
+            b"kept.bin",
+            ROOT_INO,
+            b"renamed.bin",
+            RenameMode::Replace,
+        ),
+        "the rename's commit must fail on the full disk",
+    );
+
+    std::fs::remove_file(&ballast).unwrap();
+    // Not a file with holes: the close fails, and the file is as last closed.
+    enospc(
+        v.flush(grown),
+        "close of a file whose block records were rolled back",
+    );
+    assert_eq!(v.getattr(grown).unwrap().size, 0);
+    v.release_file(grown).unwrap();
+    enospc(
+        v.flush(written),
+        "close of a file created and written in the lost group",
+    );
+    enospc(
+        v.getattr(created).map(|_| ()),
+        "access to an inode whose creation was rolled back",
+    );
+    enospc(
+        v.flush(created),
+        "close of a file whose creation was rolled back",
+    );
+
+    // Nothing that was committed changed, and writing works again.
+    assert_eq!(v.read(kept, 0, 300_000).unwrap(), kept_data);
+    assert!(v.lookup(ROOT_INO, b"written.bin").is_err());
+    let again = new_file("again.bin");
+    assert!(again > created, "inode {again} reused a lost number");
+    let again_data = common::pattern(3, 150_000);
+    v.write(again, 0, &again_data).unwrap();
+    v.release_file(again).unwrap();
+    v.write(written, 0, b"still open, starts over").unwrap();
+    v.release_file(written).unwrap_err();
+    v.release_file(created).unwrap_err();
+    v.shutdown().unwrap();
+    drop(v);
+
+    let v = {
+        use phivault::crypto::Passphrase;
+        use phivault::store::StoreDir;
+        use phivault::vault::{read_config, unlock_master, OpenOptions};
+        let store = StoreDir::new(fs.path().join("store"));
+        let pass = Passphrase::new(b"test passphrase, not secret".to_vec());
+        let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
+        phivault::vault::Vault::open(&store, &master, &OpenOptions::default()).unwrap()
+    };
+    assert_eq!(v.read(kept, 0, 300_000).unwrap(), kept_data);
+    assert_eq!(v.read(again, 0, 300_000).unwrap(), again_data);
+    v.integrity_check().unwrap();
+    v.shutdown().unwrap();
+    drop(v);
+    integrity_ok(&fs.path().join("store").join("catalog.db"));
+}

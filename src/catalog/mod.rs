@@ -4,9 +4,11 @@
 //! Stores names only as ciphertext plus a keyed lookup hash; never sees a key.
 //! Every public method is one statement or runs inside the caller's `tx`.
 
+mod lost;
 mod schema;
 mod types;
 
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{AppendOutcome, BlockLocation};
 
+pub use lost::LossCause;
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +64,15 @@ const WAL_CHECKPOINT_BYTES: u32 = 48 << 20;
 pub struct Catalog {
     conn: Connection,
     /// When the open group of changes began (None: nothing uncommitted).
-    group_started: std::cell::Cell<Option<std::time::Instant>>,
+    group_started: Cell<Option<std::time::Instant>>,
+    /// Number of the open group, or of the last one: groups count up from 1.
+    group: Cell<u64>,
+    /// Inode numbers are handed out here, never twice in a process, so that
+    /// a number the kernel still holds is not reused after a rollback.
+    next_ino: Cell<Ino>,
+    /// `next_ino` when the open group began.
+    group_first_ino: Cell<Ino>,
+    lost: RefCell<lost::LostChanges>,
     wal_path: PathBuf,
     /// `total_changes()` when `sync_wal` last made the WAL durable.
     synced: std::cell::Cell<u64>,
@@ -109,6 +120,10 @@ impl Catalog {
         let cat = Self {
             conn,
             group_started: Default::default(),
+            group: Default::default(),
+            next_ino: Default::default(),
+            group_first_ino: Default::default(),
+            lost: Default::default(),
             wal_path: PathBuf::from(format!("{}-wal", path.display())),
             synced: Default::default(),
         };
@@ -122,6 +137,10 @@ impl Catalog {
                 return Err(CatalogError::Schema(v));
             }
         }
+        let max_ino: i64 =
+            cat.conn
+                .query_row("SELECT coalesce(max(ino), 0) FROM inodes", [], |r| r.get(0))?;
+        cat.next_ino.set(max_ino as Ino + 1);
         Ok(cat)
     }
 
@@ -133,6 +152,10 @@ impl Catalog {
         Ok(Self {
             conn,
             group_started: Default::default(),
+            group: Default::default(),
+            next_ino: Default::default(),
+            group_first_ino: Default::default(),
+            lost: Default::default(),
             wal_path: PathBuf::new(),
             synced: Default::default(),
         })
@@ -157,10 +180,16 @@ impl Catalog {
                 Ok(v)
             }
             Err(e) => {
-                // Undoes only this operation; the group's earlier ones stay.
-                let _ = self
-                    .run("ROLLBACK TO op")
-                    .and_then(|_| self.run("RELEASE op"));
+                if self.conn.is_autocommit() {
+                    // SQLite itself gave up the whole transaction (a full
+                    // disk or an I/O error while spilling pages).
+                    self.group_lost(LossCause::Io);
+                } else {
+                    // Undoes only this operation; the group's earlier ones stay.
+                    let _ = self
+                        .run("ROLLBACK TO op")
+                        .and_then(|_| self.run("RELEASE op"));
+                }
                 Err(e)
             }
         }
@@ -202,8 +231,48 @@ impl Catalog {
         if self.conn.is_autocommit() {
             self.run(begin)?;
             self.group_started.set(Some(std::time::Instant::now()));
+            self.group.set(self.group.get() + 1);
+            self.group_first_ino.set(self.next_ino.get());
         }
         Ok(())
+    }
+
+    /// The open group's number (or the last one's): what a caller that just
+    /// changed something in `tx` later asks `lost_in` about.
+    pub fn group(&self) -> u64 {
+        self.group.get()
+    }
+
+    /// True once every group up to `group` is committed or lost (groups
+    /// end in order).
+    pub fn settled(&self, group: u64) -> bool {
+        group < self.group.get() || self.conn.is_autocommit()
+    }
+
+    /// Whether any of `groups` was rolled back after its requests were
+    /// answered, and why.
+    pub fn lost_in(&self, groups: std::ops::RangeInclusive<u64>) -> Option<LossCause> {
+        self.lost.borrow().in_groups(groups)
+    }
+
+    /// Whether `ino` was created in a group that was rolled back.
+    pub fn lost_inode(&self, ino: Ino) -> Option<LossCause> {
+        self.lost.borrow().of_inode(ino)
+    }
+
+    fn group_lost(&self, cause: LossCause) {
+        if self.group_started.take().is_none() {
+            return;
+        }
+        self.lost.borrow_mut().record(
+            self.group.get(),
+            self.group_first_ino.get()..self.next_ino.get(),
+            cause,
+        );
+        tracing::error!(
+            "catalog group {} was rolled back ({cause:?}); its changes are reported lost",
+            self.group.get()
+        );
     }
 
     /// Commits the open group, if any: its changes reach the OS (they survive
@@ -222,10 +291,15 @@ impl Catalog {
                 if self.conn.is_autocommit() {
                     // SQLite gave up the transaction (disk full or I/O error):
                     // the group's changes are gone, which must not go unnoticed.
-                    self.group_started.set(None);
-                    tracing::error!(
-                        "catalog commit failed and was rolled back; changes of the last moments were lost: {e}"
+                    let disk_full = matches!(
+                        &e,
+                        CatalogError::Sql(s) if s.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
                     );
+                    self.group_lost(if disk_full {
+                        LossCause::DiskFull
+                    } else {
+                        LossCause::Io
+                    });
                 }
                 // Otherwise the group stays open and the next commit retries.
                 Err(e)
@@ -309,11 +383,13 @@ impl Catalog {
     }
 
     pub fn insert_inode(&self, n: &NewInode) -> Result<Ino> {
+        let ino = self.next_ino.get();
         let mut st = self.conn.prepare_cached(
             "INSERT INTO inodes(kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,
-                                version, version_open, target)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, 0, ?9)",
+                                version, version_open, target, ino)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, 0, ?9, ?10)",
         )?;
+        self.next_ino.set(ino + 1);
         st.execute(params![
             n.kind as u8,
             n.mode,
@@ -323,9 +399,10 @@ impl Catalog {
             n.size as i64,
             n.rdev,
             n.time,
-            n.target
+            n.target,
+            ino as i64
         ])?;
-        Ok(self.conn.last_insert_rowid() as Ino)
+        Ok(ino)
     }
 
     /// Writes back every mutable field of `i`.
@@ -597,8 +674,20 @@ impl Catalog {
 
     /// Records what a pack append did besides placing records: a pack opened.
     pub fn record_append(&self, outcome: &AppendOutcome) -> Result<()> {
-        if let Some(p) = outcome.opened {
-            self.insert_pack(p.as_i64())?;
+        // At every append, not only the one that opened the pack: the group
+        // that recorded the opening may have been rolled back (see `lost`),
+        // and committed blocks must never point into a pack the catalog
+        // does not list (recovery, replication and gc go by that list).
+        let packs = outcome
+            .opened
+            .into_iter()
+            .chain(outcome.locations.iter().map(|l| l.pack));
+        let mut recorded = None;
+        for pack in packs {
+            if recorded != Some(pack) {
+                self.insert_pack(pack.as_i64())?;
+                recorded = Some(pack);
+            }
         }
         Ok(())
     }

@@ -41,6 +41,10 @@ pub(super) struct OpenFile {
     version_open: bool,
     /// Full-size plaintext buffers of blocks written since they were stored.
     dirty: BTreeMap<u64, Vec<u8>>,
+    /// The first and last catalog group holding changes of this file that
+    /// may not be committed yet: if one of them is lost, so is the file's
+    /// content since its last version.
+    unsettled: Option<(u64, u64)>,
 }
 
 impl OpenFile {
@@ -52,7 +56,15 @@ impl OpenFile {
             meta_dirty: false,
             version_open: inode.version_open,
             dirty: BTreeMap::new(),
+            unsettled: None,
         }
+    }
+
+    /// Notes that the catalog's open group holds changes of this file.
+    fn changed_in(&mut self, cat: &Catalog) {
+        let group = cat.group();
+        let first = self.unsettled.map_or(group, |(first, _)| first);
+        self.unsettled = Some((first, group));
     }
 
     /// Applies what this open file knows better than the catalog.
@@ -376,6 +388,7 @@ impl Vault {
         let mut beyond_eof = Vec::new();
         {
             let cat = self.catalog.lock();
+            self.check_not_lost(&cat, ino, f)?;
             for &idx in idxs {
                 let Some(buf) = f.dirty.get(&idx) else {
                     continue;
@@ -449,6 +462,7 @@ impl Vault {
                 c.update_inode(&inode)?;
                 Ok(())
             })?;
+            f.changed_in(&cat);
         }
         // The stored buffers become cache entries as they are (no copy).
         let mut freed = 0;
@@ -518,11 +532,12 @@ impl Vault {
             self.store_blocks(ino, f, &all, seal)?;
         }
         let sealing = seal.is_some() && f.version_open;
+        let t = self.tick();
+        let cat = self.catalog.lock();
+        self.check_not_lost(&cat, ino, f)?;
         if !f.meta_dirty && !sealing {
             return Ok(());
         }
-        let t = self.tick();
-        let cat = self.catalog.lock();
         cat.tx(|c| -> Result<()> {
             let Some(mut inode) = c.inode(ino)? else {
                 return Ok(());
@@ -534,11 +549,47 @@ impl Vault {
             c.update_inode(&inode)?;
             Ok(())
         })?;
+        f.changed_in(&cat);
         f.meta_dirty = false;
         if seal.is_some() {
             f.version_open = false;
         }
         Ok(())
+    }
+
+    /// Fails if catalog changes of this file, or its creation, were rolled
+    /// back after they were answered (see `catalog::lost`). The file then
+    /// starts over from what the catalog holds: its last version.
+    fn check_not_lost(&self, cat: &Catalog, ino: Ino, f: &mut OpenFile) -> Result<()> {
+        let lost = match f.unsettled {
+            Some((first, last)) => {
+                let lost = cat.lost_in(first..=last);
+                if lost.is_none() && cat.settled(last) {
+                    f.unsettled = None;
+                }
+                lost
+            }
+            None => None,
+        }
+        .or_else(|| cat.lost_inode(ino));
+        let Some(cause) = lost else {
+            return Ok(());
+        };
+        self.dirty_bytes
+            .fetch_sub(f.dirty.len() * self.block_size as usize, Ordering::Relaxed);
+        match cat.inode(ino)? {
+            Some(inode) => *f = OpenFile::new(&inode),
+            // Its creation was lost: nothing of it is left to store.
+            None => {
+                f.dirty.clear();
+                f.size = 0;
+                f.meta_dirty = false;
+                f.version_open = false;
+                f.unsettled = None;
+            }
+        }
+        tracing::error!("inode {ino}: changes since its last version were lost ({cause:?})");
+        Err(VaultError::ChangesLost(cause))
     }
 
     /// Sets the file size; shrinking drops blocks from the live file (they

@@ -1,4 +1,4 @@
-use crate::catalog::CatalogError;
+use crate::catalog::{CatalogError, LossCause};
 use crate::crypto::CryptoError;
 use crate::store::StoreError;
 
@@ -37,6 +37,10 @@ pub enum VaultError {
         block: u64,
         reason: String,
     },
+    /// Changes already answered were rolled back with the catalog group
+    /// that held them (see `catalog::lost`).
+    #[error("changes since the last close were lost: the catalog could not commit them ({0:?})")]
+    ChangesLost(LossCause),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -65,6 +69,8 @@ impl VaultError {
             NotSupported => libc::EOPNOTSUPP,
             ReadOnly => libc::EROFS,
             Corrupt { .. } | Crypto(_) => libc::EIO,
+            ChangesLost(LossCause::DiskFull) => libc::ENOSPC,
+            ChangesLost(LossCause::Io) => libc::EIO,
             Store(StoreError::Io { source, .. }) => io_errno(source),
             Store(StoreError::OutOfSpace { .. }) => libc::ENOSPC,
             Store(_) => libc::EIO,

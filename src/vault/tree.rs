@@ -47,7 +47,10 @@ impl Vault {
     }
 
     pub(super) fn inode_of(cat: &Catalog, ino: Ino) -> Result<Inode> {
-        cat.inode(ino)?.ok_or(VaultError::NotFound)
+        cat.inode(ino)?.ok_or_else(|| match cat.lost_inode(ino) {
+            Some(cause) => VaultError::ChangesLost(cause),
+            None => VaultError::NotFound,
+        })
     }
 
     fn dir_of(cat: &Catalog, ino: Ino) -> Result<Inode> {
