@@ -24,6 +24,20 @@ fn close_checked(f: File) -> std::io::Result<()> {
     }
 }
 
+/// Bytes statvfs(2) says an unprivileged writer may still use under `path`.
+fn free_bytes(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::statvfs(c.as_ptr(), &mut st) },
+        0,
+        "statvfs {}",
+        path.display()
+    );
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
 fn is_mounted(mp: &Path) -> bool {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = mp.to_string_lossy().replace(' ', "\\040");
@@ -346,6 +360,25 @@ fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
         let got = std::fs::read(p)
             .unwrap_or_else(|e| panic!("{} after ENOSPC: {}", p.display(), errno_of(&e)));
         assert!(got == *data, "{} changed after ENOSPC", p.display());
+    }
+
+    // The space kept for the catalog is not offered to programs...
+    let store_free = free_bytes(fs.path());
+    let mount_free = free_bytes(&v.mnt);
+    assert!(
+        mount_free + (15 << 20) <= store_free,
+        "the mount offers {mount_free} bytes with {store_free} free on the store's disk"
+    );
+    // ...and keeps renames and deletes working on the full disk.
+    let (last, data) = completed.pop().unwrap();
+    let moved = v.path("moved-on-full-disk.bin");
+    std::fs::rename(&last, &moved)
+        .unwrap_or_else(|e| panic!("rename on a full disk: {}", errno_of(&e)));
+    completed.push((moved, data));
+    if completed.len() > 1 {
+        let (first, _) = completed.remove(0);
+        std::fs::remove_file(&first)
+            .unwrap_or_else(|e| panic!("unlink on a full disk: {}", errno_of(&e)));
     }
 
     // Free space: writing works again.

@@ -18,7 +18,7 @@ fn helper() -> Command {
 fn helper_mounts_with_options_from_fstab_syntax() {
     let mut v = Vault::init();
     let opts = format!(
-        "defaults,_netdev,passphrase_file={},log_file={},cache_size=32M,io_uring=off",
+        "defaults,_netdev,passphrase_file={},log_file={},cache_size=32M,space_reserve=8M,io_uring=off",
         v.pwfile.display(),
         v.log.display()
     );
@@ -27,6 +27,10 @@ fn helper_mounts_with_options_from_fstab_syntax() {
     assert!(
         log.contains("kernel requests arrive through /dev/fuse"),
         "io_uring=off was not passed on:\n{log}"
+    );
+    assert!(
+        log.contains("8192 KiB of its disk kept free for the catalog"),
+        "space_reserve=8M was not passed on:\n{log}"
     );
     std::fs::write(v.path("via-helper.txt"), b"mounted by mount.phivault").unwrap();
     v.unmount();

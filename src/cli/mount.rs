@@ -70,6 +70,12 @@ pub struct Tuning {
     /// it does not; off: classic /dev/fuse reads and writes.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = IoUringMode::Auto)]
     pub io_uring: IoUringMode,
+    /// Free space kept on the store's disk for the catalog (e.g. 16M). Once
+    /// less is free, writes and new files fail with ENOSPC while deletes,
+    /// renames and closes still work, so a full disk loses nothing and can
+    /// be cleaned up through the mount. 0 turns the reserve off.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = util::parse_size)]
+    pub space_reserve: u64,
 }
 
 /// Internal: the detached daemon. Reads the master key from stdin and reports
@@ -261,6 +267,8 @@ fn spawn_daemon(
         .arg(t.cache_size.to_string())
         .arg("--threads")
         .arg(t.threads.to_string())
+        .arg("--space-reserve")
+        .arg(t.space_reserve.to_string())
         .arg("--io-uring")
         .arg(
             t.io_uring
@@ -360,6 +368,7 @@ fn serve(
     let open_opts = OpenOptions {
         read_only: opts.read_only,
         cache_bytes: tuning.cache_size as usize,
+        space_reserve: tuning.space_reserve,
         ..OpenOptions::default()
     };
     // Start the thread pool that seals and decrypts blocks now, from this
@@ -383,9 +392,10 @@ fn serve(
     let session = fuser::Session::new(PhiFs::new(vault.clone(), tuning.io_uring), mountpoint, &cfg)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     tracing::info!(
-        "mounted {} on {}",
+        "mounted {} on {}; {} KiB of its disk kept free for the catalog",
         dir.root().display(),
-        mountpoint.display()
+        mountpoint.display(),
+        tuning.space_reserve >> 10
     );
     if let Some(out) = ready {
         writeln!(out, "READY")?;
