@@ -39,8 +39,50 @@ fn unsealed_pack(store: &Path) -> PathBuf {
     open.into_iter().next().unwrap()
 }
 
+/// Where the pack's records end: the zeros written ahead of them (or the
+/// end of the file) follow.
+fn records_end(pack: &Path) -> u64 {
+    let data = std::fs::read(pack).unwrap();
+    let mut pos = 8;
+    while pos + 4 <= data.len() {
+        let body = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
+        if body == 0 || pos + 4 + body > data.len() {
+            break;
+        }
+        pos += 4 + body;
+    }
+    pos as u64
+}
+
+/// The pack's tail is kept written with zeros ahead of its records, durably,
+/// so what a power loss leaves of records never fsync'd is those zeros.
 #[test]
 fn power_loss_of_unsynced_blocks_falls_back_to_the_previous_version() {
+    power_loss_falls_back(|pack, durable_end| {
+        let f = OpenOptions::new().write(true).open(pack).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.write_all_at(&vec![0u8; (len - durable_end) as usize], durable_end)
+            .unwrap();
+    });
+}
+
+/// Without zeros ahead (a full disk, a filesystem that gets no zero-ahead),
+/// the file is cut where the fsync'd records ended.
+#[test]
+fn power_loss_that_cuts_the_pack_falls_back_to_the_previous_version() {
+    power_loss_falls_back(|pack, durable_end| {
+        OpenOptions::new()
+            .write(true)
+            .open(pack)
+            .unwrap()
+            .set_len(durable_end)
+            .unwrap();
+    });
+}
+
+/// Version 1 of a file is fsync'd, version 2 only closed; then the power
+/// fails and `lose` takes from the pack what never reached the disk.
+fn power_loss_falls_back(lose: fn(&Path, u64)) {
     let mut v = Vault::mounted();
     let path = v.path("ledger.db");
     let v1 = common::pattern(1, 200_000);
@@ -50,7 +92,7 @@ fn power_loss_of_unsynced_blocks_falls_back_to_the_previous_version() {
         f.sync_all().unwrap();
     }
     let pack = unsealed_pack(&v.store);
-    let durable_len = std::fs::metadata(&pack).unwrap().len();
+    let durable_end = records_end(&pack);
 
     // Version 2 overwrites in place and is closed, never fsync'd.
     let v2 = common::pattern(2, 200_000);
@@ -67,15 +109,10 @@ fn power_loss_of_unsynced_blocks_falls_back_to_the_previous_version() {
     let _ = Command::new("umount").arg("-l").arg(&v.mnt).status();
     v.forget_mount();
     assert!(
-        std::fs::metadata(&pack).unwrap().len() > durable_len,
+        records_end(&pack) > durable_end,
         "version 2 should have appended blocks"
     );
-    OpenOptions::new()
-        .write(true)
-        .open(&pack)
-        .unwrap()
-        .set_len(durable_len)
-        .unwrap();
+    lose(&pack, durable_end);
 
     v.mount(&[]);
     let back = std::fs::read(&path).expect("the file reads after recovery, not EIO");

@@ -366,7 +366,7 @@ fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
     let store_free = free_bytes(fs.path());
     let mount_free = free_bytes(&v.mnt);
     assert!(
-        mount_free + (15 << 20) <= store_free,
+        mount_free <= store_free.saturating_sub(15 << 20),
         "the mount offers {mount_free} bytes with {store_free} free on the store's disk"
     );
     // ...and keeps renames and deletes working on the full disk.

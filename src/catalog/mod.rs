@@ -892,14 +892,17 @@ fn keep_query_plans(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// fdatasync of a file by path; a missing file has nothing to flush.
-pub fn fsync_path(path: &Path) -> Result<()> {
+/// fdatasync of a file by path; false if it is missing (nothing to flush).
+pub fn fsync_path(path: &Path) -> Result<bool> {
     match File::open(path) {
-        Ok(f) => f.sync_data().map_err(|source| CatalogError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(f) => f
+            .sync_data()
+            .map(|()| true)
+            .map_err(|source| CatalogError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(source) => Err(CatalogError::Io {
             path: path.to_path_buf(),
             source,

@@ -4,17 +4,19 @@
 //! Sees only ciphertext: it never receives a key, a plaintext block or a name.
 
 mod config;
+mod flush;
 mod layout;
 mod lock;
 mod pack;
 mod space;
 
 pub use config::{RetentionPolicy, VaultConfig, FORMAT_VERSION};
+pub use flush::wal_flush_covers_packs;
 pub use layout::StoreDir;
 pub use lock::StoreLock;
 pub use pack::{
-    record_len, AppendOutcome, BlockLocation, PackId, PackStore, RawRecord, Recovered, SealedPack,
-    PACK_TARGET_SIZE, RECORD_HEADER_LEN,
+    record_len, AppendOutcome, BlockLocation, PackId, PackStore, Pushed, PushedRecords, RawRecord,
+    Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
 pub use space::{SpaceGuard, DEFAULT_RESERVE};
 

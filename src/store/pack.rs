@@ -21,6 +21,7 @@ use parking_lot::{Condvar, Mutex};
 use rand::RngCore;
 
 use super::layout::{make_private_dir, sync_dir};
+use super::space::SpaceGuard;
 use super::{IoContext, Result, StoreError};
 use crate::crypto::{BlockId, CiphertextBuf, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
 
@@ -35,6 +36,10 @@ pub const PACK_TARGET_SIZE: u64 = 32 << 20;
 /// an fsync, which then waits for all of them while the CPU idles (measured:
 /// 1 GiB `dd conv=fsync` spent half its time in that wait).
 const WRITEBACK_CHUNK: u64 = 4 << 20;
+/// Zeros kept written ahead of the active pack's end, so that records an
+/// fsync needs can be made durable by the catalog's flush (see
+/// `store::flush`). Topped up by a `sync` that finds less than half left.
+const ZERO_AHEAD: u64 = 4 << 20;
 const OPEN_PACK_FILES: usize = 64;
 
 /// Bytes a block takes in a pack: its record header and ciphertext.
@@ -121,6 +126,11 @@ struct ActivePack {
     synced_len: u64,
     /// Bytes before this offset have been handed to the kernel's writeback.
     writeback_started: u64,
+    /// Bytes before this offset are written: records, then zeros.
+    zeroed_end: u64,
+    /// Bytes before this offset are allocated, written and durable, so that
+    /// writing records there changes no filesystem metadata.
+    initialized_end: u64,
 }
 
 impl ActivePack {
@@ -143,6 +153,49 @@ impl ActivePack {
         }
         self.writeback_started = self.len;
     }
+
+    /// Writes zeros past the end up to `ZERO_AHEAD` ahead (not past
+    /// `limit`), unless at least half of that is there. Best effort: where
+    /// `space` refuses them, it writes nothing and syncs take their usual path.
+    fn zero_ahead(&mut self, limit: u64, space: Option<&SpaceGuard>) {
+        let from = self.zeroed_end.max(self.len);
+        if from >= self.len + ZERO_AHEAD / 2 {
+            return;
+        }
+        let to = (self.len + ZERO_AHEAD).min(limit).next_multiple_of(4096);
+        if to <= from || space.is_some_and(|s| s.claim(to - from).is_err()) {
+            return;
+        }
+        let zeros = vec![0u8; (to - from) as usize];
+        if self.file.write_all_at(&zeros, from).is_ok() {
+            self.zeroed_end = to;
+        }
+    }
+
+    /// After a failed append cut the file back to `len`.
+    fn cut_to_len(&mut self) {
+        let _ = self.file.set_len(self.len);
+        self.zeroed_end = self.len;
+        self.initialized_end = self.initialized_end.min(self.len);
+    }
+}
+
+/// What `PackStore::push` did with the active pack's newest records.
+#[derive(Debug)]
+pub enum Pushed {
+    /// Nothing was waiting to be made durable.
+    Nothing,
+    /// Written to the device, not yet flushed from its cache: an fdatasync
+    /// on the same filesystem must complete, then `flushed` be called.
+    AwaitingFlush(PushedRecords),
+    /// They need a `sync` of their own.
+    NeedsSync,
+}
+
+#[derive(Debug)]
+pub struct PushedRecords {
+    pack: PackId,
+    end: u64,
 }
 
 pub struct PackStore {
@@ -152,6 +205,11 @@ pub struct PackStore {
     sealer: Arc<BackgroundSealer>,
     readers: Mutex<LruCache<PackId, Arc<File>>>,
     seal_index: IndexSealer,
+    /// Whether the catalog's flush makes pushed records durable (see
+    /// `store::flush`); without it `push` always answers `NeedsSync`.
+    flush_follows_push: bool,
+    /// Consulted before zeros are written ahead, which appends do not claim.
+    space: Option<Arc<SpaceGuard>>,
 }
 
 /// Seals full packs on a thread of their own: a seal waits for the disk to
@@ -207,7 +265,18 @@ impl PackStore {
             sealer: Arc::default(),
             readers: Mutex::new(LruCache::new(OPEN_PACK_FILES.try_into().expect("nonzero"))),
             seal_index,
+            flush_follows_push: false,
+            space: None,
         }
+    }
+
+    /// Lets `push` make records durable without a flush of their own, for
+    /// a caller that always follows it with an fdatasync on the same
+    /// filesystem (see `store::wal_flush_covers_packs`).
+    pub fn with_flush_follows_push(mut self, yes: bool, space: Arc<SpaceGuard>) -> Self {
+        self.flush_follows_push = yes;
+        self.space = Some(space);
+        self
     }
 
     pub fn pack_path(&self, id: PackId) -> PathBuf {
@@ -247,7 +316,7 @@ impl PackStore {
         }
         if let Err(e) = pack.file.write_all_at(&buf, pack.len) {
             // A partial record may be on disk; cut it so the pack stays parseable.
-            let _ = pack.file.set_len(pack.len);
+            pack.cut_to_len();
             pack.index
                 .truncate(pack.index.len() - blocks.len() * INDEX_ENTRY_LEN);
             return Err(StoreError::Io {
@@ -256,6 +325,7 @@ impl PackStore {
             });
         }
         pack.len += buf.len() as u64;
+        pack.zeroed_end = pack.zeroed_end.max(pack.len);
         pack.last_append = Instant::now();
         pack.start_writeback();
         if pack.len >= self.target_size {
@@ -327,21 +397,75 @@ impl PackStore {
     /// pack; a full pack was flushed when it was sealed). Appends go on
     /// while the disk works: the lock is not held during the flush.
     pub fn sync(&self) -> Result<()> {
-        let active = match self.active.lock().as_ref() {
-            Some(p) if p.len != p.synced_len => Some((p.id, p.file.clone(), p.path.clone(), p.len)),
+        let active = match self.active.lock().as_mut() {
+            Some(p) if p.len != p.synced_len => {
+                if self.flush_follows_push {
+                    // Made durable by the same flush, for the next pushes.
+                    p.zero_ahead(self.target_size, self.space.as_deref());
+                }
+                Some((p.id, p.file.clone(), p.path.clone(), p.len, p.zeroed_end))
+            }
             _ => None,
         };
         // A pack taken out of `active` before the look above is being
         // sealed: its seal flushes it, wait for that.
         self.finish_seals()?;
-        let Some((id, file, path, len)) = active else {
+        let Some((id, file, path, len, zeroed_end)) = active else {
             return Ok(());
         };
         file.sync_data().at(&path)?;
         if let Some(p) = self.active.lock().as_mut().filter(|p| p.id == id) {
             p.synced_len = p.synced_len.max(len);
+            // Not past a cut made since (a failed append).
+            p.initialized_end = p.initialized_end.max(zeroed_end.min(p.zeroed_end));
         }
         Ok(())
+    }
+
+    /// Writes the active pack's unsynced records to the device and waits,
+    /// without a flush of the device's cache, when they lie in its
+    /// initialized tail (see `store::flush`). The caller must then complete
+    /// an fdatasync on the same filesystem and call `flushed`.
+    pub fn push(&self) -> Result<Pushed> {
+        if !self.flush_follows_push {
+            return Ok(Pushed::NeedsSync);
+        }
+        let active = match self.active.lock().as_ref() {
+            Some(p) if p.len == p.synced_len => None,
+            Some(p) if p.len > p.initialized_end => return Ok(Pushed::NeedsSync),
+            Some(p) => Some((p.id, p.file.clone(), p.path.clone(), p.synced_len, p.len)),
+            None => None,
+        };
+        // As in `sync`: a pack being sealed holds records this push covers.
+        self.finish_seals()?;
+        let Some((pack, file, path, from, end)) = active else {
+            return Ok(Pushed::Nothing);
+        };
+        // SAFETY: plain syscall on a descriptor we own.
+        let rc = unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                from as libc::off64_t,
+                (end - from) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            )
+        };
+        if rc != 0 {
+            return Err(StoreError::Io {
+                path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(Pushed::AwaitingFlush(PushedRecords { pack, end }))
+    }
+
+    /// Records that a flush completed after `push` returned `pushed`.
+    pub fn flushed(&self, pushed: PushedRecords) {
+        if let Some(p) = self.active.lock().as_mut().filter(|p| p.id == pushed.pack) {
+            p.synced_len = p.synced_len.max(pushed.end);
+        }
     }
 
     /// Seals the active pack if nothing was appended for `idle`.
@@ -424,7 +548,9 @@ impl PackStore {
             file.read_exact_at(&mut head, pos).at(&path)?;
             let body = u32::from_le_bytes(head[0..4].try_into().expect("4")) as u64;
             let total = body + 4;
-            if pos + total > end {
+            // A record with no ciphertext is where the zeros written ahead
+            // begin: records after them (if any) never became durable.
+            if total <= RECORD_HEADER_LEN as u64 || pos + total > end {
                 break;
             }
             index.extend_from_slice(&head[8..8 + BLOCK_ID_LEN]);
@@ -443,6 +569,8 @@ impl PackStore {
             last_append: Instant::now(),
             synced_len: 0,
             writeback_started: 0,
+            zeroed_end: pos,
+            initialized_end: 0,
         };
         let sealed = seal(&self.seal_index, &pack)?;
         Ok(Recovered::Sealed {
@@ -473,6 +601,8 @@ impl PackStore {
             last_append: Instant::now(),
             synced_len: 0,
             writeback_started: 0,
+            zeroed_end: PACK_MAGIC.len() as u64,
+            initialized_end: 0,
         })
     }
 
@@ -531,13 +661,18 @@ fn seal(seal_index: &IndexSealer, pack: &ActivePack) -> Result<SealedPack> {
     tail.extend_from_slice(&index_len.to_le_bytes());
     tail.extend_from_slice(END_MAGIC);
     pack.file.write_all_at(&tail, pack.len).at(&pack.path)?;
+    let end = pack.len + tail.len() as u64;
+    if pack.file.metadata().at(&pack.path)?.len() != end {
+        // The trailer ends the file: drop the zeros written ahead.
+        pack.file.set_len(end).at(&pack.path)?;
+    }
     pack.file.sync_all().at(&pack.path)?;
     if let Some(parent) = pack.path.parent() {
         sync_dir(parent)?;
     }
     Ok(SealedPack {
         id: pack.id,
-        size: pack.len + tail.len() as u64,
+        size: end,
     })
 }
 
@@ -650,5 +785,75 @@ mod tests {
                 "pack {id} has its trailer"
             );
         }
+    }
+
+    #[test]
+    fn records_in_the_zeroed_tail_are_pushed_then_sealed_and_recovered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 1 << 40)
+            .with_flush_follows_push(true, Arc::new(SpaceGuard::new(tmp.path(), 0)));
+        let sealer = crate::crypto::Keys::derive(&crate::crypto::MasterKey::generate()).blocks;
+        let first = sealer.seal(b"first block");
+        let out = s.append(&[&first]).unwrap();
+        let pack = out.locations[0].pack;
+        let path = s.pack_path(pack);
+        // A fresh pack has no initialized tail: its first records need a sync,
+        // which writes the zeros ahead and makes them durable with them.
+        assert!(matches!(s.push().unwrap(), Pushed::NeedsSync));
+        s.sync().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len >= ZERO_AHEAD, "{len} bytes: no zeros written ahead");
+        assert!(matches!(s.push().unwrap(), Pushed::Nothing));
+
+        let second = sealer.seal(b"second block");
+        let out2 = s.append(&[&second]).unwrap();
+        let Pushed::AwaitingFlush(pushed) = s.push().unwrap() else {
+            panic!("a record in the initialized tail is pushed")
+        };
+        // Until the caller's flush is reported, the record is not durable.
+        assert!(matches!(s.push().unwrap(), Pushed::AwaitingFlush(_)));
+        s.flushed(pushed);
+        assert!(matches!(s.push().unwrap(), Pushed::Nothing));
+        let rec = s.read(&out2.locations[0]).unwrap();
+        assert_eq!(rec.id, second.id);
+
+        // A crash now: recovery cuts the zeros and seals after the records.
+        let end = out2.locations[0].offset + out2.locations[0].len as u64;
+        drop(s);
+        let s = store(tmp.path(), 1 << 40);
+        let Recovered::Sealed {
+            pack: sealed,
+            intact_end,
+        } = s.recover_unsealed(pack, end).unwrap()
+        else {
+            panic!("a pack with committed records must be sealed")
+        };
+        assert_eq!(intact_end, end);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), sealed.size);
+        assert!(s.read(&out.locations[0]).is_ok());
+        assert!(s.read(&out2.locations[0]).is_ok());
+    }
+
+    #[test]
+    fn a_seal_drops_the_zeros_written_ahead() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 1 << 40)
+            .with_flush_follows_push(true, Arc::new(SpaceGuard::new(tmp.path(), 0)));
+        let sealer = crate::crypto::Keys::derive(&crate::crypto::MasterKey::generate()).blocks;
+        let block = sealer.seal(b"only block");
+        let out = s.append(&[&block]).unwrap();
+        s.sync().unwrap();
+        s.seal_active().unwrap();
+        let sealed = s.take_sealed();
+        assert_eq!(sealed.len(), 1);
+        let file = File::open(s.pack_path(out.locations[0].pack)).unwrap();
+        let len = file.metadata().unwrap().len();
+        assert_eq!(len, sealed[0].size);
+        assert_eq!(
+            sealed_size(&file, len),
+            Some(len),
+            "the trailer ends the file"
+        );
+        assert!(s.read(&out.locations[0]).is_ok());
     }
 }

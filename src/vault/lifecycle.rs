@@ -19,8 +19,8 @@ use crate::catalog::{
 };
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
-    PackId, PackStore, Recovered, RetentionPolicy, SpaceGuard, StoreDir, StoreLock, VaultConfig,
-    FORMAT_VERSION,
+    PackId, PackStore, Pushed, Recovered, RetentionPolicy, SpaceGuard, StoreDir, StoreLock,
+    VaultConfig, FORMAT_VERSION,
 };
 
 pub struct InitOptions {
@@ -185,6 +185,7 @@ impl Vault {
         } else {
             Catalog::open(&dir.catalog_path(), false)?
         };
+        let space = Arc::new(SpaceGuard::new(dir.root(), opts.space_reserve));
         let vault = Arc::new_cyclic(|me| Vault {
             me: me.clone(),
             dir: dir.clone(),
@@ -192,8 +193,9 @@ impl Vault {
             config,
             keys,
             catalog: Mutex::new(catalog),
-            packs: PackStore::new(dir.packs_dir(), seal_index),
-            space: SpaceGuard::new(dir.root(), opts.space_reserve),
+            packs: PackStore::new(dir.packs_dir(), seal_index)
+                .with_flush_follows_push(crate::store::wal_flush_covers_packs(dir), space.clone()),
+            space,
             files: Mutex::new(HashMap::new()),
             cache: BlockCache::new(opts.cache_bytes),
             loading: Default::default(),
@@ -267,23 +269,40 @@ impl Vault {
     /// in between leaves catalog rows whose blocks are missing, and recovery
     /// falls back to the previous version for those.
     pub fn sync_all(&self) -> Result<()> {
-        let (packs, catalog) = rayon::join(
-            || self.packs.sync(),
-            || -> Result<()> {
-                let wal = {
-                    let cat = self.catalog.lock();
-                    cat.commit()?;
-                    cat.wal_to_sync()
-                };
-                if let Some((path, changes)) = wal {
-                    crate::catalog::fsync_path(&path)?;
-                    self.catalog.lock().mark_wal_synced(changes);
+        match self.packs.push()? {
+            Pushed::Nothing => self.sync_catalog().map(|_| ()),
+            // One device flush for both (see `store::flush`): the WAL's, or
+            // the pack's own if the catalog had nothing to write.
+            Pushed::AwaitingFlush(records) => {
+                if self.sync_catalog()? {
+                    self.packs.flushed(records);
+                    Ok(())
+                } else {
+                    Ok(self.packs.sync()?)
                 }
-                Ok(())
-            },
-        );
-        packs?;
-        catalog
+            }
+            Pushed::NeedsSync => {
+                let (packs, catalog) = rayon::join(|| self.packs.sync(), || self.sync_catalog());
+                packs?;
+                catalog.map(|_| ())
+            }
+        }
+    }
+
+    /// Commits the catalog and makes it durable; false if there was nothing
+    /// to make durable (no fdatasync was issued).
+    fn sync_catalog(&self) -> Result<bool> {
+        let wal = {
+            let cat = self.catalog.lock();
+            cat.commit()?;
+            cat.wal_to_sync()
+        };
+        let Some((path, changes)) = wal else {
+            return Ok(false);
+        };
+        let flushed = crate::catalog::fsync_path(&path)?;
+        self.catalog.lock().mark_wal_synced(changes);
+        Ok(flushed)
     }
 
     /// Background work: commit grouped catalog changes within

@@ -54,7 +54,7 @@ pub struct Vault {
     keys: Keys,
     catalog: Mutex<Catalog>,
     packs: PackStore,
-    space: SpaceGuard,
+    space: Arc<SpaceGuard>,
     files: Mutex<HashMap<Ino, Arc<FileEntry>>>,
     cache: BlockCache,
     /// Blocks being decrypted right now, so each is decrypted once.

@@ -1,0 +1,66 @@
+//! Whether the catalog's flush can make a pack's newest records durable.
+//!
+//! An fsync costs a device cache flush for the pack and another for the
+//! catalog's WAL, while a SQLite program's commit needs only one (measured:
+//! 3,006 flushes for 500 SQLite transactions, gocryptfs 2,000). A flush
+//! covers every write the device completed before it, in any file. So a
+//! pack's tail is kept written with zeros, and made durable, ahead of the
+//! appends (`ZERO_AHEAD`): an append there only overwrites blocks the
+//! filesystem has already allocated and recorded. `sync_file_range` then
+//! pushes the records to the device and waits, and the WAL's fdatasync that
+//! follows issues the one flush (ext4 and XFS issue one even when the WAL
+//! has nothing to write).
+//!
+//! Only where that reasoning holds: both files on one filesystem that
+//! overwrites in place (ext4, XFS), or on tmpfs (nothing to flush). Not on
+//! copy-on-write filesystems such as btrfs, where an overwrite allocates.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::StoreDir;
+
+const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// True if the catalog's WAL and the packs live on one filesystem on which
+/// the WAL's fdatasync also makes completed pack overwrites durable.
+pub fn wal_flush_covers_packs(dir: &StoreDir) -> bool {
+    let packs = dir.packs_dir();
+    let catalog = dir.catalog_path();
+    let Some(catalog_dir) = catalog.parent() else {
+        return false;
+    };
+    let same_device = match (std::fs::metadata(&packs), std::fs::metadata(catalog_dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    };
+    same_device
+        && matches!(
+            filesystem_type(&packs),
+            Some(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC)
+        )
+}
+
+fn filesystem_type(path: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs is plain old data; the call fills it or fails.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and an out-pointer to a live statfs.
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st.f_type as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_the_filesystem_of_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(filesystem_type(dir.path()).is_some());
+        assert_eq!(filesystem_type(Path::new("/proc")), Some(0x9fa0));
+        assert!(filesystem_type(Path::new("/no/such/dir")).is_none());
+    }
+}
