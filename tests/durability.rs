@@ -478,26 +478,30 @@ fn a_background_seal_that_hits_a_full_disk_is_retried_by_sync() {
     }
 }
 
-/// Opens an engine (no mount) on a fresh store in `dir` with the catalog's
-/// space reserve turned off, so that a commit itself can hit the full disk.
-fn engine_without_reserve(dir: &Path) -> Arc<phivault::vault::Vault> {
+const ENGINE_PASSPHRASE: &[u8] = b"test passphrase, not secret";
+
+/// Opens an engine (no mount) on the store in `dir`/store, creating it first
+/// with `create`, and keeping `space_reserve` bytes free for the catalog.
+fn open_engine(dir: &Path, create: bool, space_reserve: u64) -> Arc<phivault::vault::Vault> {
     use phivault::crypto::{KdfParams, Passphrase};
     use phivault::store::StoreDir;
     use phivault::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions};
     let store = StoreDir::new(dir.join("store"));
-    let pass = Passphrase::new(b"test passphrase, not secret".to_vec());
-    let init = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
-    };
-    create_store(&store, &pass, &init).unwrap();
+    let pass = Passphrase::new(ENGINE_PASSPHRASE.to_vec());
+    if create {
+        let init = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        create_store(&store, &pass, &init).unwrap();
+    }
     let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
     let opts = OpenOptions {
-        space_reserve: 0,
+        space_reserve,
         ..OpenOptions::default()
     };
     phivault::vault::Vault::open(&store, &master, &opts).unwrap()
@@ -512,7 +516,8 @@ fn engine_without_reserve(dir: &Path) -> Arc<phivault::vault::Vault> {
 fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
     use phivault::vault::{Caller, Kind, NodeSpec, RenameMode, ROOT_INO};
     let fs = Tmpfs::new("32m");
-    let v = engine_without_reserve(fs.path());
+    // No reserve: the commit itself must be able to hit the full disk.
+    let v = open_engine(fs.path(), true, 0);
     let new_file = |name: &str| {
         let spec = NodeSpec {
             kind: Kind::File,
@@ -601,15 +606,7 @@ fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
     v.shutdown().unwrap();
     drop(v);
 
-    let v = {
-        use phivault::crypto::Passphrase;
-        use phivault::store::StoreDir;
-        use phivault::vault::{read_config, unlock_master, OpenOptions};
-        let store = StoreDir::new(fs.path().join("store"));
-        let pass = Passphrase::new(b"test passphrase, not secret".to_vec());
-        let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
-        phivault::vault::Vault::open(&store, &master, &OpenOptions::default()).unwrap()
-    };
+    let v = open_engine(fs.path(), false, phivault::store::DEFAULT_RESERVE);
     assert_eq!(v.read(kept, 0, 300_000).unwrap(), kept_data);
     assert_eq!(v.read(again, 0, 300_000).unwrap(), again_data);
     v.integrity_check().unwrap();

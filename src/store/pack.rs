@@ -718,6 +718,20 @@ mod tests {
         )
     }
 
+    /// Recovers `pack` after a crash that left records committed up to
+    /// `end`, and checks they are all kept.
+    fn recover_to(s: &PackStore, pack: PackId, end: u64) -> SealedPack {
+        let Recovered::Sealed {
+            pack: sealed,
+            intact_end,
+        } = s.recover_unsealed(pack, end).unwrap()
+        else {
+            panic!("a pack with committed records must be sealed")
+        };
+        assert_eq!(intact_end, end);
+        sealed
+    }
+
     #[test]
     fn append_read_seal_and_recover() {
         let tmp = tempfile::tempdir().unwrap();
@@ -739,14 +753,7 @@ mod tests {
         let end = out.locations[0].offset + out.locations[0].len as u64;
         drop(s);
         let s = store(tmp.path(), 1 << 40);
-        let Recovered::Sealed {
-            pack: sealed,
-            intact_end,
-        } = s.recover_unsealed(pack, end).unwrap()
-        else {
-            panic!("a pack with a committed record must be sealed")
-        };
-        assert_eq!(intact_end, end);
+        let sealed = recover_to(&s, pack, end);
         assert!(sealed.size > end);
         assert!(s.read(&out.locations[0]).is_ok());
         // Recovery is idempotent on a sealed pack.
@@ -821,14 +828,7 @@ mod tests {
         let end = out2.locations[0].offset + out2.locations[0].len as u64;
         drop(s);
         let s = store(tmp.path(), 1 << 40);
-        let Recovered::Sealed {
-            pack: sealed,
-            intact_end,
-        } = s.recover_unsealed(pack, end).unwrap()
-        else {
-            panic!("a pack with committed records must be sealed")
-        };
-        assert_eq!(intact_end, end);
+        let sealed = recover_to(&s, pack, end);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), sealed.size);
         assert!(s.read(&out.locations[0]).is_ok());
         assert!(s.read(&out2.locations[0]).is_ok());
