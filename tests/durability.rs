@@ -572,6 +572,9 @@ fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
     );
 
     std::fs::remove_file(&ballast).unwrap();
+    // A directory's fsync reports the loss once, as a file's does for its own.
+    enospc(v.sync_dir(), "the first directory fsync after the loss");
+    v.sync_dir().unwrap();
     // Not a file with holes: the close fails, and the file is as last closed.
     enospc(
         v.flush(grown),

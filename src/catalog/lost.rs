@@ -24,15 +24,22 @@ const KEPT: usize = 1024;
 pub(super) struct LostChanges {
     groups: Vec<(u64, LossCause)>,
     inodes: Vec<(Range<Ino>, LossCause)>,
+    /// Groups lost since the catalog opened, remembered or not.
+    count: u64,
 }
 
 impl LostChanges {
     /// Group `group`, which had allocated `inodes`, was rolled back.
     pub(super) fn record(&mut self, group: u64, inodes: Range<Ino>, cause: LossCause) {
+        self.count += 1;
         push_bounded(&mut self.groups, (group, cause));
         if !inodes.is_empty() {
             push_bounded(&mut self.inodes, (inodes, cause));
         }
+    }
+
+    pub(super) fn count(&self) -> (u64, Option<LossCause>) {
+        (self.count, self.groups.last().map(|(_, c)| *c))
     }
 
     pub(super) fn in_groups(&self, groups: RangeInclusive<u64>) -> Option<LossCause> {

@@ -72,6 +72,8 @@ pub struct Catalog {
     next_ino: Cell<Ino>,
     /// `next_ino` when the open group began.
     group_first_ino: Cell<Ino>,
+    /// `total_changes()` when the open group began.
+    group_first_change: Cell<u64>,
     lost: RefCell<lost::LostChanges>,
     wal_path: PathBuf,
     /// `total_changes()` when `sync_wal` last made the WAL durable.
@@ -123,6 +125,7 @@ impl Catalog {
             group: Default::default(),
             next_ino: Default::default(),
             group_first_ino: Default::default(),
+            group_first_change: Default::default(),
             lost: Default::default(),
             wal_path: PathBuf::from(format!("{}-wal", path.display())),
             synced: Default::default(),
@@ -155,6 +158,7 @@ impl Catalog {
             group: Default::default(),
             next_ino: Default::default(),
             group_first_ino: Default::default(),
+            group_first_change: Default::default(),
             lost: Default::default(),
             wal_path: PathBuf::new(),
             synced: Default::default(),
@@ -183,7 +187,7 @@ impl Catalog {
                 if self.conn.is_autocommit() {
                     // SQLite itself gave up the whole transaction (a full
                     // disk or an I/O error while spilling pages).
-                    self.group_lost(LossCause::Io);
+                    self.group_lost();
                 } else {
                     // Undoes only this operation; the group's earlier ones stay.
                     let _ = self
@@ -229,10 +233,12 @@ impl Catalog {
     /// Starts a group with `begin` unless one is open already.
     fn open_group(&self, begin: &str) -> Result<()> {
         if self.conn.is_autocommit() {
+            self.group_lost();
             self.run(begin)?;
             self.group_started.set(Some(std::time::Instant::now()));
             self.group.set(self.group.get() + 1);
             self.group_first_ino.set(self.next_ino.get());
+            self.group_first_change.set(self.conn.total_changes());
         }
         Ok(())
     }
@@ -249,10 +255,10 @@ impl Catalog {
         group < self.group.get() || self.conn.is_autocommit()
     }
 
-    /// Whether any of `groups` was rolled back after its requests were
-    /// answered, and why.
-    pub fn lost_in(&self, groups: std::ops::RangeInclusive<u64>) -> Option<LossCause> {
-        self.lost.borrow().in_groups(groups)
+    /// Whether `group` was rolled back after its requests were answered,
+    /// and why.
+    pub fn lost_in(&self, group: u64) -> Option<LossCause> {
+        self.lost.borrow().in_groups(group..=group)
     }
 
     /// Whether `ino` was created in a group that was rolled back.
@@ -260,10 +266,29 @@ impl Catalog {
         self.lost.borrow().of_inode(ino)
     }
 
-    fn group_lost(&self, cause: LossCause) {
-        if self.group_started.take().is_none() {
+    /// How many groups were lost so far, and why the last one was.
+    pub fn losses(&self) -> (u64, Option<LossCause>) {
+        self.lost.borrow().count()
+    }
+
+    /// Records the open group as lost if SQLite ended it (to be called once
+    /// the connection is in autocommit mode): a failed COMMIT, or a failed
+    /// statement after which SQLite rolled back on its own. A group that
+    /// changed nothing (a read group) loses nothing.
+    fn group_lost(&self) {
+        if self.group_started.take().is_none()
+            || self.conn.total_changes() == self.group_first_change.get()
+        {
             return;
         }
+        // SAFETY: reads the connection's last error code; no other use of
+        // the handle.
+        let code = unsafe { rusqlite::ffi::sqlite3_extended_errcode(self.conn.handle()) };
+        let cause = if code & 0xff == rusqlite::ffi::SQLITE_FULL {
+            LossCause::DiskFull
+        } else {
+            LossCause::Io
+        };
         self.lost.borrow_mut().record(
             self.group.get(),
             self.group_first_ino.get()..self.next_ino.get(),
@@ -279,7 +304,8 @@ impl Catalog {
     /// a kill -9 of the daemon); `sync_wal` makes them durable.
     pub fn commit(&self) -> Result<()> {
         if self.conn.is_autocommit() {
-            self.group_started.set(None);
+            // Nothing open, or a group SQLite ended by itself.
+            self.group_lost();
             return Ok(());
         }
         match self.run("COMMIT") {
@@ -291,15 +317,7 @@ impl Catalog {
                 if self.conn.is_autocommit() {
                     // SQLite gave up the transaction (disk full or I/O error):
                     // the group's changes are gone, which must not go unnoticed.
-                    let disk_full = matches!(
-                        &e,
-                        CatalogError::Sql(s) if s.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
-                    );
-                    self.group_lost(if disk_full {
-                        LossCause::DiskFull
-                    } else {
-                        LossCause::Io
-                    });
+                    self.group_lost();
                 }
                 // Otherwise the group stays open and the next commit retries.
                 Err(e)

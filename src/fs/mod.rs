@@ -419,7 +419,7 @@ impl Filesystem for PhiFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.vault.sync_all())
+        empty(reply, self.vault.sync_dir())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -122,7 +122,8 @@ struct ActivePack {
     len: u64,
     index: Vec<u8>,
     last_append: Instant,
-    /// `len` when `sync` last made the pack durable.
+    /// Records before this offset are durable (made so by `sync`, or by
+    /// the flush reported to `flushed`).
     synced_len: u64,
     /// Bytes before this offset have been handed to the kernel's writeback.
     writeback_started: u64,
@@ -131,6 +132,9 @@ struct ActivePack {
     /// Bytes before this offset are allocated, written and durable, so that
     /// writing records there changes no filesystem metadata.
     initialized_end: u64,
+    /// Times a failed append cut the file: a cut during a sync frees blocks
+    /// that sync was to make durable, so it must not count them initialized.
+    cuts: u64,
 }
 
 impl ActivePack {
@@ -177,6 +181,7 @@ impl ActivePack {
         let _ = self.file.set_len(self.len);
         self.zeroed_end = self.len;
         self.initialized_end = self.initialized_end.min(self.len);
+        self.cuts += 1;
     }
 }
 
@@ -403,21 +408,29 @@ impl PackStore {
                     // Made durable by the same flush, for the next pushes.
                     p.zero_ahead(self.target_size, self.space.as_deref());
                 }
-                Some((p.id, p.file.clone(), p.path.clone(), p.len, p.zeroed_end))
+                Some((
+                    p.id,
+                    p.file.clone(),
+                    p.path.clone(),
+                    p.len,
+                    p.zeroed_end,
+                    p.cuts,
+                ))
             }
             _ => None,
         };
         // A pack taken out of `active` before the look above is being
         // sealed: its seal flushes it, wait for that.
         self.finish_seals()?;
-        let Some((id, file, path, len, zeroed_end)) = active else {
+        let Some((id, file, path, len, zeroed_end, cuts)) = active else {
             return Ok(());
         };
         file.sync_data().at(&path)?;
         if let Some(p) = self.active.lock().as_mut().filter(|p| p.id == id) {
             p.synced_len = p.synced_len.max(len);
-            // Not past a cut made since (a failed append).
-            p.initialized_end = p.initialized_end.max(zeroed_end.min(p.zeroed_end));
+            if p.cuts == cuts {
+                p.initialized_end = p.initialized_end.max(zeroed_end);
+            }
         }
         Ok(())
     }
@@ -553,6 +566,13 @@ impl PackStore {
             if total <= RECORD_HEADER_LEN as u64 || pos + total > end {
                 break;
             }
+            // So is a record torn by the power loss: its header reached the
+            // disk, a later sector did not and still holds zeros.
+            let mut record = vec![0u8; total as usize];
+            file.read_exact_at(&mut record, pos).at(&path)?;
+            if has_zero_sector(&record, pos) {
+                break;
+            }
             index.extend_from_slice(&head[8..8 + BLOCK_ID_LEN]);
             index.extend_from_slice(&pos.to_le_bytes());
             index.extend_from_slice(&(total as u32).to_le_bytes());
@@ -571,6 +591,7 @@ impl PackStore {
             writeback_started: 0,
             zeroed_end: pos,
             initialized_end: 0,
+            cuts: 0,
         };
         let sealed = seal(&self.seal_index, &pack)?;
         Ok(Recovered::Sealed {
@@ -603,6 +624,7 @@ impl PackStore {
             writeback_started: 0,
             zeroed_end: PACK_MAGIC.len() as u64,
             initialized_end: 0,
+            cuts: 0,
         })
     }
 
@@ -674,6 +696,24 @@ fn seal(seal_index: &IndexSealer, pack: &ActivePack) -> Result<SealedPack> {
         id: pack.id,
         size: end,
     })
+}
+
+/// Whether `record`, read from file offset `at`, holds a whole 512-byte disk
+/// sector of zeros. Never true of a record that reached the disk: its
+/// header carries a block hash and its ciphertext is indistinguishable from
+/// random bytes.
+fn has_zero_sector(record: &[u8], at: u64) -> bool {
+    const SECTOR: u64 = 512;
+    let end = at + record.len() as u64;
+    let mut sector = at.next_multiple_of(SECTOR);
+    while sector + SECTOR <= end {
+        let from = (sector - at) as usize;
+        if record[from..from + SECTOR as usize].iter().all(|&b| b == 0) {
+            return true;
+        }
+        sector += SECTOR;
+    }
+    false
 }
 
 fn sealed_size(file: &File, len: u64) -> Option<u64> {
@@ -854,6 +894,38 @@ mod tests {
             Some(len),
             "the trailer ends the file"
         );
+        assert!(s.read(&out.locations[0]).is_ok());
+    }
+
+    #[test]
+    fn a_record_torn_by_a_power_loss_ends_what_recovery_keeps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = store(tmp.path(), 1 << 40);
+        let sealer = crate::crypto::Keys::derive(&crate::crypto::MasterKey::generate()).blocks;
+        let noise: Vec<u8> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let first = sealer.seal(b"first block");
+        let second = sealer.seal(&noise);
+        let out = s.append(&[&first, &second]).unwrap();
+        let pack = out.locations[0].pack;
+        let torn = out.locations[1];
+        let end = torn.offset + torn.len as u64;
+        drop(s);
+        // The second record's header reached the disk, a sector of it did not.
+        let f = OpenOptions::new()
+            .write(true)
+            .open(store(tmp.path(), 1 << 40).pack_path(pack))
+            .unwrap();
+        let hole = (torn.offset + 64).next_multiple_of(512);
+        assert!(hole + 512 <= end, "the record spans a whole sector");
+        f.write_all_at(&[0u8; 512], hole).unwrap();
+        drop(f);
+        let s = store(tmp.path(), 1 << 40);
+        let Recovered::Sealed { intact_end, .. } = s.recover_unsealed(pack, end).unwrap() else {
+            panic!("the first record is intact")
+        };
+        assert_eq!(intact_end, torn.offset, "the torn record is not kept");
         assert!(s.read(&out.locations[0]).is_ok());
     }
 }

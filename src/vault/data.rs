@@ -41,10 +41,10 @@ pub(super) struct OpenFile {
     version_open: bool,
     /// Full-size plaintext buffers of blocks written since they were stored.
     dirty: BTreeMap<u64, Vec<u8>>,
-    /// The first and last catalog group holding changes of this file that
-    /// may not be committed yet: if one of them is lost, so is the file's
-    /// content since its last version.
-    unsettled: Option<(u64, u64)>,
+    /// The catalog groups holding changes of this file that may not be
+    /// committed yet: if one of them is lost, so is the file's content since
+    /// its last version. Emptied once they are all committed.
+    unsettled: Vec<u64>,
 }
 
 impl OpenFile {
@@ -56,15 +56,16 @@ impl OpenFile {
             meta_dirty: false,
             version_open: inode.version_open,
             dirty: BTreeMap::new(),
-            unsettled: None,
+            unsettled: Vec::new(),
         }
     }
 
     /// Notes that the catalog's open group holds changes of this file.
-    fn changed_in(&mut self, cat: &Catalog) {
+    pub(super) fn changed_in(&mut self, cat: &Catalog) {
         let group = cat.group();
-        let first = self.unsettled.map_or(group, |(first, _)| first);
-        self.unsettled = Some((first, group));
+        if self.unsettled.last() != Some(&group) {
+            self.unsettled.push(group);
+        }
     }
 
     /// Applies what this open file knows better than the catalog.
@@ -137,7 +138,8 @@ impl Vault {
             self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
         }
         res?;
-        Ok(self.catalog.lock().commit()?)
+        self.catalog.lock().commit()?;
+        self.check_committed(ino, &entry)
     }
 
     /// close(2): stores buffered data and records the version.
@@ -149,14 +151,28 @@ impl Vault {
         // asynchronous release, so one close costs one catalog commit.
         self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
         // What a program wrote and closed survives a kill -9 of the daemon.
-        Ok(self.catalog.lock().commit()?)
+        self.catalog.lock().commit()?;
+        self.check_committed(ino, &entry)
     }
 
     pub fn fsync(&self, ino: Ino) -> Result<()> {
-        if let Some(entry) = self.files.lock().get(&ino).cloned() {
+        let entry = self.files.lock().get(&ino).cloned();
+        if let Some(entry) = &entry {
             self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Fsync))?;
         }
-        self.sync_all()
+        self.sync_all()?;
+        match &entry {
+            Some(entry) => self.check_committed(ino, entry),
+            None => Ok(()),
+        }
+    }
+
+    /// After the commit that follows a flush: reports the loss of this
+    /// file's changes if that commit, or one another thread made since the
+    /// flush (the flusher's, another file's close), was rolled back.
+    fn check_committed(&self, ino: Ino, entry: &FileEntry) -> Result<()> {
+        let mut f = entry.lock();
+        self.check_not_lost(&self.catalog.lock(), ino, &mut f)
     }
 
     fn entry(&self, ino: Ino) -> Result<Arc<FileEntry>> {
@@ -561,17 +577,11 @@ impl Vault {
     /// back after they were answered (see `catalog::lost`). The file then
     /// starts over from what the catalog holds: its last version.
     fn check_not_lost(&self, cat: &Catalog, ino: Ino, f: &mut OpenFile) -> Result<()> {
-        let lost = match f.unsettled {
-            Some((first, last)) => {
-                let lost = cat.lost_in(first..=last);
-                if lost.is_none() && cat.settled(last) {
-                    f.unsettled = None;
-                }
-                lost
-            }
-            None => None,
+        let lost = f.unsettled.iter().find_map(|g| cat.lost_in(*g));
+        if lost.is_none() && f.unsettled.last().is_some_and(|g| cat.settled(*g)) {
+            f.unsettled.clear();
         }
-        .or_else(|| cat.lost_inode(ino));
+        let lost = lost.or_else(|| cat.lost_inode(ino));
         let Some(cause) = lost else {
             return Ok(());
         };
@@ -585,7 +595,7 @@ impl Vault {
                 f.size = 0;
                 f.meta_dirty = false;
                 f.version_open = false;
-                f.unsettled = None;
+                f.unsettled.clear();
             }
         }
         tracing::error!("inode {ino}: changes since its last version were lost ({cause:?})");
@@ -778,6 +788,7 @@ impl Vault {
             c.update_inode(&inode)?;
             Ok(())
         })?;
+        f.changed_in(&cat);
         f.mtime = t;
         f.ctime = t;
         f.version_open = true;

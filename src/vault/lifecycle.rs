@@ -2,7 +2,7 @@
 //! the background durability timer and a clean shutdown.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 
 use super::cache::BlockCache;
-use super::{now_ns, Result, Vault, DEFAULT_BLOCK_SIZE};
+use super::{now_ns, Result, Vault, VaultError, DEFAULT_BLOCK_SIZE};
 use crate::catalog::{
     Catalog, Checkpointer, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO,
 };
@@ -200,6 +200,7 @@ impl Vault {
             cache: BlockCache::new(opts.cache_bytes),
             loading: Default::default(),
             dirty_bytes: AtomicUsize::new(0),
+            losses_reported: AtomicU64::new(0),
             dirty_limit: opts.dirty_limit,
             clock: AtomicI64::new(now_ns()),
             read_only: opts.read_only,
@@ -263,11 +264,13 @@ impl Vault {
 
     /// Commits the open group and makes everything committed durable.
     ///
-    /// The pack flush does not wait for the catalog: it runs while the
-    /// catalog commits and its WAL is flushed, on the other core. Both are
-    /// done before this returns, which is all fsync promises; a power loss
-    /// in between leaves catalog rows whose blocks are missing, and recovery
-    /// falls back to the previous version for those.
+    /// Records in the active pack's zeroed tail are pushed first and share
+    /// the WAL's flush (see `store::flush`). Otherwise the pack flush does
+    /// not wait for the catalog: it runs while the catalog commits and its
+    /// WAL is flushed, on the other core. Both are done before this returns,
+    /// which is all fsync promises; a power loss in between leaves catalog
+    /// rows whose blocks are missing, and recovery falls back to the previous
+    /// version for those.
     pub fn sync_all(&self) -> Result<()> {
         match self.packs.push()? {
             Pushed::Nothing => self.sync_catalog().map(|_| ()),
@@ -286,6 +289,20 @@ impl Vault {
                 packs?;
                 catalog.map(|_| ())
             }
+        }
+    }
+
+    /// fsync of a directory: `sync_all`, and then fails if catalog changes
+    /// were rolled back since the last such report (creates, renames,
+    /// attribute changes: see `catalog::lost`), as a file's fsync does for
+    /// its own content.
+    pub fn sync_dir(&self) -> Result<()> {
+        self.sync_all()?;
+        let (lost, cause) = self.catalog.lock().losses();
+        let reported = self.losses_reported.swap(lost, Ordering::AcqRel);
+        match cause {
+            Some(cause) if lost > reported => Err(VaultError::ChangesLost(cause)),
+            _ => Ok(()),
         }
     }
 
@@ -390,9 +407,15 @@ impl Vault {
             .iter()
             .map(|(i, f)| (*i, f.clone()))
             .collect();
+        // A file that cannot be stored (a full disk) does not keep the others,
+        // the seal and the sync from being done; the first error is reported.
+        let mut first_error = None;
         for (ino, file) in open {
             let mut f = file.lock();
-            self.flush_file(ino, &mut f, Some(VersionReason::Write))?;
+            if let Err(e) = self.flush_file(ino, &mut f, Some(VersionReason::Write)) {
+                tracing::error!("inode {ino}: not stored at shutdown: {e}");
+                first_error.get_or_insert(e);
+            }
         }
         let active = self.packs.seal_active();
         self.record_sealed_packs()?;
@@ -401,9 +424,8 @@ impl Vault {
         // Waits for a background copy in progress, and closes its connection
         // so that the final checkpoint can truncate the WAL.
         self.checkpointer.lock().take();
-        let cat = self.catalog.lock();
-        cat.checkpoint()?;
-        Ok(())
+        self.catalog.lock().checkpoint()?;
+        first_error.map_or(Ok(()), Err)
     }
 
     pub fn integrity_check(&self) -> Result<()> {

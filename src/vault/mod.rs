@@ -15,7 +15,7 @@ mod tree;
 mod xattr;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -60,6 +60,8 @@ pub struct Vault {
     /// Blocks being decrypted right now, so each is decrypted once.
     loading: Mutex<HashMap<crate::crypto::BlockId, Arc<LoadingBlock>>>,
     dirty_bytes: AtomicUsize,
+    /// Lost catalog groups already reported to a directory fsync.
+    losses_reported: AtomicU64,
     dirty_limit: usize,
     clock: AtomicI64,
     read_only: bool,

@@ -510,7 +510,7 @@ impl Vault {
         let file = self.files.lock().get(&ino).cloned();
         let mut open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
-        cat.tx(|c| {
+        let attr = cat.tx(|c| -> Result<Attr> {
             let mut i = Self::inode_of(c, ino)?;
             if let Some(f) = open.as_deref_mut() {
                 f.overlay(&mut i);
@@ -552,7 +552,11 @@ impl Vault {
             c.update_inode(&i)?;
             let allocated = c.allocated_blocks(ino)? * self.block_size;
             Ok(Attr::from_inode(&i, allocated))
-        })
+        })?;
+        if let Some(f) = open.as_deref_mut() {
+            f.changed_in(&cat);
+        }
+        Ok(attr)
     }
 
     pub fn statfs(&self) -> Result<FsStats> {
