@@ -6,7 +6,7 @@
 //! remembers which groups and which new inodes were lost, and the engine
 //! reports that loss (ENOSPC or EIO) to the next close, fsync or access.
 
-use std::ops::{Range, RangeInclusive};
+use std::ops::Range;
 
 use super::Ino;
 
@@ -42,10 +42,10 @@ impl LostChanges {
         (self.count, self.groups.last().map(|(_, c)| *c))
     }
 
-    pub(super) fn in_groups(&self, groups: RangeInclusive<u64>) -> Option<LossCause> {
+    pub(super) fn of_group(&self, group: u64) -> Option<LossCause> {
         self.groups
             .iter()
-            .find(|(g, _)| groups.contains(g))
+            .find(|(g, _)| *g == group)
             .map(|(_, c)| *c)
     }
 
@@ -73,10 +73,11 @@ mod tests {
         let mut lost = LostChanges::default();
         lost.record(5, 10..13, LossCause::DiskFull);
         lost.record(9, 20..20, LossCause::Io);
-        assert_eq!(lost.in_groups(1..=4), None);
-        assert_eq!(lost.in_groups(3..=5), Some(LossCause::DiskFull));
-        assert_eq!(lost.in_groups(6..=9), Some(LossCause::Io));
-        assert_eq!(lost.in_groups(10..=12), None);
+        assert_eq!(lost.of_group(4), None);
+        assert_eq!(lost.of_group(5), Some(LossCause::DiskFull));
+        assert_eq!(lost.of_group(9), Some(LossCause::Io));
+        assert_eq!(lost.of_group(10), None);
+        assert_eq!(lost.count(), (2, Some(LossCause::Io)));
         assert_eq!(lost.of_inode(9), None);
         assert_eq!(lost.of_inode(12), Some(LossCause::DiskFull));
         assert_eq!(lost.of_inode(13), None);

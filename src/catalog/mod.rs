@@ -258,7 +258,7 @@ impl Catalog {
     /// Whether `group` was rolled back after its requests were answered,
     /// and why.
     pub fn lost_in(&self, group: u64) -> Option<LossCause> {
-        self.lost.borrow().in_groups(group..=group)
+        self.lost.borrow().of_group(group)
     }
 
     /// Whether `ino` was created in a group that was rolled back.
