@@ -18,7 +18,7 @@ pub use pack::{
     record_len, AppendOutcome, BlockLocation, PackId, PackStore, Pushed, PushedRecords, RawRecord,
     Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
-pub use space::{SpaceGuard, DEFAULT_RESERVE};
+pub use space::{statvfs, SpaceGuard, DEFAULT_RESERVE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

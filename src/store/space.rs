@@ -71,6 +71,12 @@ impl SpaceGuard {
 
 /// Bytes an unprivileged writer may still use on the filesystem of `dir`.
 fn available_bytes(dir: &Path) -> Result<u64> {
+    let st = statvfs(dir)?;
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// statvfs(2) of the filesystem holding `dir`.
+pub fn statvfs(dir: &Path) -> Result<libc::statvfs> {
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| StoreError::Io {
         path: dir.to_path_buf(),
         source: std::io::ErrorKind::InvalidInput.into(),
@@ -84,7 +90,7 @@ fn available_bytes(dir: &Path) -> Result<u64> {
             source: std::io::Error::last_os_error(),
         });
     }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    Ok(st)
 }
 
 #[cfg(test)]

@@ -571,17 +571,7 @@ impl Vault {
 }
 
 fn nix_statvfs(path: &std::path::Path) -> Result<FsStats> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| VaultError::Invalid)?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return Err(crate::store::StoreError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        }
-        .into());
-    }
+    let s = crate::store::statvfs(path)?;
     Ok(FsStats {
         block_size: s.f_frsize as u32,
         blocks: s.f_blocks as u64,
