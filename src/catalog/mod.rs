@@ -119,17 +119,7 @@ impl Catalog {
         // Every statement the engine runs stays prepared (the default of 16
         // is fewer than the engine uses, and re-parsing costs more than running).
         conn.set_prepared_statement_cache_capacity(256);
-        let cat = Self {
-            conn,
-            group_started: Default::default(),
-            group: Default::default(),
-            next_ino: Default::default(),
-            group_first_ino: Default::default(),
-            group_first_change: Default::default(),
-            lost: Default::default(),
-            wal_path: PathBuf::from(format!("{}-wal", path.display())),
-            synced: Default::default(),
-        };
+        let cat = Self::with_connection(conn, PathBuf::from(format!("{}-wal", path.display())));
         if create {
             cat.conn.execute_batch(schema::SCHEMA)?;
         } else {
@@ -152,7 +142,12 @@ impl Catalog {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         keep_query_plans(&conn)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
-        Ok(Self {
+        Ok(Self::with_connection(conn, PathBuf::new()))
+    }
+
+    /// A catalog on `conn` with no group open yet.
+    fn with_connection(conn: Connection, wal_path: PathBuf) -> Self {
+        Self {
             conn,
             group_started: Default::default(),
             group: Default::default(),
@@ -160,9 +155,9 @@ impl Catalog {
             group_first_ino: Default::default(),
             group_first_change: Default::default(),
             lost: Default::default(),
-            wal_path: PathBuf::new(),
+            wal_path,
             synced: Default::default(),
-        })
+        }
     }
 
     /// Runs `f` atomically: all of its changes or none (a savepoint).
@@ -695,13 +690,10 @@ impl Catalog {
         // At every append, not only the one that opened the pack: the group
         // that recorded the opening may have been rolled back (see `lost`),
         // and committed blocks must never point into a pack the catalog
-        // does not list (recovery, replication and gc go by that list).
-        let packs = outcome
-            .opened
-            .into_iter()
-            .chain(outcome.locations.iter().map(|l| l.pack));
+        // does not list (recovery, replication and gc go by that list). An
+        // opened pack holds the append's records, so it is among these.
         let mut recorded = None;
-        for pack in packs {
+        for pack in outcome.locations.iter().map(|l| l.pack) {
             if recorded != Some(pack) {
                 self.insert_pack(pack.as_i64())?;
                 recorded = Some(pack);

@@ -161,13 +161,13 @@ impl ActivePack {
     /// Writes zeros past the end up to `ZERO_AHEAD` ahead (not past
     /// `limit`), unless at least half of that is there. Best effort: where
     /// `space` refuses them, it writes nothing and syncs take their usual path.
-    fn zero_ahead(&mut self, limit: u64, space: Option<&SpaceGuard>) {
+    fn zero_ahead(&mut self, limit: u64, space: &SpaceGuard) {
         let from = self.zeroed_end.max(self.len);
         if from >= self.len + ZERO_AHEAD / 2 {
             return;
         }
         let to = (self.len + ZERO_AHEAD).min(limit).next_multiple_of(4096);
-        if to <= from || space.is_some_and(|s| s.claim(to - from).is_err()) {
+        if to <= from || space.claim(to - from).is_err() {
             return;
         }
         let zeros = vec![0u8; (to - from) as usize];
@@ -210,11 +210,10 @@ pub struct PackStore {
     sealer: Arc<BackgroundSealer>,
     readers: Mutex<LruCache<PackId, Arc<File>>>,
     seal_index: IndexSealer,
-    /// Whether the catalog's flush makes pushed records durable (see
-    /// `store::flush`); without it `push` always answers `NeedsSync`.
-    flush_follows_push: bool,
-    /// Consulted before zeros are written ahead, which appends do not claim.
-    space: Option<Arc<SpaceGuard>>,
+    /// Set when the catalog's flush makes pushed records durable (see
+    /// `store::flush`): the guard consulted before zeros are written ahead,
+    /// which appends do not claim. Unset, `push` answers `NeedsSync`.
+    zeros_ahead: Option<Arc<SpaceGuard>>,
 }
 
 /// Seals full packs on a thread of their own: a seal waits for the disk to
@@ -270,17 +269,15 @@ impl PackStore {
             sealer: Arc::default(),
             readers: Mutex::new(LruCache::new(OPEN_PACK_FILES.try_into().expect("nonzero"))),
             seal_index,
-            flush_follows_push: false,
-            space: None,
+            zeros_ahead: None,
         }
     }
 
     /// Lets `push` make records durable without a flush of their own, for
     /// a caller that always follows it with an fdatasync on the same
     /// filesystem (see `store::wal_flush_covers_packs`).
-    pub fn with_flush_follows_push(mut self, yes: bool, space: Arc<SpaceGuard>) -> Self {
-        self.flush_follows_push = yes;
-        self.space = Some(space);
+    pub fn with_flush_follows_push(mut self, space: Arc<SpaceGuard>) -> Self {
+        self.zeros_ahead = Some(space);
         self
     }
 
@@ -404,9 +401,9 @@ impl PackStore {
     pub fn sync(&self) -> Result<()> {
         let active = match self.active.lock().as_mut() {
             Some(p) if p.len != p.synced_len => {
-                if self.flush_follows_push {
+                if let Some(space) = &self.zeros_ahead {
                     // Made durable by the same flush, for the next pushes.
-                    p.zero_ahead(self.target_size, self.space.as_deref());
+                    p.zero_ahead(self.target_size, space);
                 }
                 Some((
                     p.id,
@@ -440,7 +437,7 @@ impl PackStore {
     /// initialized tail (see `store::flush`). The caller must then complete
     /// an fdatasync on the same filesystem and call `flushed`.
     pub fn push(&self) -> Result<Pushed> {
-        if !self.flush_follows_push {
+        if self.zeros_ahead.is_none() {
             return Ok(Pushed::NeedsSync);
         }
         let active = match self.active.lock().as_ref() {
@@ -838,7 +835,7 @@ mod tests {
     fn records_in_the_zeroed_tail_are_pushed_then_sealed_and_recovered() {
         let tmp = tempfile::tempdir().unwrap();
         let s = store(tmp.path(), 1 << 40)
-            .with_flush_follows_push(true, Arc::new(SpaceGuard::new(tmp.path(), 0)));
+            .with_flush_follows_push(Arc::new(SpaceGuard::new(tmp.path(), 0)));
         let sealer = crate::crypto::Keys::derive(&crate::crypto::MasterKey::generate()).blocks;
         let first = sealer.seal(b"first block");
         let out = s.append(&[&first]).unwrap();
@@ -878,7 +875,7 @@ mod tests {
     fn a_seal_drops_the_zeros_written_ahead() {
         let tmp = tempfile::tempdir().unwrap();
         let s = store(tmp.path(), 1 << 40)
-            .with_flush_follows_push(true, Arc::new(SpaceGuard::new(tmp.path(), 0)));
+            .with_flush_follows_push(Arc::new(SpaceGuard::new(tmp.path(), 0)));
         let sealer = crate::crypto::Keys::derive(&crate::crypto::MasterKey::generate()).blocks;
         let block = sealer.seal(b"only block");
         let out = s.append(&[&block]).unwrap();

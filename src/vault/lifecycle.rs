@@ -186,6 +186,10 @@ impl Vault {
             Catalog::open(&dir.catalog_path(), false)?
         };
         let space = Arc::new(SpaceGuard::new(dir.root(), opts.space_reserve));
+        let mut packs = PackStore::new(dir.packs_dir(), seal_index);
+        if crate::store::wal_flush_covers_packs(dir) {
+            packs = packs.with_flush_follows_push(space.clone());
+        }
         let vault = Arc::new_cyclic(|me| Vault {
             me: me.clone(),
             dir: dir.clone(),
@@ -193,8 +197,7 @@ impl Vault {
             config,
             keys,
             catalog: Mutex::new(catalog),
-            packs: PackStore::new(dir.packs_dir(), seal_index)
-                .with_flush_follows_push(crate::store::wal_flush_covers_packs(dir), space.clone()),
+            packs,
             space,
             files: Mutex::new(HashMap::new()),
             cache: BlockCache::new(opts.cache_bytes),
