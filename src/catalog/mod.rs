@@ -5,6 +5,7 @@
 //! Every public method is one statement or runs inside the caller's `tx`.
 
 mod lost;
+pub mod page_cache;
 mod schema;
 mod types;
 
@@ -139,6 +140,7 @@ impl Catalog {
 
     /// Read-only access for `info` and the like, safe beside a running daemon.
     pub fn open_readonly(path: &Path) -> Result<Self> {
+        page_cache::install();
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         keep_query_plans(&conn)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
@@ -884,6 +886,7 @@ impl Checkpointer {
 fn connect_read_write(path: &Path) -> Result<Connection> {
     let flags =
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    page_cache::install();
     let conn = Connection::open_with_flags(path, flags)?;
     keep_query_plans(&conn)?;
     Ok(conn)
