@@ -13,7 +13,9 @@
 //!
 //! Only where that reasoning holds: both files on one filesystem that
 //! overwrites in place (ext4, XFS), or on tmpfs (nothing to flush). Not on
-//! copy-on-write filesystems such as btrfs, where an overwrite allocates.
+//! copy-on-write filesystems such as btrfs, where an overwrite allocates,
+//! nor for packs on an XFS realtime device, which the flush of the data
+//! device does not reach.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -38,10 +40,41 @@ pub fn wal_flush_covers_packs(dir: &StoreDir) -> bool {
         _ => false,
     };
     same_device
-        && matches!(
-            filesystem_type(&packs),
-            Some(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC | TMPFS_MAGIC)
-        )
+        && match filesystem_type(&packs) {
+            Some(EXT4_SUPER_MAGIC | TMPFS_MAGIC) => true,
+            // A realtime XFS directory puts its new files' data on the
+            // realtime device, which the WAL's flush does not reach.
+            Some(XFS_SUPER_MAGIC) => xfs_realtime(&packs) == Some(false),
+            _ => false,
+        }
+}
+
+/// `struct fsxattr` of <linux/fs.h>.
+#[repr(C)]
+#[derive(Default)]
+struct FsXattr {
+    xflags: u32,
+    extsize: u32,
+    nextents: u32,
+    projid: u32,
+    cowextsize: u32,
+    pad: [u8; 8],
+}
+
+/// `_IOR('X', 31, struct fsxattr)`.
+const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
+const FS_XFLAG_REALTIME: u32 = 0x1;
+const FS_XFLAG_RTINHERIT: u32 = 0x100;
+
+/// Whether files created in `dir` keep their data on a realtime device;
+/// None if the filesystem cannot tell.
+fn xfs_realtime(dir: &Path) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(dir).ok()?;
+    let mut attr = FsXattr::default();
+    // SAFETY: the ioctl fills a live struct of the size its number encodes.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), FS_IOC_FSGETXATTR, &mut attr) };
+    (rc == 0).then_some(attr.xflags & (FS_XFLAG_REALTIME | FS_XFLAG_RTINHERIT) != 0)
 }
 
 fn filesystem_type(path: &Path) -> Option<i64> {
@@ -62,5 +95,20 @@ mod tests {
         assert!(filesystem_type(dir.path()).is_some());
         assert_eq!(filesystem_type(Path::new("/proc")), Some(0x9fa0));
         assert!(filesystem_type(Path::new("/no/such/dir")).is_none());
+    }
+
+    #[test]
+    fn a_plain_directory_is_not_realtime() {
+        assert_eq!(
+            std::mem::size_of::<FsXattr>(),
+            28,
+            "the ioctl encodes 28 bytes"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // ext4 and XFS answer the ioctl; others may not at all.
+        if let Some(realtime) = xfs_realtime(dir.path()) {
+            assert!(!realtime);
+        }
+        assert_eq!(xfs_realtime(Path::new("/no/such/dir")), None);
     }
 }
