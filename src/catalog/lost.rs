@@ -17,51 +17,63 @@ pub enum LossCause {
     Io,
 }
 
-/// Losses remembered; the oldest are forgotten past this many.
+/// Runs of losses remembered; the oldest are forgotten past this many. A disk
+/// that stays full loses group after group, which `record` merges into one
+/// run, so this bounds memory without forgetting one full-disk episode.
 const KEPT: usize = 1024;
 
 #[derive(Default)]
 pub(super) struct LostChanges {
-    groups: Vec<(u64, LossCause)>,
+    groups: Vec<(Range<u64>, LossCause)>,
     inodes: Vec<(Range<Ino>, LossCause)>,
     /// Groups lost since the catalog opened, remembered or not.
     count: u64,
+    last_cause: Option<LossCause>,
 }
 
 impl LostChanges {
     /// Group `group`, which had allocated `inodes`, was rolled back.
     pub(super) fn record(&mut self, group: u64, inodes: Range<Ino>, cause: LossCause) {
         self.count += 1;
-        push_bounded(&mut self.groups, (group, cause));
+        self.last_cause = Some(cause);
+        push_run(&mut self.groups, group..group + 1, cause);
         if !inodes.is_empty() {
-            push_bounded(&mut self.inodes, (inodes, cause));
+            push_run(&mut self.inodes, inodes, cause);
         }
     }
 
     pub(super) fn count(&self) -> (u64, Option<LossCause>) {
-        (self.count, self.groups.last().map(|(_, c)| *c))
+        (self.count, self.last_cause)
     }
 
     pub(super) fn of_group(&self, group: u64) -> Option<LossCause> {
-        self.groups
-            .iter()
-            .find(|(g, _)| *g == group)
-            .map(|(_, c)| *c)
+        find(&self.groups, group)
     }
 
     pub(super) fn of_inode(&self, ino: Ino) -> Option<LossCause> {
-        self.inodes
-            .iter()
-            .find(|(r, _)| r.contains(&ino))
-            .map(|(_, c)| *c)
+        find(&self.inodes, ino)
     }
 }
 
-fn push_bounded<T>(v: &mut Vec<T>, item: T) {
-    if v.len() == KEPT {
-        v.remove(0);
+fn find(runs: &[(Range<u64>, LossCause)], n: u64) -> Option<LossCause> {
+    runs.iter()
+        .rev()
+        .find(|(r, _)| r.contains(&n))
+        .map(|(_, c)| *c)
+}
+
+/// Appends `range`, extending the newest run when it continues it.
+fn push_run(runs: &mut Vec<(Range<u64>, LossCause)>, range: Range<u64>, cause: LossCause) {
+    if let Some((last, c)) = runs.last_mut() {
+        if *c == cause && last.end == range.start {
+            last.end = range.end;
+            return;
+        }
     }
-    v.push(item);
+    if runs.len() == KEPT {
+        runs.remove(0);
+    }
+    runs.push((range, cause));
 }
 
 #[cfg(test)]
@@ -82,5 +94,30 @@ mod tests {
         assert_eq!(lost.of_inode(12), Some(LossCause::DiskFull));
         assert_eq!(lost.of_inode(13), None);
         assert_eq!(lost.of_inode(20), None);
+    }
+
+    #[test]
+    fn a_long_full_disk_episode_is_remembered_whole() {
+        let mut lost = LostChanges::default();
+        lost.record(1, 1..2, LossCause::Io);
+        // Every group fails while the disk stays full, far more than KEPT.
+        for g in 10..10 + 100 * KEPT as u64 {
+            lost.record(g, g * 2..g * 2 + 2, LossCause::DiskFull);
+        }
+        assert_eq!(lost.groups.len(), 2, "consecutive losses merge");
+        assert_eq!(lost.inodes.len(), 2, "so do the inodes they allocated");
+        assert_eq!(lost.of_group(1), Some(LossCause::Io));
+        assert_eq!(lost.of_group(10), Some(LossCause::DiskFull));
+        assert_eq!(
+            lost.of_group(9 + 100 * KEPT as u64),
+            Some(LossCause::DiskFull)
+        );
+        assert_eq!(lost.of_group(5), None);
+        assert_eq!(lost.of_inode(1), Some(LossCause::Io));
+        assert_eq!(lost.of_inode(20), Some(LossCause::DiskFull));
+        assert_eq!(
+            lost.count(),
+            (1 + 100 * KEPT as u64, Some(LossCause::DiskFull))
+        );
     }
 }
