@@ -8,17 +8,8 @@ use std::process::Command;
 
 use phivault::store::{wal_flush_covers_packs, StoreDir};
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd} (install xfsprogs?): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod common;
+use common::ok;
 
 /// An XFS filesystem on a loop device, unmounted on drop.
 struct XfsMount {
@@ -28,9 +19,12 @@ struct XfsMount {
 
 impl XfsMount {
     fn new() -> Self {
+        // SAFETY: no arguments, no memory.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(root, "this test mounts a loop device and must run as root");
         assert!(
-            nix_is_root(),
-            "this test mounts a loop device and must run as root"
+            Command::new("mkfs.xfs").arg("-V").output().is_ok(),
+            "this test needs mkfs.xfs and xfs_io: apt-get install xfsprogs"
         );
         let tmp = tempfile::tempdir().unwrap();
         let image = tmp.path().join("xfs.img");
@@ -39,13 +33,13 @@ impl XfsMount {
             .unwrap()
             .set_len(320 << 20)
             .unwrap();
-        run("mkfs.xfs", &["-q", "-f", image.to_str().unwrap()]);
+        ok(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&image));
         let dir = tmp.path().join("mnt");
         std::fs::create_dir(&dir).unwrap();
-        run(
-            "mount",
-            &["-o", "loop", image.to_str().unwrap(), dir.to_str().unwrap()],
-        );
+        ok(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&dir));
         Self { dir, _tmp: tmp }
     }
 }
@@ -54,11 +48,6 @@ impl Drop for XfsMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.dir).status();
     }
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: no arguments, no memory.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn store_in(parent: &Path) -> StoreDir {
@@ -81,7 +70,9 @@ fn one_flush_covers_packs_on_xfs_but_not_on_its_realtime_device() {
     // realtime device, which a flush of the data device does not reach.
     let realtime = xfs.dir.join("realtime");
     std::fs::create_dir(&realtime).unwrap();
-    run("xfs_io", &["-c", "chattr +t", realtime.to_str().unwrap()]);
+    ok(Command::new("xfs_io")
+        .args(["-c", "chattr +t"])
+        .arg(&realtime));
     assert!(
         !wal_flush_covers_packs(&store_in(&realtime)),
         "packs inheriting the realtime flag need their own flush"

@@ -140,9 +140,7 @@ impl Catalog {
 
     /// Read-only access for `info` and the like, safe beside a running daemon.
     pub fn open_readonly(path: &Path) -> Result<Self> {
-        page_cache::install();
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        keep_query_plans(&conn)?;
+        let conn = connect(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
         Ok(Self::with_connection(conn, PathBuf::new()))
     }
@@ -884,8 +882,15 @@ impl Checkpointer {
 
 /// A connection to an existing catalog, used by one thread at a time.
 fn connect_read_write(path: &Path) -> Result<Connection> {
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    connect(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// Every catalog connection: the page cache wrapper installed before
+/// SQLite's first use, and fixed query plans.
+fn connect(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection> {
     page_cache::install();
     let conn = Connection::open_with_flags(path, flags)?;
     keep_query_plans(&conn)?;
