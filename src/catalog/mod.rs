@@ -8,6 +8,7 @@ mod lost;
 pub mod page_cache;
 mod schema;
 mod types;
+pub mod wal_writes;
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -889,10 +890,13 @@ fn connect_read_write(path: &Path) -> Result<Connection> {
 }
 
 /// Every catalog connection: the page cache wrapper installed before
-/// SQLite's first use, and fixed query plans.
+/// SQLite's first use, WAL writes gathered, and fixed query plans.
 fn connect(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection> {
     page_cache::install();
-    let conn = Connection::open_with_flags(path, flags)?;
+    let conn = match wal_writes::vfs_name() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+        None => Connection::open_with_flags(path, flags)?,
+    };
     keep_query_plans(&conn)?;
     Ok(conn)
 }

@@ -1,0 +1,272 @@
+//! The catalog's WAL write gathering (`catalog::wal_writes`) holds SQLite's
+//! WAL writes in memory until a commit frame is complete. A mistake there
+//! shows as a committed transaction missing from the file (lost on kill -9)
+//! or a reader seeing frames that are not written yet. These tests drive
+//! real SQLite through the VFS with concurrent readers and checkpoints, and
+//! after every commit copy the files as the OS holds them (what a kill -9
+//! would leave) and open the copy with SQLite's default VFS.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use phivault::catalog::wal_writes;
+use rusqlite::{params, Connection, OpenFlags};
+
+/// xorshift64*: a fixed seed gives the same run everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn open(path: &Path) -> Connection {
+    let vfs = wal_writes::vfs_name().expect("the default VFS can be wrapped");
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+    let conn = Connection::open_with_flags_and_vfs(path, flags, vfs).expect("open");
+    // The catalog's settings: small pages, WAL, no sync at commit, and
+    // SQLite's own checkpoints off so the test decides when they run.
+    conn.execute_batch(
+        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         PRAGMA cache_size=500; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=10000;",
+    )
+    .expect("pragmas");
+    conn
+}
+
+type Model = BTreeMap<i64, Vec<u8>>;
+
+fn contents(conn: &Connection) -> Model {
+    let mut st = conn
+        .prepare("SELECT k, v FROM t ORDER BY k")
+        .expect("prepare");
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// The database as a kill -9 at this instant would leave it: the main file
+/// and the WAL as the OS has them, opened with SQLite's default VFS (which
+/// rebuilds the WAL index from the WAL, as after a crash).
+fn as_after_kill(db: &Path, scratch: &Path) -> Model {
+    let copy = scratch.join("copy.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+    }
+    std::fs::copy(db, &copy).expect("copy db");
+    std::fs::copy(
+        format!("{}-wal", db.display()),
+        format!("{}-wal", copy.display()),
+    )
+    .expect("copy wal");
+    let conn = Connection::open(&copy).expect("open copy");
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(ok, "ok", "the copy is corrupt");
+    contents(&conn)
+}
+
+/// Compares without printing megabytes of blobs on failure.
+fn same(got: &Model, want: &Model, what: &str) {
+    if got == want {
+        return;
+    }
+    let differ = want
+        .iter()
+        .filter(|(k, v)| got.get(k) != Some(v))
+        .map(|(k, _)| *k)
+        .chain(got.keys().filter(|k| !want.contains_key(k)).copied())
+        .take(10)
+        .collect::<Vec<_>>();
+    panic!(
+        "{what}: {} rows, expected {}; first differing keys {differ:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+fn payload(rng: &mut Rng, max: u64) -> Vec<u8> {
+    let len = 1 + rng.below(max) as usize;
+    let seed = rng.next();
+    (0..len)
+        .map(|i| (seed >> (i % 7 * 8)) as u8 ^ i as u8)
+        .collect()
+}
+
+#[test]
+fn every_commit_is_in_the_files_and_readers_see_only_written_frames() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("t.db");
+    let writer = open(&db);
+    writer
+        .execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+        .expect("create");
+    let reader = open(&db);
+    let checkpointer = open(&db);
+    // Writes and flushes during the small transactions, which are what the
+    // mount's closes look like.
+    let (mut small_writes, mut small_flushes) = (0, 0);
+
+    let mut rng = Rng(0x5eed_f3a1);
+    let mut model = Model::new();
+    for step in 0..600u32 {
+        let before = wal_writes::stats();
+        let tx = writer.unchecked_transaction().expect("begin");
+        let mut next = model.clone();
+        // Mostly small transactions like the mount's closes; now and then a
+        // large one, which spills frames before its commit.
+        let (changes, max_len) = if step % 97 == 1 {
+            (1500, 3000)
+        } else {
+            (1 + rng.below(12), 200)
+        };
+        for _ in 0..changes {
+            let k = rng.below(4000) as i64;
+            if rng.below(5) == 0 {
+                tx.execute("DELETE FROM t WHERE k = ?1", params![k])
+                    .expect("delete");
+                next.remove(&k);
+            } else {
+                let v = payload(&mut rng, max_len);
+                tx.execute(
+                    "INSERT OR REPLACE INTO t(k, v) VALUES (?1, ?2)",
+                    params![k, v],
+                )
+                .expect("upsert");
+                next.insert(k, v);
+            }
+        }
+        if rng.below(10) == 0 {
+            tx.rollback().expect("rollback");
+        } else {
+            tx.commit().expect("commit");
+            model = next;
+        }
+        if changes < 100 {
+            let after = wal_writes::stats();
+            small_writes += after.writes - before.writes;
+            small_flushes += after.flushes - before.flushes;
+        }
+        same(
+            &contents(&reader),
+            &model,
+            &format!("reader after step {step}"),
+        );
+        if step % 5 == 0 {
+            let files = as_after_kill(&db, dir.path());
+            same(&files, &model, &format!("files after step {step}"));
+        }
+        if rng.below(8) == 0 {
+            checkpointer
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                .expect("checkpoint");
+        }
+        if step % 150 == 149 {
+            // Restarts the WAL from its first frame.
+            writer
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .expect("truncate checkpoint");
+        }
+    }
+    let ok: String = writer
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(ok, "ok");
+    same(&contents(&writer), &model, "writer at the end");
+
+    assert!(
+        small_writes > 5_000,
+        "the test wrote through the VFS ({small_writes} writes)"
+    );
+    assert!(
+        small_flushes * 5 < small_writes,
+        "writes were gathered: {small_writes} WAL writes reached the file in {small_flushes}"
+    );
+}
+
+/// A commit whose WAL write fails (a full filesystem) fails as it would
+/// without gathering: SQLite reports it and rolls back, the earlier commits
+/// stay intact, and commits work again once space is freed.
+#[test]
+fn a_full_disk_fails_the_commit_and_keeps_earlier_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        st.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&mnt);
+
+    // Most of the space goes to a ballast file, deleted later to free it.
+    let ballast = mnt.join("ballast");
+    std::fs::write(&ballast, vec![0x55u8; 3 << 20]).expect("write ballast");
+    let db = mnt.join("t.db");
+    let conn = open(&db);
+    conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+        .expect("create");
+    let mut rng = Rng(7);
+    let mut model = Model::new();
+    let mut full = None;
+    for k in 0..10_000i64 {
+        let v = payload(&mut rng, 3000);
+        match conn.execute("INSERT INTO t(k, v) VALUES (?1, ?2)", params![k, v]) {
+            Ok(_) => {
+                model.insert(k, v);
+            }
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+    }
+    let err = full.expect("the small filesystem fills up");
+    assert!(
+        err.to_string().contains("full") || err.to_string().contains("disk"),
+        "the error says the disk is full: {err}"
+    );
+    same(
+        &contents(&conn),
+        &model,
+        "earlier commits, as SQLite sees them",
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let files = as_after_kill(&db, scratch.path());
+    same(&files, &model, "earlier commits, in the files");
+
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    conn.execute("DELETE FROM t WHERE k % 2 = 0", [])
+        .expect("delete");
+    model.retain(|k, _| k % 2 != 0);
+    conn.execute("INSERT INTO t(k, v) VALUES (-1, x'01')", [])
+        .expect("insert after freeing");
+    model.insert(-1, vec![1]);
+    drop(conn);
+    let conn = open(&db);
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(ok, "ok");
+    same(&contents(&conn), &model, "after reopening");
+}
