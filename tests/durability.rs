@@ -227,55 +227,6 @@ fn sigkill_during_write_storm_loses_nothing_closed() {
     integrity_ok(&v.store.join("catalog.db"));
 }
 
-/// A tmpfs of a fixed size, unmounted on drop (after everything inside).
-struct Tmpfs {
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Tmpfs {
-    fn new(size: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("phivault-tmpfs-")
-            .tempdir()
-            .unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "cannot mount a tmpfs on {}",
-            dir.path().display()
-        );
-        Tmpfs { dir: Some(dir) }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.as_ref().unwrap().path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let p = self.path().to_path_buf();
-        if !Command::new("umount")
-            .arg(&p)
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            let _ = Command::new("umount").arg("-l").arg(&p).status();
-        }
-        drop(self.dir.take());
-    }
-}
-
 fn errno_of(e: &std::io::Error) -> String {
     format!("{e} (errno {:?})", e.raw_os_error())
 }
@@ -303,7 +254,7 @@ fn full_disk_with_small_files_reports_enospc_and_recovers() {
 /// ENOSPC, then checks the earlier files, frees space, and writes again.
 fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
     // Declared first so it is dropped last, after the vault has unmounted.
-    let fs = Tmpfs::new("64m");
+    let fs = common::Tmpfs::new("64m");
     let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, common::pattern(1, 8 << 20)).unwrap();
     let mut v = Vault::init_in(
@@ -417,7 +368,7 @@ fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
 fn a_background_seal_that_hits_a_full_disk_is_retried_by_sync() {
     use phivault::store::{PackStore, RECORD_HEADER_LEN};
     const PAGE: u64 = 4096;
-    let fs = Tmpfs::new("1m");
+    let fs = common::Tmpfs::new("1m");
     std::fs::create_dir(fs.path().join("packs")).unwrap();
     // A pack is full at one page, so the seal is what needs a second one.
     let store = PackStore::with_target_size(
@@ -478,35 +429,6 @@ fn a_background_seal_that_hits_a_full_disk_is_retried_by_sync() {
     }
 }
 
-const ENGINE_PASSPHRASE: &[u8] = b"test passphrase, not secret";
-
-/// Opens an engine (no mount) on the store in `dir`/store, creating it first
-/// with `create`, and keeping `space_reserve` bytes free for the catalog.
-fn open_engine(dir: &Path, create: bool, space_reserve: u64) -> Arc<phivault::vault::Vault> {
-    use phivault::crypto::{KdfParams, Passphrase};
-    use phivault::store::StoreDir;
-    use phivault::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions};
-    let store = StoreDir::new(dir.join("store"));
-    let pass = Passphrase::new(ENGINE_PASSPHRASE.to_vec());
-    if create {
-        let init = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 8192,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        create_store(&store, &pass, &init).unwrap();
-    }
-    let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
-    let opts = OpenOptions {
-        space_reserve,
-        ..OpenOptions::default()
-    };
-    phivault::vault::Vault::open(&store, &master, &opts).unwrap()
-}
-
 /// Without the reserve, a commit can fail on a full disk, and SQLite then
 /// undoes its whole group: a create and block records that were already
 /// answered. The engine must say so at the next close and access (ENOSPC),
@@ -515,9 +437,9 @@ fn open_engine(dir: &Path, create: bool, space_reserve: u64) -> Arc<phivault::va
 #[test]
 fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
     use phivault::vault::{Caller, Kind, NodeSpec, RenameMode, ROOT_INO};
-    let fs = Tmpfs::new("32m");
+    let fs = common::Tmpfs::new("32m");
     // No reserve: the commit itself must be able to hit the full disk.
-    let v = open_engine(fs.path(), true, 0);
+    let v = common::open_engine(fs.path(), true, 0);
     let new_file = |name: &str| {
         let spec = NodeSpec {
             kind: Kind::File,
@@ -609,7 +531,7 @@ fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
     v.shutdown().unwrap();
     drop(v);
 
-    let v = open_engine(fs.path(), false, phivault::store::DEFAULT_RESERVE);
+    let v = common::open_engine(fs.path(), false, phivault::store::DEFAULT_RESERVE);
     assert_eq!(v.read(kept, 0, 300_000).unwrap(), kept_data);
     assert_eq!(v.read(again, 0, 300_000).unwrap(), again_data);
     v.integrity_check().unwrap();

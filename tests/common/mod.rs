@@ -252,3 +252,85 @@ pub fn walk_all(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A tmpfs of a fixed size, unmounted on drop (after everything inside).
+pub struct Tmpfs {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Tmpfs {
+    pub fn new(size: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("phivault-tmpfs-")
+            .tempdir()
+            .unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "cannot mount a tmpfs on {}",
+            dir.path().display()
+        );
+        Tmpfs { dir: Some(dir) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let p = self.path().to_path_buf();
+        if !Command::new("umount")
+            .arg(&p)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            let _ = Command::new("umount").arg("-l").arg(&p).status();
+        }
+        drop(self.dir.take());
+    }
+}
+
+const ENGINE_PASSPHRASE: &[u8] = b"test passphrase, not secret";
+
+/// Opens an engine (no mount) on the store in `dir`/store, creating it first
+/// with `create`, and keeping `space_reserve` bytes free for the catalog.
+pub fn open_engine(
+    dir: &Path,
+    create: bool,
+    space_reserve: u64,
+) -> std::sync::Arc<phivault::vault::Vault> {
+    use phivault::crypto::{KdfParams, Passphrase};
+    use phivault::store::StoreDir;
+    use phivault::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions};
+    let store = StoreDir::new(dir.join("store"));
+    let pass = Passphrase::new(ENGINE_PASSPHRASE.to_vec());
+    if create {
+        let init = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        create_store(&store, &pass, &init).unwrap();
+    }
+    let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
+    let opts = OpenOptions {
+        space_reserve,
+        ..OpenOptions::default()
+    };
+    phivault::vault::Vault::open(&store, &master, &opts).unwrap()
+}
