@@ -13,6 +13,7 @@ use parking_lot::{Mutex, MutexGuard};
 use rayon::prelude::*;
 
 use super::readahead::ReadAhead;
+use super::seal_ahead::SealAhead;
 use super::{ReadParts, Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
@@ -45,6 +46,8 @@ pub(super) struct OpenFile {
     /// committed yet: if one of them is lost, so is the file's content since
     /// its last version. Emptied once they are all committed.
     unsettled: Vec<u64>,
+    /// The last block, being sealed before the close (see `seal_ahead`).
+    sealed_ahead: Option<Arc<SealAhead>>,
 }
 
 impl OpenFile {
@@ -57,6 +60,7 @@ impl OpenFile {
             version_open: inode.version_open,
             dirty: BTreeMap::new(),
             unsettled: Vec::new(),
+            sealed_ahead: None,
         }
     }
 
@@ -240,6 +244,19 @@ impl Vault {
         } else if !completed.is_empty() {
             self.store_blocks(ino, &mut f, &completed, None)?;
         }
+        if end == f.size && end % bs != 0 {
+            // Ends inside the last block: likely the file's last write
+            // before a close, so that block's sealing can start now.
+            let idx = end / bs;
+            if let Some(buf) = f.dirty.get(&idx) {
+                let job = self
+                    .sealer
+                    .seal_ahead(idx, &buf[..(end - idx * bs) as usize]);
+                if let Some(old) = std::mem::replace(&mut f.sealed_ahead, job) {
+                    old.cancel();
+                }
+            }
+        }
         Ok(data.len())
     }
 
@@ -398,6 +415,7 @@ impl Vault {
         let bs = self.block_size;
         let t = self.tick();
         let size = f.size;
+        let mut ahead = self.take_sealed_ahead(f, idxs);
         // Plaintext of each block, cut at end of file; None = all zeros (a hole).
         let mut plan: Vec<(u64, Option<BlockId>)> = Vec::with_capacity(idxs.len());
         let mut fresh: Vec<(BlockId, &[u8])> = Vec::new();
@@ -419,14 +437,26 @@ impl Vault {
                     plan.push((idx, None));
                     continue;
                 }
-                let id = self.keys.blocks.id_of(plain);
+                let id = match &ahead {
+                    Some((i, s)) if *i == idx => s.id,
+                    _ => self.keys.blocks.id_of(plain),
+                };
                 if cat.block_by_hash(&id.0)?.is_none() && !fresh.iter().any(|(i, _)| *i == id) {
                     fresh.push((id, plain));
                 }
                 plan.push((idx, Some(id)));
             }
         }
-        let sealed: Vec<SealedBlock> = if fresh.len() > 1 {
+        // A block sealed ahead that is still needed is not sealed again.
+        let presealed = ahead
+            .take()
+            .map(|(_, s)| s)
+            .filter(|s| fresh.iter().any(|(id, _)| *id == s.id));
+        if let Some(s) = &presealed {
+            fresh.retain(|(id, _)| *id != s.id);
+            self.sealer.used();
+        }
+        let mut sealed: Vec<SealedBlock> = if fresh.len() > 1 {
             fresh
                 .par_iter()
                 .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
@@ -437,6 +467,7 @@ impl Vault {
                 .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
                 .collect()
         };
+        sealed.extend(presealed);
         let outcome = if sealed.is_empty() {
             Default::default()
         } else {
@@ -507,6 +538,24 @@ impl Vault {
         f.meta_dirty = false;
         f.version_open = seal.is_none();
         Ok(())
+    }
+
+    /// The block sealed ahead for `f`, with its index, if it is among
+    /// `idxs` and still holds the bytes it was sealed from. Called before
+    /// the catalog is locked: it may wait for the sealing to finish.
+    fn take_sealed_ahead(&self, f: &mut OpenFile, idxs: &[u64]) -> Option<(u64, SealedBlock)> {
+        let job = f.sealed_ahead.take()?;
+        if !idxs.contains(&job.idx) {
+            f.sealed_ahead = Some(job);
+            return None;
+        }
+        let bstart = job.idx * self.block_size;
+        let Some(buf) = f.dirty.get(&job.idx).filter(|_| bstart < f.size) else {
+            job.cancel();
+            return None;
+        };
+        let plain = &buf[..(f.size - bstart).min(self.block_size) as usize];
+        job.take(plain).map(|s| (job.idx, s))
     }
 
     /// Records the open version of `inode` (if any) as of `t`.

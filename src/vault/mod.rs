@@ -11,6 +11,7 @@ mod lifecycle;
 mod names;
 mod read_parts;
 mod readahead;
+mod seal_ahead;
 mod tree;
 mod xattr;
 
@@ -26,6 +27,7 @@ pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use read_parts::ReadParts;
+pub use seal_ahead::SealAheadStats;
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;
@@ -68,6 +70,8 @@ pub struct Vault {
     closed: AtomicBool,
     /// Used by the flusher only; opened at its first copy, closed at shutdown.
     checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
+    /// Where blocks sealed ahead of a close are sent (see `seal_ahead`).
+    sealer: seal_ahead::SealerQueue,
     _lock: Option<StoreLock>,
 }
 
