@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use phivault::crypto::{KdfParams, Keys, MasterKey, Passphrase};
 use phivault::store::StoreDir;
 use phivault::vault::{
-    create_store, read_config, unlock_master, Caller, InitOptions, Kind, NodeSpec, OpenOptions,
-    Vault, ROOT_INO,
+    create_store, read_config, unlock_master, Caller, InitOptions, NodeSpec, OpenOptions, Vault,
+    ROOT_INO,
 };
 
 const BLOCK: usize = 64 * 1024;
@@ -85,14 +85,13 @@ fn open_vault() -> (tempfile::TempDir, std::sync::Arc<Vault>) {
 }
 
 fn new_file(v: &Vault, name: &str) -> u64 {
-    let spec = NodeSpec {
-        kind: Kind::File,
-        mode: 0o644,
-        umask: 0,
-        rdev: 0,
-    };
     let a = v
-        .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
+        .create_node(
+            &Caller::default(),
+            ROOT_INO,
+            name.as_bytes(),
+            NodeSpec::file(0o644),
+        )
         .unwrap();
     v.open_file(a.ino, false).unwrap();
     a.ino

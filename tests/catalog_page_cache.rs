@@ -7,25 +7,12 @@
 //! Its own test binary: the wrapper must be installed before SQLite's first
 //! use in the process.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use phivault::catalog::page_cache;
 use rusqlite::{params, Connection, OpenFlags};
-
-/// xorshift64*: a fixed seed gives the same run everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn open(path: &std::path::Path, flags: OpenFlags) -> Connection {
     let conn = Connection::open_with_flags(path, flags).expect("open");
@@ -46,7 +33,7 @@ fn contents(conn: &Connection) -> BTreeMap<i64, Vec<u8>> {
         .unwrap()
 }
 
-fn value(rng: &mut Rng, key: i64) -> Vec<u8> {
+fn value(rng: &mut common::Rng, key: i64) -> Vec<u8> {
     let len = 8 + rng.below(500) as usize;
     (0..len).map(|i| (key as usize * 31 + i) as u8).collect()
 }
@@ -70,7 +57,7 @@ fn splits_rollbacks_and_vacuum_read_back_exactly_what_was_committed() {
         .unwrap();
     let reader = open(&path, OpenFlags::SQLITE_OPEN_READ_ONLY);
 
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     let mut model: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
     for round in 0..400 {
         let mut pending = model.clone();

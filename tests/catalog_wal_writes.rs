@@ -6,27 +6,14 @@
 //! after every commit copy the files as the OS holds them (what a kill -9
 //! would leave) and open the copy with SQLite's default VFS.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use phivault::catalog::wal_writes;
 use rusqlite::{params, Connection, OpenFlags};
-
-/// xorshift64*: a fixed seed gives the same run everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn open(path: &Path) -> Connection {
     let vfs = wal_writes::vfs_name().expect("the default VFS can be wrapped");
@@ -95,7 +82,7 @@ fn same(got: &Model, want: &Model, what: &str) {
     );
 }
 
-fn payload(rng: &mut Rng, max: u64) -> Vec<u8> {
+fn payload(rng: &mut common::Rng, max: u64) -> Vec<u8> {
     let len = 1 + rng.below(max) as usize;
     let seed = rng.next();
     (0..len)
@@ -117,7 +104,7 @@ fn every_commit_is_in_the_files_and_readers_see_only_written_frames() {
     // mount's closes look like.
     let (mut small_writes, mut small_flushes) = (0, 0);
 
-    let mut rng = Rng(0x5eed_f3a1);
+    let mut rng = common::Rng(0x5eed_f3a1);
     let mut model = Model::new();
     for step in 0..600u32 {
         let before = wal_writes::stats();
@@ -226,7 +213,7 @@ fn a_full_disk_fails_the_commit_and_keeps_earlier_ones() {
     let conn = open(&db);
     conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
         .expect("create");
-    let mut rng = Rng(7);
+    let mut rng = common::Rng(7);
     let mut model = Model::new();
     let mut full = None;
     for k in 0..10_000i64 {

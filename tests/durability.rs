@@ -436,24 +436,11 @@ fn a_background_seal_that_hits_a_full_disk_is_retried_by_sync() {
 /// lost inode number.
 #[test]
 fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
-    use phivault::vault::{Caller, Kind, NodeSpec, RenameMode, ROOT_INO};
+    use phivault::vault::{RenameMode, ROOT_INO};
     let fs = common::Tmpfs::new("32m");
     // No reserve: the commit itself must be able to hit the full disk.
     let v = common::open_engine(fs.path(), true, 0);
-    let new_file = |name: &str| {
-        let spec = NodeSpec {
-            kind: Kind::File,
-            mode: 0o644,
-            umask: 0,
-            rdev: 0,
-        };
-        let ino = v
-            .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
-            .unwrap()
-            .ino;
-        v.open_file(ino, false).unwrap();
-        ino
-    };
+    let new_file = |name: &str| common::engine_file(&v, name);
     let enospc = |r: phivault::vault::Result<()>, what: &str| {
         let e = r.expect_err(what);
         assert_eq!(e.errno(), libc::ENOSPC, "{what}: {e}");

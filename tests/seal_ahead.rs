@@ -10,22 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use phivault::vault::{Caller, Kind, NodeSpec, Vault, ROOT_INO};
-
-fn new_file(v: &Vault, name: &str) -> u64 {
-    let spec = NodeSpec {
-        kind: Kind::File,
-        mode: 0o644,
-        umask: 0,
-        rdev: 0,
-    };
-    let ino = v
-        .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
-        .unwrap()
-        .ino;
-    v.open_file(ino, false).unwrap();
-    ino
-}
+use phivault::vault::Vault;
 
 /// Writes `data` at `offset` (ending inside the last block) and waits until
 /// the sealing thread has sealed the block, so the close finds a finished
@@ -55,7 +40,7 @@ struct Case {
 }
 
 fn case(v: &Vault, name: &'static str, steps: impl FnOnce(&Vault, u64) -> Vec<u8>) -> (u64, Case) {
-    let ino = new_file(v, name);
+    let ino = common::engine_file(v, name);
     let expected = steps(v, ino);
     v.release_file(ino).unwrap();
     (ino, Case { name, expected })

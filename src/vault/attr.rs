@@ -116,3 +116,15 @@ pub struct NodeSpec {
     pub umask: u32,
     pub rdev: u32,
 }
+
+impl NodeSpec {
+    /// A regular file with exactly `mode` (no umask).
+    pub fn file(mode: u32) -> Self {
+        Self {
+            kind: Kind::File,
+            mode,
+            umask: 0,
+            rdev: 0,
+        }
+    }
+}

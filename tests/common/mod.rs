@@ -334,3 +334,34 @@ pub fn open_engine(
     };
     phivault::vault::Vault::open(&store, &master, &opts).unwrap()
 }
+
+/// xorshift64*: a fixed seed gives the same run everywhere.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Creates a regular file in the root of an engine (no mount) and opens it.
+pub fn engine_file(v: &phivault::vault::Vault, name: &str) -> u64 {
+    use phivault::vault::{Caller, NodeSpec, ROOT_INO};
+    let ino = v
+        .create_node(
+            &Caller::default(),
+            ROOT_INO,
+            name.as_bytes(),
+            NodeSpec::file(0o644),
+        )
+        .unwrap()
+        .ino;
+    v.open_file(ino, false).unwrap();
+    ino
+}
