@@ -21,6 +21,12 @@
 //!   committed transaction is in the OS (kill -9 proof) when COMMIT returns.
 //! - If that write fails (disk full), the error is the commit frame's own,
 //!   so SQLite rolls the transaction back exactly as without gathering.
+//!   A failed write of spilled frames surfaces at a later call and ends the
+//!   whole transaction too (see `after_flush`).
+//! - Rolled-back frames still gathered are written at the next call, over
+//!   the frames' own places, as SQLite itself would have written them
+//!   earlier. That is safe with one writing connection, which the catalog
+//!   has (the store's lock keeps out a second daemon).
 //! - Every other call on the file (read, size, sync, truncate, close, file
 //!   control) writes what is gathered first, so the file is never seen
 //!   with writes missing.
@@ -287,12 +293,19 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
 }
 
 /// The calls that see the file's contents or size: gathered writes first.
+///
+/// A gathered write that fails here belongs to frames SQLite already counts
+/// as written: pages it spilled from a full cache in the middle of a
+/// transaction. SQLite must then give up the whole transaction, as it does
+/// when the spill's own write fails. So the error is reported as an I/O
+/// error even when the disk is full: SQLite answers a full disk on a read
+/// by undoing only the current statement, which would leave the lost frames
+/// in the transaction for its commit to publish.
 macro_rules! after_flush {
     ($name:ident, $method:ident, ($($arg:ident: $ty:ty),*)) => {
         unsafe extern "C" fn $name(file: *mut ffi::sqlite3_file, $($arg: $ty),*) -> c_int {
-            let rc = flush(file);
-            if rc != ffi::SQLITE_OK {
-                return rc;
+            if flush(file) != ffi::SQLITE_OK {
+                return ffi::SQLITE_IOERR_WRITE;
             }
             match inner_methods(file).$method {
                 Some(f) => f(inner_file(file), $($arg),*),

@@ -15,6 +15,7 @@
 //! still queued when its block is stored is sealed by the store itself, so
 //! a busy sealer never delays a close.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -82,10 +83,17 @@ impl SealAhead {
             }
             *state = State::Running;
         }
-        let sealed = sealer.seal(&self.plain);
-        *self.state.lock() = State::Done(sealed);
+        // A panic must not leave the job running forever: a store waiting
+        // for it would hang with the file locked. The store then seals on
+        // its own thread, where a panic is reported like any other.
+        let sealed = std::panic::catch_unwind(AssertUnwindSafe(|| sealer.seal(&self.plain)));
+        let done = sealed.is_ok();
+        *self.state.lock() = match sealed {
+            Ok(sealed) => State::Done(sealed),
+            Err(_) => State::Taken,
+        };
         self.done.notify_all();
-        true
+        done
     }
 }
 
