@@ -257,22 +257,13 @@ unsafe extern "C" fn write(
     }
     if commit_header {
         g.commit_page_at = Some(offset + FRAME_HEADER as i64);
-        if !continues {
-            // A commit frame's header on its own: a one-page transaction,
-            // or SQLite rewriting checksums at commit, after which no page
-            // follows. Either way it must not wait.
-            FLUSHES.fetch_add(1, Ordering::Relaxed);
-            let xwrite = inner_methods(file).xWrite.expect("the default VFS writes");
-            return xwrite(
-                inner_file(file),
-                data.as_ptr() as *const c_void,
-                amount,
-                offset,
-            );
-        }
     }
     g.bytes.extend_from_slice(data);
-    if completes_commit || g.bytes.len() >= GATHER_LIMIT {
+    // A commit frame's header on its own (a one-page transaction, or
+    // SQLite rewriting checksums at commit, after which no page follows)
+    // must not wait either.
+    let lone_commit_header = commit_header && !continues;
+    if completes_commit || lone_commit_header || g.bytes.len() >= GATHER_LIMIT {
         return flush_gathered(file, g);
     }
     ffi::SQLITE_OK
