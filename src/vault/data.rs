@@ -86,6 +86,14 @@ impl OpenFile {
         self.ctime = ctime;
     }
 
+    /// The bytes block `idx` holds in the file: its dirty buffer cut at end
+    /// of file. None if it is not dirty or lies past the end.
+    fn dirty_block_in_file(&self, idx: u64, block_size: u64) -> Option<&[u8]> {
+        let start = idx * block_size;
+        let buf = self.dirty.get(&idx).filter(|_| start < self.size)?;
+        Some(&buf[..(self.size - start).min(block_size) as usize])
+    }
+
     pub(super) fn dirty_len(&self) -> usize {
         self.dirty.len()
     }
@@ -248,10 +256,8 @@ impl Vault {
             // Ends inside the last block: likely the file's last write
             // before a close, so that block's sealing can start now.
             let idx = end / bs;
-            if let Some(buf) = f.dirty.get(&idx) {
-                let job = self
-                    .sealer
-                    .seal_ahead(idx, &buf[..(end - idx * bs) as usize]);
+            if let Some(plain) = f.dirty_block_in_file(idx, bs) {
+                let job = self.sealer.seal_ahead(idx, plain);
                 if let Some(old) = std::mem::replace(&mut f.sealed_ahead, job) {
                     old.cancel();
                 }
@@ -424,15 +430,13 @@ impl Vault {
             let cat = self.catalog.lock();
             self.check_not_lost(&cat, ino, f)?;
             for &idx in idxs {
-                let Some(buf) = f.dirty.get(&idx) else {
-                    continue;
-                };
-                let bstart = idx * bs;
-                if bstart >= size {
-                    beyond_eof.push(idx);
+                if !f.dirty.contains_key(&idx) {
                     continue;
                 }
-                let plain = &buf[..(size - bstart).min(bs) as usize];
+                let Some(plain) = f.dirty_block_in_file(idx, bs) else {
+                    beyond_eof.push(idx);
+                    continue;
+                };
                 if plain.iter().all(|&b| b == 0) {
                     plan.push((idx, None));
                     continue;
@@ -549,12 +553,10 @@ impl Vault {
             f.sealed_ahead = Some(job);
             return None;
         }
-        let bstart = job.idx * self.block_size;
-        let Some(buf) = f.dirty.get(&job.idx).filter(|_| bstart < f.size) else {
+        let Some(plain) = f.dirty_block_in_file(job.idx, self.block_size) else {
             job.cancel();
             return None;
         };
-        let plain = &buf[..(f.size - bstart).min(self.block_size) as usize];
         job.take(plain).map(|s| (job.idx, s))
     }
 

@@ -71,9 +71,7 @@ impl SealAhead {
             *state = State::Taken;
         }
     }
-}
 
-impl SealAhead {
     /// Seals the block unless the job was given up; true if it sealed.
     fn run(&self, sealer: &BlockSealer) -> bool {
         {
@@ -119,7 +117,7 @@ const HELD_LIMIT: usize = 32 << 20;
 /// inherit that thread's pinning to one CPU. It ends when the vault (and
 /// with it the queue) is dropped.
 pub(super) struct SealerQueue {
-    jobs: Option<Mutex<Sender<Arc<SealAhead>>>>,
+    jobs: Option<Sender<Arc<SealAhead>>>,
     /// Bytes of plaintext copies in live jobs.
     held: Arc<AtomicUsize>,
     counts: Arc<Counts>,
@@ -156,7 +154,7 @@ impl SealerQueue {
             });
         Self {
             // Without the thread, every block is sealed by its store.
-            jobs: started.ok().map(|_| Mutex::new(tx)),
+            jobs: started.ok().map(|_| tx),
             held: Default::default(),
             counts,
         }
@@ -198,7 +196,7 @@ impl SealerQueue {
             state: Mutex::new(State::Queued),
             done: Condvar::new(),
         });
-        jobs.lock().send(job.clone()).ok()?;
+        jobs.send(job.clone()).ok()?;
         Some(job)
     }
 }
