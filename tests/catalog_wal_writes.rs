@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use phivault::catalog::wal_writes;
 use rusqlite::{params, Connection, OpenFlags};
@@ -186,25 +185,9 @@ fn every_commit_is_in_the_files_and_readers_see_only_written_frames() {
 /// stay intact, and commits work again once space is freed.
 #[test]
 fn a_full_disk_fails_the_commit_and_keeps_earlier_ones() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("run mount");
-    assert!(
-        st.success(),
-        "mounting a tmpfs needs root (CI runs as root)"
-    );
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&mnt);
+    // Mounting a tmpfs needs root, as CI has.
+    let fs = common::Tmpfs::new("4m");
+    let mnt = fs.path();
 
     // Most of the space goes to a ballast file, deleted later to free it.
     let ballast = mnt.join("ballast");
