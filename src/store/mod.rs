@@ -11,7 +11,7 @@ mod pack;
 mod space;
 
 pub use config::{RetentionPolicy, VaultConfig, FORMAT_VERSION};
-pub use flush::wal_flush_covers_packs;
+pub use flush::{overwrites_skip_journal, wal_flush_covers_packs};
 pub use layout::StoreDir;
 pub use lock::StoreLock;
 pub use pack::{
