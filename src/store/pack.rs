@@ -200,7 +200,31 @@ pub enum Pushed {
 #[derive(Debug)]
 pub struct PushedRecords {
     pack: PackId,
+    from: u64,
     end: u64,
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl PushedRecords {
+    fn sync_range(&self, flags: libc::c_uint) -> Result<()> {
+        // SAFETY: plain syscall on a descriptor we own.
+        let rc = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                self.from as libc::off64_t,
+                (self.end - self.from) as libc::off64_t,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
 }
 
 pub struct PackStore {
@@ -432,10 +456,10 @@ impl PackStore {
         Ok(())
     }
 
-    /// Writes the active pack's unsynced records to the device and waits,
-    /// without a flush of the device's cache, when they lie in its
-    /// initialized tail (see `store::flush`). The caller must then complete
-    /// an fdatasync on the same filesystem and call `flushed`.
+    /// Starts writing the active pack's unsynced records to the device,
+    /// when they lie in its initialized tail (see `store::flush`). The
+    /// caller must then call `wait_pushed`, complete an fdatasync on the
+    /// same filesystem after it, and call `flushed`.
     pub fn push(&self) -> Result<Pushed> {
         if self.zeros_ahead.is_none() {
             return Ok(Pushed::NeedsSync);
@@ -443,32 +467,32 @@ impl PackStore {
         let active = match self.active.lock().as_ref() {
             Some(p) if p.len == p.synced_len => None,
             Some(p) if p.len > p.initialized_end => return Ok(Pushed::NeedsSync),
-            Some(p) => Some((p.id, p.file.clone(), p.path.clone(), p.synced_len, p.len)),
+            Some(p) => Some(PushedRecords {
+                pack: p.id,
+                from: p.synced_len,
+                end: p.len,
+                file: p.file.clone(),
+                path: p.path.clone(),
+            }),
             None => None,
         };
         // As in `sync`: a pack being sealed holds records this push covers.
         self.finish_seals()?;
-        let Some((pack, file, path, from, end)) = active else {
+        let Some(pushed) = active else {
             return Ok(Pushed::Nothing);
         };
-        // SAFETY: plain syscall on a descriptor we own.
-        let rc = unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                from as libc::off64_t,
-                (end - from) as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )
-        };
-        if rc != 0 {
-            return Err(StoreError::Io {
-                path,
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(Pushed::AwaitingFlush(PushedRecords { pack, end }))
+        pushed.sync_range(libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE)?;
+        Ok(Pushed::AwaitingFlush(pushed))
+    }
+
+    /// Waits until the records `push` started writing are on the device
+    /// (in its cache: only a flush makes them durable).
+    pub fn wait_pushed(&self, pushed: &PushedRecords) -> Result<()> {
+        pushed.sync_range(
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        )
     }
 
     /// Records that a flush completed after `push` returned `pushed`.
@@ -854,6 +878,7 @@ mod tests {
         let Pushed::AwaitingFlush(pushed) = s.push().unwrap() else {
             panic!("a record in the initialized tail is pushed")
         };
+        s.wait_pushed(&pushed).unwrap();
         // Until the caller's flush is reported, the record is not durable.
         assert!(matches!(s.push().unwrap(), Pushed::AwaitingFlush(_)));
         s.flushed(pushed);

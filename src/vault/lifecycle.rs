@@ -2,6 +2,7 @@
 //! the background durability timer and a clean shutdown.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,7 +17,7 @@ use super::cache::BlockCache;
 use super::seal_ahead::SealerQueue;
 use super::{now_ns, Result, Vault, VaultError, DEFAULT_BLOCK_SIZE};
 use crate::catalog::{
-    Catalog, Checkpointer, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO,
+    Catalog, Checkpointer, FileFlush, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO,
 };
 use crate::crypto::{unlock, KdfParams, KeySlot, Keys, MasterKey, Passphrase, SlotKind};
 use crate::store::{
@@ -285,13 +286,23 @@ impl Vault {
         match self.packs.push()? {
             Pushed::Nothing => self.sync_catalog().map(|_| ()),
             // One device flush for both (see `store::flush`): the WAL's, or
-            // the pack's own if the catalog had nothing to write.
+            // the pack's own if the catalog had nothing to write. The
+            // records travel to the device while the catalog commits and
+            // its WAL is written; the flush comes after both are there.
             Pushed::AwaitingFlush(records) => {
-                if self.sync_catalog()? {
-                    self.packs.flushed(records);
-                    Ok(())
-                } else {
-                    Ok(self.packs.sync()?)
+                let wal = match self.commit_catalog()? {
+                    Some((path, changes)) => FileFlush::start(&path)?.map(|f| (f, changes)),
+                    None => None,
+                };
+                self.packs.wait_pushed(&records)?;
+                match wal {
+                    Some((wal, changes)) => {
+                        wal.finish()?;
+                        self.catalog.lock().mark_wal_synced(changes);
+                        self.packs.flushed(records);
+                        Ok(())
+                    }
+                    None => Ok(self.packs.sync()?),
                 }
             }
             Pushed::NeedsSync => {
@@ -319,17 +330,20 @@ impl Vault {
     /// Commits the catalog and makes it durable; false if there was nothing
     /// to make durable (no fdatasync was issued).
     fn sync_catalog(&self) -> Result<bool> {
-        let wal = {
-            let cat = self.catalog.lock();
-            cat.commit()?;
-            cat.wal_to_sync()
-        };
-        let Some((path, changes)) = wal else {
+        let Some((path, changes)) = self.commit_catalog()? else {
             return Ok(false);
         };
         let flushed = crate::catalog::fsync_path(&path)?;
         self.catalog.lock().mark_wal_synced(changes);
         Ok(flushed)
+    }
+
+    /// Commits the open group; returns the WAL to flush and the change
+    /// count that flush covers, None if everything is durable already.
+    fn commit_catalog(&self) -> Result<Option<(PathBuf, u64)>> {
+        let cat = self.catalog.lock();
+        cat.commit()?;
+        Ok(cat.wal_to_sync())
     }
 
     /// Background work: commit grouped catalog changes within
