@@ -28,6 +28,14 @@ fn open(path: &Path) -> Connection {
     conn
 }
 
+/// A new database at `path` with the table the tests fill, `t(k, v)`.
+fn open_with_table(path: &Path) -> Connection {
+    let conn = open(path);
+    conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+        .expect("create");
+    conn
+}
+
 type Model = BTreeMap<i64, Vec<u8>>;
 
 fn contents(conn: &Connection) -> Model {
@@ -93,10 +101,7 @@ fn payload(rng: &mut common::Rng, max: u64) -> Vec<u8> {
 fn every_commit_is_in_the_files_and_readers_see_only_written_frames() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("t.db");
-    let writer = open(&db);
-    writer
-        .execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-        .expect("create");
+    let writer = open_with_table(&db);
     let reader = open(&db);
     let checkpointer = open(&db);
     // Writes and flushes during the small transactions, which are what the
@@ -208,9 +213,7 @@ fn zeros_are_kept_ahead_of_the_wal_where_they_make_fsyncs_cheaper() {
     let fs = common::Tmpfs::new("64m");
     for (base, ahead) in [(dir.path(), true), (fs.path(), false)] {
         let db = base.join("t.db");
-        let conn = open(&db);
-        conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-            .expect("create");
+        let conn = open_with_table(&db);
         let mut rng = common::Rng(0xa11e);
         let mut model = Model::new();
         for k in 0..3000i64 {
@@ -266,9 +269,7 @@ fn a_full_disk_fails_the_commit_and_keeps_earlier_ones() {
     let ballast = mnt.join("ballast");
     std::fs::write(&ballast, vec![0x55u8; 3 << 20]).expect("write ballast");
     let db = mnt.join("t.db");
-    let conn = open(&db);
-    conn.execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-        .expect("create");
+    let conn = open_with_table(&db);
     let mut rng = common::Rng(7);
     let mut model = Model::new();
     let mut full = None;
