@@ -73,7 +73,6 @@ const FRAME_HEADER: usize = 24;
 
 static WRITES: AtomicU64 = AtomicU64::new(0);
 static FLUSHES: AtomicU64 = AtomicU64::new(0);
-static ZEROED: AtomicU64 = AtomicU64::new(0);
 
 /// How much gathering happened in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,15 +81,12 @@ pub struct WalWriteStats {
     pub writes: u64,
     /// Writes that reached the files.
     pub flushes: u64,
-    /// Times zeros were written ahead of a WAL's end.
-    pub zeros_ahead: u64,
 }
 
 pub fn stats() -> WalWriteStats {
     WalWriteStats {
         writes: WRITES.load(Ordering::Relaxed),
         flushes: FLUSHES.load(Ordering::Relaxed),
-        zeros_ahead: ZEROED.load(Ordering::Relaxed),
     }
 }
 
@@ -292,9 +288,6 @@ unsafe fn keep_zeros_ahead(file: *mut ffi::sqlite3_file, g: &mut Gathered, writt
     }
     let to = ((written_end + ZERO_AHEAD) as u64).next_multiple_of(4096) as i64;
     *zeroed_end = to.max(at);
-    if at >= to {
-        return;
-    }
     while at < to {
         let n = (to - at).min(MAX_WRITE as i64);
         let rc = xwrite(
@@ -308,7 +301,6 @@ unsafe fn keep_zeros_ahead(file: *mut ffi::sqlite3_file, g: &mut Gathered, writt
         }
         at += n;
     }
-    ZEROED.fetch_add(1, Ordering::Relaxed);
 }
 
 unsafe extern "C" fn write(
