@@ -2,7 +2,6 @@
 //! the background durability timer and a clean shutdown.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -290,15 +289,11 @@ impl Vault {
             // records travel to the device while the catalog commits and
             // its WAL is written; the flush comes after both are there.
             Pushed::AwaitingFlush(records) => {
-                let wal = match self.commit_catalog()? {
-                    Some((path, changes)) => FileFlush::start(&path)?.map(|f| (f, changes)),
-                    None => None,
-                };
+                let wal = self.start_catalog_flush()?;
                 self.packs.wait_pushed(&records)?;
                 match wal {
-                    Some((wal, changes)) => {
-                        wal.finish()?;
-                        self.catalog.lock().mark_wal_synced(changes);
+                    Some(wal) => {
+                        self.finish_catalog_flush(wal)?;
                         self.packs.flushed(records);
                         Ok(())
                     }
@@ -330,20 +325,32 @@ impl Vault {
     /// Commits the catalog and makes it durable; false if there was nothing
     /// to make durable (no fdatasync was issued).
     fn sync_catalog(&self) -> Result<bool> {
-        let Some((path, changes)) = self.commit_catalog()? else {
+        let Some(wal) = self.start_catalog_flush()? else {
             return Ok(false);
         };
-        let flushed = crate::catalog::fsync_path(&path)?;
-        self.catalog.lock().mark_wal_synced(changes);
-        Ok(flushed)
+        self.finish_catalog_flush(wal)?;
+        Ok(true)
     }
 
-    /// Commits the open group; returns the WAL to flush and the change
-    /// count that flush covers, None if everything is durable already.
-    fn commit_catalog(&self) -> Result<Option<(PathBuf, u64)>> {
-        let cat = self.catalog.lock();
-        cat.commit()?;
-        Ok(cat.wal_to_sync())
+    /// Commits the open group and starts writing the WAL out; returns the
+    /// flush to finish and the change count it covers, None if everything
+    /// is durable already (or there is no WAL).
+    fn start_catalog_flush(&self) -> Result<Option<(FileFlush, u64)>> {
+        let wal = {
+            let cat = self.catalog.lock();
+            cat.commit()?;
+            cat.wal_to_sync()
+        };
+        let Some((path, changes)) = wal else {
+            return Ok(None);
+        };
+        Ok(FileFlush::start(&path)?.map(|flush| (flush, changes)))
+    }
+
+    fn finish_catalog_flush(&self, (flush, changes): (FileFlush, u64)) -> Result<()> {
+        flush.finish()?;
+        self.catalog.lock().mark_wal_synced(changes);
+        Ok(())
     }
 
     /// Background work: commit grouped catalog changes within
