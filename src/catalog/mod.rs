@@ -6,6 +6,7 @@
 
 mod lost;
 pub mod page_cache;
+mod row_cache;
 mod schema;
 mod types;
 pub mod wal_writes;
@@ -80,6 +81,8 @@ pub struct Catalog {
     wal_path: PathBuf,
     /// `total_changes()` when `sync_wal` last made the WAL durable.
     synced: std::cell::Cell<u64>,
+    /// Only in a read-write catalog (see `row_cache`).
+    rows: RefCell<Option<row_cache::RowCache>>,
 }
 
 impl Catalog {
@@ -122,6 +125,7 @@ impl Catalog {
         // is fewer than the engine uses, and re-parsing costs more than running).
         conn.set_prepared_statement_cache_capacity(256);
         let cat = Self::with_connection(conn, PathBuf::from(format!("{}-wal", path.display())));
+        *cat.rows.borrow_mut() = Some(row_cache::RowCache::new());
         if create {
             cat.conn.execute_batch(schema::SCHEMA)?;
         } else {
@@ -158,6 +162,7 @@ impl Catalog {
             lost: Default::default(),
             wal_path,
             synced: Default::default(),
+            rows: Default::default(),
         }
     }
 
@@ -186,6 +191,7 @@ impl Catalog {
                     self.group_lost();
                 } else {
                     // Undoes only this operation; the group's earlier ones stay.
+                    self.forget_cached_rows();
                     let _ = self
                         .run("ROLLBACK TO op")
                         .and_then(|_| self.run("RELEASE op"));
@@ -277,6 +283,7 @@ impl Catalog {
         {
             return;
         }
+        self.forget_cached_rows();
         // SAFETY: reads the connection's last error code; no other use of
         // the handle.
         let code = unsafe { rusqlite::ffi::sqlite3_extended_errcode(self.conn.handle()) };
@@ -388,12 +395,28 @@ impl Catalog {
 
     // ---------------------------------------------------------------- inodes
 
+    fn with_rows<T>(&self, f: impl FnOnce(&mut row_cache::RowCache) -> T) -> Option<T> {
+        self.rows.borrow_mut().as_mut().map(f)
+    }
+
+    /// SQLite undid changes: what the row cache holds may be gone.
+    fn forget_cached_rows(&self) {
+        self.with_rows(|rows| rows.clear());
+    }
+
     pub fn inode(&self, ino: Ino) -> Result<Option<Inode>> {
+        if let Some(inode) = self.with_rows(|rows| rows.inode(ino)).flatten() {
+            return Ok(Some(inode));
+        }
         let mut st = self.conn.prepare_cached(
             "SELECT ino, kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,
                     version, version_open FROM inodes WHERE ino=?1",
         )?;
-        Ok(st.query_row([ino as i64], Inode::from_row).optional()?)
+        let inode = st.query_row([ino as i64], Inode::from_row).optional()?;
+        if let Some(i) = &inode {
+            self.with_rows(|rows| rows.put_inode(i));
+        }
+        Ok(inode)
     }
 
     pub fn insert_inode(&self, n: &NewInode) -> Result<Ino> {
@@ -439,6 +462,7 @@ impl Catalog {
             i.version as i64,
             i.version_open
         ])?;
+        self.with_rows(|rows| rows.put_inode(i));
         Ok(())
     }
 
@@ -614,6 +638,7 @@ impl Catalog {
     /// Points block `idx` of `ino` at `block` as of `version`. A row written
     /// in the same (still open) version is replaced; an older one is closed.
     pub fn put_extent(&self, ino: Ino, idx: u64, block: i64, version: u64) -> Result<()> {
+        self.with_rows(|rows| rows.forget_allocated(ino));
         let mut upd = self.conn.prepare_cached(
             "UPDATE extents INDEXED BY extents_live SET block=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL AND v_from=?4",
         )?;
@@ -633,6 +658,7 @@ impl Catalog {
 
     /// Removes blocks idx >= `from_idx` (and <= `to_idx`) from the live file as of `version`.
     pub fn drop_extents(&self, ino: Ino, from_idx: u64, to_idx: u64, version: u64) -> Result<()> {
+        self.with_rows(|rows| rows.forget_allocated(ino));
         let mut del = self.conn.prepare_cached(
             "DELETE FROM extents INDEXED BY extents_live WHERE ino=?1 AND idx BETWEEN ?2 AND ?3 AND v_until IS NULL AND v_from=?4",
         )?;
@@ -646,10 +672,15 @@ impl Catalog {
     }
 
     pub fn allocated_blocks(&self, ino: Ino) -> Result<u64> {
+        if let Some(n) = self.with_rows(|rows| rows.allocated(ino)).flatten() {
+            return Ok(n);
+        }
         let mut st = self.conn.prepare_cached(
             "SELECT count(*) FROM extents INDEXED BY extents_live WHERE ino=?1 AND v_until IS NULL",
         )?;
-        Ok(st.query_row([ino as i64], |r| r.get::<_, i64>(0))? as u64)
+        let n = st.query_row([ino as i64], |r| r.get::<_, i64>(0))? as u64;
+        self.with_rows(|rows| rows.put_allocated(ino, n));
+        Ok(n)
     }
 
     // ------------------------------------------------------------- versions
@@ -744,6 +775,7 @@ impl Catalog {
         pack: i64,
         intact_end: u64,
     ) -> Result<Vec<(Ino, u64)>> {
+        self.forget_cached_rows();
         let lost: Vec<i64> = {
             let mut st = self
                 .conn
@@ -1003,6 +1035,67 @@ mod tests {
         std::thread::sleep(GROUP_MAX_AGE);
         cat.commit_if_old().unwrap();
         assert!(cat.conn.is_autocommit(), "the flusher's check ended it");
+    }
+
+    #[test]
+    fn cached_rows_follow_what_sqlite_keeps_and_undoes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let cat = Catalog::open(&path, true).unwrap();
+        let ino = cat.tx(|c| c.insert_inode(&new_inode(vec![1; 10]))).unwrap();
+        cat.commit().unwrap();
+        let before = cat.inode(ino).unwrap().expect("inserted");
+        let fail = |c: &Catalog, mode: u32| -> Result<()> {
+            let mut i = c.inode(ino)?.expect("inserted");
+            i.mode = mode;
+            c.update_inode(&i)?;
+            assert_eq!(
+                c.inode(ino)?.unwrap().mode,
+                mode,
+                "a write is read back at once"
+            );
+            Err(CatalogError::Integrity("this operation fails".into()))
+        };
+
+        // A failed operation's savepoint is undone, and so is the row it wrote.
+        assert!(cat.tx(|c| fail(c, 0o700)).is_err());
+        assert_eq!(cat.inode(ino).unwrap().unwrap(), before);
+
+        // Live blocks: counted again once an extent changes, and the count
+        // of an undone extent is forgotten too.
+        let loc = BlockLocation {
+            pack: crate::store::PackId(1),
+            offset: 0,
+            len: 10,
+        };
+        assert_eq!(cat.allocated_blocks(ino).unwrap(), 0);
+        cat.tx(|c| {
+            let block = c.insert_block(&[1; 32], &loc, 10)?;
+            c.put_extent(ino, 0, block, 1)
+        })
+        .unwrap();
+        assert_eq!(cat.allocated_blocks(ino).unwrap(), 1);
+        let failed: Result<()> = cat.tx(|c| {
+            let block = c.insert_block(&[2; 32], &loc, 10)?;
+            c.put_extent(ino, 1, block, 1)?;
+            assert_eq!(c.allocated_blocks(ino)?, 2);
+            Err(CatalogError::Integrity("this operation fails".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(cat.allocated_blocks(ino).unwrap(), 1);
+        cat.commit().unwrap();
+
+        // A read-only catalog keeps no rows: it sees every later commit.
+        let reader = Catalog::open_readonly(&path).unwrap();
+        assert_eq!(reader.inode(ino).unwrap().unwrap().mode, before.mode);
+        cat.tx(|c| {
+            let mut i = c.inode(ino)?.unwrap();
+            i.mode = 0o640;
+            c.update_inode(&i)
+        })
+        .unwrap();
+        cat.commit().unwrap();
+        assert_eq!(reader.inode(ino).unwrap().unwrap().mode, 0o640);
     }
 
     #[test]
