@@ -623,16 +623,24 @@ impl Catalog {
     pub fn insert_block(&self, hash: &[u8], loc: &BlockLocation, plain_len: u32) -> Result<i64> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO blocks(hash, pack, offset, len, plain_len) VALUES (?1,?2,?3,?4,?5)
-             ON CONFLICT(hash) DO NOTHING",
+             ON CONFLICT(hash) DO NOTHING RETURNING id",
         )?;
-        st.execute(params![
-            hash,
-            loc.pack.as_i64(),
-            loc.offset as i64,
-            loc.len,
-            plain_len
-        ])?;
-        Ok(self.block_by_hash(hash)?.expect("just inserted"))
+        let inserted = st
+            .query_row(
+                params![
+                    hash,
+                    loc.pack.as_i64(),
+                    loc.offset as i64,
+                    loc.len,
+                    plain_len
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match inserted {
+            Some(id) => Ok(id),
+            None => Ok(self.block_by_hash(hash)?.expect("the row in the way")),
+        }
     }
 
     /// Points block `idx` of `ino` at `block` as of `version`. A row written
@@ -1096,6 +1104,29 @@ mod tests {
         .unwrap();
         cat.commit().unwrap();
         assert_eq!(reader.inode(ino).unwrap().unwrap().mode, 0o640);
+    }
+
+    #[test]
+    fn a_block_indexed_twice_keeps_its_first_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&dir.path().join("catalog.db"), true).unwrap();
+        let at = |offset| BlockLocation {
+            pack: crate::store::PackId(1),
+            offset,
+            len: 10,
+        };
+        let first = cat.insert_block(&[1; 32], &at(0), 10).unwrap();
+        let other = cat.insert_block(&[2; 32], &at(10), 10).unwrap();
+        assert_ne!(first, other);
+        assert_eq!(cat.insert_block(&[1; 32], &at(20), 10).unwrap(), first);
+        assert_eq!(cat.block_by_hash(&[1; 32]).unwrap(), Some(first));
+        let offset: i64 = cat
+            .conn
+            .query_row("SELECT offset FROM blocks WHERE id=?1", [first], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(offset, 0, "the first location stays");
     }
 
     #[test]
