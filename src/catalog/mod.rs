@@ -623,24 +623,21 @@ impl Catalog {
     pub fn insert_block(&self, hash: &[u8], loc: &BlockLocation, plain_len: u32) -> Result<i64> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO blocks(hash, pack, offset, len, plain_len) VALUES (?1,?2,?3,?4,?5)
-             ON CONFLICT(hash) DO NOTHING RETURNING id",
+             ON CONFLICT(hash) DO NOTHING",
         )?;
-        let inserted = st
-            .query_row(
-                params![
-                    hash,
-                    loc.pack.as_i64(),
-                    loc.offset as i64,
-                    loc.len,
-                    plain_len
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match inserted {
-            Some(id) => Ok(id),
-            None => Ok(self.block_by_hash(hash)?.expect("the row in the way")),
+        let inserted = st.execute(params![
+            hash,
+            loc.pack.as_i64(),
+            loc.offset as i64,
+            loc.len,
+            plain_len
+        ])?;
+        // Not RETURNING: SQLite gathers its rows in a temporary table, which
+        // cost more than the lookup it saves.
+        if inserted == 1 {
+            return Ok(self.conn.last_insert_rowid());
         }
+        Ok(self.block_by_hash(hash)?.expect("the row in the way"))
     }
 
     /// Points block `idx` of `ino` at `block` as of `version`. A row written
