@@ -352,6 +352,20 @@ fn init_logging() {
         .try_init();
 }
 
+/// glibc gives threads that allocate arenas of their own, up to eight per
+/// CPU, and each keeps what its threads freed. The daemon's threads (ring
+/// workers, block pool, sealer, flusher) made that a third of its memory:
+/// a 1 GiB write peaked at 186 MiB, and at 113 MiB with one arena per CPU,
+/// at the same speed. A `MALLOC_ARENA_MAX` set by the user wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none_or(|v| v.is_empty()) {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        // SAFETY: only tunes the allocator; any value is valid.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, cpus as libc::c_int) };
+    }
+}
+
 /// Opens the engine, mounts, reports readiness, and serves until unmounted
 /// or signalled; then flushes everything.
 fn serve(
@@ -363,6 +377,7 @@ fn serve(
     ready: Option<&mut std::io::Stdout>,
 ) -> anyhow::Result<()> {
     init_logging();
+    limit_malloc_arenas();
     // Everything the daemon creates is private to its user.
     unsafe { libc::umask(0o077) };
     let open_opts = OpenOptions {
