@@ -14,5 +14,26 @@ peers=${PEERS_SH:-$here/../shared/bench/peers.sh}
 cargo build --release --manifest-path "$here/Cargo.toml"
 export PHIVAULT_BIN=${PHIVAULT_BIN:-$here/target/release/phivault}
 export TARGETS=${TARGETS:-"ext4 gocryptfs phivault"}
-# Peak RSS of the phivault daemon is sampled alongside (VmHWM at unmount).
-exec bash "$peers"
+
+# Peak RSS of each phivault daemon (its VmHWM), sampled twice a second while
+# the workloads run; the highest is printed at the end.
+hwm_samples=$(mktemp)
+sample_hwm() {
+  while sleep 0.5; do
+    for pid in $(pgrep -f "$(basename "$PHIVAULT_BIN") daemon"); do
+      awk -v pid="$pid" '/^VmHWM:/ { print pid, $2 }' "/proc/$pid/status" 2>/dev/null || true
+    done
+  done
+}
+sample_hwm >"$hwm_samples" &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null || true; rm -f "$hwm_samples"' EXIT
+
+status=0
+bash "$peers" || status=$?
+kill "$sampler" 2>/dev/null || true
+awk '{ if ($2 > peak[$1]) peak[$1] = $2 }
+     END { for (pid in peak) { n++; if (peak[pid] > max) max = peak[pid] }
+           if (n) printf "phivault daemon peak RSS (VmHWM): %.0f MiB, the highest of %d mounts\n", max / 1024, n
+           else print "phivault daemon peak RSS: no daemon was seen" }' "$hwm_samples"
+exit "$status"
