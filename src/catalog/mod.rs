@@ -328,6 +328,14 @@ impl Catalog {
         }
     }
 
+    /// Rolls the open group back and records it lost, as when SQLite gives
+    /// up a transaction (tests of what the engine then reports).
+    #[cfg(test)]
+    pub(crate) fn lose_open_group(&self) {
+        self.run("ROLLBACK").expect("a group is open");
+        self.group_lost();
+    }
+
     /// Commits the open group if it is older than `GROUP_MAX_AGE`.
     pub fn commit_if_old(&self) -> Result<()> {
         match self.group_started.get() {

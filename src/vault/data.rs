@@ -100,6 +100,19 @@ impl OpenFile {
 }
 
 /// FALLOC_FL_* bits we understand.
+/// How often `store_blocks` looks again when blocks it shares vanish.
+const STORE_ATTEMPTS: usize = 3;
+
+/// How one attempt of `store_blocks` ended.
+enum Stored {
+    Done,
+    /// Block `block` of the file is a copy of a stored block whose row a
+    /// lost group took away after it was found; nothing was recorded.
+    SharedBlockVanished {
+        block: u64,
+    },
+}
+
 const FALLOC_KEEP_SIZE: i32 = 0x01;
 const FALLOC_PUNCH_HOLE: i32 = 0x02;
 const FALLOC_ZERO_RANGE: i32 = 0x10;
@@ -418,6 +431,32 @@ impl Vault {
         idxs: &[u64],
         seal: Option<VersionReason>,
     ) -> Result<()> {
+        // A block found already stored may vanish before the catalog is
+        // locked again: its group (another file's uncommitted writes) was
+        // rolled back by a failed commit meanwhile. Looking again seals it.
+        for _ in 0..STORE_ATTEMPTS - 1 {
+            if let Stored::Done = self.try_store_blocks(ino, f, idxs, seal)? {
+                return Ok(());
+            }
+            tracing::warn!("inode {ino}: a shared block was rolled back meanwhile; storing again");
+        }
+        match self.try_store_blocks(ino, f, idxs, seal)? {
+            Stored::Done => Ok(()),
+            Stored::SharedBlockVanished { block } => Err(VaultError::Corrupt {
+                ino,
+                block,
+                reason: "deduplicated block vanished from the index".into(),
+            }),
+        }
+    }
+
+    fn try_store_blocks(
+        &self,
+        ino: Ino,
+        f: &mut OpenFile,
+        idxs: &[u64],
+        seal: Option<VersionReason>,
+    ) -> Result<Stored> {
         let bs = self.block_size;
         let t = self.tick();
         let size = f.size;
@@ -478,11 +517,26 @@ impl Vault {
             self.claim_space(sealed.iter().map(record_len).sum())?;
             self.packs.append(&sealed.iter().collect::<Vec<_>>())?
         };
+        #[cfg(test)]
+        tests::between_looks();
         {
             let cat = self.catalog.lock();
+            // The catalog was unlocked while sealing: a group lost since
+            // may have held this file's earlier changes, or blocks it shares.
+            self.check_not_lost(&cat, ino, f)?;
+            let mut rows = HashMap::new();
+            for (idx, id) in &plan {
+                let Some(id) = id else { continue };
+                if rows.contains_key(id) || sealed.iter().any(|s| s.id == *id) {
+                    continue;
+                }
+                match cat.block_by_hash(&id.0)? {
+                    Some(row) => rows.insert(*id, row),
+                    None => return Ok(Stored::SharedBlockVanished { block: *idx }),
+                };
+            }
             cat.tx(|c| -> Result<()> {
                 c.record_append(&outcome)?;
-                let mut rows = HashMap::new();
                 for (s, loc) in sealed.iter().zip(&outcome.locations) {
                     rows.insert(s.id, c.insert_block(&s.id.0, loc, s.plain_len)?);
                 }
@@ -491,19 +545,7 @@ impl Vault {
                 for (idx, id) in &plan {
                     match id {
                         None => c.drop_extents(ino, *idx, *idx, inode.version)?,
-                        Some(id) => {
-                            let row = match rows.get(id) {
-                                Some(r) => *r,
-                                None => {
-                                    c.block_by_hash(&id.0)?.ok_or_else(|| VaultError::Corrupt {
-                                        ino,
-                                        block: *idx,
-                                        reason: "deduplicated block vanished from the index".into(),
-                                    })?
-                                }
-                            };
-                            c.put_extent(ino, *idx, row, inode.version)?;
-                        }
+                        Some(id) => c.put_extent(ino, *idx, rows[id], inode.version)?,
                     }
                 }
                 f.overlay(&mut inode);
@@ -541,7 +583,7 @@ impl Vault {
             .fetch_sub(freed * bs as usize, Ordering::Relaxed);
         f.meta_dirty = false;
         f.version_open = seal.is_none();
-        Ok(())
+        Ok(Stored::Done)
     }
 
     /// The block sealed ahead for `f`, with its index, if it is among
@@ -862,5 +904,116 @@ impl Vault {
             cur = parent;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    use super::*;
+    use crate::crypto::{KdfParams, Passphrase};
+    use crate::store::StoreDir;
+    use crate::vault::{
+        create_store, read_config, unlock_master, Caller, InitOptions, NodeSpec, OpenOptions,
+        ROOT_INO,
+    };
+
+    thread_local! {
+        static BETWEEN_LOOKS: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    /// Runs, once, what the test set to happen between `store_blocks`'
+    /// two looks at the catalog (the blocks are sealed in between).
+    pub(super) fn between_looks() {
+        if let Some(hook) = BETWEEN_LOOKS.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    fn on_next_store(hook: impl FnOnce() + 'static) {
+        BETWEEN_LOOKS.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+    }
+
+    fn open_vault(dir: &Path) -> Arc<Vault> {
+        let store = StoreDir::new(dir.join("store"));
+        let pass = Passphrase::new(b"between the looks".to_vec());
+        let init = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..InitOptions::default()
+        };
+        create_store(&store, &pass, &init).unwrap();
+        let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
+        Vault::open(&store, &master, &OpenOptions::default()).unwrap()
+    }
+
+    fn new_file(v: &Vault, name: &str) -> Ino {
+        let spec = NodeSpec::file(0o644);
+        let ino = v
+            .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
+            .unwrap()
+            .ino;
+        v.open_file(ino, false).unwrap();
+        ino
+    }
+
+    fn block_of(v: &Vault, byte: u8) -> Vec<u8> {
+        (0..v.block_size as usize)
+            .map(|i| byte ^ (i % 251) as u8)
+            .collect()
+    }
+
+    /// `store_blocks` finds a block already stored by another file's
+    /// uncommitted writes; before it records the copy, that group is rolled
+    /// back (a commit failed). It must seal the block itself, not fail the
+    /// write or point the file at a block that no longer exists.
+    #[test]
+    fn a_shared_block_rolled_back_between_looks_is_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let block = block_of(&v, 7);
+        let kept = new_file(&v, "kept");
+        v.catalog.lock().commit().unwrap();
+
+        // A whole block is stored at once, in the open group.
+        let other = new_file(&v, "other");
+        v.write(other, 0, &block).unwrap();
+        let lost = v.clone();
+        on_next_store(move || lost.catalog.lock().lose_open_group());
+        v.write(kept, 0, &block)
+            .expect("the block is sealed again, not reported vanished");
+        assert!(
+            BETWEEN_LOOKS.with(|h| h.borrow().is_none()),
+            "the group was lost between the looks"
+        );
+        v.release_file(kept).unwrap();
+        assert_eq!(v.read(kept, 0, block.len() as u32).unwrap(), block);
+        assert_eq!(v.release_file(other).unwrap_err().errno(), libc::EIO);
+    }
+
+    /// The file's own earlier writes were in the group rolled back between
+    /// the looks: the write reports the loss and records nothing, so no
+    /// version with a hole where they were is ever committed.
+    #[test]
+    fn a_files_own_group_rolled_back_between_looks_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let file = new_file(&v, "file");
+        v.catalog.lock().commit().unwrap();
+
+        let bs = v.block_size;
+        v.write(file, 0, &block_of(&v, 1)).unwrap();
+        let lost = v.clone();
+        on_next_store(move || lost.catalog.lock().lose_open_group());
+        let err = v.write(file, bs, &block_of(&v, 2)).unwrap_err();
+        assert_eq!(err.errno(), libc::EIO, "{err}");
+        v.release_file(file).unwrap();
+        v.catalog.lock().commit().unwrap();
+        assert_eq!(v.getattr(file).unwrap().size, 0, "as last closed: empty");
     }
 }
