@@ -99,7 +99,6 @@ impl OpenFile {
     }
 }
 
-/// FALLOC_FL_* bits we understand.
 /// How often `store_blocks` looks again when blocks it shares vanish.
 const STORE_ATTEMPTS: usize = 3;
 
@@ -113,6 +112,7 @@ enum Stored {
     },
 }
 
+/// FALLOC_FL_* bits we understand.
 const FALLOC_KEEP_SIZE: i32 = 0x01;
 const FALLOC_PUNCH_HOLE: i32 = 0x02;
 const FALLOC_ZERO_RANGE: i32 = 0x10;
