@@ -510,7 +510,7 @@ impl Vault {
         let file = self.files.lock().get(&ino).cloned();
         let mut open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
-        let attr = cat.tx(|c| -> Result<Attr> {
+        let attr = cat.tx_one_row(|c| -> Result<Attr> {
             let mut i = Self::inode_of(c, ino)?;
             if let Some(f) = open.as_deref_mut() {
                 f.overlay(&mut i);
@@ -549,8 +549,9 @@ impl Vault {
             if let Some(f) = open.as_deref_mut() {
                 f.set_times(i.mtime, i.ctime);
             }
-            c.update_inode(&i)?;
             let allocated = c.allocated_blocks(ino)? * self.block_size;
+            // Last: nothing may fail after it (no savepoint undoes it).
+            c.update_inode(&i)?;
             Ok(Attr::from_inode(&i, allocated))
         })?;
         if let Some(f) = open.as_deref_mut() {
