@@ -699,6 +699,16 @@ impl Catalog {
     /// Points block `idx` of `ino` at `block` as of `version`. A row written
     /// in the same (still open) version is replaced; an older one is closed.
     pub fn put_extent(&self, ino: Ino, idx: u64, block: i64, version: u64) -> Result<()> {
+        let mut ins = self
+            .conn
+            .prepare_cached("INSERT INTO extents(ino, idx, block, v_from) VALUES (?1,?2,?3,?4)")?;
+        if self.with_rows(|rows| rows.allocated(ino)).flatten() == Some(0) {
+            // A file without blocks (a new one, say) has no extent to
+            // replace or end: two lookups fewer for each block untar stores.
+            ins.execute(params![ino as i64, idx as i64, block, version as i64])?;
+            self.with_rows(|rows| rows.put_allocated(ino, 1));
+            return Ok(());
+        }
         self.with_rows(|rows| rows.forget_allocated(ino));
         let mut upd = self.conn.prepare_cached(
             "UPDATE extents INDEXED BY extents_live SET block=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL AND v_from=?4",
@@ -710,9 +720,6 @@ impl Catalog {
             "UPDATE extents INDEXED BY extents_live SET v_until=?3 WHERE ino=?1 AND idx=?2 AND v_until IS NULL",
         )?;
         close.execute(params![ino as i64, idx as i64, version as i64])?;
-        let mut ins = self
-            .conn
-            .prepare_cached("INSERT INTO extents(ino, idx, block, v_from) VALUES (?1,?2,?3,?4)")?;
         ins.execute(params![ino as i64, idx as i64, block, version as i64])?;
         Ok(())
     }
@@ -1132,6 +1139,46 @@ mod tests {
             .query_row("SELECT count(*) FROM dentries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(live, 1, "the failed insert left no row");
+    }
+
+    /// A new file's first extent skips the lookups for one to replace; the
+    /// counts kept must stay what SQLite counts, through every path.
+    #[test]
+    fn block_counts_kept_match_the_extents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let cat = Catalog::open(&path, true).unwrap();
+        let reader = Catalog::open_readonly(&path).unwrap();
+        let loc = BlockLocation {
+            pack: crate::store::PackId(1),
+            offset: 0,
+            len: 10,
+        };
+        let ino = cat.tx(|c| c.insert_inode(&new_inode(vec![1; 10]))).unwrap();
+        let steps: [(u64, u8, u64); 5] = [(0, 1, 1), (0, 2, 1), (1, 3, 1), (0, 4, 2), (2, 5, 2)];
+        for (idx, content, version) in steps {
+            cat.tx(|c| {
+                let block = c.insert_block(&[content; 32], &loc, 10)?;
+                c.put_extent(ino, idx, block, version)
+            })
+            .unwrap();
+            cat.commit().unwrap();
+            assert_eq!(
+                cat.allocated_blocks(ino).unwrap(),
+                reader.allocated_blocks(ino).unwrap(),
+                "after block {content} at {idx}"
+            );
+        }
+        assert_eq!(reader.allocated_blocks(ino).unwrap(), 3);
+        let versions: i64 = reader
+            .conn
+            .query_row(
+                "SELECT count(*) FROM extents WHERE ino=?1",
+                [ino as i64],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(versions, 4, "block 0 of version 1 is kept as history");
     }
 
     #[test]
