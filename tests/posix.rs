@@ -723,6 +723,82 @@ fn o_append_writes_always_go_to_the_end() {
     assert_eq!(fs::read(&p).unwrap(), b"abcdefghijklmno");
 }
 
+/// The mount lets the kernel remember that a name does not exist (SQLite
+/// asks for its journal at every transaction). Every way a name can come
+/// into being must make it visible at once, however often it was missed.
+#[test]
+fn a_name_looked_up_before_it_exists_appears_when_made() {
+    let v = Vault::mounted();
+    fs::create_dir(v.path("dir")).unwrap();
+    fs::write(v.path("source"), b"moved").unwrap();
+    fs::write(v.path("linked"), b"linked").unwrap();
+    type Make<'a> = Box<dyn Fn(&Path) -> io::Result<()> + 'a>;
+    let makers: Vec<(&str, Make)> = vec![
+        ("created file", Box::new(|p: &Path| fs::write(p, b"new"))),
+        ("directory", Box::new(|p: &Path| fs::create_dir(p))),
+        ("symlink", Box::new(|p: &Path| symlink("target", p))),
+        (
+            "fifo",
+            Box::new(|p: &Path| mknod(p, libc::S_IFIFO | 0o644, 0)),
+        ),
+        (
+            "hard link",
+            Box::new(|p: &Path| fs::hard_link(v.path("linked"), p)),
+        ),
+        (
+            "rename",
+            Box::new(|p: &Path| fs::rename(v.path("source"), p)),
+        ),
+        (
+            "rename exchange",
+            Box::new(|p: &Path| {
+                fs::write(v.path("other"), b"x")?;
+                renameat2(&v.path("other"), p, libc::RENAME_EXCHANGE)
+            }),
+        ),
+    ];
+    for (what, make) in &makers {
+        let p = v.path(&format!("dir/{}", what.replace(' ', "-")));
+        for _ in 0..3 {
+            assert_errno(fs::symlink_metadata(&p), libc::ENOENT, what);
+        }
+        let made = make(&p);
+        if *what == "rename exchange" {
+            // Exchanging with a missing name is ENOENT, as on ext4; the
+            // name then still does not exist.
+            assert_errno(made, libc::ENOENT, what);
+            assert_errno(fs::symlink_metadata(&p), libc::ENOENT, what);
+            continue;
+        }
+        made.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(fs::symlink_metadata(&p).is_ok(), "{what} is not visible");
+        let names: Vec<_> = fs::read_dir(v.path("dir"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().any(|n| p.file_name() == Some(n)),
+            "{what} is not listed"
+        );
+    }
+    assert_eq!(fs::read(v.path("dir/rename")).unwrap(), b"moved");
+    assert_errno(
+        fs::symlink_metadata(v.path("source")),
+        libc::ENOENT,
+        "renamed away",
+    );
+
+    // Removed names are missed again, and come back when made again.
+    fs::remove_file(v.path("dir/created-file")).unwrap();
+    assert_errno(
+        fs::symlink_metadata(v.path("dir/created-file")),
+        libc::ENOENT,
+        "removed",
+    );
+    fs::write(v.path("dir/created-file"), b"again").unwrap();
+    assert_eq!(fs::read(v.path("dir/created-file")).unwrap(), b"again");
+}
+
 #[test]
 fn o_excl_refuses_an_existing_name() {
     let v = Vault::mounted();

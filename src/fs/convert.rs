@@ -78,6 +78,28 @@ pub fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// A LOOKUP answer meaning "no such name" that the kernel may cache for
+/// the entry TTL: node id 0 (an ENOENT error is never cached).
+pub fn no_entry() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: SystemTime::UNIX_EPOCH,
+        mtime: SystemTime::UNIX_EPOCH,
+        ctime: SystemTime::UNIX_EPOCH,
+        crtime: SystemTime::UNIX_EPOCH,
+        kind: fuser::FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 65536,
+        flags: 0,
+    }
+}
+
 pub fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),

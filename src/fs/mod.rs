@@ -96,7 +96,17 @@ impl Filesystem for PhiFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        entry(reply, self.vault.lookup(parent.0, name(n)))
+        match self.vault.lookup(parent.0, name(n)) {
+            // Only this mount adds names to the store, and the kernel drops
+            // a cached "no such name" when it creates one: programs that
+            // test for a name before creating it (SQLite's journal at every
+            // transaction, editors, git, make) ask once. A read-only view
+            // may run beside the writing daemon, so it does not cache them.
+            Err(VaultError::NotFound) if !self.vault.is_read_only() => {
+                reply.entry(&TTL, &convert::no_entry(), GEN)
+            }
+            res => entry(reply, res),
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
