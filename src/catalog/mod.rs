@@ -492,8 +492,10 @@ impl Catalog {
                 version: 0,
                 version_open: false,
             });
-            // Inode numbers are never reused, so no extent names this one.
+            // Inode numbers are never reused, so no extent or extended
+            // attribute names this one.
             rows.put_allocated(ino, 0);
+            rows.put_no_xattrs(ino);
         });
         Ok(ino)
     }
@@ -895,6 +897,9 @@ impl Catalog {
     // ---------------------------------------------------------------- xattrs
 
     pub fn xattr_get(&self, ino: Ino, hash: &NameHash) -> Result<Option<Vec<u8>>> {
+        if self.with_rows(|rows| rows.has_no_xattrs(ino)) == Some(true) {
+            return Ok(None);
+        }
         let mut st = self
             .conn
             .prepare_cached("SELECT value FROM xattrs WHERE ino=?1 AND hash=?2")?;
@@ -904,6 +909,7 @@ impl Catalog {
     }
 
     pub fn xattr_set(&self, ino: Ino, hash: &NameHash, name: &[u8], value: &[u8]) -> Result<()> {
+        self.with_rows(|rows| rows.forget_no_xattrs(ino));
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO xattrs(ino, hash, name, value) VALUES (?1,?2,?3,?4)",
@@ -921,6 +927,9 @@ impl Catalog {
     }
 
     pub fn xattr_names(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        if self.with_rows(|rows| rows.has_no_xattrs(ino)) == Some(true) {
+            return Ok(Vec::new());
+        }
         let mut st = self
             .conn
             .prepare_cached("SELECT name FROM xattrs WHERE ino=?1 ORDER BY hash")?;
@@ -1179,6 +1188,41 @@ mod tests {
             )
             .unwrap();
         assert_eq!(versions, 4, "block 0 of version 1 is kept as history");
+    }
+
+    /// A new inode is known to have no extended attributes until one is
+    /// set, and an undone set leaves it without again.
+    #[test]
+    fn a_new_inode_has_no_xattrs_until_one_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let cat = Catalog::open(&path, true).unwrap();
+        let reader = Catalog::open_readonly(&path).unwrap();
+        let ino = cat.tx(|c| c.insert_inode(&new_inode(vec![1; 10]))).unwrap();
+        let (a, b): (NameHash, NameHash) = ([1; 16], [2; 16]);
+        assert_eq!(cat.xattr_get(ino, &a).unwrap(), None);
+        assert!(cat.xattr_names(ino).unwrap().is_empty());
+
+        let undone: Result<()> = cat.tx(|c| {
+            c.xattr_set(ino, &a, b"name a", b"undone")?;
+            assert_eq!(c.xattr_get(ino, &a)?.as_deref(), Some(&b"undone"[..]));
+            Err(CatalogError::Integrity("this operation fails".into()))
+        });
+        assert!(undone.is_err());
+        assert_eq!(cat.xattr_get(ino, &a).unwrap(), None);
+
+        cat.tx(|c| c.xattr_set(ino, &b, b"name b", b"kept"))
+            .unwrap();
+        assert_eq!(
+            cat.xattr_get(ino, &b).unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(cat.xattr_names(ino).unwrap(), vec![b"name b".to_vec()]);
+        cat.commit().unwrap();
+        assert_eq!(
+            reader.xattr_get(ino, &b).unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub(super) struct RowCache {
     inodes: LruCache<Ino, Inode>,
     /// Number of live blocks (`allocated_blocks`) per inode.
     allocated: LruCache<Ino, u64>,
+    /// Inodes known to have no extended attributes: those created since the
+    /// catalog opened, until one is set. The kernel asks a new file for
+    /// `security.capability` at its first write and at its chown.
+    without_xattrs: LruCache<Ino, ()>,
 }
 
 impl RowCache {
@@ -27,6 +31,7 @@ impl RowCache {
         Self {
             inodes: LruCache::new(CAPACITY),
             allocated: LruCache::new(CAPACITY),
+            without_xattrs: LruCache::new(CAPACITY),
         }
     }
 
@@ -52,9 +57,23 @@ impl RowCache {
         self.allocated.pop(&ino);
     }
 
+    pub(super) fn has_no_xattrs(&mut self, ino: Ino) -> bool {
+        self.without_xattrs.get(&ino).is_some()
+    }
+
+    pub(super) fn put_no_xattrs(&mut self, ino: Ino) {
+        self.without_xattrs.put(ino, ());
+    }
+
+    /// An extended attribute of `ino` may be written.
+    pub(super) fn forget_no_xattrs(&mut self, ino: Ino) {
+        self.without_xattrs.pop(&ino);
+    }
+
     /// SQLite undid changes this cache may hold.
     pub(super) fn clear(&mut self) {
         self.inodes.clear();
         self.allocated.clear();
+        self.without_xattrs.clear();
     }
 }
