@@ -179,6 +179,7 @@ impl Catalog {
     ) -> std::result::Result<T, E> {
         self.begin_group().map_err(E::from)?;
         self.run("SAVEPOINT op").map_err(E::from)?;
+        let before = self.conn.total_changes();
         match f(self) {
             Ok(v) => {
                 self.run("RELEASE op").map_err(E::from)?;
@@ -190,8 +191,13 @@ impl Catalog {
                     // disk or an I/O error while spilling pages).
                     self.group_lost();
                 } else {
-                    // Undoes only this operation; the group's earlier ones stay.
-                    self.forget_cached_rows();
+                    // Undoes only this operation; the group's earlier ones
+                    // stay. Rows cached only follow writes that succeeded:
+                    // an operation that wrote nothing (EEXIST, say, at each
+                    // `mkdir -p`) leaves the cache as it is.
+                    if self.conn.total_changes() != before {
+                        self.forget_cached_rows();
+                    }
                     let _ = self
                         .run("ROLLBACK TO op")
                         .and_then(|_| self.run("RELEASE op"));
@@ -212,15 +218,16 @@ impl Catalog {
         self.begin_group().map_err(E::from)?;
         let before = self.conn.total_changes();
         let res = f(self);
+        let changed = self.conn.total_changes() - before;
+        debug_assert!(changed <= 1, "tx_one_row changed more than one row");
         debug_assert!(
-            self.conn.total_changes() - before <= 1,
-            "tx_one_row changed more than one row"
+            res.is_ok() || changed == 0,
+            "tx_one_row failed after its write, which no savepoint undoes"
         );
         if res.is_err() {
             if self.conn.is_autocommit() {
                 self.group_lost();
-            } else {
-                // The failed statement is undone; the cache may have seen it.
+            } else if changed != 0 {
                 self.forget_cached_rows();
             }
         }
@@ -1179,6 +1186,26 @@ mod tests {
             );
         }
         assert_eq!(reader.allocated_blocks(ino).unwrap(), 3);
+
+        // Emptied (a truncate to 0), counted again as 0, then written.
+        cat.tx(|c| c.drop_extents(ino, 0, u64::MAX, 3)).unwrap();
+        assert_eq!(cat.allocated_blocks(ino).unwrap(), 0);
+        let undone: Result<()> = cat.tx(|c| {
+            let block = c.insert_block(&[6; 32], &loc, 10)?;
+            c.put_extent(ino, 4, block, 3)?;
+            assert_eq!(c.allocated_blocks(ino)?, 1);
+            Err(CatalogError::Integrity("this operation fails".into()))
+        });
+        assert!(undone.is_err());
+        assert_eq!(cat.allocated_blocks(ino).unwrap(), 0, "the undone extent");
+        cat.tx(|c| {
+            let block = c.insert_block(&[7; 32], &loc, 10)?;
+            c.put_extent(ino, 1, block, 3)
+        })
+        .unwrap();
+        cat.commit().unwrap();
+        assert_eq!(cat.allocated_blocks(ino).unwrap(), 1);
+        assert_eq!(reader.allocated_blocks(ino).unwrap(), 1);
         let versions: i64 = reader
             .conn
             .query_row(
@@ -1187,7 +1214,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(versions, 4, "block 0 of version 1 is kept as history");
+        assert_eq!(versions, 5, "block 0 of version 1 is kept as history");
     }
 
     /// A new inode is known to have no extended attributes until one is

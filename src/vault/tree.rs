@@ -546,15 +546,15 @@ impl Vault {
                 i.mtime = stamp(m);
             }
             i.ctime = set.ctime.unwrap_or(t);
-            if let Some(f) = open.as_deref_mut() {
-                f.set_times(i.mtime, i.ctime);
-            }
             let allocated = c.allocated_blocks(ino)? * self.block_size;
             // Last: nothing may fail after it (no savepoint undoes it).
             c.update_inode(&i)?;
             Ok(Attr::from_inode(&i, allocated))
         })?;
         if let Some(f) = open.as_deref_mut() {
+            // Only now: a failed setattr must not leave its times to the
+            // file's next flush.
+            f.set_times(attr.mtime, attr.ctime);
             f.changed_in(&cat);
         }
         Ok(attr)
