@@ -586,8 +586,8 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                         if let Ok(Operation::Destroy(_)) = req.request.operation() {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
-                        } else {
-                            req.dispatch(self)
+                        } else if !dispatch_catching_panics(|| req.dispatch(self)) {
+                            error!("a FUSE request handler panicked; answered EIO");
                         }
                     }
                     // Quit loop on illegal request
@@ -603,6 +603,15 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
             }
         }
     }
+}
+
+/// Runs a request's handler; false if it panicked (phivault patch). A
+/// worker that died with the panic would leave the kernel waiting for the
+/// answer forever, and the program that asked stuck in an unkillable wait:
+/// the reply the handler held is dropped while unwinding, which answers
+/// EIO, and the worker goes on with the next request.
+pub(crate) fn dispatch_catching_panics(dispatch: impl FnOnce()) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(dispatch)).is_ok()
 }
 
 /// The background session data structure

@@ -32,6 +32,7 @@ use io_uring::opcode;
 use io_uring::squeue;
 use io_uring::types;
 use log::debug;
+use log::error;
 use log::warn;
 use parking_lot::Mutex;
 
@@ -41,6 +42,7 @@ use crate::ll::Operation;
 use crate::reply::ReplyEmpty;
 use crate::request::RequestWithSender;
 use crate::session::SessionEventLoop;
+use crate::session::dispatch_catching_panics;
 
 const FUSE_IO_URING_CMD_REGISTER: u32 = 1;
 const FUSE_IO_URING_CMD_COMMIT_AND_FETCH: u32 = 2;
@@ -454,8 +456,11 @@ impl<FS: Filesystem> RingWorker<FS> {
         };
         if let Ok(Operation::Destroy(_)) = req.request.operation() {
             req.reply::<ReplyEmpty>().ok();
-        } else {
-            req.dispatch(&self.context);
+        } else if !dispatch_catching_panics(|| req.dispatch(&self.context)) {
+            error!(
+                "FUSE io_uring queue {}: a request handler panicked; answered EIO",
+                self.qid
+            );
         }
     }
 }
