@@ -461,33 +461,46 @@ impl Vault {
         let t = self.tick();
         let size = f.size;
         let mut ahead = self.take_sealed_ahead(f, idxs);
-        // Plaintext of each block, cut at end of file; None = all zeros (a hole).
-        let mut plan: Vec<(u64, Option<BlockId>)> = Vec::with_capacity(idxs.len());
+        let beyond_eof: Vec<u64> = idxs
+            .iter()
+            .copied()
+            .filter(|idx| f.dirty.contains_key(idx) && f.dirty_block_in_file(*idx, bs).is_none())
+            .collect();
+        // Each block's id (None: all zeros, a hole), on every core and
+        // without the catalog: hashing a 1 MiB write one block after the
+        // other under the lock was a third of a sequential write's time.
+        let ids: Vec<(u64, Option<BlockId>)> = {
+            let blocks: Vec<(u64, &[u8])> = idxs
+                .iter()
+                .filter_map(|&idx| f.dirty_block_in_file(idx, bs).map(|plain| (idx, plain)))
+                .collect();
+            let id_of = |&(idx, plain): &(u64, &[u8])| {
+                let id = match &ahead {
+                    _ if plain.iter().all(|&b| b == 0) => None,
+                    Some((i, s)) if *i == idx => Some(s.id),
+                    _ => Some(self.keys.blocks.id_of(plain)),
+                };
+                (idx, id)
+            };
+            if blocks.len() > 1 {
+                blocks.par_iter().map(id_of).collect()
+            } else {
+                blocks.iter().map(id_of).collect()
+            }
+        };
+        let mut plan: Vec<(u64, Option<BlockId>)> = Vec::with_capacity(ids.len());
         let mut fresh: Vec<(BlockId, &[u8])> = Vec::new();
-        let mut beyond_eof = Vec::new();
         {
             let cat = self.catalog.lock();
             self.check_not_lost(&cat, ino, f)?;
-            for &idx in idxs {
-                if !f.dirty.contains_key(&idx) {
-                    continue;
+            for &(idx, id) in &ids {
+                if let Some(id) = id {
+                    if cat.block_by_hash(&id.0)?.is_none() && !fresh.iter().any(|(i, _)| *i == id) {
+                        let plain = f.dirty_block_in_file(idx, bs).expect("hashed above");
+                        fresh.push((id, plain));
+                    }
                 }
-                let Some(plain) = f.dirty_block_in_file(idx, bs) else {
-                    beyond_eof.push(idx);
-                    continue;
-                };
-                if plain.iter().all(|&b| b == 0) {
-                    plan.push((idx, None));
-                    continue;
-                }
-                let id = match &ahead {
-                    Some((i, s)) if *i == idx => s.id,
-                    _ => self.keys.blocks.id_of(plain),
-                };
-                if cat.block_by_hash(&id.0)?.is_none() && !fresh.iter().any(|(i, _)| *i == id) {
-                    fresh.push((id, plain));
-                }
-                plan.push((idx, Some(id)));
+                plan.push((idx, id));
             }
         }
         // A block sealed ahead that is still needed is not sealed again.
