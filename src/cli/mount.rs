@@ -445,7 +445,7 @@ fn serve(
             }
         }
     });
-    crate::fs::raise_read_ahead(mountpoint);
+    crate::fs::raise_read_ahead(mountpoint, vault.clone());
     let result = session.run();
     sig_handle.close();
     let _ = signal_thread.join();

@@ -89,7 +89,10 @@ fn compress_into(plain: &[u8], out: &mut Vec<u8>, min_saving: usize) -> Option<u
     })
 }
 
-fn decompress(compressed: &[u8], plain_len: usize) -> Result<Vec<u8>, CryptoError> {
+/// Runs `f` with this thread's zstd decompression context.
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> Result<T, CryptoError> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let ctx = match &mut *slot {
@@ -99,11 +102,25 @@ fn decompress(compressed: &[u8], plain_len: usize) -> Result<Vec<u8>, CryptoErro
                     .map_err(|e| CryptoError::Decompress(e.to_string()))?,
             ),
         };
+        f(ctx).map_err(|e| CryptoError::Decompress(e.to_string()))
+    })
+}
+
+fn decompress(compressed: &[u8], plain_len: usize) -> Result<Vec<u8>, CryptoError> {
+    with_decompressor(|ctx| {
         let mut plain = Vec::with_capacity(plain_len);
-        ctx.decompress_to_buffer(compressed, &mut plain)
-            .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+        ctx.decompress_to_buffer(compressed, &mut plain)?;
         Ok(plain)
     })
+}
+
+/// Decompresses into exactly `out`: a block of another length is damaged.
+fn decompress_into(compressed: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
+    let n = with_decompressor(|ctx| ctx.decompress_to_buffer(compressed, out))?;
+    if n != out.len() {
+        return Err(CryptoError::IdMismatch);
+    }
+    Ok(())
 }
 
 /// Already-compressed or random data (media, archives, encrypted files)
@@ -174,8 +191,57 @@ impl BlockSealer {
         ciphertext: impl Into<CiphertextBuf>,
         plain_len: usize,
     ) -> Result<Vec<u8>, CryptoError> {
+        let (mut buf, body) = self.decrypt(id, nonce, ciphertext.into())?;
+        let plain = match buf[body.start] {
+            RAW => {
+                buf.copy_within(body.start + 1..body.end, 0);
+                buf.truncate(body.len() - 1);
+                buf
+            }
+            ZSTD => decompress(&buf[body.start + 1..body.end], plain_len)?,
+            _ => return Err(CryptoError::Malformed("unknown block encoding")),
+        };
+        self.verify(id, &plain, plain_len)?;
+        Ok(plain)
+    }
+
+    /// `open`, writing the plaintext into `out` (exactly the block's length)
+    /// instead of returning it: a read decrypts straight into its reply. On
+    /// an error `out` holds garbage.
+    pub fn open_into(
+        &self,
+        id: &BlockId,
+        nonce: &[u8],
+        ciphertext: impl Into<CiphertextBuf>,
+        out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let (buf, body) = self.decrypt(id, nonce, ciphertext.into())?;
+        let content = &buf[body.start + 1..body.end];
+        match buf[body.start] {
+            RAW => {
+                // Checked while the bytes are still in the CPU's cache.
+                self.verify(id, content, out.len())?;
+                out.copy_from_slice(content);
+                Ok(())
+            }
+            ZSTD => {
+                decompress_into(content, out)?;
+                self.verify(id, out, out.len())
+            }
+            _ => Err(CryptoError::Malformed("unknown block encoding")),
+        }
+    }
+
+    /// Decrypts in place; returns the buffer and where in it the encoded
+    /// body (an encoding byte, then the content) lies.
+    fn decrypt(
+        &self,
+        id: &BlockId,
+        nonce: &[u8],
+        ciphertext: CiphertextBuf,
+    ) -> Result<(Vec<u8>, std::ops::Range<usize>), CryptoError> {
         let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed("nonce length"))?;
-        let CiphertextBuf { mut buf, start } = ciphertext.into();
+        let CiphertextBuf { mut buf, start } = ciphertext;
         // An encoding byte, then the content, then the tag.
         if buf.len() < start + 1 + TAG_LEN {
             return Err(CryptoError::Malformed("ciphertext too short"));
@@ -186,19 +252,15 @@ impl BlockSealer {
         self.cipher
             .decrypt_inout_detached(&nonce, &id.0, body.into(), &tag)
             .map_err(|_| CryptoError::Tampered)?;
-        let plain = match body[0] {
-            RAW => {
-                buf.copy_within(start + 1..end, 0);
-                buf.truncate(end - start - 1);
-                buf
-            }
-            ZSTD => decompress(&buf[start + 1..end], plain_len)?,
-            _ => return Err(CryptoError::Malformed("unknown block encoding")),
-        };
-        if plain.len() != plain_len || self.id_of(&plain) != *id {
+        Ok((buf, start..end))
+    }
+
+    /// The plaintext is the block `id` names, and as long as the index says.
+    fn verify(&self, id: &BlockId, plain: &[u8], plain_len: usize) -> Result<(), CryptoError> {
+        if plain.len() != plain_len || self.id_of(plain) != *id {
             return Err(CryptoError::IdMismatch);
         }
-        Ok(plain)
+        Ok(())
     }
 }
 
@@ -265,6 +327,41 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(back, plain);
+        }
+    }
+
+    #[test]
+    fn open_into_writes_what_open_returns_and_checks_the_same() {
+        let s = sealer();
+        let mut random = vec![0u8; 65536];
+        rand::rng().fill_bytes(&mut random);
+        for plain in [b"patient record ".repeat(4000), random, vec![0x5a; 1]] {
+            let sealed = s.seal(&plain);
+            let mut out = vec![0u8; plain.len()];
+            s.open_into(
+                &sealed.id,
+                &sealed.nonce,
+                sealed.ciphertext.clone(),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, plain);
+            // A buffer of another length is an error (the index disagrees).
+            let mut longer = vec![0u8; plain.len() + 1];
+            assert!(s
+                .open_into(
+                    &sealed.id,
+                    &sealed.nonce,
+                    sealed.ciphertext.clone(),
+                    &mut longer
+                )
+                .is_err());
+            let mut ct = sealed.ciphertext.clone();
+            ct[1] ^= 1;
+            assert!(matches!(
+                s.open_into(&sealed.id, &sealed.nonce, ct, &mut out),
+                Err(CryptoError::Tampered)
+            ));
         }
     }
 

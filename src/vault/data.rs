@@ -14,8 +14,8 @@ use rayon::prelude::*;
 
 use super::readahead::ReadAhead;
 use super::seal_ahead::SealAhead;
-use super::{ReadParts, Result, Vault, VaultError};
-use crate::catalog::{BlockRef, Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
+use super::{Result, Vault, VaultError};
+use crate::catalog::{Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
 use crate::store::record_len;
 
@@ -23,7 +23,7 @@ use crate::store::record_len;
 pub(super) struct FileEntry {
     handles: AtomicU32,
     state: Mutex<OpenFile>,
-    read_ahead: ReadAhead,
+    pub(super) read_ahead: ReadAhead,
 }
 
 impl FileEntry {
@@ -96,6 +96,16 @@ impl OpenFile {
 
     pub(super) fn dirty_len(&self) -> usize {
         self.dirty.len()
+    }
+
+    /// The file's size, buffered changes included.
+    pub(super) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Block `idx` as written since it was stored: whole-size, zero-padded.
+    pub(super) fn dirty_block(&self, idx: u64) -> Option<&[u8]> {
+        self.dirty.get(&idx).map(Vec::as_slice)
     }
 }
 
@@ -288,136 +298,6 @@ impl Vault {
         };
         buf.resize(self.block_size as usize, 0);
         Ok(buf)
-    }
-
-    pub fn read(&self, ino: Ino, offset: u64, len: u32) -> Result<Vec<u8>> {
-        Ok(self.read_parts(ino, offset, len)?.to_vec())
-    }
-
-    /// `read`, as pieces of the decrypted blocks (no gathering copy).
-    pub fn read_parts(&self, ino: Ino, offset: u64, len: u32) -> Result<ReadParts> {
-        let entry = self.files.lock().get(&ino).cloned();
-        // Snapshot under the file's lock (size, buffered blocks, where the
-        // rest lives), then fetch and decrypt without it, so concurrent
-        // readahead requests for one file run in parallel.
-        let (size, end, first, last, mut blocks, stored) = {
-            let guard = entry.as_ref().map(|e| e.lock());
-            let size = match guard.as_ref() {
-                Some(f) => f.size,
-                None => Self::inode_of(&*self.catalog_to_read()?, ino)?.size,
-            };
-            if offset >= size || len == 0 {
-                return Ok(ReadParts::default());
-            }
-            let end = size.min(offset + len as u64);
-            let bs = self.block_size;
-            let (first, last) = (offset / bs, (end - 1) / bs);
-            let mut blocks: HashMap<u64, Arc<Vec<u8>>> = HashMap::new();
-            if let Some(f) = guard.as_ref() {
-                for (idx, b) in f.dirty.range(first..=last) {
-                    blocks.insert(*idx, Arc::new(b.clone()));
-                }
-            }
-            let stored: Vec<(u64, BlockRef)> = self
-                .catalog_to_read()?
-                .live_extents(ino, first, last)?
-                .into_iter()
-                .filter(|(idx, _)| !blocks.contains_key(idx))
-                .collect();
-            (size, end, first, last, blocks, stored)
-        };
-        if let Some(e) = &entry {
-            self.read_ahead(&e.read_ahead, ino, offset, end, size);
-        }
-        let bs = self.block_size;
-        let fetch = |(idx, b): &(u64, BlockRef)| self.read_block(ino, *idx, b).map(|d| (*idx, d));
-        let loaded: Vec<(u64, Arc<Vec<u8>>)> = if stored.len() > 1 {
-            self.packs.will_need(stored.iter().map(|(_, b)| b.location));
-            stored.par_iter().map(fetch).collect::<Result<_>>()?
-        } else {
-            stored.iter().map(fetch).collect::<Result<_>>()?
-        };
-        blocks.extend(loaded);
-        // Holes and the unwritten tails of short blocks read as zeros.
-        let mut out = ReadParts::default();
-        for idx in first..=last {
-            let bstart = idx * bs;
-            let from = offset.max(bstart);
-            let to = end.min(bstart + bs);
-            let (s, e) = ((from - bstart) as usize, (to - bstart) as usize);
-            let avail = blocks.get(&idx).map_or(s, |src| src.len().clamp(s, e));
-            if let Some(src) = blocks.remove(&idx) {
-                out.push_block(src, s..avail);
-            }
-            out.push_zeros(e - avail);
-        }
-        Ok(out)
-    }
-
-    /// Fetches, decrypts and verifies one stored block (through the cache).
-    /// Concurrent requests for one block (a read and the read-ahead, say)
-    /// decrypt it once: the others wait for that result.
-    pub(super) fn read_block(&self, ino: Ino, idx: u64, b: &BlockRef) -> Result<Arc<Vec<u8>>> {
-        if let Some(hit) = self.cache.get(&b.id) {
-            return Ok(hit);
-        }
-        let cell = self.loading.lock().entry(b.id).or_default().clone();
-        let loaded = cell
-            .get_or_init(|| {
-                let res = self.load_block(ino, idx, b).ok();
-                self.loading.lock().remove(&b.id);
-                res
-            })
-            .clone();
-        match loaded {
-            Some(plain) => Ok(plain),
-            // The loader failed: fail with this caller's own error.
-            None => self.load_block(ino, idx, b),
-        }
-    }
-
-    fn load_block(&self, ino: Ino, idx: u64, b: &BlockRef) -> Result<Arc<Vec<u8>>> {
-        let result = self
-            .packs
-            .read(&b.location)
-            .map_err(VaultError::from)
-            .and_then(|rec| {
-                if rec.id != b.id {
-                    return Err(VaultError::Corrupt {
-                        ino,
-                        block: idx,
-                        reason: "pack record holds a different block".into(),
-                    });
-                }
-                Ok(self.keys.blocks.open(
-                    &b.id,
-                    &rec.nonce,
-                    rec.ciphertext,
-                    b.plain_len as usize,
-                )?)
-            });
-        match result {
-            Ok(plain) => {
-                let plain = Arc::new(plain);
-                self.cache.put(b.id, plain.clone());
-                Ok(plain)
-            }
-            Err(e) => {
-                let path = self.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
-                tracing::error!(
-                    "integrity error reading {path}, block {idx} (bytes {}..{}), pack {} offset {}: {e}",
-                    idx * self.block_size,
-                    (idx + 1) * self.block_size,
-                    b.location.pack,
-                    b.location.offset
-                );
-                Err(VaultError::Corrupt {
-                    ino,
-                    block: idx,
-                    reason: e.to_string(),
-                })
-            }
-        }
     }
 
     /// Seals the given dirty blocks into the store and points the file at them,

@@ -209,6 +209,7 @@ impl Vault {
             cache: BlockCache::new(opts.cache_bytes),
             loading: Default::default(),
             dirty_bytes: AtomicUsize::new(0),
+            decrypt_ahead: AtomicBool::new(true),
             losses_reported: AtomicU64::new(0),
             dirty_limit: opts.dirty_limit,
             clock: AtomicI64::new(now_ns()),

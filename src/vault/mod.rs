@@ -9,7 +9,7 @@ mod data;
 mod error;
 mod lifecycle;
 mod names;
-mod read_parts;
+mod read;
 mod readahead;
 mod seal_ahead;
 mod tree;
@@ -26,7 +26,6 @@ pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
-pub use read_parts::ReadParts;
 pub use seal_ahead::SealAheadStats;
 
 use crate::catalog::{Catalog, Ino};
@@ -62,6 +61,11 @@ pub struct Vault {
     /// Blocks being decrypted right now, so each is decrypted once.
     loading: Mutex<HashMap<crate::crypto::BlockId, Arc<LoadingBlock>>>,
     dirty_bytes: AtomicUsize,
+    /// Whether sequential reads decrypt the next blocks ahead into the
+    /// cache (see `readahead`): only while the kernel's own read-ahead is
+    /// too small to keep both cores busy. Otherwise reads decrypt straight
+    /// into the kernel's buffers (see `read`).
+    decrypt_ahead: AtomicBool,
     /// Lost catalog groups already reported to a directory fsync.
     losses_reported: AtomicU64,
     dirty_limit: usize,
@@ -90,6 +94,12 @@ impl Vault {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Tells the engine that the kernel reads far enough ahead by itself
+    /// (or no longer does), see `decrypt_ahead`.
+    pub fn set_decrypt_ahead(&self, on: bool) {
+        self.decrypt_ahead.store(on, Ordering::Relaxed);
     }
 
     /// A strictly increasing wall-clock timestamp in nanoseconds, so that

@@ -154,6 +154,36 @@ impl ReplyRaw {
     pub(crate) fn error(self, err: ll::Errno) {
         self.send_ll(&ll::ResponseErrno(err));
     }
+
+    /// See [`ReplyData::data_in_place`].
+    fn send_filled(
+        mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        #[cfg(target_os = "linux")]
+        let fill = match self.sender.as_ref() {
+            Some(ReplySender::Ring(entry)) => match entry.send_filled(self.unique.0, len, fill) {
+                Ok(sent) => {
+                    self.sender = None;
+                    if let Err(err) = sent {
+                        error!("Failed to send FUSE reply: {err}");
+                    }
+                    return;
+                }
+                Err(fill) => fill,
+            },
+            _ => fill,
+        };
+        let mut buf = vec![0u8; len];
+        match fill(&mut buf) {
+            Ok(n) => {
+                assert!(n <= len, "filled {n} bytes of {len}");
+                self.send_ll(&ll::ResponseSlice(&buf[..n]));
+            }
+            Err(err) => self.error(err),
+        }
+    }
 }
 
 impl Drop for ReplyRaw {
@@ -218,10 +248,12 @@ impl ReplyData {
         self.reply.send_ll(&ll::ResponseSlice(data));
     }
 
-    /// Reply with data in several pieces (phivault patch): the pieces go to
-    /// the kernel as they are, without first being copied into one buffer.
-    pub fn data_vectored(self, pieces: &[IoSlice<'_>]) {
-        self.reply.send_ll(&ll::ResponseSlices(pieces));
+    /// Reply with up to `len` bytes that `fill` writes in place (phivault
+    /// patch): over io_uring straight into the ring entry, which the kernel
+    /// copies from, otherwise into a buffer. `fill` returns how many bytes
+    /// it wrote, or the error to reply with instead.
+    pub fn data_in_place(self, len: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
+        self.reply.send_filled(len, fill);
     }
 
     /// Reply to a request with the given error code

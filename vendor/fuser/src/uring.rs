@@ -236,6 +236,54 @@ impl RingReply {
     }
 }
 
+impl RingReply {
+    /// Lets `fill` write up to `len` payload bytes straight into the ring
+    /// entry, then completes the reply with the `n` bytes it reports, or
+    /// with its error (phivault patch: a READ decrypted into place needs no
+    /// copy). Hands `fill` back unused when the entry has no free payload
+    /// area that large; the caller then replies the usual way.
+    pub(crate) fn send_filled<F>(&self, unique: u64, len: usize, fill: F) -> Result<io::Result<()>, F>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, crate::Errno>,
+    {
+        let mut slot = self.slot.lock();
+        let ReplySlot::Open {
+            header,
+            direct,
+            cap,
+        } = *slot
+        else {
+            return Ok(Err(io::Error::other(
+                "io_uring request already answered (replies must come before the handler returns)",
+            )));
+        };
+        if direct.is_null() || len > cap {
+            return Err(fill);
+        }
+        // SAFETY: `direct` has `cap` bytes no request data borrows, ours
+        // until the worker commits the entry, which waits for this handler.
+        let payload = unsafe { std::slice::from_raw_parts_mut(direct, len) };
+        let (error, n) = match fill(payload) {
+            Ok(n) => {
+                assert!(n <= len, "filled {n} bytes of {len}");
+                (0i32, n)
+            }
+            Err(e) => (-e.code(), 0),
+        };
+        let mut out = [0u8; OUT_HEADER_SIZE];
+        out[0..4].copy_from_slice(&((OUT_HEADER_SIZE + n) as u32).to_ne_bytes());
+        out[4..8].copy_from_slice(&error.to_ne_bytes());
+        out[8..16].copy_from_slice(&unique.to_ne_bytes());
+        // SAFETY: `header` is the entry's header area, ours until commit.
+        unsafe {
+            ptr::copy_nonoverlapping(out.as_ptr(), (*header).in_out.as_mut_ptr(), OUT_HEADER_SIZE);
+            (*header).ent_in_out.payload_sz = n as u32;
+        }
+        *slot = ReplySlot::Replied { staged: None };
+        Ok(Ok(()))
+    }
+}
+
 /// Parameters of the ring, settled by the INIT exchange.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingParams {

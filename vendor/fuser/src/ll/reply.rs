@@ -61,15 +61,6 @@ impl Response for ResponseSlice<'_> {
     }
 }
 
-/// A payload in several pieces, sent without gathering it first.
-pub(crate) struct ResponseSlices<'a>(pub(crate) &'a [IoSlice<'a>]);
-
-impl Response for ResponseSlices<'_> {
-    fn payload(&self) -> impl IosliceConcat {
-        self.0
-    }
-}
-
 pub(crate) struct ResponseEmpty;
 
 impl Response for ResponseEmpty {
