@@ -98,23 +98,39 @@ fn pjdfstest_passes(io_uring: &str) {
 
 #[test]
 fn fsx_100k_operations_with_mmap_fixed_seed_over_dev_fuse() {
-    fsx_100k_operations("off");
+    let v = Vault::mounted_with(&["--io-uring", "off"]);
+    fsx_100k_operations(&v, 20261123);
 }
 
 #[test]
 fn fsx_100k_operations_with_mmap_fixed_seed_over_io_uring() {
     common::require_io_uring();
-    fsx_100k_operations("on");
+    let v = Vault::mounted_with(&["--io-uring", "on"]);
+    fsx_100k_operations(&v, 20261123);
 }
 
-fn fsx_100k_operations(io_uring: &str) {
+/// A million operations, as ten runs of 100,000 on two mounts: fsx-rs
+/// 0.3.2 never unmaps its mapped reads, so one process runs out of
+/// mappings long before a million (README, Development).
+#[test]
+#[ignore = "about half an hour: cargo test --test suites -- --ignored"]
+fn fsx_a_million_operations_in_ten_runs_over_both_transports() {
+    common::require_io_uring();
+    for (io_uring, seeds) in [("on", 1..=5), ("off", 6..=10)] {
+        let v = Vault::mounted_with(&["--io-uring", io_uring]);
+        for seed in seeds {
+            fsx_100k_operations(&v, seed);
+        }
+    }
+}
+
+fn fsx_100k_operations(v: &Vault, seed: u64) {
     let fsx = tool("fsx");
-    let v = Vault::mounted_with(&["--io-uring", io_uring]);
     let artifacts = tempfile::tempdir().unwrap();
     let out = Command::new(fsx)
         .arg("-f")
         .arg(ci_file("fsx.toml"))
-        .args(["-N", "100000", "-S", "20261123"])
+        .args(["-N", "100000", "-S", &seed.to_string()])
         .arg("-P")
         .arg(artifacts.path())
         .arg(v.path("fsx.data"))
@@ -122,10 +138,10 @@ fn fsx_100k_operations(io_uring: &str) {
         .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "fsx failed:\n{text}");
+    assert!(out.status.success(), "fsx (seed {seed}) failed:\n{text}");
     assert!(
         text.contains("All operations completed A-OK"),
-        "fsx did not report success:\n{text}"
+        "fsx (seed {seed}) did not report success:\n{text}"
     );
 }
 
