@@ -38,13 +38,12 @@ impl Vault {
     /// many (fewer only at end of file). Holes and the unwritten tails of
     /// short blocks read as zeros. On an error `out` holds garbage.
     pub fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize> {
-        let want = out.len() as u64;
         let entry = self.files.lock().get(&ino).cloned();
         let bs = self.block_size;
         // Under the file's lock: its size, its buffered blocks (copied out
         // at once) and where the rest lives. Decryption runs without it, so
         // concurrent read-ahead requests for one file run in parallel.
-        let (size, mut pieces, stored) = {
+        let (size, end, mut pieces, stored) = {
             let guard = entry.as_ref().map(|e| e.lock());
             let size = match guard.as_ref() {
                 Some(f) => f.size(),
@@ -56,7 +55,7 @@ impl Vault {
             let end = size.min(offset + out.len() as u64);
             let pieces = split_by_block(&mut out[..(end - offset) as usize], offset, bs);
             let (first, last) = (offset / bs, (end - 1) / bs);
-            let mut stored: HashMap<u64, BlockRef> = self
+            let stored: HashMap<u64, BlockRef> = self
                 .catalog_to_read()?
                 .live_extents(ino, first, last)?
                 .into_iter()
@@ -65,16 +64,12 @@ impl Vault {
             for p in pieces {
                 match guard.as_ref().and_then(|f| f.dirty_block(p.idx)) {
                     // A buffered block is whole-size and zero-padded.
-                    Some(buf) => {
-                        p.dest.copy_from_slice(&buf[p.from..p.from + p.dest.len()]);
-                        stored.remove(&p.idx);
-                    }
+                    Some(buf) => p.dest.copy_from_slice(&buf[p.from..p.from + p.dest.len()]),
                     None => pending.push(p),
                 }
             }
-            (size, pending, stored)
+            (size, end, pending, stored)
         };
-        let end = size.min(offset + want);
         let ahead = self.decrypt_ahead.load(Ordering::Relaxed);
         if let Some(e) = entry.as_ref().filter(|_| ahead) {
             self.read_ahead(&e.read_ahead, ino, offset, end, size);
