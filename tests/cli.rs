@@ -930,6 +930,154 @@ fn umount8_and_fusermount3_unmount_cleanly() {
     assert_eq!(std::fs::read(v.path("two")).unwrap(), two);
 }
 
+/// The kernel's entry for the mount at `mp`: its filesystem type and its
+/// superblock options, from /proc/self/mountinfo.
+fn mount_entry(mp: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = mp.to_string_lossy().replace(' ', "\\040");
+    text.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        if left.split(' ').nth(4)? != want {
+            return None;
+        }
+        let mut r = right.split(' ');
+        let fstype = r.next()?.to_string();
+        let _source = r.next()?;
+        Some((fstype, r.next()?.to_string()))
+    })
+}
+
+#[test]
+fn the_kernel_lists_a_mount_as_fuse_phivault() {
+    let v = Vault::mounted();
+    let (fstype, _) = mount_entry(&v.mnt).expect("the mount is listed");
+    assert_eq!(fstype, "fuse.phivault");
+    // What findmnt, df and systemd select mounts by.
+    let out =
+        common::ok(Command::new("findmnt").args(["-n", "-t", "fuse.phivault", "-o", "TARGET"]));
+    assert!(
+        stdout(&out).lines().any(|l| Path::new(l.trim()) == v.mnt),
+        "findmnt -t fuse.phivault does not list {}:\n{}",
+        v.mnt.display(),
+        stdout(&out)
+    );
+}
+
+/// Lets everyone open /dev/fuse while it lives, as distributions set it up
+/// (some VMs and containers leave it to root); then puts the mode back.
+struct DevFuseOpenToAll(Option<u32>);
+
+impl DevFuseOpenToAll {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
+        if mode & 0o006 == 0o006 {
+            return Self(None);
+        }
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+        Self(Some(mode))
+    }
+}
+
+impl Drop for DevFuseOpenToAll {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(mode) = self.0 {
+            let _ = std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(mode));
+        }
+    }
+}
+
+/// The quick start as a user who is not root: `mount` goes through
+/// fusermount3, the user works in the mount, and unmounts it.
+#[test]
+fn a_user_who_is_not_root_mounts_works_and_unmounts() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    common::require_fuse();
+    let id = |flag: &str| -> u32 {
+        let out = common::ok(Command::new("id").args([flag, "tests"]));
+        stdout(&out).trim().parse().expect("a numeric id")
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let _dev = DevFuseOpenToAll::new();
+    let dir = tempfile::Builder::new()
+        .prefix("phivault-user-")
+        .tempdir()
+        .unwrap();
+    // The user's home: the program, the passphrase, the store, the mountpoint.
+    let home = dir.path();
+    let give = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        chown(p, Some(uid), Some(gid)).unwrap();
+    };
+    give(home, 0o755);
+    let program = home.join("phivault");
+    std::fs::copy(bin(), &program).unwrap();
+    give(&program, 0o755);
+    let pwfile = write_pw(home, "passphrase", PASSPHRASE);
+    give(&pwfile, 0o600);
+    let mnt = home.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    give(&mnt, 0o755);
+    let store = home.join("store");
+    let as_user = |args: &[&std::ffi::OsStr]| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "tests", "--", "env"])
+            .arg(format!("HOME={}", home.display()))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    };
+    let phivault = |args: &[&std::ffi::OsStr]| {
+        let mut all = vec![program.as_os_str()];
+        all.extend_from_slice(args);
+        common::ok(&mut as_user(&all))
+    };
+    let pw = pwfile.as_os_str();
+    phivault(&[
+        "init".as_ref(),
+        store.as_os_str(),
+        "--passphrase-file".as_ref(),
+        pw,
+        "--kdf-memory-mib".as_ref(),
+        "8".as_ref(),
+        "--kdf-iterations".as_ref(),
+        "1".as_ref(),
+    ]);
+    let _guard = MountGuard(mnt.clone());
+    phivault(&[
+        "mount".as_ref(),
+        store.as_os_str(),
+        mnt.as_os_str(),
+        "--passphrase-file".as_ref(),
+        pw,
+    ]);
+
+    let (fstype, options) = mount_entry(&mnt).expect("the user's mount is listed");
+    assert_eq!(fstype, "fuse.phivault");
+    assert!(
+        options.split(',').any(|o| o == format!("user_id={uid}")),
+        "not the user's mount: {options}"
+    );
+    let script = format!(
+        "umask 022 && cd '{}' && echo 'visit notes' > n.txt && mkdir d && stat -c '%u %a' n.txt d && cat n.txt",
+        mnt.display()
+    );
+    let out = common::ok(&mut as_user(&[
+        "sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+    ]));
+    assert_eq!(
+        stdout(&out),
+        format!("{uid} 644\n{uid} 755\nvisit notes\n"),
+        "the user's new file and directory"
+    );
+
+    phivault(&["umount".as_ref(), mnt.as_os_str()]);
+    assert!(!is_mounted(&mnt), "still mounted after the user's umount");
+}
+
 #[test]
 fn umount_of_something_not_mounted_fails_clearly() {
     let v = Vault::init();

@@ -399,7 +399,10 @@ fn fuse_mount_sys(
             if error.kind() == ErrorKind::NotFound {
                 error!("{} not found. Try 'modprobe fuse'", DevFuse::PATH);
             }
-            return Err(error);
+            // Named (phivault patch): "Permission denied" alone reads as
+            // if the mountpoint were at fault. fusermount3 would not help,
+            // as it opens the device with the caller's rights.
+            return Err(Error::new(error.kind(), format!("{}: {error}", DevFuse::PATH)));
         }
     };
     assert!(
@@ -464,10 +467,11 @@ fn fuse_mount_sys(
 
     // Default name is "/dev/fuse", then use the subtype, and lastly prefer the name
     let mut source = DevFuse::PATH;
-    if let Some(MountOption::Subtype(subtype)) = options
-        .iter()
-        .find(|x| matches!(**x, MountOption::Subtype(_)))
-    {
+    let subtype = options.iter().find_map(|x| match x {
+        MountOption::Subtype(subtype) => Some(subtype.as_str()),
+        _ => None,
+    });
+    if let Some(subtype) = subtype {
         source = subtype;
     }
     if let Some(MountOption::FSName(name)) = options
@@ -477,14 +481,29 @@ fn fuse_mount_sys(
         source = name;
     }
 
+    // The subtype goes into the filesystem type, as libfuse's mount does
+    // (phivault patch): the kernel then lists the mount as "fuse.SUBTYPE",
+    // which `findmnt -t`, `df -t` and systemd go by.
     #[cfg(target_os = "linux")]
-    let result = nix::mount::mount(
-        Some(source),
-        mountpoint,
-        Some("fuse"),
-        flags,
-        Some(mount_options.as_str()),
-    );
+    let result = {
+        let mount_as = |fstype: &str| {
+            nix::mount::mount(
+                Some(source),
+                mountpoint,
+                Some(fstype),
+                flags,
+                Some(mount_options.as_str()),
+            )
+        };
+        match subtype {
+            Some(subtype) => match mount_as(&format!("fuse.{subtype}")) {
+                // A kernel without subtypes knows only "fuse".
+                Err(nix::errno::Errno::ENODEV) => mount_as("fuse"),
+                other => other,
+            },
+            None => mount_as("fuse"),
+        }
+    };
     #[cfg(target_os = "macos")]
     let result = nix::mount::mount(source, mountpoint, flags, Some(mount_options.as_str()));
 
