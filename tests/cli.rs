@@ -13,10 +13,7 @@ use std::time::{Duration, Instant};
 use common::{bin, Vault, PASSPHRASE};
 
 fn is_mounted(mp: &Path) -> bool {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let want = mp.to_string_lossy().replace(' ', "\\040");
-    text.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    mount_entry(mp).is_some()
 }
 
 /// Every non-directory under `root` with its content hash.
