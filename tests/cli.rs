@@ -1075,6 +1075,92 @@ fn a_user_who_is_not_root_mounts_works_and_unmounts() {
     assert!(!is_mounted(&mnt), "still mounted after the user's umount");
 }
 
+/// Kills the daemon of `v` with SIGKILL and waits until its mount is dead.
+fn kill_daemon(v: &Vault) {
+    let pid = v.daemon_pid();
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGKILL) },
+        0,
+        "kill -9 {pid}"
+    );
+    common::wait_dead(pid);
+    let err = std::fs::read_dir(&v.mnt).expect_err("a dead mount lists nothing");
+    // See `is_dead_mount` in src/cli/util.rs for the three.
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+        ),
+        "a dead mount answered {err}"
+    );
+}
+
+/// After a kill -9 (or the OOM killer), mounting again works without a
+/// manual umount: on the same mountpoint, as systemd's Restart= does, and
+/// on another one.
+#[test]
+fn mounting_after_the_daemon_was_killed_clears_its_dead_mount() {
+    let mut v = Vault::mounted();
+    let closed = common::pattern(61, 150_000);
+    std::fs::write(v.path("closed.bin"), &closed).unwrap();
+    kill_daemon(&v);
+
+    let out = mount_with(&v.store, &v.mnt, &v.pwfile, &[]);
+    common::ok_output(&out, "mount over the dead mount");
+    assert!(
+        stderr(&out).contains("Cleared the mount at"),
+        "the mount does not say it cleared the dead one: {}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(v.path("closed.bin")).unwrap(), closed);
+    assert_eq!(
+        mount_entry(&v.mnt).map(|(fstype, _)| fstype).as_deref(),
+        Some("fuse.phivault"),
+        "one live mount, not two stacked"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == v.mnt.to_str())
+            .count(),
+        1,
+        "the dead mount is still under the new one"
+    );
+
+    // The store's dead mount elsewhere does not block a mount here.
+    kill_daemon(&v);
+    let mnt2 = v.dir.path().join("mnt2");
+    std::fs::create_dir(&mnt2).unwrap();
+    let _g2 = MountGuard(mnt2.clone());
+    common::ok_output(
+        &mount_with(&v.store, &mnt2, &v.pwfile, &[]),
+        "mount elsewhere",
+    );
+    assert!(!is_mounted(&v.mnt), "the dead mount was left behind");
+    v.forget_mount();
+    assert_eq!(std::fs::read(mnt2.join("closed.bin")).unwrap(), closed);
+}
+
+/// Another store's dead mount is not ours to clear: the mount says what it
+/// is and how to clear it, and leaves it.
+#[test]
+fn a_dead_mount_of_another_store_is_named_and_left_alone() {
+    let mut dead = Vault::mounted();
+    kill_daemon(&dead);
+    let other = Vault::init();
+    let out = mount_with(&other.store, &dead.mnt, &other.pwfile, &[]);
+    assert_clear_failure(
+        &out,
+        "mount over another store's dead mount",
+        &["daemon is gone", "phivault umount", "fusermount3 -u"],
+    );
+    assert!(is_mounted(&dead.mnt), "another store's mount was cleared");
+    phivault_umount(&dead.mnt);
+    dead.forget_mount();
+    assert!(!is_mounted(&dead.mnt));
+}
+
 #[test]
 fn umount_of_something_not_mounted_fails_clearly() {
     let v = Vault::init();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Vault;
 
@@ -43,30 +43,6 @@ fn is_mounted(mp: &Path) -> bool {
     let want = mp.to_string_lossy().replace(' ', "\\040");
     text.lines()
         .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-/// Waits (bounded) until `pid` has exited (gone, or a zombie nobody reaps).
-fn wait_dead(pid: i32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return,
-            Ok(s) => {
-                let state = s
-                    .rsplit_once(") ")
-                    .map(|(_, r)| r.chars().next())
-                    .unwrap_or(None);
-                if matches!(state, Some('Z') | Some('X')) {
-                    return;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pid {pid} still alive 30 s after SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn integrity_ok(db: &Path) {
@@ -152,7 +128,7 @@ fn sigkill_during_write_storm_loses_nothing_closed() {
         0,
         "kill -9 {pid}"
     );
-    wait_dead(pid);
+    common::wait_dead(pid);
     // Ends the writer if it is between calls; a call in flight fails now.
     stop.store(true, Ordering::Relaxed);
     for w in writers {

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
-use crate::store::StoreDir;
+use crate::store::{StoreDir, StoreLock};
 use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
 
 /// Unlock a store and mount it.
@@ -127,6 +127,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mountpoint = util::absolute(&a.mountpoint)?;
     let opts = parse_options(&a.options)?;
     let dir = StoreDir::new(&store);
+    clear_dead_mounts(&dir, &mountpoint)?;
     check_mountpoint(&mountpoint)?;
     if a.tuning.io_uring == IoUringMode::On && !io_uring_enabled() {
         bail!(
@@ -208,6 +209,36 @@ fn confirm_create(store: &Path) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// A mount whose daemon died answers every access with ENOTCONN, and
+/// nothing of it is left to flush. This store's such mounts are detached
+/// (once no daemon holds the store), so that mounting again, by hand or by
+/// systemd's `Restart=`, works; the store then recovers as after any crash.
+/// Another dead mount on the mountpoint is left to its owner, with a
+/// sentence saying how to clear it.
+fn clear_dead_mounts(dir: &StoreDir, mp: &Path) -> anyhow::Result<()> {
+    let dead: Vec<String> = util::mounts_of_store(dir.root())
+        .into_iter()
+        .filter(|at| util::is_dead_mount(Path::new(at)))
+        .collect();
+    if !dead.is_empty() && StoreLock::acquire(dir).is_ok() {
+        for at in &dead {
+            unmount_path(Path::new(at), Unmount::Detach)
+                .with_context(|| format!("cannot clear the dead mount at {at}"))?;
+            eprintln!("Cleared the mount at {at}: its daemon had stopped without unmounting");
+        }
+    }
+    if util::is_mountpoint(mp) && util::is_dead_mount(mp) {
+        bail!(
+            "mountpoint {} holds a mount whose daemon is gone (Transport endpoint is not \
+             connected); clear it with `phivault umount {}` or `fusermount3 -u {}`",
+            mp.display(),
+            mp.display(),
+            mp.display()
+        );
+    }
+    Ok(())
 }
 
 fn check_mountpoint(mp: &Path) -> anyhow::Result<()> {
@@ -429,7 +460,7 @@ fn serve(
         tracing::info!("signal {sig}: flushing and unmounting {}", mp.display());
         let mut warned = false;
         loop {
-            match unmount_path(&mp) {
+            match unmount_path(&mp, Unmount::WhenIdle) {
                 Ok(()) => return,
                 Err(e) if !warned => {
                     tracing::warn!(
@@ -445,7 +476,10 @@ fn serve(
             }
         }
     });
-    crate::fs::raise_read_ahead(mountpoint, vault.clone());
+    match util::mount_device(mountpoint) {
+        Some(device) => crate::fs::raise_read_ahead(&device, &vault),
+        None => tracing::warn!("{} is not in mountinfo", mountpoint.display()),
+    }
     let result = session.run();
     sig_handle.close();
     let _ = signal_thread.join();
@@ -457,17 +491,35 @@ fn serve(
 }
 
 /// Asks the kernel to detach the mount; the session then ends by itself.
-fn unmount_path(mp: &Path) -> std::io::Result<()> {
+/// How `unmount_path` lets go of a mount.
+#[derive(Clone, Copy, PartialEq)]
+enum Unmount {
+    /// Fails while programs use the mount (EBUSY).
+    WhenIdle,
+    /// At once, for programs too (a dead mount's files fail anyway).
+    Detach,
+}
+
+fn unmount_path(mp: &Path, how: Unmount) -> std::io::Result<()> {
     if unsafe { libc::geteuid() } == 0 {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(mp.as_os_str().as_bytes())?;
+        let flags = match how {
+            Unmount::WhenIdle => 0,
+            Unmount::Detach => libc::MNT_DETACH,
+        };
         // SAFETY: a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
             return Ok(());
         }
         return Err(std::io::Error::last_os_error());
     }
-    let out = Command::new("fusermount3").arg("-u").arg(mp).output()?;
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-u");
+    if how == Unmount::Detach {
+        cmd.arg("-z");
+    }
+    let out = cmd.arg(mp).output()?;
     if out.status.success() {
         Ok(())
     } else {

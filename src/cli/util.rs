@@ -74,39 +74,91 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub fn mounted_store(mountpoint: &Path) -> Option<String> {
     mounts()
         .into_iter()
-        .find(|(_, mp, _)| Path::new(mp) == mountpoint)
-        .map(|(src, _, _)| src)
+        .find(|m| Path::new(&m.mountpoint) == mountpoint)
+        .map(|m| m.source)
+}
+
+/// The device ("major:minor") of the mount at `mountpoint`, if any, read
+/// without touching the mount itself (a daemon that stats its own mount can
+/// deadlock with its own death).
+pub fn mount_device(mountpoint: &Path) -> Option<String> {
+    mounts()
+        .into_iter()
+        .find(|m| Path::new(&m.mountpoint) == mountpoint)
+        .map(|m| m.device)
 }
 
 /// Where `store` is mounted, if it is.
 pub fn mount_of_store(store: &Path) -> Option<String> {
+    mounts_of_store(store).into_iter().next()
+}
+
+/// Every mountpoint of `store`.
+pub fn mounts_of_store(store: &Path) -> Vec<String> {
     let s = store.to_string_lossy();
     // The kernel lists FUSE mounts as fstype "fuse" (or "fuse.SUBTYPE").
     mounts()
         .into_iter()
-        .find(|(src, _, fs)| fs.starts_with("fuse") && *src == s)
-        .map(|(_, mp, _)| mp)
+        .filter(|m| m.fstype.starts_with("fuse") && m.source == s)
+        .map(|m| m.mountpoint)
+        .collect()
+}
+
+/// Whether the FUSE mount at `mp` has lost its daemon (killed, out of
+/// memory): the kernel then answers everything with ENOTCONN, "Transport
+/// endpoint is not connected", with ECONNABORTED once the connection was
+/// aborted, or with ECANCELED while it tears down the daemon's io_uring
+/// queues. phivault itself answers none of these. statfs always asks the
+/// daemon.
+pub fn is_dead_mount(mp: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(mp.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and room for the result.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+    rc != 0
+        && matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+        )
 }
 
 pub fn is_mountpoint(path: &Path) -> bool {
     mounts()
         .into_iter()
-        .any(|(_, mp, _)| Path::new(&mp) == path)
+        .any(|m| Path::new(&m.mountpoint) == path)
 }
 
-/// (source, mountpoint, fstype) of every mount, from /proc/self/mountinfo.
-fn mounts() -> Vec<(String, String, String)> {
+/// One line of /proc/self/mountinfo.
+struct Mount {
+    /// "major:minor" of the mounted filesystem.
+    device: String,
+    mountpoint: String,
+    fstype: String,
+    source: String,
+}
+
+fn mounts() -> Vec<Mount> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
     text.lines()
         .filter_map(|l| {
             let (left, right) = l.split_once(" - ")?;
-            let mp = unescape(left.split(' ').nth(4)?);
+            let mut fields = left.split(' ');
+            let device = fields.nth(2)?.to_string();
+            let mountpoint = unescape(fields.nth(1)?);
             let mut r = right.split(' ');
             let fstype = r.next()?.to_string();
-            let src = unescape(r.next()?);
-            Some((src, mp, fstype))
+            let source = unescape(r.next()?);
+            Some(Mount {
+                device,
+                mountpoint,
+                fstype,
+                source,
+            })
         })
         .collect()
 }

@@ -609,29 +609,19 @@ fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
 /// 1 GiB 20-25% faster than 1 MiB in interleaved runs.
 const READ_AHEAD_KIB: u32 = 8192;
 
-/// Raises the mount's read-ahead window once the kernel has finished the
-/// FUSE handshake (which would otherwise cap it again). Needs root to write
-/// to sysfs; anyone else keeps the kernel default, and the engine decrypts
-/// ahead itself. Runs in the background: the first stat of the mountpoint
-/// waits for the session to serve it.
-pub fn raise_read_ahead(mountpoint: &std::path::Path, vault: Arc<Vault>) {
-    let mountpoint = mountpoint.to_path_buf();
-    std::thread::spawn(move || {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(&mountpoint) else {
-            return;
-        };
-        let dev = meta.dev();
-        let knob = format!(
-            "/sys/class/bdi/{}:{}/read_ahead_kb",
-            libc::major(dev),
-            libc::minor(dev)
-        );
-        match std::fs::write(&knob, READ_AHEAD_KIB.to_string()) {
-            // The kernel's READs now cover 8 MiB ahead: reads decrypt
-            // straight into its buffers instead (see `vault::read`).
-            Ok(()) => vault.set_decrypt_ahead(false),
-            Err(e) => tracing::debug!("read-ahead left at the kernel default ({knob}: {e})"),
-        }
-    });
+/// Raises the read-ahead window of the mount whose device is `device`
+/// ("major:minor", from mountinfo). Call it once the FUSE handshake is done
+/// (`fuser::Session::new` returns after it), which would otherwise cap it
+/// again. Needs root to write to sysfs; anyone else keeps the kernel
+/// default, and the engine decrypts ahead itself. It never touches the
+/// mount: a daemon thread waiting on its own mount when the daemon is
+/// killed keeps the process, and so the mount, from ever dying.
+pub fn raise_read_ahead(device: &str, vault: &Vault) {
+    let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
+    match std::fs::write(&knob, READ_AHEAD_KIB.to_string()) {
+        // The kernel's READs now cover 8 MiB ahead: reads decrypt
+        // straight into its buffers instead (see `vault::read`).
+        Ok(()) => vault.set_decrypt_ahead(false),
+        Err(e) => tracing::debug!("read-ahead left at the kernel default ({knob}: {e})"),
+    }
 }

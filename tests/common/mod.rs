@@ -365,3 +365,27 @@ pub fn engine_file(v: &phivault::vault::Vault, name: &str) -> u64 {
     v.open_file(ino, false).unwrap();
     ino
 }
+
+/// Waits (bounded) until `pid` has exited (gone, or a zombie nobody reaps).
+pub fn wait_dead(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(s) => {
+                let state = s
+                    .rsplit_once(") ")
+                    .map(|(_, r)| r.chars().next())
+                    .unwrap_or(None);
+                if matches!(state, Some('Z') | Some('X')) {
+                    return;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {pid} still alive 30 s after SIGKILL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
