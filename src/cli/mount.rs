@@ -490,7 +490,6 @@ fn serve(
     result.context("filesystem session")
 }
 
-/// Asks the kernel to detach the mount; the session then ends by itself.
 /// How `unmount_path` lets go of a mount.
 #[derive(Clone, Copy, PartialEq)]
 enum Unmount {
@@ -500,6 +499,7 @@ enum Unmount {
     Detach,
 }
 
+/// Asks the kernel to detach the mount; its session then ends by itself.
 fn unmount_path(mp: &Path, how: Unmount) -> std::io::Result<()> {
     if unsafe { libc::geteuid() } == 0 {
         use std::os::unix::ffi::OsStrExt;
