@@ -1104,6 +1104,12 @@ fn mounting_after_the_daemon_was_killed_clears_its_dead_mount() {
     let closed = common::pattern(61, 150_000);
     std::fs::write(v.path("closed.bin"), &closed).unwrap();
     kill_daemon(&v);
+    let info = common::ok(Command::new(bin()).arg("info").arg(&v.store));
+    assert!(
+        stdout(&info).contains(&format!("mounted at:     {} (dead", v.mnt.display())),
+        "info does not call the mount dead:\n{}",
+        stdout(&info)
+    );
 
     let out = mount_with(&v.store, &v.mnt, &v.pwfile, &[]);
     common::ok_output(&out, "mount over the dead mount");

@@ -48,8 +48,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         config.slots.len() - recovery,
         recovery
     );
-    if let Some(at) = util::mount_of_store(&store) {
-        println!("mounted at:     {at}");
+    for at in util::mounts_of_store(&store) {
+        if util::is_dead_mount(std::path::Path::new(&at)) {
+            println!("mounted at:     {at} (dead: its daemon is gone; `phivault mount` clears it)");
+        } else {
+            println!("mounted at:     {at}");
+        }
     }
     println!("files:          {}", s.files);
     println!("directories:    {}", s.directories);
