@@ -72,20 +72,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// The source (store path) of the phivault mount at `mountpoint`, if any.
 pub fn mounted_store(mountpoint: &Path) -> Option<String> {
-    mounts()
-        .into_iter()
-        .find(|m| Path::new(&m.mountpoint) == mountpoint)
-        .map(|m| m.source)
+    mount_at(mountpoint).map(|m| m.source)
 }
 
 /// The device ("major:minor") of the mount at `mountpoint`, if any, read
 /// without touching the mount itself (a daemon that stats its own mount can
 /// deadlock with its own death).
 pub fn mount_device(mountpoint: &Path) -> Option<String> {
-    mounts()
-        .into_iter()
-        .find(|m| Path::new(&m.mountpoint) == mountpoint)
-        .map(|m| m.device)
+    mount_at(mountpoint).map(|m| m.device)
 }
 
 /// Where `store` is mounted, if it is.
@@ -126,9 +120,13 @@ pub fn is_dead_mount(mp: &Path) -> bool {
 }
 
 pub fn is_mountpoint(path: &Path) -> bool {
+    mount_at(path).is_some()
+}
+
+fn mount_at(mountpoint: &Path) -> Option<Mount> {
     mounts()
         .into_iter()
-        .any(|m| Path::new(&m.mountpoint) == path)
+        .find(|m| Path::new(&m.mountpoint) == mountpoint)
 }
 
 /// One line of /proc/self/mountinfo.
