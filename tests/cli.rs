@@ -927,21 +927,28 @@ fn umount8_and_fusermount3_unmount_cleanly() {
     assert_eq!(std::fs::read(v.path("two")).unwrap(), two);
 }
 
-/// The kernel's entry for the mount at `mp`: its filesystem type and its
-/// superblock options, from /proc/self/mountinfo.
-fn mount_entry(mp: &Path) -> Option<(String, String)> {
+/// The kernel's entries for mounts at `mp`, lowest first: each one's
+/// filesystem type and superblock options, from /proc/self/mountinfo.
+fn mounts_at(mp: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = mp.to_string_lossy().replace(' ', "\\040");
-    text.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        if left.split(' ').nth(4)? != want {
-            return None;
-        }
-        let mut r = right.split(' ');
-        let fstype = r.next()?.to_string();
-        let _source = r.next()?;
-        Some((fstype, r.next()?.to_string()))
-    })
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            if left.split(' ').nth(4)? != want {
+                return None;
+            }
+            let mut r = right.split(' ');
+            let fstype = r.next()?.to_string();
+            let _source = r.next()?;
+            Some((fstype, r.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// The first entry of `mounts_at`.
+fn mount_entry(mp: &Path) -> Option<(String, String)> {
+    mounts_at(mp).into_iter().next()
 }
 
 #[test]
@@ -1077,13 +1084,7 @@ fn a_user_who_is_not_root_mounts_works_and_unmounts() {
 
 /// Kills the daemon of `v` with SIGKILL and waits until its mount is dead.
 fn kill_daemon(v: &Vault) {
-    let pid = v.daemon_pid();
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGKILL) },
-        0,
-        "kill -9 {pid}"
-    );
-    common::wait_dead(pid);
+    common::sigkill(v.daemon_pid());
     let err = std::fs::read_dir(&v.mnt).expect_err("a dead mount lists nothing");
     // See `is_dead_mount` in src/cli/util.rs for the three.
     assert!(
@@ -1125,11 +1126,7 @@ fn mounting_after_the_daemon_was_killed_clears_its_dead_mount() {
         "one live mount, not two stacked"
     );
     assert_eq!(
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.split(' ').nth(4) == v.mnt.to_str())
-            .count(),
+        mounts_at(&v.mnt).len(),
         1,
         "the dead mount is still under the new one"
     );

@@ -104,8 +104,7 @@ fn power_loss_falls_back(lose: fn(&Path, u64)) {
 
     // Power loss: the daemon dies and the pack bytes written after the last
     // fsync never reach the disk, while the catalog rows did.
-    let pid = v.daemon_pid();
-    common::ok(Command::new("kill").args(["-9", &pid.to_string()]));
+    common::sigkill(v.daemon_pid());
     let _ = Command::new("umount").arg("-l").arg(&v.mnt).status();
     v.forget_mount();
     assert!(

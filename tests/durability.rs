@@ -122,13 +122,7 @@ fn sigkill_during_write_storm_loses_nothing_closed() {
 
     // Let the storm run, then kill the daemon without warning.
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = v.daemon_pid();
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGKILL) },
-        0,
-        "kill -9 {pid}"
-    );
-    common::wait_dead(pid);
+    common::sigkill(v.daemon_pid());
     // Ends the writer if it is between calls; a call in flight fails now.
     stop.store(true, Ordering::Relaxed);
     for w in writers {

@@ -366,6 +366,16 @@ pub fn engine_file(v: &phivault::vault::Vault, name: &str) -> u64 {
     ino
 }
 
+/// Kills `pid` with SIGKILL and waits until it has exited.
+pub fn sigkill(pid: i32) {
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGKILL) },
+        0,
+        "kill -9 {pid}"
+    );
+    wait_dead(pid);
+}
+
 /// Waits (bounded) until `pid` has exited (gone, or a zombie nobody reaps).
 pub fn wait_dead(pid: i32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
