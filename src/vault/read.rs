@@ -234,21 +234,19 @@ fn split_by_block(out: &mut [u8], offset: u64, block_size: u64) -> Vec<Piece<'_>
 mod tests {
     use super::*;
 
+    /// (block, offset in it, length) of each piece of a read of `len`
+    /// bytes at `offset`, with blocks of 100 bytes.
+    fn shape(len: usize, offset: u64) -> Vec<(u64, usize, usize)> {
+        let mut out = vec![0u8; len];
+        split_by_block(&mut out, offset, 100)
+            .iter()
+            .map(|p| (p.idx, p.from, p.dest.len()))
+            .collect()
+    }
+
     #[test]
     fn a_read_is_cut_at_block_boundaries() {
-        let mut out = vec![0u8; 250];
-        let pieces = split_by_block(&mut out, 150, 100);
-        let shape: Vec<(u64, usize, usize)> = pieces
-            .iter()
-            .map(|p| (p.idx, p.from, p.dest.len()))
-            .collect();
-        assert_eq!(shape, [(1, 50, 50), (2, 0, 100), (3, 0, 100)]);
-        let mut out = vec![0u8; 10];
-        let pieces = split_by_block(&mut out, 95, 100);
-        let shape: Vec<(u64, usize, usize)> = pieces
-            .iter()
-            .map(|p| (p.idx, p.from, p.dest.len()))
-            .collect();
-        assert_eq!(shape, [(0, 95, 5), (1, 0, 5)]);
+        assert_eq!(shape(250, 150), [(1, 50, 50), (2, 0, 100), (3, 0, 100)]);
+        assert_eq!(shape(10, 95), [(0, 95, 5), (1, 0, 5)]);
     }
 }
