@@ -10,23 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{sh, Vault};
-
-/// Fails with a clear message when a program the test drives is missing.
-fn require_programs(names: &[&str]) {
-    for name in names {
-        let found = Command::new("bash")
-            .arg("-c")
-            .arg(format!("command -v {name}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "this test runs the real program `{name}`, which is not on PATH; install it (CI installs tar, sqlite3, git, diffutils, python3)"
-        );
-    }
-}
+use common::{require_programs, sh, Vault};
 
 /// Single-quotes a path for bash.
 fn q(p: &Path) -> String {

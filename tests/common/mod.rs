@@ -35,6 +35,23 @@ pub fn require_io_uring() {
     }
 }
 
+/// Fails with a clear message when a program the test drives is missing
+/// (`.ci/run` installs every one of them).
+pub fn require_programs(names: &[&str]) {
+    for name in names {
+        let found = Command::new("bash")
+            .arg("-c")
+            .arg(format!("command -v {name}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "this test runs the real program `{name}`, which is not on PATH; install it (.ci/run lists the packages)"
+        );
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
