@@ -41,7 +41,8 @@ pub struct Args {
     /// Stay attached and log to stderr; Ctrl-C or SIGTERM unmounts.
     #[arg(short, long)]
     pub foreground: bool,
-    /// Mount options, comma-separated: allow_other, ro, and other FUSE options.
+    /// Mount options, comma-separated: allow_other, ro, noacl (no POSIX
+    /// ACLs: setfacl fails, as on ext4 mounted noacl), and other FUSE options.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
     /// Create the store without asking if it does not exist.
@@ -93,6 +94,7 @@ pub struct DaemonArgs {
 struct Options {
     allow_other: bool,
     read_only: bool,
+    posix_acls: bool,
     extra: Vec<String>,
 }
 
@@ -100,6 +102,7 @@ fn parse_options(raw: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
         allow_other: false,
         read_only: false,
+        posix_acls: true,
         extra: Vec::new(),
     };
     for opt in raw
@@ -111,6 +114,8 @@ fn parse_options(raw: &[String]) -> anyhow::Result<Options> {
         match opt {
             "allow_other" => o.allow_other = true,
             "ro" => o.read_only = true,
+            "acl" => o.posix_acls = true,
+            "noacl" => o.posix_acls = false,
             "rw" | "defaults" | "auto" | "noauto" | "user" | "nouser" | "_netdev" | "nofail" => {}
             o2 if o2.starts_with("passphrase_file=") || o2.starts_with("x-systemd") => {}
             "allow_root" | "auto_unmount" => {
@@ -435,8 +440,12 @@ fn serve(
         threads: tuning.threads as usize,
         extra: &opts.extra,
     });
-    let session = fuser::Session::new(PhiFs::new(vault.clone(), tuning.io_uring), mountpoint, &cfg)
-        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let session = fuser::Session::new(
+        PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls),
+        mountpoint,
+        &cfg,
+    )
+    .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     tracing::info!(
         "mounted {} on {}; {} KiB of its disk kept free for the catalog",
         dir.root().display(),

@@ -17,8 +17,12 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::vault::{Kind, NodeSpec, RenameMode, SetAttr, TimeSet, Vault, VaultError};
-use convert::{caller, caller_for_mode, file_attr, kernel_time_ns, kind_from_mode};
+use crate::vault::{
+    Kind, NodeSpec, RenameMode, SetAttr, TimeSet, Vault, VaultError, ACL_ACCESS_XATTR,
+};
+use convert::{
+    caller, caller_for_mode, caller_with_groups, file_attr, kernel_time_ns, kind_from_mode,
+};
 
 pub use convert::{mount_config, MountSettings};
 pub use io_uring::{io_uring_enabled, IoUringMode};
@@ -31,11 +35,17 @@ const MAX_WRITE: u32 = 1 << 20;
 pub struct PhiFs {
     vault: Arc<Vault>,
     io_uring: IoUringMode,
+    /// Whether to ask the kernel to enforce POSIX ACLs (`-o noacl` not).
+    posix_acls: bool,
 }
 
 impl PhiFs {
-    pub fn new(vault: Arc<Vault>, io_uring: IoUringMode) -> Self {
-        Self { vault, io_uring }
+    pub fn new(vault: Arc<Vault>, io_uring: IoUringMode, posix_acls: bool) -> Self {
+        Self {
+            vault,
+            io_uring,
+            posix_acls,
+        }
     }
 }
 
@@ -72,6 +82,12 @@ impl Filesystem for PhiFs {
             InitFlags::FUSE_ATOMIC_O_TRUNC,
         ] {
             let _ = config.add_capabilities(cap);
+        }
+        // The kernel checks POSIX ACLs and the vault keeps them (see
+        // `vault::acl`); without this the vault refuses them, as ext4
+        // mounted `noacl` does.
+        if self.posix_acls && config.add_capabilities(InitFlags::FUSE_POSIX_ACL).is_ok() {
+            self.vault.enable_acls();
         }
         let over_io_uring = io_uring::request(self.io_uring, config)?;
         tracing::info!(
@@ -450,7 +466,7 @@ impl Filesystem for PhiFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         n: &OsStr,
         value: &[u8],
@@ -458,7 +474,17 @@ impl Filesystem for PhiFs {
         _pos: u32,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.vault.setxattr(ino.0, name(n), value, flags))
+        let name = name(n);
+        // Only an access ACL needs the caller's groups (see `Vault::setxattr`).
+        let caller = if name == ACL_ACCESS_XATTR {
+            caller_with_groups(req)
+        } else {
+            caller(req)
+        };
+        empty(
+            reply,
+            self.vault.setxattr(&caller, ino.0, name, value, flags),
+        )
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {

@@ -210,6 +210,7 @@ impl Vault {
             loading: Default::default(),
             dirty_bytes: AtomicUsize::new(0),
             decrypt_ahead: AtomicBool::new(true),
+            acls: AtomicBool::new(false),
             losses_reported: AtomicU64::new(0),
             dirty_limit: opts.dirty_limit,
             clock: AtomicI64::new(now_ns()),

@@ -3,6 +3,7 @@
 //!
 //! Knows nothing of FUSE. Lock order: an open file's state, then the catalog.
 
+mod acl;
 mod attr;
 mod cache;
 mod data;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use error::{Result, VaultError};
 pub use lifecycle::{
@@ -66,6 +68,10 @@ pub struct Vault {
     /// too small to keep both cores busy. Otherwise reads decrypt straight
     /// into the kernel's buffers (see `read`).
     decrypt_ahead: AtomicBool,
+    /// Whether POSIX ACLs are stored and applied: only once the kernel has
+    /// agreed to enforce them (`FUSE_POSIX_ACL`), so that an ACL is never
+    /// kept where nothing checks it.
+    acls: AtomicBool,
     /// Lost catalog groups already reported to a directory fsync.
     losses_reported: AtomicU64,
     dirty_limit: usize,
@@ -100,6 +106,15 @@ impl Vault {
     /// (or no longer does), see `decrypt_ahead`.
     pub fn set_decrypt_ahead(&self, on: bool) {
         self.decrypt_ahead.store(on, Ordering::Relaxed);
+    }
+
+    /// Stores and applies POSIX ACLs from now on: the kernel enforces them.
+    pub fn enable_acls(&self) {
+        self.acls.store(true, Ordering::Relaxed);
+    }
+
+    fn acls(&self) -> bool {
+        self.acls.load(Ordering::Relaxed)
     }
 
     /// A strictly increasing wall-clock timestamp in nanoseconds, so that

@@ -1,5 +1,6 @@
 //! The namespace: lookup, create, remove, rename, link, list, attributes.
 
+use super::acl::{self, Acl};
 use super::{
     Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, Result, SetAttr, TimeSet, Vault,
     VaultError, NEW_NAME_BYTES, PATH_MAX,
@@ -116,7 +117,12 @@ impl Vault {
             if c.lookup(parent, &name.hash)?.is_some() {
                 return Err(VaultError::Exists);
             }
-            let mut mode = mode & 0o7777 & !umask;
+            // A directory's default ACL takes the place of the umask.
+            let default_acl = self.acl_in(c, parent, acl::DEFAULT)?;
+            let (mut mode, access_acl) = match &default_acl {
+                Some(default) => default.inherit(mode & 0o7777),
+                None => (mode & 0o7777 & !umask, None),
+            };
             let mut gid = caller.gid;
             if dir.mode & S_ISGID != 0 {
                 gid = dir.gid;
@@ -143,6 +149,7 @@ impl Vault {
                 time: t,
                 target: None,
             })?;
+            self.inherit_acls(c, ino, kind, access_acl.as_ref(), default_acl.as_ref())?;
             c.insert_entry(&NewEntry {
                 parent,
                 hash: &name.hash,
@@ -159,6 +166,25 @@ impl Vault {
             c.update_inode(&dir)?;
             self.attr_locked(c, ino)
         })
+    }
+
+    /// Gives a new inode the ACLs it inherits: its own access ACL, and a
+    /// directory its parent's default ACL as its own default.
+    fn inherit_acls(
+        &self,
+        c: &Catalog,
+        ino: Ino,
+        kind: Kind,
+        access: Option<&Acl>,
+        parent_default: Option<&Acl>,
+    ) -> Result<()> {
+        if let Some(acl) = access {
+            self.put_acl_in(c, ino, acl::ACCESS, acl)?;
+        }
+        if let (Kind::Dir, Some(acl)) = (kind, parent_default) {
+            self.put_acl_in(c, ino, acl::DEFAULT, acl)?;
+        }
+        Ok(())
     }
 
     pub fn symlink(
@@ -510,7 +536,13 @@ impl Vault {
         let file = self.files.lock().get(&ino).cloned();
         let mut open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
-        let attr = cat.tx_one_row(|c| -> Result<Attr> {
+        // A chmod rewrites the file's access ACL too, if it has one.
+        let mut access_acl = match set.mode {
+            Some(_) => self.acl_in(&cat, ino, acl::ACCESS)?,
+            None => None,
+        };
+        let with_acl = access_acl.is_some();
+        let change = |c: &Catalog| -> Result<Attr> {
             let mut i = Self::inode_of(c, ino)?;
             if let Some(f) = open.as_deref_mut() {
                 f.overlay(&mut i);
@@ -527,6 +559,10 @@ impl Vault {
                     mode &= !S_ISGID;
                 }
                 i.mode = mode;
+                if let Some(acl) = access_acl.as_mut() {
+                    acl.chmod(mode);
+                    self.put_acl_in(c, ino, acl::ACCESS, acl)?;
+                }
             } else if set.drop_set_id && i.kind != Kind::Dir {
                 // As every local Linux filesystem does on chown, and on a
                 // write or truncate without CAP_FSETID.
@@ -547,10 +583,16 @@ impl Vault {
             }
             i.ctime = set.ctime.unwrap_or(t);
             let allocated = c.allocated_blocks(ino)? * self.block_size;
-            // Last: nothing may fail after it (no savepoint undoes it).
+            // Last: without an ACL to rewrite, nothing may fail after it
+            // (no savepoint undoes it).
             c.update_inode(&i)?;
             Ok(Attr::from_inode(&i, allocated))
-        })?;
+        };
+        let attr = if with_acl {
+            cat.tx(change)?
+        } else {
+            cat.tx_one_row(change)?
+        };
         if let Some(f) = open.as_deref_mut() {
             // Only now: a failed setattr must not leave its times to the
             // file's next flush.

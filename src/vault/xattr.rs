@@ -1,33 +1,52 @@
-//! Extended attributes, names and values encrypted like file names.
+//! Extended attributes, names and values encrypted like file names, and the
+//! two that are POSIX ACLs (see `acl`).
 
-use super::{Result, Vault, VaultError, NEW_NAME_BYTES};
-use crate::catalog::Ino;
+use super::acl::{self, Acl};
+use super::{Caller, Result, Vault, VaultError, NEW_NAME_BYTES};
+use crate::catalog::{Catalog, Ino, Kind};
 use crate::crypto::names::domain;
 
 const XATTR_CREATE: i32 = 1;
 const XATTR_REPLACE: i32 = 2;
 const XATTR_NAME_MAX: usize = 255;
 const XATTR_SIZE_MAX: usize = 65536;
+const S_ISGID: u32 = 0o2000;
 
 impl Vault {
     fn xattr_key(&self, ino: Ino, name: &[u8]) -> Result<[u8; 16]> {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(VaultError::Range);
         }
-        // POSIX ACLs would need enforcing, not just storing: refuse them.
-        if name.starts_with(b"system.") {
+        // An ACL is kept only where the kernel enforces it; no other
+        // system.* attribute means anything here.
+        if name.starts_with(b"system.") && !(acl::is_acl(name) && self.acls()) {
             return Err(VaultError::NotSupported);
         }
         Ok(self.keys.names.lookup_hash(ino, name))
     }
 
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+    /// `caller` matters for an access ACL only: setting one clears the
+    /// set-group-ID bit unless the caller is in the file's group or root,
+    /// as `posix_acl_update_mode` does.
+    pub fn setxattr(
+        &self,
+        caller: &Caller,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
         self.writable()?;
         if value.len() > XATTR_SIZE_MAX {
             return Err(VaultError::TooBig);
         }
-        self.claim_space(NEW_NAME_BYTES + value.len() as u64)?;
         let hash = self.xattr_key(ino, name)?;
+        let access_acl = match name {
+            acl::ACCESS => Some(Acl::parse(value)?),
+            acl::DEFAULT => Acl::parse(value).map(|_| None)?,
+            _ => None,
+        };
+        self.claim_space(NEW_NAME_BYTES + value.len() as u64)?;
         let t = self.tick();
         let sealed_name = self.keys.names.encrypt(domain::XATTR_NAME, ino, name);
         let sealed_value = self.keys.names.encrypt(domain::XATTR_VALUE, ino, value);
@@ -40,12 +59,54 @@ impl Vault {
             if flags & XATTR_REPLACE != 0 && !exists {
                 return Err(VaultError::NoAttr);
             }
-            c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?;
             let mut i = Self::inode_of(c, ino)?;
+            match &access_acl {
+                Some(acl) => {
+                    let bits = acl.mode_bits();
+                    i.mode = (i.mode & !0o777) | bits.perm;
+                    if !caller.is_root() && !caller.in_group(i.gid) {
+                        i.mode &= !S_ISGID;
+                    }
+                    // An ACL the mode says all of is not kept, as on ext4.
+                    if bits.extended {
+                        c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?;
+                    } else if exists {
+                        c.xattr_remove(ino, &hash)?;
+                    }
+                }
+                None if name == acl::DEFAULT && i.kind != Kind::Dir => {
+                    return Err(VaultError::NotPermitted);
+                }
+                None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?,
+            }
             i.ctime = t;
             c.update_inode(&i)?;
             Ok(())
         })
+    }
+
+    /// The ACL `name` (`acl::ACCESS` or `acl::DEFAULT`) of `ino`, if ACLs
+    /// are on and it has one.
+    pub(super) fn acl_in(&self, c: &Catalog, ino: Ino, name: &[u8]) -> Result<Option<Acl>> {
+        if !self.acls() {
+            return Ok(None);
+        }
+        let hash = self.keys.names.lookup_hash(ino, name);
+        let Some(sealed) = c.xattr_get(ino, &hash)? else {
+            return Ok(None);
+        };
+        let value = self.keys.names.decrypt(domain::XATTR_VALUE, ino, &sealed)?;
+        Ok(Some(Acl::parse(&value)?))
+    }
+
+    pub(super) fn put_acl_in(&self, c: &Catalog, ino: Ino, name: &[u8], acl: &Acl) -> Result<()> {
+        let hash = self.keys.names.lookup_hash(ino, name);
+        let sealed_name = self.keys.names.encrypt(domain::XATTR_NAME, ino, name);
+        let sealed_value = self
+            .keys
+            .names
+            .encrypt(domain::XATTR_VALUE, ino, &acl.to_bytes());
+        Ok(c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?)
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {

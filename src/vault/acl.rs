@@ -1,0 +1,277 @@
+//! POSIX access control lists, in the form the kernel hands them over as
+//! `system.posix_acl_access` and `system.posix_acl_default`.
+//!
+//! With `FUSE_POSIX_ACL` the kernel checks ACLs itself and leaves the rest
+//! to the filesystem, which is what this module does as the kernel's own
+//! filesystems do (fs/posix_acl.c): an access ACL sets the mode's
+//! permission bits (and is dropped when the mode says all it says), a chmod
+//! rewrites the ACL's owner, mask and other entries, and a new inode in a
+//! directory with a default ACL gets that ACL, masked by the mode asked
+//! for, instead of the umask.
+
+use super::{Result, VaultError};
+
+pub const ACCESS: &[u8] = b"system.posix_acl_access";
+pub const DEFAULT: &[u8] = b"system.posix_acl_default";
+
+/// The version the kernel writes and accepts (`POSIX_ACL_XATTR_VERSION`).
+const VERSION: u32 = 2;
+const HEADER: usize = 4;
+const ENTRY: usize = 8;
+
+const USER_OBJ: u16 = 0x01;
+const USER: u16 = 0x02;
+const GROUP_OBJ: u16 = 0x04;
+const GROUP: u16 = 0x08;
+const MASK: u16 = 0x10;
+const OTHER: u16 = 0x20;
+
+const RWX: u32 = 0o7;
+
+/// Whether an extended attribute's name is one of the two ACLs.
+pub fn is_acl(name: &[u8]) -> bool {
+    name == ACCESS || name == DEFAULT
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    tag: u16,
+    perm: u16,
+    id: u32,
+}
+
+/// An ACL, entries in the kernel's order (owner, named users, owning group,
+/// named groups, mask, other), which the kernel checked before sending it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acl {
+    entries: Vec<Entry>,
+}
+
+/// What an access ACL means for an inode: the permission bits it gives the
+/// mode, and whether it must be kept (it names users or groups, or has a
+/// mask) or says no more than those bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeBits {
+    pub perm: u32,
+    pub extended: bool,
+}
+
+impl Acl {
+    pub fn parse(value: &[u8]) -> Result<Acl> {
+        let body = value.get(HEADER..).ok_or(VaultError::Invalid)?;
+        let version = u32::from_le_bytes(value[..HEADER].try_into().unwrap());
+        if version != VERSION || body.is_empty() || body.len() % ENTRY != 0 {
+            return Err(VaultError::Invalid);
+        }
+        let entries: Vec<Entry> = body
+            .chunks_exact(ENTRY)
+            .map(|e| Entry {
+                tag: u16::from_le_bytes([e[0], e[1]]),
+                perm: u16::from_le_bytes([e[2], e[3]]),
+                id: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            })
+            .collect();
+        let has = |tag| entries.iter().any(|e| e.tag == tag);
+        let known = entries
+            .iter()
+            .all(|e| matches!(e.tag, USER_OBJ | USER | GROUP_OBJ | GROUP | MASK | OTHER));
+        if !known || !has(USER_OBJ) || !has(GROUP_OBJ) || !has(OTHER) {
+            return Err(VaultError::Invalid);
+        }
+        Ok(Acl { entries })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + ENTRY * self.entries.len());
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        for e in &self.entries {
+            out.extend_from_slice(&e.tag.to_le_bytes());
+            out.extend_from_slice(&e.perm.to_le_bytes());
+            out.extend_from_slice(&e.id.to_le_bytes());
+        }
+        out
+    }
+
+    /// `posix_acl_equiv_mode`: the group bits come from the mask when
+    /// there is one.
+    pub fn mode_bits(&self) -> ModeBits {
+        let mut perm = 0;
+        let mut extended = false;
+        for e in &self.entries {
+            let p = u32::from(e.perm) & RWX;
+            match e.tag {
+                USER_OBJ => perm |= p << 6,
+                GROUP_OBJ => perm |= p << 3,
+                OTHER => perm |= p,
+                MASK => {
+                    perm = (perm & !0o070) | p << 3;
+                    extended = true;
+                }
+                _ => extended = true,
+            }
+        }
+        ModeBits { perm, extended }
+    }
+
+    /// `posix_acl_chmod`: the owner, the mask (or, without one, the owning
+    /// group) and others get the new mode's bits.
+    pub fn chmod(&mut self, mode: u32) {
+        let has_mask = self.entries.iter().any(|e| e.tag == MASK);
+        for e in &mut self.entries {
+            let bits = match e.tag {
+                USER_OBJ => mode >> 6,
+                MASK => mode >> 3,
+                GROUP_OBJ if !has_mask => mode >> 3,
+                OTHER => mode,
+                _ => continue,
+            };
+            e.perm = (bits & RWX) as u16;
+        }
+    }
+
+    /// `posix_acl_create_masq`: a parent's default ACL applied to a new
+    /// inode's `mode` (no umask). Returns the mode the inode gets, and its
+    /// access ACL unless that would say no more than the mode.
+    pub fn inherit(&self, mode: u32) -> (u32, Option<Acl>) {
+        let mut acl = self.clone();
+        let mut bits = mode & 0o777;
+        let mut extended = false;
+        let mut group_at = None;
+        let mut mask_at = None;
+        for (at, e) in acl.entries.iter_mut().enumerate() {
+            let perm = u32::from(e.perm);
+            match e.tag {
+                USER_OBJ => {
+                    let p = perm & ((bits >> 6) | !RWX);
+                    e.perm = p as u16;
+                    bits &= (p << 6) | !0o700;
+                }
+                OTHER => {
+                    let p = perm & (bits | !RWX);
+                    e.perm = p as u16;
+                    bits &= p | !0o007;
+                }
+                GROUP_OBJ => group_at = Some(at),
+                MASK => {
+                    mask_at = Some(at);
+                    extended = true;
+                }
+                _ => extended = true,
+            }
+        }
+        // `parse` made sure an owning group entry exists.
+        let group = mask_at.or(group_at).expect("an owning group entry");
+        let e = &mut acl.entries[group];
+        let p = u32::from(e.perm) & ((bits >> 3) | !RWX);
+        e.perm = p as u16;
+        bits &= (p << 3) | !0o070;
+        let mode = (mode & !0o777) | bits;
+        (mode, extended.then_some(acl))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(entries: &[(u16, u16, u32)]) -> Acl {
+        Acl {
+            entries: entries
+                .iter()
+                .map(|&(tag, perm, id)| Entry { tag, perm, id })
+                .collect(),
+        }
+    }
+
+    /// `setfacl -m u:1000:rw,m:r` of a 0640 file, as the kernel sends it.
+    fn with_user_and_mask() -> Acl {
+        acl(&[
+            (USER_OBJ, 6, u32::MAX),
+            (USER, 6, 1000),
+            (GROUP_OBJ, 4, u32::MAX),
+            (MASK, 4, u32::MAX),
+            (OTHER, 0, u32::MAX),
+        ])
+    }
+
+    #[test]
+    fn bytes_round_trip_and_bad_ones_are_refused() {
+        let a = with_user_and_mask();
+        let bytes = a.to_bytes();
+        assert_eq!(bytes.len(), 4 + 5 * 8);
+        assert_eq!(Acl::parse(&bytes).unwrap(), a);
+        assert!(Acl::parse(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Acl::parse(&bytes[..4]).is_err());
+        let mut v1 = bytes.clone();
+        v1[0] = 1;
+        assert!(Acl::parse(&v1).is_err());
+        let no_other = acl(&[(USER_OBJ, 7, 0), (GROUP_OBJ, 5, 0)]).to_bytes();
+        assert!(Acl::parse(&no_other).is_err());
+    }
+
+    #[test]
+    fn the_mask_gives_the_group_bits_and_named_entries_make_it_extended() {
+        assert_eq!(
+            with_user_and_mask().mode_bits(),
+            ModeBits {
+                perm: 0o640,
+                extended: true
+            }
+        );
+        let minimal = acl(&[(USER_OBJ, 7, 0), (GROUP_OBJ, 5, 0), (OTHER, 1, 0)]);
+        assert_eq!(
+            minimal.mode_bits(),
+            ModeBits {
+                perm: 0o751,
+                extended: false
+            }
+        );
+    }
+
+    #[test]
+    fn chmod_sets_owner_mask_and_other_but_not_the_named_user() {
+        let mut a = with_user_and_mask();
+        a.chmod(0o751);
+        assert_eq!(
+            a,
+            acl(&[
+                (USER_OBJ, 7, u32::MAX),
+                (USER, 6, 1000),
+                (GROUP_OBJ, 4, u32::MAX),
+                (MASK, 5, u32::MAX),
+                (OTHER, 1, u32::MAX),
+            ])
+        );
+        let mut minimal = acl(&[(USER_OBJ, 7, 0), (GROUP_OBJ, 5, 0), (OTHER, 1, 0)]);
+        minimal.chmod(0o604);
+        assert_eq!(minimal.mode_bits().perm, 0o604);
+    }
+
+    #[test]
+    fn inheriting_masks_the_default_acl_with_the_requested_mode() {
+        let default = acl(&[
+            (USER_OBJ, 7, u32::MAX),
+            (USER, 7, 1000),
+            (GROUP_OBJ, 5, u32::MAX),
+            (MASK, 7, u32::MAX),
+            (OTHER, 5, u32::MAX),
+        ]);
+        // open(O_CREAT, 0666): the x bits go, the named user keeps rwx,
+        // the mask limits it to rw-.
+        let (mode, access) = default.inherit(0o100666);
+        assert_eq!(mode, 0o100664);
+        let access = access.expect("a named user keeps the ACL");
+        assert_eq!(access.mode_bits().perm, 0o664);
+        assert_eq!(
+            access.entries[1],
+            Entry {
+                tag: USER,
+                perm: 7,
+                id: 1000
+            }
+        );
+        // Without named entries or a mask, the mode says it all.
+        let plain = acl(&[(USER_OBJ, 7, 0), (GROUP_OBJ, 0, 0), (OTHER, 0, 0)]);
+        assert_eq!(plain.inherit(0o040755), (0o040700, None));
+    }
+}
