@@ -1,6 +1,6 @@
 //! Unmodified real programs (tar, diff, sqlite3, git, sed, cp, python3's
-//! mmap) running on a real phivault mount. Each test checks the result the
-//! way a user would, and again after an unmount/mount cycle.
+//! mmap, LibreOffice) running on a real phivault mount. Each test checks
+//! the result the way a user would, and again after an unmount/mount cycle.
 
 mod common;
 
@@ -464,6 +464,77 @@ fn editor_save_via_temp_fsync_rename() {
         names(&v.path("docs")),
         vec!["report.txt".to_string()],
         "no temp files after remount"
+    );
+}
+
+/// LibreOffice, headless, as an office suite uses a share: a text note
+/// becomes an ODF document, that a Word document, that text again; then the
+/// note changes and its document is saved over, and after a remount the
+/// documents still open. Each text that comes back is the note (LibreOffice
+/// adds a byte-order mark), and the same as LibreOffice makes on the native
+/// disk.
+#[test]
+fn libreoffice_converts_and_saves_over_documents() {
+    require_programs(&["soffice"]);
+    let mut v = Vault::mounted();
+    let native = native_tmp("phivault-office-");
+    // LibreOffice's profile, outside the mount: it is not the documents.
+    let profile = native_tmp("phivault-office-profile-");
+    let office = |dir: &Path, to: &str, out: &str, input: &str| {
+        let outdir = dir.join(out);
+        fs::create_dir_all(&outdir).unwrap();
+        common::ok(
+            Command::new("soffice")
+                .arg(format!(
+                    "-env:UserInstallation=file://{}",
+                    profile.path().display()
+                ))
+                .args(["--headless", "--convert-to", to, "--outdir"])
+                .arg(&outdir)
+                .arg(dir.join(input))
+                .env("HOME", profile.path()),
+        );
+    };
+    const TEXT: &str = "txt:Text (encoded):UTF8";
+    let read_text = |p: &Path| -> String {
+        let bytes = fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let text = String::from_utf8(bytes).expect("utf-8 text");
+        text.strip_prefix('\u{feff}').unwrap_or(&text).to_string()
+    };
+    let note: String = (0..400)
+        .map(|i| format!("Patient {i:04}: follow-up in {} days.\n", i % 30 + 1))
+        .collect();
+    let changed = format!("{note}Addendum: results reviewed.\n");
+    let session = |dir: &Path| -> (String, String) {
+        fs::write(dir.join("note.txt"), &note).unwrap();
+        office(dir, "odt", "docs", "note.txt");
+        office(dir, "docx", "docs", "docs/note.odt");
+        office(dir, TEXT, "back", "docs/note.docx");
+        let first = read_text(&dir.join("back/note.txt"));
+        // Saved over: the same names, new content.
+        fs::write(dir.join("note.txt"), &changed).unwrap();
+        office(dir, "odt", "docs", "note.txt");
+        office(dir, "docx", "docs", "docs/note.odt");
+        office(dir, TEXT, "back", "docs/note.docx");
+        (first, read_text(&dir.join("back/note.txt")))
+    };
+    let on_native = session(native.path());
+    let on_mount = session(&v.mnt);
+    assert_eq!(on_mount.0, note, "the first round trip changed the note");
+    assert_eq!(
+        on_mount.1, changed,
+        "the saved-over document is not the new note"
+    );
+    assert_eq!(on_mount, on_native, "the mount and the native disk differ");
+    assert_eq!(names(&v.path("docs")), vec!["note.docx", "note.odt"]);
+
+    v.remount();
+    fs::remove_dir_all(v.path("back")).unwrap();
+    office(&v.mnt, TEXT, "back", "docs/note.docx");
+    assert_eq!(
+        read_text(&v.path("back/note.txt")),
+        changed,
+        "the document after a remount"
     );
 }
 
