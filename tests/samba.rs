@@ -10,10 +10,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -262,42 +260,6 @@ fn facts(printed: &str) -> Vec<String> {
     info
 }
 
-/// The names of a file's extended attributes, sorted.
-fn xattr_names(path: &Path) -> Vec<String> {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(
-        n >= 0,
-        "listxattr {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-    let mut names: Vec<String> = buf[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn xattr_value(path: &Path, name: &str) -> Vec<u8> {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let len =
-        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(
-        len >= 0,
-        "getxattr {name} of {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-    buf.truncate(len as usize);
-    buf
-}
-
 /// Every entry under `root` with what the local view shows of it: kind,
 /// mode, owner, size, link count, and the names of its extended attributes.
 fn local_view(root: &Path) -> BTreeMap<PathBuf, String> {
@@ -312,7 +274,7 @@ fn local_view(root: &Path) -> BTreeMap<PathBuf, String> {
                 m.gid(),
                 if m.is_dir() { 0 } else { m.len() },
                 m.nlink(),
-                xattr_names(&path)
+                common::xattr_names(&path)
             );
             (path.strip_prefix(root).unwrap().to_path_buf(), what)
         })
@@ -406,7 +368,7 @@ fn samba_serves_the_mount_as_it_serves_a_native_directory() {
     let scan_path = phi.join("records/scan.dcm");
     assert!(fs::read(&scan_path).unwrap() == scan, "scan.dcm differs");
     assert_eq!(fs::read(phi.join("records/notes.txt")).unwrap(), notes_v2);
-    let names = xattr_names(&scan_path);
+    let names = common::xattr_names(&scan_path);
     for name in [
         "security.NTACL".to_string(),
         "user.DOSATTRIB".to_string(),
@@ -414,7 +376,7 @@ fn samba_serves_the_mount_as_it_serves_a_native_directory() {
     ] {
         assert!(names.contains(&name), "scan.dcm lacks {name}: {names:?}");
     }
-    let stream_value = xattr_value(&scan_path, &format!("user.DosStream.{STREAM}:$DATA"));
+    let stream_value = common::xattr(&scan_path, &format!("user.DosStream.{STREAM}:$DATA"));
     // streams_xattr stores the stream with a NUL after it.
     assert_eq!(
         stream_value.strip_suffix(&[0]).unwrap_or(&stream_value),
@@ -422,7 +384,7 @@ fn samba_serves_the_mount_as_it_serves_a_native_directory() {
     );
     let stored_xattrs: Vec<(String, Vec<u8>)> = names
         .iter()
-        .map(|n| (n.clone(), xattr_value(&scan_path, n)))
+        .map(|n| (n.clone(), common::xattr(&scan_path, n)))
         .collect();
 
     // A backup of the share through smbclient's tar matches the native share.
@@ -456,7 +418,7 @@ fn samba_serves_the_mount_as_it_serves_a_native_directory() {
     );
     for (name, value) in &stored_xattrs {
         assert_eq!(
-            &xattr_value(&scan_path, name),
+            &common::xattr(&scan_path, name),
             value,
             "{name} changed at remount"
         );

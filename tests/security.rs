@@ -94,27 +94,6 @@ fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     );
 }
 
-fn get_xattr(p: &Path, name: &str) -> Vec<u8> {
-    let n = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 65536];
-    let rc = unsafe {
-        libc::getxattr(
-            cstr(p).as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    assert!(
-        rc >= 0,
-        "getxattr {} {name}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-    buf.truncate(rc as usize);
-    buf
-}
-
 #[test]
 fn nothing_readable_reaches_the_store() {
     let mut v = Vault::mounted();
@@ -168,8 +147,8 @@ fn nothing_readable_reaches_the_store() {
         std::fs::read_link(v.path("link")).unwrap(),
         Path::new(&target)
     );
-    assert_eq!(get_xattr(&v.path("notes.txt"), &xname), xvalue);
-    assert_eq!(get_xattr(&dir, "user.patient"), m);
+    assert_eq!(common::xattr(&v.path("notes.txt"), &xname), xvalue);
+    assert_eq!(common::xattr(&dir, "user.patient"), m);
     assert!(std::fs::read_dir(&v.mnt)
         .unwrap()
         .any(|e| e.unwrap().file_name().as_bytes() == format!("renamed-{MARKER}").as_bytes()));

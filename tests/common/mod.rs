@@ -416,3 +416,45 @@ pub fn wait_dead(pid: i32) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+fn c_path(path: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL")
+}
+
+/// The names of a file's extended attributes, sorted (links followed).
+pub fn xattr_names(path: &Path) -> Vec<String> {
+    let c = c_path(path);
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(
+        n >= 0,
+        "listxattr {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    let mut names: Vec<String> = buf[..n as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The value of one extended attribute (links followed); fails the test
+/// if there is none.
+pub fn xattr(path: &Path, name: &str) -> Vec<u8> {
+    let c = c_path(path);
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let len = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(
+        len >= 0,
+        "getxattr {name} of {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    buf.truncate(len as usize);
+    buf
+}
