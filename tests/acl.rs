@@ -20,7 +20,8 @@ const OTHER_USER: &str = "tests";
 /// printed: named users and masks, access as another user, `setfacl -b`,
 /// default ACLs inherited by every kind of inode (umask ignored), chmod of
 /// a file with an ACL, an ACL that says no more than the mode, set-group-ID
-/// cleared by an ACL change, and the raw xattr.
+/// cleared by an ACL change, copies by `cp -a` and `tar --acls`, and the
+/// raw xattr.
 const SESSION: &str = r#"
 set -u
 u=$OTHER_USER
@@ -47,6 +48,9 @@ runuser -u $u -- setfacl -m u:$u:r h 2>&1 | sed 's#.*: ##'
 setfacl -m u:$u:r h; stat -c '%A' h
 touch k; chown $u:root k; chmod 2755 k; runuser -u $u -- setfacl -m u:$u:rwx k; stat -c 'k %A' k
 mkdir e; setfacl -m d:o::- e; touch e/x; stat -c '%A' e/x; getfacl -n e/x
+cp -a d copied; getfacl -n copied copied/new copied/sub copied/sub/deeper/file
+tar --acls -cf - d | (mkdir untarred && cd untarred && tar --acls -xf -)
+getfacl -n untarred/d untarred/d/new untarred/d/sub/deeper untarred/d/sub/deeper/mine
 getfattr -n system.posix_acl_access --only-values g 2>&1 | sed 's#.*: ##'
 getfattr -n system.posix_acl_access --only-values f 2>&1 | od -An -tx1
 getfattr -n system.posix_acl_access --only-values d/new | od -An -tx1
@@ -132,6 +136,7 @@ fn acls_behave_as_on_the_native_disk_and_survive_a_remount() {
         "default:user:",
         "-rwxr-sr-x",
         "k -rwxrwxr-x",
+        "# file: untarred/d/sub/deeper/mine",
     ] {
         assert!(
             mounted.contains(expected),
