@@ -43,7 +43,11 @@ impl Vault {
         let hash = self.xattr_key(ino, name)?;
         let access_acl = match name {
             acl::ACCESS => Some(Acl::parse(value)?),
-            acl::DEFAULT => Acl::parse(value).map(|_| None)?,
+            acl::DEFAULT => {
+                // Kept as it came, but only if it is an ACL.
+                Acl::parse(value)?;
+                None
+            }
             _ => None,
         };
         self.claim_space(NEW_NAME_BYTES + value.len() as u64)?;
