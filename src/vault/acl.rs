@@ -113,60 +113,42 @@ impl Acl {
         ModeBits { perm, extended }
     }
 
-    /// `posix_acl_chmod`: the owner, the mask (or, without one, the owning
-    /// group) and others get the new mode's bits.
-    pub fn chmod(&mut self, mode: u32) {
+    /// The entries the mode's three permission triads stand for, each with
+    /// its triad's shift: the owner, the mask (or, without one, the owning
+    /// group), and others.
+    fn mode_entries(&mut self) -> impl Iterator<Item = (&mut Entry, u32)> {
         let has_mask = self.entries.iter().any(|e| e.tag == MASK);
-        for e in &mut self.entries {
-            let bits = match e.tag {
-                USER_OBJ => mode >> 6,
-                MASK => mode >> 3,
-                GROUP_OBJ if !has_mask => mode >> 3,
-                OTHER => mode,
-                _ => continue,
+        self.entries.iter_mut().filter_map(move |e| {
+            let shift = match e.tag {
+                USER_OBJ => 6,
+                MASK => 3,
+                GROUP_OBJ if !has_mask => 3,
+                OTHER => 0,
+                _ => return None,
             };
-            e.perm = (bits & RWX) as u16;
+            Some((e, shift))
+        })
+    }
+
+    /// `posix_acl_chmod`: those entries get the new mode's bits.
+    pub fn chmod(&mut self, mode: u32) {
+        for (e, shift) in self.mode_entries() {
+            e.perm = ((mode >> shift) & RWX) as u16;
         }
     }
 
     /// `posix_acl_create_masq`: a parent's default ACL applied to a new
-    /// inode's `mode` (no umask). Returns the mode the inode gets, and its
-    /// access ACL unless that would say no more than the mode.
+    /// inode's `mode` (no umask): those entries keep only what the mode
+    /// grants, and the mode only what they grant. Returns the mode the
+    /// inode gets, and its access ACL unless that would say no more than
+    /// the mode.
     pub fn inherit(&self, mode: u32) -> (u32, Option<Acl>) {
         let mut acl = self.clone();
-        let mut bits = mode & 0o777;
-        let mut extended = false;
-        let mut group_at = None;
-        let mut mask_at = None;
-        for (at, e) in acl.entries.iter_mut().enumerate() {
-            let perm = u32::from(e.perm);
-            match e.tag {
-                USER_OBJ => {
-                    let p = perm & ((bits >> 6) | !RWX);
-                    e.perm = p as u16;
-                    bits &= (p << 6) | !0o700;
-                }
-                OTHER => {
-                    let p = perm & (bits | !RWX);
-                    e.perm = p as u16;
-                    bits &= p | !0o007;
-                }
-                GROUP_OBJ => group_at = Some(at),
-                MASK => {
-                    mask_at = Some(at);
-                    extended = true;
-                }
-                _ => extended = true,
-            }
+        for (e, shift) in acl.mode_entries() {
+            e.perm &= ((mode >> shift) & RWX) as u16;
         }
-        // `parse` made sure an owning group entry exists.
-        let group = mask_at.or(group_at).expect("an owning group entry");
-        let e = &mut acl.entries[group];
-        let p = u32::from(e.perm) & ((bits >> 3) | !RWX);
-        e.perm = p as u16;
-        bits &= (p << 3) | !0o070;
-        let mode = (mode & !0o777) | bits;
-        (mode, extended.then_some(acl))
+        let bits = acl.mode_bits();
+        ((mode & !0o777) | bits.perm, bits.extended.then_some(acl))
     }
 }
 
