@@ -105,10 +105,8 @@ fn open_to_all(dir: &Path) {
 #[test]
 fn acls_behave_as_on_the_native_disk_and_survive_a_remount() {
     require_programs(&["setfacl", "getfacl", "getfattr", "runuser", "od"]);
-    assert!(
-        common::run(Command::new("id").arg(OTHER_USER)).status.success(),
-        "this test checks access as the user `{OTHER_USER}`, which does not exist; create it as .ci/run does"
-    );
+    // Fails saying so if the other user does not exist.
+    common::user_ids(OTHER_USER);
     let native_root = tempfile::Builder::new()
         .prefix("phivault-acl-native-")
         .tempdir()

@@ -998,11 +998,7 @@ impl Drop for DevFuseOpenToAll {
 fn a_user_who_is_not_root_mounts_works_and_unmounts() {
     use std::os::unix::fs::{chown, PermissionsExt};
     common::require_fuse();
-    let id = |flag: &str| -> u32 {
-        let out = common::ok(Command::new("id").args([flag, "tests"]));
-        stdout(&out).trim().parse().expect("a numeric id")
-    };
-    let (uid, gid) = (id("-u"), id("-g"));
+    let (uid, gid) = common::user_ids("tests");
     let _dev = DevFuseOpenToAll::new();
     let dir = tempfile::Builder::new()
         .prefix("phivault-user-")

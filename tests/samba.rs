@@ -26,21 +26,6 @@ const SMB_USER: &str = "tests";
 /// Only used on loopback, for the test's own smbd.
 const SMB_PASSWORD: &str = "not-a-real-secret-1";
 
-fn user_ids(user: &str) -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = common::run(Command::new("id").args([flag, user]));
-        assert!(
-            out.status.success(),
-            "this test serves files as the Unix user `{user}`, which does not exist; create it as .ci/run does"
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a numeric id")
-    };
-    (id("-u"), id("-g"))
-}
-
 /// A directory `share` under `parent`, owned by the SMB user, with every
 /// directory above it open for the user to walk through.
 fn share_dir(parent: &Path, (uid, gid): (u32, u32)) -> PathBuf {
@@ -290,7 +275,7 @@ const STREAM: &str = "Zone.Identifier";
 #[test]
 fn samba_serves_the_mount_as_it_serves_a_native_directory() {
     require_programs(&["smbd", "smbclient", "smbpasswd", "tar", "diff"]);
-    let ids = user_ids(SMB_USER);
+    let ids = common::user_ids(SMB_USER);
     let mut v = Vault::mounted_with(&["-o", "allow_other"]);
     // The mount's root belongs to root; the share is a directory inside it.
     fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();

@@ -52,6 +52,23 @@ pub fn require_programs(names: &[&str]) {
     }
 }
 
+/// The uid and gid of a Unix user the test acts as or serves files as;
+/// fails saying so if the user does not exist (`.ci/run` creates `tests`).
+pub fn user_ids(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = run(Command::new("id").args([flag, user]));
+        assert!(
+            out.status.success(),
+            "this test needs the Unix user `{user}`, which does not exist; create it as .ci/run does"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a numeric id")
+    };
+    (id("-u"), id("-g"))
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
