@@ -11,22 +11,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::wal_gathering_catalog as open;
 use phivault::catalog::wal_writes;
-use rusqlite::{params, Connection, OpenFlags};
-
-fn open(path: &Path) -> Connection {
-    let vfs = wal_writes::vfs_name().expect("the default VFS can be wrapped");
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-    let conn = Connection::open_with_flags_and_vfs(path, flags, vfs).expect("open");
-    // The catalog's settings: small pages, WAL, no sync at commit, and
-    // SQLite's own checkpoints off so the test decides when they run.
-    conn.execute_batch(
-        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-         PRAGMA cache_size=500; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=10000;",
-    )
-    .expect("pragmas");
-    conn
-}
+use rusqlite::{params, Connection};
 
 /// A new database at `path` with the table the tests fill, `t(k, v)`.
 fn open_with_table(path: &Path) -> Connection {
@@ -313,114 +300,4 @@ fn a_full_disk_fails_the_commit_and_keeps_earlier_ones() {
         .expect("integrity_check");
     assert_eq!(ok, "ok");
     same(&contents(&conn), &model, "after reopening");
-}
-
-/// The WAL file whose writes fail, by inode; 0 for none.
-static FAILING_WAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// `pwrite` for the default VFS that fails with ENOSPC on `FAILING_WAL` and
-/// writes everything else.
-unsafe extern "C" fn pwrite_failing_one_file(
-    fd: libc::c_int,
-    buf: *const libc::c_void,
-    len: libc::size_t,
-    offset: libc::off64_t,
-) -> libc::ssize_t {
-    let ino = FAILING_WAL.load(std::sync::atomic::Ordering::SeqCst);
-    if ino != 0 {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(fd, &mut st) == 0 && st.st_ino == ino {
-            *libc::__errno_location() = libc::ENOSPC;
-            return -1;
-        }
-    }
-    libc::pwrite64(fd, buf, len, offset)
-}
-
-/// Routes the default VFS's writes through `pwrite_failing_one_file` for
-/// the rest of the process (other files are not affected).
-fn install_failing_pwrite() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| unsafe {
-        let unix = rusqlite::ffi::sqlite3_vfs_find(std::ptr::null());
-        let set = (*unix)
-            .xSetSystemCall
-            .expect("the unix VFS can swap system calls");
-        type Pwrite = unsafe extern "C" fn(
-            libc::c_int,
-            *const libc::c_void,
-            libc::size_t,
-            libc::off64_t,
-        ) -> libc::ssize_t;
-        // SQLite keeps system calls as untyped function pointers.
-        let f: rusqlite::ffi::sqlite3_syscall_ptr = Some(std::mem::transmute::<
-            Pwrite,
-            unsafe extern "C" fn(),
-        >(pwrite_failing_one_file));
-        for name in [c"pwrite", c"pwrite64"] {
-            // The build uses one of the two; the other is absent.
-            let _ = set(unix, name.as_ptr(), f);
-        }
-    });
-}
-
-/// Frames SQLite spills from a full cache in the middle of a transaction
-/// are gathered; if their write fails later, at a read, SQLite must give up
-/// the whole transaction, as it does when a spill's own write fails, not
-/// just the statement: the frames it counts as written are not in the file,
-/// and a commit would publish them (a corrupt catalog).
-#[test]
-fn a_failed_write_of_spilled_frames_ends_the_whole_transaction() {
-    install_failing_pwrite();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("t.db");
-    let conn = open(&db);
-    conn.execute_batch(
-        "PRAGMA cache_size=20;
-         CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB, u INTEGER UNIQUE);
-         WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<100)
-         INSERT INTO t SELECT i, randomblob(300), i FROM c;",
-    )
-    .expect("committed rows");
-    let wal_ino = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("{}-wal", db.display()))
-            .expect("the WAL exists")
-            .ino()
-    };
-
-    conn.execute_batch("BEGIN").expect("begin");
-    // Far more than 20 pages: the cache spills frames to the WAL.
-    conn.execute(
-        "WITH RECURSIVE c(i) AS (SELECT 101 UNION ALL SELECT i+1 FROM c WHERE i<2100)
-         INSERT INTO t SELECT i, randomblob(300), i FROM c",
-        [],
-    )
-    .expect("insert in the transaction");
-    FAILING_WAL.store(wal_ino, std::sync::atomic::Ordering::SeqCst);
-    let failed = conn.execute("UPDATE t SET u = u + 1000000 WHERE id > 0", []);
-    FAILING_WAL.store(0, std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        failed.is_err(),
-        "the update cannot succeed with the WAL unwritable"
-    );
-    if !conn.is_autocommit() {
-        // SQLite kept the transaction: committing it must not publish
-        // frames that were never written.
-        let _ = conn.execute_batch("COMMIT");
-    }
-
-    let other = Connection::open(&db).expect("second connection");
-    let ok: String = other
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check");
-    assert_eq!(
-        ok, "ok",
-        "the catalog is intact after the failed transaction"
-    );
-    let rows: i64 = other
-        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(rows, 100, "the whole transaction was undone");
-    assert!(conn.is_autocommit(), "SQLite gave up the whole transaction");
 }

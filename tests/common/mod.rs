@@ -475,3 +475,19 @@ pub fn xattr(path: &Path, name: &str) -> Vec<u8> {
     buf.truncate(len as usize);
     buf
 }
+
+/// A SQLite database at `path` opened as the catalog opens its own: through
+/// the WAL write gathering VFS, with small pages, WAL, no sync at commit,
+/// and SQLite's own checkpoints off so the test decides when they run.
+pub fn wal_gathering_catalog(path: &Path) -> rusqlite::Connection {
+    let vfs = phivault::catalog::wal_writes::vfs_name().expect("the default VFS can be wrapped");
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+    let conn = rusqlite::Connection::open_with_flags_and_vfs(path, flags, vfs).expect("open");
+    conn.execute_batch(
+        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         PRAGMA cache_size=500; PRAGMA wal_autocheckpoint=0; PRAGMA busy_timeout=10000;",
+    )
+    .expect("pragmas");
+    conn
+}
