@@ -190,3 +190,43 @@ fn with_noacl_acls_are_refused() {
     );
     assert!(out.contains("-rw-r-----"), "the umask applies: {out}");
 }
+
+/// A store whose files carry ACLs cannot be mounted `-o noacl`: the kernel
+/// would then read each file's group bits, which hold its ACL's mask, as
+/// the owning group's permissions. The refusal changes nothing, and the
+/// store mounts with its ACLs as before. A store that never held one
+/// mounts `noacl` (the test above).
+#[test]
+fn a_store_holding_acls_refuses_noacl() {
+    require_programs(&["setfacl", "getfacl"]);
+    let mut v = Vault::mounted_with(&[]);
+    let set = run_in(
+        &v.mnt,
+        "touch f; chmod 0640 f; setfacl -m g::r--,u:$OTHER_USER:rw- f; echo \"rc=$?\"; ls -l f",
+    );
+    assert!(set.contains("rc=0") && set.contains("-rw-rw----+"), "{set}");
+    v.unmount();
+
+    let out = common::run(v.mount_cmd(&["-o", "noacl"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mounted -o noacl: {err}");
+    assert!(
+        err.contains("holds POSIX ACLs") && err.contains("without noacl"),
+        "one clear sentence: {err}"
+    );
+    assert!(
+        !fs::read_to_string("/proc/self/mounts")
+            .expect("mounts")
+            .contains(&*v.mnt.to_string_lossy()),
+        "nothing was mounted"
+    );
+
+    v.mount(&[]);
+    let acl = run_in(&v.mnt, "getfacl -c f");
+    assert!(
+        acl.contains("group::r--")
+            && acl.contains(&format!("user:{OTHER_USER}:rw-"))
+            && acl.contains("mask::rw-"),
+        "the ACL is intact: {acl}"
+    );
+}

@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(short, long)]
     pub foreground: bool,
     /// Mount options, comma-separated: allow_other, ro, noacl (no POSIX
-    /// ACLs: setfacl fails, as on ext4 mounted noacl), and other FUSE options.
+    /// ACLs: setfacl fails, as on ext4 mounted noacl; refused for a store
+    /// that holds ACLs), and other FUSE options.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
     /// Create the store without asking if it does not exist.
@@ -430,6 +431,12 @@ fn serve(
         .thread_name(|i| format!("phivault-pool-{i}"))
         .build_global();
     let vault = open_when_free(dir, master, &open_opts)?;
+    if !opts.posix_acls && vault.holds_acls()? {
+        bail!(
+            "{} holds POSIX ACLs, which -o noacl would ignore (the owning group would get what each ACL's mask allows); mount it without noacl",
+            dir.root().display()
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = vault.spawn_flusher(stop.clone());
     let source = dir.root().to_string_lossy().into_owned();

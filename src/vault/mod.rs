@@ -117,6 +117,13 @@ impl Vault {
         self.acls.load(Ordering::Relaxed)
     }
 
+    /// Whether a POSIX ACL was ever stored here. Such a store must not be
+    /// mounted without ACLs: its files' group bits hold the ACL's mask, so
+    /// the kernel would grant the owning group what the mask allows.
+    pub fn holds_acls(&self) -> Result<bool> {
+        Ok(self.catalog.lock().meta_get(xattr::ACLS_KEPT)?.is_some())
+    }
+
     /// A strictly increasing wall-clock timestamp in nanoseconds, so that
     /// history intervals never tie even for back-to-back operations.
     fn tick(&self) -> i64 {

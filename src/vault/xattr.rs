@@ -12,6 +12,10 @@ const XATTR_NAME_MAX: usize = 255;
 const XATTR_SIZE_MAX: usize = 65536;
 const S_ISGID: u32 = 0o2000;
 
+/// The catalog's `meta` key set once a POSIX ACL is stored (see
+/// `Vault::holds_acls`).
+pub(super) const ACLS_KEPT: &str = "posix_acls_kept";
+
 impl Vault {
     fn xattr_key(&self, ino: Ino, name: &[u8]) -> Result<[u8; 16]> {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
@@ -73,6 +77,7 @@ impl Vault {
                     }
                     // An ACL the mode says all of is not kept, as on ext4.
                     if bits.extended {
+                        c.meta_set(ACLS_KEPT, "yes")?;
                         c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?;
                     } else if exists {
                         c.xattr_remove(ino, &hash)?;
@@ -80,6 +85,10 @@ impl Vault {
                 }
                 None if name == acl::DEFAULT && i.kind != Kind::Dir => {
                     return Err(VaultError::NotPermitted);
+                }
+                None if name == acl::DEFAULT => {
+                    c.meta_set(ACLS_KEPT, "yes")?;
+                    c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?
                 }
                 None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?,
             }
