@@ -426,6 +426,14 @@ impl Catalog {
             .optional()?)
     }
 
+    /// Sets `key` unless it is set: once it is, a call changes no page.
+    pub fn meta_set_once(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)")?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
     pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",

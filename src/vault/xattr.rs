@@ -3,7 +3,7 @@
 
 use super::acl::{self, Acl};
 use super::{Caller, Result, Vault, VaultError, NEW_NAME_BYTES};
-use crate::catalog::{Catalog, Ino, Kind};
+use crate::catalog::{Catalog, Ino, Kind, NameHash};
 use crate::crypto::names::domain;
 
 const XATTR_CREATE: i32 = 1;
@@ -17,7 +17,7 @@ const S_ISGID: u32 = 0o2000;
 pub(super) const ACLS_KEPT: &str = "posix_acls_kept";
 
 impl Vault {
-    fn xattr_key(&self, ino: Ino, name: &[u8]) -> Result<[u8; 16]> {
+    fn xattr_key(&self, ino: Ino, name: &[u8]) -> Result<NameHash> {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(VaultError::Range);
         }
@@ -77,8 +77,7 @@ impl Vault {
                     }
                     // An ACL the mode says all of is not kept, as on ext4.
                     if bits.extended {
-                        c.meta_set(ACLS_KEPT, "yes")?;
-                        c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?;
+                        store_acl(c, ino, &hash, &sealed_name, &sealed_value)?;
                     } else if exists {
                         c.xattr_remove(ino, &hash)?;
                     }
@@ -87,8 +86,7 @@ impl Vault {
                     return Err(VaultError::NotPermitted);
                 }
                 None if name == acl::DEFAULT => {
-                    c.meta_set(ACLS_KEPT, "yes")?;
-                    c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?
+                    store_acl(c, ino, &hash, &sealed_name, &sealed_value)?
                 }
                 None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?,
             }
@@ -119,7 +117,7 @@ impl Vault {
             .keys
             .names
             .encrypt(domain::XATTR_VALUE, ino, &acl.to_bytes());
-        Ok(c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?)
+        store_acl(c, ino, &hash, &sealed_name, &sealed_value)
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
@@ -166,4 +164,17 @@ impl Vault {
     pub fn stats(&self) -> Result<crate::catalog::Stats> {
         Ok(self.catalog.lock().stats()?)
     }
+}
+
+/// Stores a sealed ACL, and records that the store holds ACLs: every ACL
+/// written (set, inherited or rewritten by a chmod) goes through here.
+fn store_acl(
+    c: &Catalog,
+    ino: Ino,
+    hash: &NameHash,
+    sealed_name: &[u8],
+    sealed_value: &[u8],
+) -> Result<()> {
+    c.meta_set_once(ACLS_KEPT, "yes")?;
+    Ok(c.xattr_set(ino, hash, sealed_name, sealed_value)?)
 }
