@@ -2759,6 +2759,53 @@ fn samba_xattrs_with_binary_values_survive_remount() {
     assert_eq!(fs::read(&f).unwrap(), b"document");
 }
 
+#[test]
+fn selinux_labels_are_not_supported_so_ls_asks_for_them_once() {
+    common::require_programs(&["strace", "ls"]);
+    let v = Vault::mounted();
+    let d = v.path("listed");
+    fs::create_dir(&d).unwrap();
+    for i in 0..20 {
+        fs::write(d.join(format!("f{i}")), b"x").unwrap();
+    }
+    let f = d.join("f0");
+    assert_errno(
+        setxattr(&f, "security.selinux", b"system_u:object_r:etc_t:s0\0", 0),
+        libc::EOPNOTSUPP,
+        "setting an SELinux label",
+    );
+    assert_errno(
+        getxattr(&f, "security.selinux"),
+        libc::EOPNOTSUPP,
+        "reading an SELinux label",
+    );
+    assert_errno(
+        removexattr(&f, "security.selinux"),
+        libc::EOPNOTSUPP,
+        "removing an SELinux label",
+    );
+    // Other security.* names are kept (Samba's NT ACLs, tested above).
+    setxattr(&f, "security.phivault-test", b"kept", 0).unwrap();
+    assert_eq!(getxattr(&f, "security.phivault-test").unwrap(), b"kept");
+
+    // coreutils remembers per device that labels are not supported: one
+    // question for the whole listing instead of one round trip per file.
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    common::ok(
+        std::process::Command::new("strace")
+            .args(["-f", "-e", "trace=lgetxattr,getxattr", "-o"])
+            .arg(trace.path())
+            .args(["ls", "-l"])
+            .arg(&d),
+    );
+    let log = fs::read_to_string(trace.path()).unwrap();
+    let asked = log.matches("\"security.selinux\"").count();
+    assert_eq!(
+        asked, 1,
+        "ls -l of 20 files asked for security.selinux {asked} times:\n{log}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // statfs, mmap
 // ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ const XATTR_REPLACE: i32 = 2;
 const XATTR_NAME_MAX: usize = 255;
 const XATTR_SIZE_MAX: usize = 65536;
 const S_ISGID: u32 = 0o2000;
+const SELINUX_XATTR: &[u8] = b"security.selinux";
 
 /// The catalog's `meta` key set once a POSIX ACL is stored (see
 /// `Vault::holds_acls`).
@@ -24,6 +25,13 @@ impl Vault {
         // An ACL is kept only where the kernel enforces it; no other
         // system.* attribute means anything here.
         if name.starts_with(b"system.") && !(acl::is_acl(name) && self.acls()) {
+            return Err(VaultError::NotSupported);
+        }
+        // SELinux labels a FUSE mount as a whole (genfscon) and answers for
+        // this name itself where it runs; elsewhere nothing reads it. Saying
+        // "not supported" lets `ls -l` stop asking (coreutils remembers that
+        // per device), which saves a round trip per file listed.
+        if name == SELINUX_XATTR {
             return Err(VaultError::NotSupported);
         }
         Ok(self.keys.names.lookup_hash(ino, name))
