@@ -803,15 +803,9 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
-    use std::path::Path;
 
     use super::*;
-    use crate::crypto::{KdfParams, Passphrase};
-    use crate::store::StoreDir;
-    use crate::vault::{
-        create_store, read_config, unlock_master, Caller, InitOptions, NodeSpec, OpenOptions,
-        ROOT_INO,
-    };
+    use crate::vault::test_support::{new_file, open_vault};
 
     thread_local! {
         static BETWEEN_LOOKS: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
@@ -827,32 +821,6 @@ mod tests {
 
     fn on_next_store(hook: impl FnOnce() + 'static) {
         BETWEEN_LOOKS.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
-    }
-
-    fn open_vault(dir: &Path) -> Arc<Vault> {
-        let store = StoreDir::new(dir.join("store"));
-        let pass = Passphrase::new(b"between the looks".to_vec());
-        let init = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 8192,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..InitOptions::default()
-        };
-        create_store(&store, &pass, &init).unwrap();
-        let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
-        Vault::open(&store, &master, &OpenOptions::default()).unwrap()
-    }
-
-    fn new_file(v: &Vault, name: &str) -> Ino {
-        let spec = NodeSpec::file(0o644);
-        let ino = v
-            .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
-            .unwrap()
-            .ino;
-        v.open_file(ino, false).unwrap();
-        ino
     }
 
     fn block_of(v: &Vault, byte: u8) -> Vec<u8> {

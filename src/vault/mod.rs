@@ -13,6 +13,8 @@ mod names;
 mod read;
 mod readahead;
 mod seal_ahead;
+#[cfg(test)]
+mod test_support;
 mod tree;
 mod xattr;
 

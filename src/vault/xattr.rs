@@ -22,19 +22,26 @@ impl Vault {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(VaultError::Range);
         }
+        if self.refused(name) {
+            return Err(VaultError::NotSupported);
+        }
+        Ok(self.keys.names.lookup_hash(ino, name))
+    }
+
+    /// Names this mount does not keep. A row under such a name (stored by
+    /// an older build) is not listed either, so that a program copying
+    /// every listed attribute is never refused one.
+    fn refused(&self, name: &[u8]) -> bool {
         // An ACL is kept only where the kernel enforces it; no other
         // system.* attribute means anything here.
         if name.starts_with(b"system.") && !(acl::is_acl(name) && self.acls()) {
-            return Err(VaultError::NotSupported);
+            return true;
         }
         // SELinux labels a FUSE mount as a whole (genfscon) and answers for
         // this name itself where it runs; elsewhere nothing reads it. Saying
         // "not supported" lets `ls -l` stop asking (coreutils remembers that
         // per device), which saves a round trip per file listed.
-        if name == SELINUX_XATTR {
-            return Err(VaultError::NotSupported);
-        }
-        Ok(self.keys.names.lookup_hash(ino, name))
+        name == SELINUX_XATTR
     }
 
     /// `caller` matters for an access ACL only: setting one clears the
@@ -90,10 +97,11 @@ impl Vault {
                         c.xattr_remove(ino, &hash)?;
                     }
                 }
-                None if name == acl::DEFAULT && i.kind != Kind::Dir => {
-                    return Err(VaultError::NotPermitted);
-                }
+                // Only a directory has a default ACL, as on ext4.
                 None if name == acl::DEFAULT => {
+                    if i.kind != Kind::Dir {
+                        return Err(VaultError::NotPermitted);
+                    }
                     store_acl(c, ino, &hash, &sealed_name, &sealed_value)?
                 }
                 None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?,
@@ -142,8 +150,11 @@ impl Vault {
         let names = self.catalog_to_read()?.xattr_names(ino)?;
         let mut out = Vec::new();
         for sealed in names {
-            out.extend(self.keys.names.decrypt(domain::XATTR_NAME, ino, &sealed)?);
-            out.push(0);
+            let name = self.keys.names.decrypt(domain::XATTR_NAME, ino, &sealed)?;
+            if !self.refused(&name) {
+                out.extend(name);
+                out.push(0);
+            }
         }
         Ok(out)
     }
@@ -185,4 +196,39 @@ fn store_acl(
 ) -> Result<()> {
     c.meta_set_once(ACLS_KEPT, "yes")?;
     Ok(c.xattr_set(ino, hash, sealed_name, sealed_value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::test_support::{new_file, open_vault};
+
+    /// Builds before this mount refused SELinux labels stored them like any
+    /// other name. Such a row must not be listed, as reading it is refused:
+    /// `cp -a` and `rsync -X` copy every listed name and would fail.
+    #[test]
+    fn a_label_stored_by_an_older_build_is_neither_listed_nor_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let ino = new_file(&v, "labelled");
+        v.setxattr(&Caller::default(), ino, b"user.kept", b"1", 0)
+            .unwrap();
+        let hash = v.keys.names.lookup_hash(ino, SELINUX_XATTR);
+        let sealed_name = v.keys.names.encrypt(domain::XATTR_NAME, ino, SELINUX_XATTR);
+        let sealed_value = v
+            .keys
+            .names
+            .encrypt(domain::XATTR_VALUE, ino, b"system_u:object_r:x");
+        v.catalog
+            .lock()
+            .xattr_set(ino, &hash, &sealed_name, &sealed_value)
+            .unwrap();
+
+        assert_eq!(v.listxattr(ino).unwrap(), b"user.kept\0");
+        assert!(matches!(
+            v.getxattr(ino, SELINUX_XATTR),
+            Err(VaultError::NotSupported)
+        ));
+        assert_eq!(v.getxattr(ino, b"user.kept").unwrap(), b"1");
+    }
 }
