@@ -13,7 +13,6 @@ use parking_lot::{Mutex, MutexGuard};
 use rayon::prelude::*;
 
 use super::readahead::ReadAhead;
-use super::seal_ahead::SealAhead;
 use super::{Result, Vault, VaultError};
 use crate::catalog::{Catalog, Ino, Inode, Kind, VersionReason, VersionRow};
 use crate::crypto::{BlockId, SealedBlock};
@@ -46,8 +45,6 @@ pub(super) struct OpenFile {
     /// committed yet: if one of them is lost, so is the file's content since
     /// its last version. Emptied once they are all committed.
     unsettled: Vec<u64>,
-    /// The last block, being sealed before the close (see `seal_ahead`).
-    sealed_ahead: Option<Arc<SealAhead>>,
 }
 
 impl OpenFile {
@@ -60,7 +57,6 @@ impl OpenFile {
             version_open: inode.version_open,
             dirty: BTreeMap::new(),
             unsettled: Vec::new(),
-            sealed_ahead: None,
         }
     }
 
@@ -275,17 +271,6 @@ impl Vault {
         } else if !completed.is_empty() {
             self.store_blocks(ino, &mut f, &completed, None)?;
         }
-        if end == f.size && end % bs != 0 {
-            // Ends inside the last block: likely the file's last write
-            // before a close, so that block's sealing can start now.
-            let idx = end / bs;
-            if let Some(plain) = f.dirty_block_in_file(idx, bs) {
-                let job = self.sealer.seal_ahead(idx, plain);
-                if let Some(old) = std::mem::replace(&mut f.sealed_ahead, job) {
-                    old.cancel();
-                }
-            }
-        }
         Ok(data.len())
     }
 
@@ -340,7 +325,6 @@ impl Vault {
         let bs = self.block_size;
         let t = self.tick();
         let size = f.size;
-        let mut ahead = self.take_sealed_ahead(f, idxs);
         let beyond_eof: Vec<u64> = idxs
             .iter()
             .copied()
@@ -355,11 +339,7 @@ impl Vault {
                 .filter_map(|&idx| f.dirty_block_in_file(idx, bs).map(|plain| (idx, plain)))
                 .collect();
             let id_of = |&(idx, plain): &(u64, &[u8])| {
-                let id = match &ahead {
-                    _ if plain.iter().all(|&b| b == 0) => None,
-                    Some((i, s)) if *i == idx => Some(s.id),
-                    _ => Some(self.keys.blocks.id_of(plain)),
-                };
+                let id = (!plain.iter().all(|&b| b == 0)).then(|| self.keys.blocks.id_of(plain));
                 (idx, id)
             };
             if blocks.len() > 1 {
@@ -383,16 +363,7 @@ impl Vault {
                 plan.push((idx, id));
             }
         }
-        // A block sealed ahead that is still needed is not sealed again.
-        let presealed = ahead
-            .take()
-            .map(|(_, s)| s)
-            .filter(|s| fresh.iter().any(|(id, _)| *id == s.id));
-        if let Some(s) = &presealed {
-            fresh.retain(|(id, _)| *id != s.id);
-            self.sealer.used();
-        }
-        let mut sealed: Vec<SealedBlock> = if fresh.len() > 1 {
+        let sealed: Vec<SealedBlock> = if fresh.len() > 1 {
             fresh
                 .par_iter()
                 .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
@@ -403,7 +374,6 @@ impl Vault {
                 .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
                 .collect()
         };
-        sealed.extend(presealed);
         let outcome = if sealed.is_empty() {
             Default::default()
         } else {
@@ -477,22 +447,6 @@ impl Vault {
         f.meta_dirty = false;
         f.version_open = seal.is_none();
         Ok(Stored::Done)
-    }
-
-    /// The block sealed ahead for `f`, with its index, if it is among
-    /// `idxs` and still holds the bytes it was sealed from. Called before
-    /// the catalog is locked: it may wait for the sealing to finish.
-    fn take_sealed_ahead(&self, f: &mut OpenFile, idxs: &[u64]) -> Option<(u64, SealedBlock)> {
-        let job = f.sealed_ahead.take()?;
-        if !idxs.contains(&job.idx) {
-            f.sealed_ahead = Some(job);
-            return None;
-        }
-        let Some(plain) = f.dirty_block_in_file(job.idx, self.block_size) else {
-            job.cancel();
-            return None;
-        };
-        job.take(plain).map(|s| (job.idx, s))
     }
 
     /// Records the open version of `inode` (if any) as of `t`.

@@ -13,7 +13,6 @@ use parking_lot::Mutex;
 use rand::RngCore;
 
 use super::cache::BlockCache;
-use super::seal_ahead::SealerQueue;
 use super::{now_ns, Result, Vault, VaultError, DEFAULT_BLOCK_SIZE};
 use crate::catalog::{
     Catalog, Checkpointer, FileFlush, Kind, NewInode, VersionReason, GROUP_MAX_AGE, ROOT_INO,
@@ -191,11 +190,6 @@ impl Vault {
         if crate::store::wal_flush_covers_packs(dir) {
             packs = packs.with_flush_follows_push(space.clone());
         }
-        let sealer = if opts.read_only {
-            SealerQueue::none()
-        } else {
-            SealerQueue::start(keys.blocks.clone())
-        };
         let vault = Arc::new_cyclic(|me| Vault {
             me: me.clone(),
             dir: dir.clone(),
@@ -217,7 +211,6 @@ impl Vault {
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
             checkpointer: Mutex::new(None),
-            sealer,
             _lock: lock,
         });
         if !opts.read_only {

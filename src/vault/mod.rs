@@ -12,7 +12,6 @@ mod lifecycle;
 mod names;
 mod read;
 mod readahead;
-mod seal_ahead;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -30,7 +29,6 @@ pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
-pub use seal_ahead::SealAheadStats;
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;
@@ -82,8 +80,6 @@ pub struct Vault {
     closed: AtomicBool,
     /// Used by the flusher only; opened at its first copy, closed at shutdown.
     checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
-    /// Where blocks sealed ahead of a close are sent (see `seal_ahead`).
-    sealer: seal_ahead::SealerQueue,
     _lock: Option<StoreLock>,
 }
 
