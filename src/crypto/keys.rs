@@ -1,6 +1,5 @@
 use aes_gcm_siv::{Aes256GcmSiv, KeyInit};
 use rand::RngCore;
-use std::sync::Arc;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{BlockSealer, NameCipher};
@@ -40,8 +39,7 @@ const CTX_PACK_INDEX: &str = "phivault 2026-11 pack index AES-256-GCM-SIV";
 
 /// All sub-keys of an unlocked vault, ready to use.
 pub struct Keys {
-    /// Shared with the thread that seals blocks ahead of a close.
-    pub blocks: Arc<BlockSealer>,
+    pub blocks: BlockSealer,
     pub names: NameCipher,
     pub pack_index: Aes256GcmSiv,
 }
@@ -54,7 +52,7 @@ impl Keys {
         let lookup = master.derive(CTX_NAME_LOOKUP);
         let index = master.derive(CTX_PACK_INDEX);
         Keys {
-            blocks: Arc::new(BlockSealer::new(&content, &block_id)),
+            blocks: BlockSealer::new(&content, &block_id),
             names: NameCipher::new(&names, &lookup),
             pack_index: Aes256GcmSiv::new_from_slice(&index[..]).expect("32-byte key"),
         }
