@@ -391,7 +391,7 @@ fn init_logging() {
 
 /// glibc gives threads that allocate arenas of their own, up to eight per
 /// CPU, and each keeps what its threads freed. The daemon's threads (ring
-/// workers, block pool, flusher and, then, a block sealer) made that a
+/// workers, block pool, flusher, and a block sealer when this was measured) made that a
 /// third of its memory: a 1 GiB write peaked at 186 MiB, and at 103 MiB
 /// with one arena per CPU, at the same speed. A `MALLOC_ARENA_MAX` set by the user wins.
 fn limit_malloc_arenas() {
@@ -496,7 +496,9 @@ fn serve(
         Some(device) => crate::fs::raise_read_ahead(&device, &vault),
         None => tracing::warn!("{} is not in mountinfo", mountpoint.display()),
     }
+    let served = session.served();
     let result = session.run();
+    log_requests_served(&served);
     sig_handle.close();
     let _ = signal_thread.join();
     vault.shutdown().context("flushing the store")?;
@@ -504,6 +506,20 @@ fn serve(
     let _ = flusher.join();
     tracing::info!("unmounted {}", mountpoint.display());
     result.context("filesystem session")
+}
+
+/// Over io_uring, a request that came through /dev/fuse (other than the
+/// FORGETs and INTERRUPTs the kernel always sends there) bypassed the
+/// per-CPU queues; the count shows whether that happened.
+fn log_requests_served(served: &fuser::ServedCounts) {
+    let dev = served.through_dev_fuse();
+    match served.over_io_uring() {
+        0 => tracing::info!("served {dev} requests through /dev/fuse"),
+        ring => tracing::info!(
+            "served {ring} requests over io_uring and {dev} through /dev/fuse ({} of them FORGET or INTERRUPT)",
+            served.dev_fuse_forgets_and_interrupts()
+        ),
+    }
 }
 
 /// How `unmount_path` lets go of a mount.

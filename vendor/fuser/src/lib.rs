@@ -78,6 +78,7 @@ pub use crate::session::BackgroundSession;
 #[cfg(target_os = "linux")]
 pub use crate::uring::io_uring_supported;
 use crate::session::MAX_WRITE_SIZE;
+pub use crate::session::ServedCounts;
 pub use crate::session::Session;
 pub use crate::session::SessionACL;
 pub use crate::session::SessionUnmounter;

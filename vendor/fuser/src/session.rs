@@ -13,6 +13,8 @@ use std::os::fd::BorrowedFd;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::thread::{self};
 
@@ -143,6 +145,50 @@ pub struct Session<FS: Filesystem> {
     /// ring entries, or the kernel holds every request back.
     #[cfg(target_os = "linux")]
     ring: Option<crate::uring::RingParams>,
+    /// Requests served, by transport (phivault patch).
+    served: Arc<ServedCounts>,
+}
+
+/// How many requests came over each transport (phivault patch). Over
+/// io_uring, the kernel still sends FORGET and INTERRUPT through
+/// `/dev/fuse`; any other request there means the ring was bypassed.
+#[derive(Debug, Default)]
+pub struct ServedCounts {
+    ring: AtomicU64,
+    dev_fuse: AtomicU64,
+    dev_fuse_forgets_and_interrupts: AtomicU64,
+}
+
+impl ServedCounts {
+    /// Requests served from io_uring entries.
+    pub fn over_io_uring(&self) -> u64 {
+        self.ring.load(Ordering::Relaxed)
+    }
+
+    /// Requests read from `/dev/fuse`, FORGETs and INTERRUPTs included.
+    pub fn through_dev_fuse(&self) -> u64 {
+        self.dev_fuse.load(Ordering::Relaxed)
+    }
+
+    /// The FORGETs (batched or not) and INTERRUPTs among `through_dev_fuse`.
+    pub fn dev_fuse_forgets_and_interrupts(&self) -> u64 {
+        self.dev_fuse_forgets_and_interrupts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_ring(&self) {
+        self.ring.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_dev_fuse(&self, op: Result<Operation<'_>, ll::request::RequestError>) {
+        self.dev_fuse.fetch_add(1, Ordering::Relaxed);
+        if matches!(
+            op,
+            Ok(Operation::Forget(_) | Operation::BatchForget(_) | Operation::Interrupt(_))
+        ) {
+            self.dev_fuse_forgets_and_interrupts
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -192,6 +238,7 @@ impl<FS: Filesystem> Session<FS> {
             config: options.clone(),
             #[cfg(target_os = "linux")]
             ring: None,
+            served: Arc::default(),
         };
 
         session.handshake()?;
@@ -222,6 +269,7 @@ impl<FS: Filesystem> Session<FS> {
             config,
             #[cfg(target_os = "linux")]
             ring: None,
+            served: Arc::default(),
         };
 
         session.handshake()?;
@@ -262,6 +310,7 @@ impl<FS: Filesystem> Session<FS> {
             config,
             #[cfg(target_os = "linux")]
             ring,
+            served,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -310,6 +359,7 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
+                served: served.clone(),
             };
             threads.push(
                 thread::Builder::new()
@@ -334,6 +384,7 @@ impl<FS: Filesystem> Session<FS> {
                             ch: ch_for_ring.clone(),
                             allowed,
                             session_owner,
+                            served: served.clone(),
                         },
                     };
                     threads.push(
@@ -532,6 +583,11 @@ impl<FS: Filesystem> Session<FS> {
         self.mount.umount()
     }
 
+    /// The counts of requests `run` serves, by transport (phivault patch).
+    pub fn served(&self) -> Arc<ServedCounts> {
+        self.served.clone()
+    }
+
     /// Returns a thread-safe object that can be used to unmount the Filesystem
     pub fn unmount_callable(&mut self) -> SessionUnmounter {
         SessionUnmounter {
@@ -568,6 +624,7 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
+    pub(crate) served: Arc<ServedCounts>,
 }
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
@@ -583,6 +640,7 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {
+                        self.served.count_dev_fuse(req.request.operation());
                         if let Ok(Operation::Destroy(_)) = req.request.operation() {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());

@@ -425,6 +425,7 @@ impl<FS: Filesystem> RingWorker<FS> {
     /// Serves the request in the entry and leaves its reply there. Returns the
     /// commit id that hands the entry back.
     fn handle(&self, entry: &EntryBuffers) -> u64 {
+        self.context.served.count_ring();
         // SAFETY: the kernel completed the command, so until we commit, the
         // entry's memory is ours; reads go through raw pointers.
         let ent_in_out = unsafe { ptr::read(&raw const (*entry.header).ent_in_out) };
