@@ -179,7 +179,7 @@ impl ServedCounts {
         self.ring.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_dev_fuse(&self, op: Result<Operation<'_>, ll::request::RequestError>) {
+    fn count_dev_fuse(&self, op: &Result<Operation<'_>, ll::request::RequestError>) {
         self.dev_fuse.fetch_add(1, Ordering::Relaxed);
         if matches!(
             op,
@@ -640,8 +640,9 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {
-                        self.served.count_dev_fuse(req.request.operation());
-                        if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                        let op = req.request.operation();
+                        self.served.count_dev_fuse(&op);
+                        if let Ok(Operation::Destroy(_)) = op {
                             req.reply::<ReplyEmpty>().ok();
                             return Ok(());
                         } else if !dispatch_catching_panics(|| req.dispatch(self)) {
