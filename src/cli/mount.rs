@@ -391,9 +391,10 @@ fn init_logging() {
 
 /// glibc gives threads that allocate arenas of their own, up to eight per
 /// CPU, and each keeps what its threads freed. The daemon's threads (ring
-/// workers, block pool, flusher, and a block sealer when this was measured) made that a
-/// third of its memory: a 1 GiB write peaked at 186 MiB, and at 103 MiB
-/// with one arena per CPU, at the same speed. A `MALLOC_ARENA_MAX` set by the user wins.
+/// workers, block pool, flusher, and a block sealer when this was
+/// measured) made that a third of its memory: a 1 GiB write peaked at
+/// 186 MiB, and at 103 MiB with one arena per CPU, at the same speed. A
+/// `MALLOC_ARENA_MAX` set by the user wins.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none_or(|v| v.is_empty()) {
