@@ -448,12 +448,12 @@ fn serve(
         threads: tuning.threads as usize,
         extra: &opts.extra,
     });
-    let session = fuser::Session::new(
-        PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls),
-        mountpoint,
-        &cfg,
-    )
-    .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
+    let notifier = fs.notifier_slot();
+    let session = fuser::Session::new(fs, mountpoint, &cfg)
+        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    // Before the first request can be served: a release needs it.
+    let _ = notifier.set(session.notifier());
     tracing::info!(
         "mounted {} on {}; {} KiB of its disk kept free for the catalog",
         dir.root().display(),

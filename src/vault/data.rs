@@ -45,6 +45,28 @@ pub(super) struct OpenFile {
     /// committed yet: if one of them is lost, so is the file's content since
     /// its last version. Emptied once they are all committed.
     unsettled: Vec<u64>,
+    origin: ContentOrigin,
+}
+
+/// Where the bytes of an open file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentOrigin {
+    /// It held data when it was opened, and may still.
+    Preexisting,
+    /// Empty since it was created, opened with O_TRUNC or truncated to 0.
+    Empty,
+    /// Everything it holds was written after it was empty.
+    WrittenFromEmpty,
+}
+
+/// What the release of a handle leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Other handles are open, or the file holds data it had when opened.
+    Kept,
+    /// The last handle is gone from a file written whole while open: a new
+    /// file, or one opened with O_TRUNC (untar, cp, a saved download).
+    WrittenWhole,
 }
 
 impl OpenFile {
@@ -57,6 +79,11 @@ impl OpenFile {
             version_open: inode.version_open,
             dirty: BTreeMap::new(),
             unsettled: Vec::new(),
+            origin: if inode.size == 0 {
+                ContentOrigin::Empty
+            } else {
+                ContentOrigin::Preexisting
+            },
         }
     }
 
@@ -152,9 +179,9 @@ impl Vault {
     }
 
     /// Closes a handle: stores what it wrote and records the version.
-    pub fn release_file(&self, ino: Ino) -> Result<()> {
+    pub fn release_file(&self, ino: Ino) -> Result<Released> {
         let Some(entry) = self.files.lock().get(&ino).cloned() else {
-            return Ok(());
+            return Ok(Released::Kept);
         };
         let res = self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write));
         let last = {
@@ -170,7 +197,12 @@ impl Vault {
         }
         res?;
         self.catalog.lock().commit()?;
-        self.check_committed(ino, &entry)
+        self.check_committed(ino, &entry)?;
+        let origin = entry.lock().origin;
+        Ok(match origin {
+            ContentOrigin::WrittenFromEmpty if last => Released::WrittenWhole,
+            _ => Released::Kept,
+        })
     }
 
     /// close(2): stores buffered data and records the version.
@@ -265,6 +297,9 @@ impl Vault {
         f.mtime = t;
         f.ctime = t;
         f.meta_dirty = true;
+        if f.origin == ContentOrigin::Empty {
+            f.origin = ContentOrigin::WrittenFromEmpty;
+        }
         if self.dirty_bytes.load(Ordering::Relaxed) > self.dirty_limit {
             let all: Vec<u64> = f.dirty.keys().copied().collect();
             self.store_blocks(ino, &mut f, &all, None)?;
@@ -565,6 +600,9 @@ impl Vault {
             if let Some(buf) = f.dirty.get_mut(&(new_size / bs)) {
                 buf[(new_size % bs) as usize..].fill(0);
             }
+            if new_size == 0 {
+                f.origin = ContentOrigin::Empty;
+            }
             self.flush_file(ino, f, None)?;
         }
         let t = self.tick();
@@ -830,5 +868,52 @@ mod tests {
         v.release_file(file).unwrap();
         v.catalog.lock().commit().unwrap();
         assert_eq!(v.getattr(file).unwrap().size, 0, "as last closed: empty");
+    }
+
+    /// Only the last release of a file written from empty says so: the
+    /// kernel's cached pages of such a file are only what was written.
+    #[test]
+    fn release_tells_a_file_written_whole_from_one_with_older_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+
+        let untouched = new_file(&v, "untouched");
+        assert_eq!(v.release_file(untouched).unwrap(), Released::Kept);
+
+        let new = new_file(&v, "new");
+        v.open_file(new, false).unwrap();
+        v.write(new, 0, b"written whole").unwrap();
+        assert_eq!(
+            v.release_file(new).unwrap(),
+            Released::Kept,
+            "a handle is left"
+        );
+        assert_eq!(v.release_file(new).unwrap(), Released::WrittenWhole);
+
+        v.open_file(new, false).unwrap();
+        v.write(new, 13, b", then appended").unwrap();
+        assert_eq!(
+            v.release_file(new).unwrap(),
+            Released::Kept,
+            "opened holding data"
+        );
+
+        v.open_file(new, true).unwrap();
+        v.write(new, 0, b"after O_TRUNC").unwrap();
+        assert_eq!(v.release_file(new).unwrap(), Released::WrittenWhole);
+
+        v.open_file(new, false).unwrap();
+        v.truncate(new, 0).unwrap();
+        v.write(new, 0, b"after truncate to 0").unwrap();
+        assert_eq!(v.release_file(new).unwrap(), Released::WrittenWhole);
+
+        v.open_file(new, false).unwrap();
+        v.truncate(new, 0).unwrap();
+        assert_eq!(
+            v.release_file(new).unwrap(),
+            Released::Kept,
+            "emptied, nothing written: nothing cached"
+        );
+        assert_eq!(v.getattr(new).unwrap().size, 0);
     }
 }

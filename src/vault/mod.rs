@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use data::Released;
 pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
