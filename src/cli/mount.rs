@@ -449,11 +449,10 @@ fn serve(
         extra: &opts.extra,
     });
     let fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
-    let notifier = fs.notifier_slot();
+    let drop_behind = fs.drop_behind();
     let session = fuser::Session::new(fs, mountpoint, &cfg)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
-    // Before the first request can be served: a release needs it.
-    let _ = notifier.set(session.notifier());
+    drop_behind.start(session.notifier());
     tracing::info!(
         "mounted {} on {}; {} KiB of its disk kept free for the catalog",
         dir.root().display(),

@@ -2,17 +2,18 @@
 //! errors into errno values. Holds no business logic and never touches SQL.
 
 mod convert;
+mod drop_behind;
 mod io_uring;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -25,6 +26,7 @@ use convert::{
 };
 
 pub use convert::{mount_config, MountSettings};
+pub use drop_behind::DropBehind;
 pub use io_uring::{io_uring_enabled, IoUringMode};
 
 /// Everything below comes from this mount, so the kernel may cache long.
@@ -37,9 +39,9 @@ pub struct PhiFs {
     io_uring: IoUringMode,
     /// Whether to ask the kernel to enforce POSIX ACLs (`-o noacl` not).
     posix_acls: bool,
-    /// How to tell the kernel what to drop from its caches; filled in by
-    /// the mount once the session exists.
-    notifier: Arc<OnceLock<Notifier>>,
+    /// Files whose pages leave the kernel's cache; started by the mount
+    /// once the session exists.
+    drop_behind: Arc<DropBehind>,
 }
 
 impl PhiFs {
@@ -48,34 +50,13 @@ impl PhiFs {
             vault,
             io_uring,
             posix_acls,
-            notifier: Arc::default(),
+            drop_behind: Arc::default(),
         }
     }
 
-    /// Where the mount puts the session's notifier (`Session::notifier`).
-    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
-        self.notifier.clone()
-    }
-
-    /// Drop-behind: the pages of a file written whole and closed leave the
-    /// kernel's cache. A program that writes a file from start to end and
-    /// closes it (tar, cp, a saved scan) rarely reads it back soon, and
-    /// kept, those pages make each following file take fresh memory. On a
-    /// VM that hands free memory back to its host (virtio-balloon free page
-    /// reporting, as on these Firecracker guests) every fresh page costs a
-    /// fault in the host: dropping them made an untar of the Linux tree a
-    /// third faster (docs/performance.md, "Drop-behind"). A read soon after
-    /// costs a round trip instead, usually answered from the block cache.
-    /// Called after the reply: the kernel then holds no other handle on the
-    /// file, so no request of ours waits on the pages it drops.
-    fn drop_written_pages(&self, ino: INodeNo) {
-        let Some(notifier) = self.notifier.get() else {
-            return;
-        };
-        // Offset 0 and length 0: every page, to the end of the file.
-        if let Err(e) = notifier.inval_inode(ino, 0, 0) {
-            tracing::debug!("inode {ino}: its pages stay in the kernel's cache: {e}");
-        }
+    /// For the mount, to start it with the session's notifier.
+    pub fn drop_behind(&self) -> Arc<DropBehind> {
+        self.drop_behind.clone()
     }
 }
 
@@ -408,7 +389,7 @@ impl Filesystem for PhiFs {
             Ok(released) => {
                 reply.ok();
                 if released == Released::WrittenWhole {
-                    self.drop_written_pages(ino);
+                    self.drop_behind.written_whole(ino);
                 }
             }
             Err(e) => reply.error(errno(e)),
