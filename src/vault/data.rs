@@ -178,7 +178,8 @@ impl Vault {
         Ok(())
     }
 
-    /// Closes a handle: stores what it wrote and records the version.
+    /// Closes a handle: stores what it wrote and records the version. Says
+    /// whether that was the last handle of a file written whole.
     pub fn release_file(&self, ino: Ino) -> Result<Released> {
         let Some(entry) = self.files.lock().get(&ino).cloned() else {
             return Ok(Released::Kept);
