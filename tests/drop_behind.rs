@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::Vault;
 
+fn page_size() -> usize {
+    // SAFETY: sysconf only reads a constant of the system.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
 /// Pages of `path` in the kernel's cache.
 fn resident_pages(path: &Path) -> usize {
     let file = File::open(path).unwrap();
@@ -22,7 +27,6 @@ fn resident_pages(path: &Path) -> usize {
     // SAFETY: a fresh read-only mapping of `len` bytes, unmapped before
     // returning; mincore writes one byte per page into a vector that long.
     unsafe {
-        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
         let map = libc::mmap(
             std::ptr::null_mut(),
             len,
@@ -32,7 +36,7 @@ fn resident_pages(path: &Path) -> usize {
             0,
         );
         assert_ne!(map, libc::MAP_FAILED, "mmap {}", path.display());
-        let mut pages = vec![0u8; len.div_ceil(page)];
+        let mut pages = vec![0u8; len.div_ceil(page_size())];
         let rc = libc::mincore(map, len, pages.as_mut_ptr());
         let err = std::io::Error::last_os_error();
         libc::munmap(map, len);
@@ -110,7 +114,11 @@ fn a_file_changed_in_place_keeps_its_pages() {
     let mut data = write_new_and_wait(&kept, 3);
     assert_eq!(std::fs::read(&kept).unwrap(), data);
     let cached = resident_pages(&kept);
-    assert_eq!(cached, data.len().div_ceil(4096), "the read cached it all");
+    assert_eq!(
+        cached,
+        data.len().div_ceil(page_size()),
+        "the read cached it all"
+    );
 
     let f = OpenOptions::new().write(true).open(&kept).unwrap();
     f.write_all_at(b"changed in place", 4096).unwrap();
