@@ -80,7 +80,6 @@ impl Filesystem for PhiFs {
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
-            InitFlags::FUSE_ASYNC_DIO,
             InitFlags::FUSE_BIG_WRITES,
             InitFlags::FUSE_MAX_PAGES,
             // We clear set-id bits ourselves (see `SetAttr::drop_set_id`).
@@ -94,6 +93,11 @@ impl Filesystem for PhiFs {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        // Not FUSE_ASYNC_DIO: with it, the kernel completes an AIO direct
+        // write without dropping the pages of its range that buffered
+        // readers cached while it was in flight, so a read after the write
+        // returned the bytes it replaced. Without it, the kernel waits for
+        // the write and then invalidates that range, as for a synchronous one.
         // The kernel checks POSIX ACLs and the vault keeps them (see
         // `vault::acl`); without this the vault refuses them, as ext4
         // mounted `noacl` does.
