@@ -618,13 +618,17 @@ impl Catalog {
         Ok(st.exists([dir as i64])?)
     }
 
-    /// Live entries of `dir` after position `after`, in a stable order.
-    pub fn list_dir(&self, dir: Ino, after: i64, limit: usize) -> Result<Vec<DirRow>> {
+    /// Live entries of `dir` at positions in (`after`, `until`], in a
+    /// stable order. An entry's position is its row id, and a rename or a
+    /// create writes a new row: so entries added after `until` was taken
+    /// (see `last_entry_pos`) are left out, and a listing that renames what
+    /// it reads does not meet its own renames again.
+    pub fn list_dir(&self, dir: Ino, after: i64, until: i64, limit: usize) -> Result<Vec<DirRow>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id, name, ino, kind FROM dentries INDEXED BY dentries_list
-             WHERE parent=?1 AND valid_until IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+             WHERE parent=?1 AND valid_until IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?4",
         )?;
-        let rows = st.query_map(params![dir as i64, after, limit as i64], |r| {
+        let rows = st.query_map(params![dir as i64, after, until, limit as i64], |r| {
             Ok(DirRow {
                 pos: r.get(0)?,
                 sealed_name: r.get(1)?,
@@ -633,6 +637,15 @@ impl Catalog {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The position of the newest entry of any directory (0 if none).
+    /// Positions only grow: entry rows are never deleted.
+    pub fn last_entry_pos(&self) -> Result<i64> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM dentries")?;
+        Ok(st.query_row([], |r| r.get(0))?)
     }
 
     /// The directory holding `dir` (directories have exactly one live entry).

@@ -2,6 +2,7 @@
 //! errors into errno values. Holds no business logic and never touches SQL.
 
 mod convert;
+mod dir_handles;
 mod drop_behind;
 mod io_uring;
 
@@ -24,6 +25,7 @@ use crate::vault::{
 use convert::{
     caller, caller_for_mode, caller_with_groups, file_attr, kernel_time_ns, kind_from_mode,
 };
+use dir_handles::DirHandles;
 
 pub use convert::{mount_config, MountSettings};
 pub use drop_behind::DropBehind;
@@ -42,6 +44,7 @@ pub struct PhiFs {
     /// Files whose pages leave the kernel's cache; started by the mount
     /// once the session exists.
     drop_behind: Arc<DropBehind>,
+    dirs: DirHandles,
 }
 
 impl PhiFs {
@@ -51,6 +54,7 @@ impl PhiFs {
             io_uring,
             posix_acls,
             drop_behind: Arc::default(),
+            dirs: DirHandles::default(),
         }
     }
 
@@ -413,21 +417,33 @@ impl Filesystem for PhiFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.vault.getattr(ino.0) {
-            Ok(a) if a.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(a) if a.kind == Kind::Dir => reply.opened(self.dirs.open(), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.release(fh);
+        reply.ok()
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let res = self.walk_dir(ino, offset, 256, |e| {
+        let res = self.walk_dir(ino, fh, offset, 256, |e| {
             let name = OsStr::from_bytes(&e.name);
             Ok(reply.add(INodeNo(e.ino), e.next, convert::file_type(e.kind), name))
         });
@@ -441,11 +457,11 @@ impl Filesystem for PhiFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let res = self.walk_dir(ino, offset, 128, |e| {
+        let res = self.walk_dir(ino, fh, offset, 128, |e| {
             let attr = match self.vault.getattr(e.ino) {
                 Ok(a) => a,
                 Err(VaultError::NotFound) => return Ok(false),
@@ -601,13 +617,25 @@ impl PhiFs {
     fn walk_dir(
         &self,
         ino: INodeNo,
+        fh: FileHandle,
         offset: u64,
         batch: usize,
         mut add: impl FnMut(&crate::vault::DirEntry) -> Result<bool, Errno>,
     ) -> Result<(), Errno> {
+        let horizon = match self.dirs.horizon(fh) {
+            Some(h) if offset != 0 => h,
+            _ => {
+                let now = self.vault.listing_horizon().map_err(errno)?;
+                self.dirs.start(fh, now);
+                now
+            }
+        };
         let mut pos = offset;
         loop {
-            let entries = self.vault.readdir(ino.0, pos, batch).map_err(errno)?;
+            let entries = self
+                .vault
+                .readdir(ino.0, pos, horizon, batch)
+                .map_err(errno)?;
             if entries.is_empty() {
                 return Ok(());
             }

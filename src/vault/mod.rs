@@ -30,6 +30,7 @@ pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
+pub use tree::ListingHorizon;
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;

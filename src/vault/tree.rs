@@ -15,6 +15,12 @@ const S_IXGRP: u32 = 0o0010;
 /// Positions 1 and 2 are "." and ".."; entries follow at row id + 2.
 const FIRST_ENTRY_POS: u64 = 2;
 
+/// The last entry position a directory listing returns, fixed when it
+/// starts (`Vault::listing_horizon`), so that it ends and returns each
+/// entry at most once whatever is renamed or created meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingHorizon(i64);
+
 impl Vault {
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
         let file = self.files.lock().get(&ino).cloned();
@@ -490,7 +496,22 @@ impl Vault {
     }
 
     /// Up to `max` entries after position `pos` (0 starts), "." and ".." first.
-    pub fn readdir(&self, dir: Ino, pos: u64, max: usize) -> Result<Vec<DirEntry>> {
+    /// Where a listing started now ends: it returns no entry created or
+    /// renamed into a directory after this call (see `Catalog::list_dir`).
+    /// Take it at opendir and again at a rewind.
+    pub fn listing_horizon(&self) -> Result<ListingHorizon> {
+        Ok(ListingHorizon(self.catalog_to_read()?.last_entry_pos()?))
+    }
+
+    /// Up to `max` entries of `dir` after position `pos` (0: from the
+    /// start), none beyond `horizon`.
+    pub fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>> {
         let cat = self.catalog_to_read()?;
         let d = Self::dir_of(&cat, dir).or_else(|e| match e {
             // An open directory that was removed still lists "." and "..".
@@ -516,7 +537,8 @@ impl Vault {
             });
         }
         let after = pos.saturating_sub(FIRST_ENTRY_POS) as i64;
-        for row in cat.list_dir(dir, after, max.saturating_sub(out.len()).max(1))? {
+        let room = max.saturating_sub(out.len()).max(1);
+        for row in cat.list_dir(dir, after, horizon.0, room)? {
             out.push(DirEntry {
                 next: row.pos as u64 + FIRST_ENTRY_POS,
                 ino: row.ino,
