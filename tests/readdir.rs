@@ -42,7 +42,7 @@ fn renaming_each_entry_as_it_is_listed_ends_and_lists_it_once() {
             "the listing did not end: {read} entries read from a directory of {FILES}"
         );
         if let Some(i) = n.strip_prefix('f').and_then(|i| i.parse::<usize>().ok()) {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 fs::rename(entry.path(), dir.join(format!("done-{n}"))).unwrap();
             }
         } else {
@@ -92,11 +92,11 @@ fn a_listing_with_creates_and_deletes_meanwhile_ends_and_keeps_the_rest_once() {
         fs::write(dir.join(format!("new{created:05}")), b"y").unwrap();
         created += 1;
         let doomed = FILES - created;
-        if doomed % 3 == 0 && doomed > created {
+        if doomed.is_multiple_of(3) && doomed > created {
             let _ = fs::remove_file(dir.join(name(doomed)));
         }
     }
-    for i in (0..FILES).filter(|i| i % 3 != 0) {
+    for i in (0..FILES).filter(|i| !i.is_multiple_of(3)) {
         assert_eq!(seen.get(&name(i)), Some(&1), "{} listed wrong", name(i));
     }
     assert!(seen.values().all(|&c| c == 1), "an entry was listed twice");
