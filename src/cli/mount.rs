@@ -449,10 +449,10 @@ fn serve(
         extra: &opts.extra,
     });
     let fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
-    let drop_behind = fs.drop_behind();
+    let kernel_cache = fs.kernel_cache();
     let session = fuser::Session::new(fs, mountpoint, &cfg)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
-    drop_behind.start(session.notifier());
+    kernel_cache.attach(session.notifier());
     tracing::info!(
         "mounted {} on {}; {} KiB of its disk kept free for the catalog",
         dir.root().display(),

@@ -135,6 +135,20 @@ pub fn caller_with_groups(req: &Request) -> Caller {
     c
 }
 
+/// Whether thread `pid` (FUSE passes the thread's id) holds CAP_FSETID,
+/// which keeps set-id bits through its writes. A caller whose status
+/// cannot be read (it exited) counts as without it, the safe side.
+pub fn has_cap_fsetid(pid: u32) -> bool {
+    const CAP_FSETID: u32 = 4;
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let caps = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(caps.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_FSETID) != 0)
+}
+
 pub struct MountSettings<'a> {
     pub source: &'a str,
     pub allow_other: bool,

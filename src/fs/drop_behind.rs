@@ -20,11 +20,13 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{INodeNo, Notifier};
 use parking_lot::Mutex;
+
+use super::kernel_cache::KernelCache;
 
 /// How long a thread gathers files before it drops their pages: one wake
 /// of it per batch, not one per file, while a batch holds no more than a
@@ -32,24 +34,27 @@ use parking_lot::Mutex;
 const GATHER: Duration = Duration::from_millis(20);
 
 /// Where request handlers queue the files whose pages are to go.
-#[derive(Default)]
 pub struct DropBehind {
-    notifier: OnceLock<Notifier>,
+    kernel: Arc<KernelCache>,
     /// Per CPU, the queue of its thread, started with the first file
     /// released there.
     queues: Mutex<HashMap<usize, Sender<INodeNo>>>,
 }
 
 impl DropBehind {
-    /// Files released from now on have their pages dropped. The threads
-    /// end once this is dropped (with the filesystem, at unmount).
-    pub fn start(&self, notifier: Notifier) {
-        let _ = self.notifier.set(notifier);
+    /// Files released once `kernel` has a notifier have their pages
+    /// dropped. The threads end once this is dropped (with the
+    /// filesystem, at unmount).
+    pub fn new(kernel: Arc<KernelCache>) -> Self {
+        Self {
+            kernel,
+            queues: Mutex::default(),
+        }
     }
 
     /// The last handle of `ino`, written whole, was released.
     pub(super) fn written_whole(&self, ino: INodeNo) {
-        let Some(notifier) = self.notifier.get() else {
+        let Some(notifier) = self.kernel.notifier() else {
             return;
         };
         // SAFETY: takes nothing; -1 where the kernel cannot tell.

@@ -5,6 +5,7 @@ mod convert;
 mod dir_handles;
 mod drop_behind;
 mod io_uring;
+mod kernel_cache;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -28,8 +29,9 @@ use convert::{
 use dir_handles::DirHandles;
 
 pub use convert::{mount_config, MountSettings};
-pub use drop_behind::DropBehind;
+use drop_behind::DropBehind;
 pub use io_uring::{io_uring_enabled, IoUringMode};
+pub use kernel_cache::KernelCache;
 
 /// Everything below comes from this mount, so the kernel may cache long.
 const TTL: Duration = Duration::from_secs(60);
@@ -41,26 +43,30 @@ pub struct PhiFs {
     io_uring: IoUringMode,
     /// Whether to ask the kernel to enforce POSIX ACLs (`-o noacl` not).
     posix_acls: bool,
-    /// Files whose pages leave the kernel's cache; started by the mount
-    /// once the session exists.
-    drop_behind: Arc<DropBehind>,
+    /// What the kernel is told to forget; its notifier comes from the
+    /// mount once the session exists.
+    kernel: Arc<KernelCache>,
+    /// Files whose pages leave the kernel's cache.
+    drop_behind: DropBehind,
     dirs: DirHandles,
 }
 
 impl PhiFs {
     pub fn new(vault: Arc<Vault>, io_uring: IoUringMode, posix_acls: bool) -> Self {
+        let kernel = Arc::new(KernelCache::default());
         Self {
             vault,
             io_uring,
             posix_acls,
-            drop_behind: Arc::default(),
+            kernel: kernel.clone(),
+            drop_behind: DropBehind::new(kernel),
             dirs: DirHandles::default(),
         }
     }
 
-    /// For the mount, to start it with the session's notifier.
-    pub fn drop_behind(&self) -> Arc<DropBehind> {
-        self.drop_behind.clone()
+    /// For the mount, to attach the session's notifier.
+    pub fn kernel_cache(&self) -> Arc<KernelCache> {
+        self.kernel.clone()
     }
 }
 
@@ -183,7 +189,9 @@ impl Filesystem for PhiFs {
             ctime: ctime.map(kernel_time_ns),
             // FATTR_KILL_SUIDGID is not passed on by fuser; these are the
             // cases where the kernel sets it.
-            drop_set_id: uid.is_some() || gid.is_some() || (size.is_some() && unprivileged(req)),
+            drop_set_id: uid.is_some()
+                || gid.is_some()
+                || (size.is_some() && self.set_id_to_drop(req, ino)),
         };
         match self.vault.setattr(&caller_for_mode(req, mode), ino.0, &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
@@ -319,7 +327,7 @@ impl Filesystem for PhiFs {
         let truncate = flags.0 & libc::O_TRUNC != 0;
         // Set-id bits go before the handle is registered, so a failure
         // leaves no handle that the kernel would never release.
-        let opened = if truncate && unprivileged(req) {
+        let opened = if truncate && self.set_id_to_drop(req, ino) {
             self.drop_set_id(req, ino)
         } else {
             Ok(())
@@ -361,7 +369,11 @@ impl Filesystem for PhiFs {
         reply: ReplyWrite,
     ) {
         let written = self.vault.write(ino.0, offset, data).and_then(|n| {
-            if wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            // The kernel sets the flag for every write by a caller without
+            // CAP_FSETID, whatever the mode.
+            if wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+                && self.vault.has_set_id_to_drop(ino.0)?
+            {
                 self.drop_set_id(req, ino)?;
             }
             Ok(n)
@@ -590,7 +602,7 @@ impl Filesystem for PhiFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -598,18 +610,42 @@ impl Filesystem for PhiFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.vault.fallocate(ino.0, offset, length, mode))
+        // As the kernel's file_modified() would: anything but reserving
+        // space beyond the end changes the file.
+        let changes_data = mode & libc::FALLOC_FL_KEEP_SIZE == 0
+            || mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0;
+        let res = self
+            .vault
+            .fallocate(ino.0, offset, length, mode)
+            .and_then(|()| {
+                if changes_data && self.set_id_to_drop(req, ino) {
+                    self.drop_set_id(req, ino)?;
+                }
+                Ok(())
+            });
+        empty(reply, res)
     }
 }
 
 impl PhiFs {
-    /// Clears set-id bits where the kernel asked for it (see `SetAttr::drop_set_id`).
+    /// Clears set-id bits where the kernel leaves it to us (see
+    /// `SetAttr::drop_set_id`), and has it forget the mode it cached: the
+    /// replies to WRITE, OPEN and FALLOCATE carry no attributes.
     fn drop_set_id(&self, req: &Request, ino: INodeNo) -> crate::vault::Result<()> {
         let set = SetAttr {
             drop_set_id: true,
             ..SetAttr::default()
         };
-        self.vault.setattr(&caller(req), ino.0, &set).map(drop)
+        self.vault.setattr(&caller(req), ino.0, &set)?;
+        self.kernel.attributes_changed(ino);
+        Ok(())
+    }
+
+    /// Whether `ino` has set-id bits that a change by this caller clears:
+    /// it lacks CAP_FSETID. Asks /proc only for such files.
+    fn set_id_to_drop(&self, req: &Request, ino: INodeNo) -> bool {
+        // A file that cannot be read fails the request itself next.
+        self.vault.has_set_id_to_drop(ino.0).unwrap_or(false) && !convert::has_cap_fsetid(req.pid())
     }
 
     /// Feeds directory entries after `offset` to `add` until it reports the
@@ -647,13 +683,6 @@ impl PhiFs {
             }
         }
     }
-}
-
-/// Whether the kernel would have cleared set-id bits for this caller: it
-/// does so for callers without CAP_FSETID, which FUSE does not tell us, so
-/// root stands for the privileged case.
-fn unprivileged(req: &Request) -> bool {
-    req.uid() != 0
 }
 
 fn empty(reply: ReplyEmpty, res: crate::vault::Result<()>) {

@@ -549,6 +549,14 @@ impl Vault {
         Ok(out)
     }
 
+    /// Whether `ino` has set-id bits that `SetAttr::drop_set_id` clears:
+    /// set-user-ID, or set-group-ID with group execute, on a non-directory.
+    pub fn has_set_id_to_drop(&self, ino: Ino) -> Result<bool> {
+        let a = self.getattr(ino)?;
+        Ok(a.kind != Kind::Dir
+            && (a.perm & S_ISUID != 0 || a.perm & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP))
+    }
+
     pub fn setattr(&self, caller: &Caller, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.writable()?;
         if let Some(size) = set.size {
