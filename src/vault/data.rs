@@ -295,8 +295,8 @@ impl Vault {
         }
         let t = self.tick();
         f.size = f.size.max(end);
-        f.mtime = t;
-        f.ctime = t;
+        f.mtime = t.wall;
+        f.ctime = t.wall;
         f.meta_dirty = true;
         if f.origin == ContentOrigin::Empty {
             f.origin = ContentOrigin::WrittenFromEmpty;
@@ -449,7 +449,7 @@ impl Vault {
                 }
                 f.overlay(&mut inode);
                 if let Some(reason) = seal {
-                    Self::close_version(c, &mut inode, t, reason)?;
+                    Self::close_version(c, &mut inode, t.at, reason)?;
                 }
                 c.update_inode(&inode)?;
                 Ok(())
@@ -536,7 +536,7 @@ impl Vault {
             };
             f.overlay(&mut inode);
             if let Some(reason) = seal {
-                Self::close_version(c, &mut inode, t, reason)?;
+                Self::close_version(c, &mut inode, t.at, reason)?;
             }
             c.update_inode(&inode)?;
             Ok(())
@@ -667,12 +667,12 @@ impl Vault {
                 }
             }
             inode.size = new_size;
-            inode.mtime = t;
-            inode.ctime = t;
+            inode.mtime = t.wall;
+            inode.ctime = t.wall;
             c.insert_version(&VersionRow {
                 ino,
                 version: inode.version,
-                time: t,
+                time: t.at,
                 size: new_size,
                 reason: VersionReason::Truncate,
             })?;
@@ -682,8 +682,8 @@ impl Vault {
         })?;
         if let Some(f) = guard.as_deref_mut() {
             f.size = new_size;
-            f.mtime = t;
-            f.ctime = t;
+            f.mtime = t.wall;
+            f.ctime = t.wall;
             f.meta_dirty = false;
             f.version_open = false;
         }
@@ -710,7 +710,7 @@ impl Vault {
                 let mut f = entry.lock();
                 f.size = end;
                 f.meta_dirty = true;
-                f.ctime = self.tick();
+                f.ctime = self.tick().wall;
             }
         }
         Ok(())
@@ -762,14 +762,14 @@ impl Vault {
             f.overlay(&mut inode);
             Self::open_version(&mut inode);
             c.drop_extents(ino, first_full, last_full - 1, inode.version)?;
-            inode.mtime = t;
-            inode.ctime = t;
+            inode.mtime = t.wall;
+            inode.ctime = t.wall;
             c.update_inode(&inode)?;
             Ok(())
         })?;
         f.changed_in(&cat);
-        f.mtime = t;
-        f.ctime = t;
+        f.mtime = t.wall;
+        f.ctime = t.wall;
         f.version_open = true;
         Ok(())
     }

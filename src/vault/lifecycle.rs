@@ -257,7 +257,7 @@ impl Vault {
         cat.tx(|c| -> Result<()> {
             for ino in c.open_versions()? {
                 if let Some(mut inode) = c.inode(ino)? {
-                    Self::close_version(c, &mut inode, t, VersionReason::Write)?;
+                    Self::close_version(c, &mut inode, t.at, VersionReason::Write)?;
                     c.update_inode(&inode)?;
                 }
             }

@@ -124,18 +124,17 @@ impl Vault {
         Ok(self.catalog.lock().meta_get(xattr::ACLS_KEPT)?.is_some())
     }
 
-    /// A strictly increasing wall-clock timestamp in nanoseconds, so that
-    /// history intervals never tie even for back-to-back operations.
-    fn tick(&self) -> i64 {
-        let now = now_ns();
+    /// When an operation happens (see `Tick`).
+    fn tick(&self) -> Tick {
+        let wall = coarse_now_ns();
         let mut last = self.clock.load(Ordering::Relaxed);
         loop {
-            let next = now.max(last + 1);
+            let at = wall.max(last + 1);
             match self
                 .clock
-                .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(last, at, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) => return next,
+                Ok(_) => return Tick { at, wall },
                 Err(seen) => last = seen,
             }
         }
@@ -165,6 +164,31 @@ impl Vault {
             Ok(())
         }
     }
+}
+
+/// The instant of an operation, on two scales.
+#[derive(Clone, Copy, Debug)]
+struct Tick {
+    /// Strictly increasing, so that history intervals never tie even for
+    /// back-to-back operations: versions and directory entries.
+    at: i64,
+    /// The kernel's coarse wall clock, for inode times. Under the
+    /// writeback cache the kernel stamps a write's mtime and a link's
+    /// ctime itself from that clock; stamping ours from a finer one put
+    /// them up to a tick before the changes that preceded them.
+    wall: i64,
+}
+
+/// CLOCK_REALTIME_COARSE, the clock the kernel stamps inodes with, in
+/// nanoseconds.
+fn coarse_now_ns() -> i64 {
+    // SAFETY: clock_gettime fills the timespec it is given.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a live out-pointer.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+        return now_ns();
+    }
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 pub fn now_ns() -> i64 {

@@ -152,7 +152,7 @@ impl Vault {
                 nlink,
                 size: 0,
                 rdev,
-                time: t,
+                time: t.wall,
                 target: None,
             })?;
             self.inherit_acls(c, ino, kind, access_acl.as_ref(), default_acl.as_ref())?;
@@ -162,13 +162,13 @@ impl Vault {
                 sealed_name: &name.sealed,
                 ino,
                 kind,
-                time: t,
+                time: t.at,
             })?;
             if kind == Kind::Dir {
                 dir.nlink += 1;
             }
-            dir.mtime = t;
-            dir.ctime = t;
+            dir.mtime = t.wall;
+            dir.ctime = t.wall;
             c.update_inode(&dir)?;
             self.attr_locked(c, ino)
         })
@@ -229,7 +229,7 @@ impl Vault {
                 nlink: 1,
                 size: target.len() as u64,
                 rdev: 0,
-                time: t,
+                time: t.wall,
                 // Sealed under a scope fixed before the inode number is known.
                 target: Some(self.keys.names.encrypt(domain::SYMLINK, 0, target)),
             })?;
@@ -239,10 +239,10 @@ impl Vault {
                 sealed_name: &name.sealed,
                 ino,
                 kind: Kind::Symlink,
-                time: t,
+                time: t.at,
             })?;
-            dir.mtime = t;
-            dir.ctime = t;
+            dir.mtime = t.wall;
+            dir.ctime = t.wall;
             c.update_inode(&dir)?;
             self.attr_locked(c, ino)
         })
@@ -285,14 +285,14 @@ impl Vault {
                 (true, true) if c.has_children(ino)? => return Err(VaultError::NotEmpty),
                 _ => {}
             }
-            c.end_entry(parent, &hash, t)?;
+            c.end_entry(parent, &hash, t.at)?;
             let mut inode = Self::inode_of(c, ino)?;
             if let Some(f) = open.as_ref() {
                 f.overlay(&mut inode);
             }
             self.drop_link(c, &mut inode, &mut dir, t, VersionReason::Deleted)?;
-            dir.mtime = t;
-            dir.ctime = t;
+            dir.mtime = t.wall;
+            dir.ctime = t.wall;
             c.update_inode(&dir)?;
             Ok(())
         })
@@ -305,7 +305,7 @@ impl Vault {
         c: &Catalog,
         inode: &mut Inode,
         dir: &mut Inode,
-        t: i64,
+        t: super::Tick,
         why: VersionReason,
     ) -> Result<()> {
         if inode.kind == Kind::Dir {
@@ -314,14 +314,14 @@ impl Vault {
         } else {
             inode.nlink = inode.nlink.saturating_sub(1);
         }
-        inode.ctime = t;
+        inode.ctime = t.wall;
         if inode.nlink == 0 && inode.kind == Kind::File {
             inode.version += 1;
             inode.version_open = false;
             c.insert_version(&VersionRow {
                 ino: inode.ino,
                 version: inode.version,
-                time: t,
+                time: t.at,
                 size: inode.size,
                 reason: why,
             })?;
@@ -366,15 +366,15 @@ impl Vault {
             let src_sealed_new = dst.sealed.clone();
             if let (RenameMode::Exchange, Some((dst_ino, dst_kind))) = (mode, existing) {
                 let back = self.seal_name(parent, name)?;
-                c.end_entry(parent, &src_hash, t)?;
-                c.end_entry(new_parent, &dst.hash, t)?;
+                c.end_entry(parent, &src_hash, t.at)?;
+                c.end_entry(new_parent, &dst.hash, t.at)?;
                 c.insert_entry(&NewEntry {
                     parent: new_parent,
                     hash: &dst.hash,
                     sealed_name: &src_sealed_new,
                     ino: src_ino,
                     kind: src_kind,
-                    time: t,
+                    time: t.at,
                 })?;
                 c.insert_entry(&NewEntry {
                     parent,
@@ -382,7 +382,7 @@ impl Vault {
                     sealed_name: &back.sealed,
                     ino: dst_ino,
                     kind: dst_kind,
-                    time: t,
+                    time: t.at,
                 })?;
                 if parent != new_parent && (src_kind == Kind::Dir) != (dst_kind == Kind::Dir) {
                     let (from, to) = if src_kind == Kind::Dir {
@@ -395,10 +395,10 @@ impl Vault {
                 }
                 for ino in [src_ino, dst_ino] {
                     let mut i = Self::inode_of(c, ino)?;
-                    i.ctime = t;
+                    i.ctime = t.wall;
                     c.update_inode(&i)?;
                 }
-                return Self::touch_dirs(c, parent, new_parent, t);
+                return Self::touch_dirs(c, parent, new_parent, t.wall);
             }
             if let Some((dst_ino, dst_kind)) = existing {
                 match (src_kind == Kind::Dir, dst_kind == Kind::Dir) {
@@ -407,7 +407,7 @@ impl Vault {
                     (true, true) if c.has_children(dst_ino)? => return Err(VaultError::NotEmpty),
                     _ => {}
                 }
-                c.end_entry(new_parent, &dst.hash, t)?;
+                c.end_entry(new_parent, &dst.hash, t.at)?;
                 let mut victim = Self::inode_of(c, dst_ino)?;
                 if let Some(f) = open.as_ref() {
                     f.overlay(&mut victim);
@@ -416,23 +416,23 @@ impl Vault {
                 self.drop_link(c, &mut victim, &mut np, t, VersionReason::Replaced)?;
                 c.update_inode(&np)?;
             }
-            c.end_entry(parent, &src_hash, t)?;
+            c.end_entry(parent, &src_hash, t.at)?;
             c.insert_entry(&NewEntry {
                 parent: new_parent,
                 hash: &dst.hash,
                 sealed_name: &src_sealed_new,
                 ino: src_ino,
                 kind: src_kind,
-                time: t,
+                time: t.at,
             })?;
             if src_kind == Kind::Dir && parent != new_parent {
                 Self::adjust_nlink(c, parent, -1)?;
                 Self::adjust_nlink(c, new_parent, 1)?;
             }
             let mut moved = Self::inode_of(c, src_ino)?;
-            moved.ctime = t;
+            moved.ctime = t.wall;
             c.update_inode(&moved)?;
-            Self::touch_dirs(c, parent, new_parent, t)
+            Self::touch_dirs(c, parent, new_parent, t.wall)
         })
     }
 
@@ -479,16 +479,16 @@ impl Vault {
                 sealed_name: &name.sealed,
                 ino,
                 kind: inode.kind,
-                time: t,
+                time: t.at,
             })?;
             if let Some(f) = open.as_ref() {
                 f.overlay(&mut inode);
             }
             inode.nlink += 1;
-            inode.ctime = t;
+            inode.ctime = t.wall;
             c.update_inode(&inode)?;
-            dir.mtime = t;
-            dir.ctime = t;
+            dir.mtime = t.wall;
+            dir.ctime = t.wall;
             c.update_inode(&dir)?;
             let allocated = c.allocated_blocks(ino)? * self.block_size;
             Ok(Attr::from_inode(&inode, allocated))
@@ -602,7 +602,7 @@ impl Vault {
                 }
             }
             let stamp = |ts: TimeSet| match ts {
-                TimeSet::Now => t,
+                TimeSet::Now => t.wall,
                 TimeSet::At(v) => v,
             };
             if let Some(a) = set.atime {
@@ -611,7 +611,7 @@ impl Vault {
             if let Some(m) = set.mtime {
                 i.mtime = stamp(m);
             }
-            i.ctime = set.ctime.unwrap_or(t);
+            i.ctime = set.ctime.unwrap_or(t.wall);
             let allocated = c.allocated_blocks(ino)? * self.block_size;
             // Last: without an ACL to rewrite, nothing may fail after it
             // (no savepoint undoes it).

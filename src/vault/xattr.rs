@@ -106,7 +106,7 @@ impl Vault {
                 }
                 None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?,
             }
-            i.ctime = t;
+            i.ctime = t.wall;
             c.update_inode(&i)?;
             Ok(())
         })
@@ -169,7 +169,7 @@ impl Vault {
                 return Err(VaultError::NoAttr);
             }
             let mut i = Self::inode_of(c, ino)?;
-            i.ctime = t;
+            i.ctime = t.wall;
             c.update_inode(&i)?;
             Ok(())
         })
