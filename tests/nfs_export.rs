@@ -1,0 +1,206 @@
+//! NFS export: file handles (`name_to_handle_at`) keep opening the file they
+//! were made for after the kernel forgot it, and after a remount; a handle
+//! of a file that is gone is stale and never opens another file.
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::{FileHandle, Vault};
+
+/// The kernel's dentry and inode caches for every filesystem are emptied,
+/// so what a handle names must be found through the daemon again.
+fn drop_caches() {
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .expect("this test empties the kernel's caches and must run as root");
+}
+
+fn read_fd(file: &mut File) -> Vec<u8> {
+    let mut out = Vec::new();
+    file.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// Opens `name` inside the directory open as `dir`.
+fn open_in(dir: &File, name: &str, flags: i32) -> std::io::Result<File> {
+    let c = std::ffi::CString::new(name).unwrap();
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn names_in(dir: &File) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+struct Handles {
+    file: FileHandle,
+    nested_file: FileHandle,
+    dir: FileHandle,
+}
+
+/// Opens every handle through `mnt` and checks it is the object it was
+/// made for: the files' content, the directory's entries and its parents
+/// (the kernel finds those by asking the daemon for "..").
+fn check_handles(mnt: &Path, h: &Handles, root_ino: u64, a_ino: u64) {
+    let mut top = h
+        .file
+        .open(mnt, libc::O_RDONLY)
+        .expect("open the file by its handle");
+    assert_eq!(read_fd(&mut top), b"top content");
+    let mut nested = h
+        .nested_file
+        .open(mnt, libc::O_RDONLY)
+        .expect("open the nested file by its handle");
+    assert_eq!(read_fd(&mut nested), b"nested content");
+
+    let dir = h
+        .dir
+        .open(mnt, libc::O_RDONLY | libc::O_DIRECTORY)
+        .expect("open the directory by its handle");
+    assert_eq!(names_in(&dir), ["f", "g"]);
+    let mut f = open_in(&dir, "f", libc::O_RDONLY).unwrap();
+    assert_eq!(read_fd(&mut f), b"nested content");
+    let up = open_in(&dir, "..", libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+    assert_eq!(
+        up.metadata().unwrap().ino(),
+        a_ino,
+        "the parent of a/b is a"
+    );
+    let up2 = open_in(&up, "..", libc::O_RDONLY | libc::O_DIRECTORY).unwrap();
+    assert_eq!(
+        up2.metadata().unwrap().ino(),
+        root_ino,
+        "the parent of a is the root"
+    );
+}
+
+#[test]
+fn handles_open_their_files_after_the_caches_are_dropped_and_after_a_remount() {
+    let mut v = Vault::mounted();
+    std::fs::create_dir_all(v.path("a/b")).unwrap();
+    std::fs::write(v.path("top"), "top content").unwrap();
+    std::fs::write(v.path("a/b/f"), "nested content").unwrap();
+    std::fs::write(v.path("a/b/g"), "").unwrap();
+    let root_ino = std::fs::metadata(&v.mnt).unwrap().ino();
+    let a_ino = std::fs::metadata(v.path("a")).unwrap().ino();
+    let h = Handles {
+        file: FileHandle::of(&v.path("top")),
+        nested_file: FileHandle::of(&v.path("a/b/f")),
+        dir: FileHandle::of(&v.path("a/b")),
+    };
+
+    drop_caches();
+    check_handles(&v.mnt, &h, root_ino, a_ino);
+
+    v.remount();
+    drop_caches();
+    check_handles(&v.mnt, &h, root_ino, a_ino);
+}
+
+#[test]
+fn handle_of_a_deleted_file_is_stale_and_opens_no_other_file() {
+    let mut v = Vault::mounted();
+    std::fs::write(v.path("gone"), "deleted content").unwrap();
+    std::fs::create_dir(v.path("gone-dir")).unwrap();
+    let file = FileHandle::of(&v.path("gone"));
+    let dir = FileHandle::of(&v.path("gone-dir"));
+    std::fs::remove_file(v.path("gone")).unwrap();
+    std::fs::remove_dir(v.path("gone-dir")).unwrap();
+    // Candidates for the freed inode numbers, were they ever reused.
+    for i in 0..20 {
+        std::fs::write(v.path(&format!("new{i}")), format!("new {i}")).unwrap();
+        std::fs::create_dir(v.path(&format!("newdir{i}"))).unwrap();
+    }
+
+    drop_caches();
+    file.assert_stale(&v.mnt);
+    dir.assert_stale(&v.mnt);
+
+    v.remount();
+    drop_caches();
+    file.assert_stale(&v.mnt);
+    dir.assert_stale(&v.mnt);
+}
+
+/// A create that had not reached the catalog when the daemon was killed is
+/// gone after the restart, and its inode number is handed out again. A
+/// handle made before the kill must not open the new file in its place.
+#[test]
+fn handle_of_a_create_lost_in_a_crash_does_not_open_the_file_that_reuses_its_number() {
+    let mut v = Vault::mounted();
+    // mkdir waits for the next group commit, so a kill right after loses it.
+    std::fs::create_dir(v.path("lost")).unwrap();
+    let lost_ino = std::fs::metadata(v.path("lost")).unwrap().ino();
+    let lost = FileHandle::of(&v.path("lost"));
+    common::sigkill(v.daemon_pid());
+    let _ = Command::new("umount").arg("-l").arg(&v.mnt).status();
+    v.forget_mount();
+
+    v.mount(&[]);
+    assert!(
+        !v.path("lost").exists(),
+        "the mkdir was committed before the kill; this test needs it lost"
+    );
+    std::fs::create_dir(v.path("new")).unwrap();
+    std::fs::write(v.path("new/inside"), "").unwrap();
+    assert_eq!(
+        std::fs::metadata(v.path("new")).unwrap().ino(),
+        lost_ino,
+        "the new directory should take the lost one's inode number"
+    );
+    drop_caches();
+    lost.assert_stale(&v.mnt);
+}
+
+/// A store made by the release before generations (catalog schema 1) opens,
+/// is upgraded, and its inodes keep generation 0, which the handles that
+/// release gave out carry.
+#[test]
+fn a_schema_1_store_opens_and_its_inodes_keep_generation_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = {
+        let v = common::open_engine(dir.path(), true, 0);
+        let ino = common::engine_file(&v, "old");
+        v.release_file(ino).unwrap();
+        v.shutdown().unwrap();
+        ino
+    };
+    let catalog = dir.path().join("store/catalog.db");
+    {
+        let c = rusqlite::Connection::open(&catalog).unwrap();
+        c.execute_batch("DROP TABLE generations; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+
+    let v = common::open_engine(dir.path(), false, 0);
+    assert_eq!(v.generation(old), 0);
+    assert_eq!(v.lookup_id(old).unwrap().ino, old);
+    let new = common::engine_file(&v, "new");
+    assert_ne!(
+        v.generation(new),
+        0,
+        "a new inode has a generation of its own"
+    );
+    v.release_file(new).unwrap();
+    v.shutdown().unwrap();
+    drop(v);
+
+    let c = rusqlite::Connection::open(&catalog).unwrap();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
