@@ -204,3 +204,178 @@ fn a_schema_1_store_opens_and_its_inodes_keep_generation_0() {
         .unwrap();
     assert_eq!(version, 2);
 }
+
+/// nfs-ganesha serving a directory over NFSv4 on 127.0.0.1 only, through
+/// its VFS backend (which opens files by handle, as kernel nfsd does).
+/// Stopped on drop.
+struct Ganesha {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Ganesha {
+    fn serve(path: &Path) -> Self {
+        common::require_programs(&["ganesha.nfsd", "nfs-ls", "nfs-cat", "nfs-cp"]);
+        let dir = tempfile::Builder::new()
+            .prefix("phivault-ganesha-")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let conf = dir.path().join("ganesha.conf");
+        std::fs::create_dir(dir.path().join("recovery")).unwrap();
+        // NFSv4 only: no rpcbind, no NLM, no rquota; no grace period, so
+        // it serves at once.
+        std::fs::write(
+            &conf,
+            format!(
+                r#"NFS_CORE_PARAM {{
+    Protocols = 4;
+    Bind_Addr = 127.0.0.1;
+    NFS_Port = {port};
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+    Enable_UDP = false;
+}}
+NFS_KRB5 {{ Active_krb5 = false; }}
+NFSv4 {{
+    Graceless = true;
+    RecoveryBackend = fs;
+    RecoveryRoot = {recovery};
+    Only_Numeric_Owners = true;
+}}
+EXPORT {{
+    Export_Id = 1;
+    Path = {path};
+    Pseudo = /phi;
+    Protocols = 4;
+    Transports = TCP;
+    Access_Type = RW;
+    Squash = No_Root_Squash;
+    SecType = sys;
+    FSAL {{ Name = VFS; }}
+}}
+"#,
+                recovery = dir.path().join("recovery").display(),
+                path = path.display(),
+            ),
+        )
+        .unwrap();
+        let out = std::fs::File::create(dir.path().join("ganesha.out")).unwrap();
+        let child = Command::new("ganesha.nfsd")
+            .arg("-F")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-L")
+            .arg(dir.path().join("ganesha.log"))
+            .arg("-p")
+            .arg(dir.path().join("ganesha.pid"))
+            .args(["-N", "NIV_EVENT"])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start ganesha.nfsd");
+        let ganesha = Ganesha { child, dir, port };
+        ganesha.wait_listening();
+        ganesha
+    }
+
+    fn wait_listening(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ganesha.nfsd does not listen on 127.0.0.1:{} after 30 s\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!(
+            "ganesha output:\n{}\nganesha log:\n{}",
+            read("ganesha.out"),
+            read("ganesha.log")
+        )
+    }
+
+    fn url(&self, rel: &str) -> String {
+        format!("nfs://127.0.0.1/phi/{rel}?version=4&nfsport={}", self.port)
+    }
+
+    /// Runs a libnfs client tool, failing with ganesha's log if it fails.
+    #[track_caller]
+    fn client(&self, tool: &str, args: &[&str]) -> Vec<u8> {
+        let out = common::run(Command::new("timeout").arg("60").arg(tool).args(args));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed with {}\nstdout: {}\nstderr: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        out.stdout
+    }
+
+    #[track_caller]
+    fn cat(&self, rel: &str) -> Vec<u8> {
+        self.client("nfs-cat", &[&self.url(rel)])
+    }
+}
+
+impl Drop for Ganesha {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_mount_exported_by_nfs_ganesha_reads_and_writes_after_the_caches_are_dropped() {
+    let mut v = Vault::mounted();
+    std::fs::create_dir(v.path("d")).unwrap();
+    std::fs::write(v.path("report.txt"), "patient report\n").unwrap();
+    std::fs::write(v.path("d/nested.txt"), "nested\n").unwrap();
+    let local = v.dir.path().join("upload.txt");
+    std::fs::write(&local, "written over NFS\n").unwrap();
+
+    {
+        let nfs = Ganesha::serve(&v.mnt);
+        assert_eq!(nfs.cat("report.txt"), b"patient report\n");
+        let listing = String::from_utf8(nfs.client("nfs-ls", &[&nfs.url("d")])).unwrap();
+        assert!(listing.contains("nested.txt"), "nfs-ls d: {listing}");
+        nfs.client(
+            "nfs-cp",
+            &[local.to_str().unwrap(), &nfs.url("d/from-nfs.txt")],
+        );
+        assert_eq!(
+            std::fs::read(v.path("d/from-nfs.txt")).unwrap(),
+            b"written over NFS\n"
+        );
+
+        // ganesha keeps its handles; the kernel must find the nodes again.
+        drop_caches();
+        assert_eq!(nfs.cat("report.txt"), b"patient report\n");
+        assert_eq!(nfs.cat("d/nested.txt"), b"nested\n");
+        assert_eq!(nfs.cat("d/from-nfs.txt"), b"written over NFS\n");
+    }
+    // ganesha is gone (it may have held files open): the mount is free.
+    v.unmount();
+}
