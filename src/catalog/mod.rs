@@ -4,6 +4,7 @@
 //! Stores names only as ciphertext plus a keyed lookup hash; never sees a key.
 //! Every public method is one statement or runs inside the caller's `tx`.
 
+mod generations;
 mod lost;
 pub mod page_cache;
 mod row_cache;
@@ -31,8 +32,10 @@ pub enum CatalogError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("catalog schema version {0} is not supported")]
+    #[error("catalog schema version {0} is not supported by this phivault (it reads versions 1 to {max}); use a release that does", max = schema::VERSION)]
     Schema(i64),
+    #[error("upgrading the catalog to schema version {to} failed, it is left as it was: {source}")]
+    Upgrade { to: i64, source: rusqlite::Error },
     #[error("catalog integrity check failed: {0}")]
     Integrity(String),
 }
@@ -83,6 +86,7 @@ pub struct Catalog {
     synced: std::cell::Cell<u64>,
     /// Only in a read-write catalog (see `row_cache`).
     rows: RefCell<Option<row_cache::RowCache>>,
+    generations: generations::Generations,
 }
 
 impl Catalog {
@@ -124,7 +128,7 @@ impl Catalog {
         // Every statement the engine runs stays prepared (the default of 16
         // is fewer than the engine uses, and re-parsing costs more than running).
         conn.set_prepared_statement_cache_capacity(256);
-        let cat = Self::with_connection(conn, PathBuf::from(format!("{}-wal", path.display())));
+        let mut cat = Self::with_connection(conn, PathBuf::from(format!("{}-wal", path.display())));
         *cat.rows.borrow_mut() = Some(row_cache::RowCache::new());
         if create {
             cat.conn.execute_batch(schema::SCHEMA)?;
@@ -132,14 +136,18 @@ impl Catalog {
             let v: i64 = cat
                 .conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if v != schema::VERSION {
-                return Err(CatalogError::Schema(v));
-            }
+            schema::upgrade(&cat.conn, v)?;
         }
         let max_ino: i64 =
             cat.conn
                 .query_row("SELECT coalesce(max(ino), 0) FROM inodes", [], |r| r.get(0))?;
         cat.next_ino.set(max_ino as Ino + 1);
+        // A new catalog's root keeps generation 0, which the kernel gives
+        // every root; the first open of the store starts generation 1.
+        if !create {
+            cat.generations = generations::Generations::start(&cat.conn, max_ino as Ino + 1)?;
+            cat.sync_wal()?;
+        }
         Ok(cat)
     }
 
@@ -147,7 +155,9 @@ impl Catalog {
     pub fn open_readonly(path: &Path) -> Result<Self> {
         let conn = connect(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
-        Ok(Self::with_connection(conn, PathBuf::new()))
+        let mut cat = Self::with_connection(conn, PathBuf::new());
+        cat.generations = generations::Generations::load(&cat.conn)?;
+        Ok(cat)
     }
 
     /// A catalog on `conn` with no group open yet.
@@ -163,6 +173,7 @@ impl Catalog {
             wal_path,
             synced: Default::default(),
             rows: Default::default(),
+            generations: Default::default(),
         }
     }
 
@@ -443,6 +454,12 @@ impl Catalog {
     }
 
     // ---------------------------------------------------------------- inodes
+
+    /// The generation of inode `ino` (see `generations`), which with its
+    /// number names it in file handles.
+    pub fn generation(&self, ino: Ino) -> u64 {
+        self.generations.of(ino)
+    }
 
     fn with_rows<T>(&self, f: impl FnOnce(&mut row_cache::RowCache) -> T) -> Option<T> {
         self.rows.borrow_mut().as_mut().map(f)

@@ -1,4 +1,12 @@
-pub const VERSION: i64 = 1;
+use rusqlite::Connection;
+
+use super::{CatalogError, Result};
+
+pub const VERSION: i64 = 2;
+
+/// Inode generations (see `generations`); added by version 2.
+pub const GENERATIONS: &str =
+    "CREATE TABLE generations(first_ino INTEGER PRIMARY KEY, generation INTEGER NOT NULL);";
 
 /// The catalog schema. `docs/format.md` explains each table.
 pub const SCHEMA: &str = "
@@ -69,6 +77,30 @@ CREATE TABLE xattrs(
     value BLOB NOT NULL,
     PRIMARY KEY(ino, hash)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+CREATE TABLE generations(first_ino INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
+PRAGMA user_version = 2;
 COMMIT;
 ";
+
+/// Brings a catalog of version `from` to `VERSION`, one step per version,
+/// each in its own transaction. Fails on a version this release does not know.
+pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
+    if !(1..=VERSION).contains(&from) {
+        return Err(CatalogError::Schema(from));
+    }
+    for to in from + 1..=VERSION {
+        let step = match to {
+            // A version 1 catalog's inodes keep generation 0, the one the
+            // kernel was told until then.
+            2 => GENERATIONS,
+            _ => unreachable!("every version up to VERSION has a step"),
+        };
+        let sql = format!("BEGIN; {step} PRAGMA user_version = {to}; COMMIT;");
+        if let Err(e) = conn.execute_batch(&sql) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(CatalogError::Upgrade { to, source: e });
+        }
+        tracing::info!("catalog upgraded to schema version {to}");
+    }
+    Ok(())
+}

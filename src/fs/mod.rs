@@ -35,7 +35,6 @@ pub use kernel_cache::KernelCache;
 
 /// Everything below comes from this mount, so the kernel may cache long.
 const TTL: Duration = Duration::from_secs(60);
-const GEN: Generation = Generation(0);
 const MAX_WRITE: u32 = 1 << 20;
 
 pub struct PhiFs {
@@ -100,6 +99,11 @@ impl Filesystem for PhiFs {
             // open(O_TRUNC) truncates in the OPEN request itself, instead of
             // a separate SETATTR round trip (shell `>`, cp over a file).
             InitFlags::FUSE_ATOMIC_O_TRUNC,
+            // File handles (NFS export, open_by_handle_at) keep working once
+            // the kernel has forgotten the inode: it asks for the node by
+            // number with LOOKUP(ino, "."), and for a directory's parent
+            // with LOOKUP(dir, "..").
+            InitFlags::FUSE_EXPORT_SUPPORT,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -137,6 +141,14 @@ impl Filesystem for PhiFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        // Only the export operations send these (the kernel resolves "."
+        // and ".." of a path itself); a node that is gone must be ENOENT,
+        // which the kernel turns into ESTALE, never a cached negative entry.
+        match n.as_bytes() {
+            b"." => return self.entry(reply, self.vault.lookup_id(parent.0)),
+            b".." => return self.entry(reply, self.vault.lookup_parent(parent.0)),
+            _ => {}
+        }
         match self.vault.lookup(parent.0, name(n)) {
             // Only this mount adds names to the store, and the kernel drops
             // a cached "no such name" when it creates one: programs that
@@ -144,9 +156,9 @@ impl Filesystem for PhiFs {
             // transaction, editors, git, make) ask once. A read-only view
             // may run beside the writing daemon, so it does not cache them.
             Err(VaultError::NotFound) if !self.vault.is_read_only() => {
-                reply.entry(&TTL, &convert::no_entry(), GEN)
+                reply.entry(&TTL, &convert::no_entry(), Generation(0))
             }
-            res => entry(reply, res),
+            res => self.entry(reply, res),
         }
     }
 
@@ -219,7 +231,7 @@ impl Filesystem for PhiFs {
         let Some(kind) = kind_from_mode(mode) else {
             return reply.error(Errno::EINVAL);
         };
-        match self.vault.create_node(
+        let made = self.vault.create_node(
             &caller_for_mode(req, Some(mode)),
             parent.0,
             name(n),
@@ -229,10 +241,8 @@ impl Filesystem for PhiFs {
                 umask,
                 rdev,
             },
-        ) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
-            Err(e) => reply.error(errno(e)),
-        }
+        );
+        self.entry(reply, made)
     }
 
     fn mkdir(
@@ -244,7 +254,7 @@ impl Filesystem for PhiFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.vault.create_node(
+        let made = self.vault.create_node(
             &caller_for_mode(req, Some(mode)),
             parent.0,
             name(n),
@@ -254,10 +264,8 @@ impl Filesystem for PhiFs {
                 umask,
                 rdev: 0,
             },
-        ) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
-            Err(e) => reply.error(errno(e)),
-        }
+        );
+        self.entry(reply, made)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
@@ -276,7 +284,7 @@ impl Filesystem for PhiFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        entry(
+        self.entry(
             reply,
             self.vault.symlink(
                 &caller(req),
@@ -320,7 +328,7 @@ impl Filesystem for PhiFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        entry(reply, self.vault.link(ino.0, newparent.0, name(newname)))
+        self.entry(reply, self.vault.link(ino.0, newparent.0, name(newname)))
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -480,7 +488,15 @@ impl Filesystem for PhiFs {
                 Err(err) => return Err(errno(err)),
             };
             let name = OsStr::from_bytes(&e.name);
-            Ok(reply.add(INodeNo(e.ino), e.next, name, &TTL, &file_attr(&attr), GEN))
+            let generation = Generation(self.vault.generation(e.ino));
+            Ok(reply.add(
+                INodeNo(e.ino),
+                e.next,
+                name,
+                &TTL,
+                &file_attr(&attr),
+                generation,
+            ))
         });
         match res {
             Ok(()) => reply.ok(),
@@ -592,7 +608,7 @@ impl Filesystem for PhiFs {
             Ok(()) => reply.created(
                 &TTL,
                 &file_attr(&attr),
-                GEN,
+                Generation(self.vault.generation(attr.ino)),
                 FileHandle(0),
                 FopenFlags::FOPEN_KEEP_CACHE,
             ),
@@ -628,6 +644,18 @@ impl Filesystem for PhiFs {
 }
 
 impl PhiFs {
+    /// Replies with a node, named by its number and its generation (which
+    /// file handles carry, see `Vault::generation`).
+    fn entry(&self, reply: ReplyEntry, res: crate::vault::Result<crate::vault::Attr>) {
+        match res {
+            Ok(a) => {
+                let generation = Generation(self.vault.generation(a.ino));
+                reply.entry(&TTL, &file_attr(&a), generation)
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     /// Clears set-id bits where the kernel leaves it to us (see
     /// `SetAttr::drop_set_id`), and has it forget the mode it cached: the
     /// replies to WRITE, OPEN and FALLOCATE carry no attributes.
@@ -688,13 +716,6 @@ impl PhiFs {
 fn empty(reply: ReplyEmpty, res: crate::vault::Result<()>) {
     match res {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(e)),
-    }
-}
-
-fn entry(reply: ReplyEntry, res: crate::vault::Result<crate::vault::Attr>) {
-    match res {
-        Ok(a) => reply.entry(&TTL, &file_attr(&a), GEN),
         Err(e) => reply.error(errno(e)),
     }
 }

@@ -8,6 +8,7 @@ mod attr;
 mod cache;
 mod data;
 mod error;
+mod handles;
 mod lifecycle;
 mod names;
 mod read;

@@ -60,7 +60,7 @@ impl Vault {
         })
     }
 
-    fn dir_of(cat: &Catalog, ino: Ino) -> Result<Inode> {
+    pub(super) fn dir_of(cat: &Catalog, ino: Ino) -> Result<Inode> {
         let dir = Self::inode_of(cat, ino)?;
         if dir.kind != Kind::Dir {
             return Err(VaultError::NotDir);

@@ -491,3 +491,67 @@ pub fn wal_gathering_catalog(path: &Path) -> rusqlite::Connection {
     .expect("pragmas");
     conn
 }
+
+/// A file handle from `name_to_handle_at`, as an NFS server keeps one.
+pub struct FileHandle {
+    /// `struct file_handle` (handle_bytes, handle_type, then the handle),
+    /// in words for its alignment.
+    raw: Vec<u32>,
+}
+
+const HANDLE_HEADER: usize = std::mem::size_of::<libc::file_handle>();
+
+impl FileHandle {
+    /// The handle of `path` (not following a final symlink).
+    pub fn of(path: &Path) -> Self {
+        let c = c_path(path);
+        let mut raw = vec![0u32; (HANDLE_HEADER + libc::MAX_HANDLE_SZ as usize) / 4];
+        let fh = raw.as_mut_ptr().cast::<libc::file_handle>();
+        let mut mount_id = 0;
+        let rc = unsafe {
+            (*fh).handle_bytes = libc::MAX_HANDLE_SZ as u32;
+            libc::name_to_handle_at(libc::AT_FDCWD, c.as_ptr(), fh, &mut mount_id, 0)
+        };
+        assert_eq!(
+            rc,
+            0,
+            "name_to_handle_at {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        let len = unsafe { (*fh).handle_bytes } as usize;
+        raw.truncate((HANDLE_HEADER + len).div_ceil(4));
+        FileHandle { raw }
+    }
+
+    /// Opens the handle on the filesystem mounted at `mnt` (needs
+    /// CAP_DAC_READ_SEARCH, i.e. root).
+    pub fn open(&self, mnt: &Path, flags: i32) -> std::io::Result<std::fs::File> {
+        use std::os::fd::AsRawFd;
+        let mount = std::fs::File::open(mnt)?;
+        let mut raw = self.raw.clone();
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                mount.as_raw_fd(),
+                raw.as_mut_ptr().cast(),
+                flags | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    }
+
+    /// Fails unless opening the handle on `mnt` fails with ESTALE.
+    pub fn assert_stale(&self, mnt: &Path) {
+        match self.open(mnt, libc::O_RDONLY) {
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {}
+            Err(e) => panic!("a handle of a file that is gone should be stale (ESTALE), not {e}"),
+            Ok(f) => panic!(
+                "a handle of a file that is gone opened a file ({:?})",
+                f.metadata()
+            ),
+        }
+    }
+}
