@@ -169,9 +169,9 @@ fn refuse_what_fusermount_drops(f: &Flags) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!(
-        "mount option {} needs root: for other users fusermount3 mounts, which mounts every \
-         FUSE filesystem nosuid,nodev and does not know strictatime, nodiratime, nosymfollow \
-         or lazytime; nothing was mounted",
+        "mount option {} needs root: other users mount through fusermount3, which mounts \
+         every FUSE filesystem nosuid,nodev and does not know strictatime, nodiratime, \
+         nosymfollow or lazytime; nothing was mounted",
         root_only.join(", ")
     )
 }
@@ -201,28 +201,37 @@ fn remount(store: &Path, mp: &Path, opts: &MountOptions) -> anyhow::Result<()> {
     }
     let current = Flags::from_mountinfo(&m.options, &m.super_options);
     let wanted = opts.remount_flags(current);
+    refuse_what_remount_cannot_change(&m, &current, &wanted, opts)?;
+    remount_flags(mp, &wanted)
+        .with_context(|| format!("cannot remount {}; nothing was changed", mp.display()))
+}
+
+/// The superblock's flags, allow_other and the store's read-only opening
+/// are fixed when mounting; a remount asking to change them is refused.
+fn refuse_what_remount_cannot_change(
+    m: &util::Mount,
+    current: &Flags,
+    wanted: &Flags,
+    opts: &MountOptions,
+) -> anyhow::Result<()> {
     let has = |word: &str| m.super_options.split(',').any(|w| w == word);
-    if wanted.superblock_differs(&current) {
+    let mp = &m.mountpoint;
+    if wanted.superblock_differs(current) {
         bail!(
-            "sync, dirsync and lazytime are fixed when mounting; unmount {} and mount it with the ones wanted",
-            mp.display()
+            "sync, dirsync and lazytime are fixed when mounting; unmount {mp} and mount it with \
+             the ones wanted"
         );
     }
     if !wanted.read_only && has("ro") {
         bail!(
-            "{} was mounted ro, so phivault opened its store read-only; unmount it and mount it \
-             without ro to write",
-            mp.display()
+            "{mp} was mounted ro, so phivault opened its store read-only; unmount it and mount \
+             it without ro to write"
         );
     }
     if opts.allow_other && !has("allow_other") {
-        bail!(
-            "allow_other is fixed when mounting; unmount {} and mount it with allow_other",
-            mp.display()
-        );
+        bail!("allow_other is fixed when mounting; unmount {mp} and mount it with allow_other");
     }
-    remount_flags(mp, &wanted)
-        .with_context(|| format!("cannot remount {}; nothing was changed", mp.display()))
+    Ok(())
 }
 
 fn remount_flags(mp: &Path, f: &Flags) -> anyhow::Result<()> {
