@@ -49,9 +49,9 @@ pub struct Args {
     /// atime, nodiratime, nosymfollow, sync/async, dirsync, lazytime. The
     /// default is rw,nosuid,nodev,relatime: a share's set-user-id bits and
     /// device nodes are not honoured unless suid or dev asks (root only).
-    /// remount changes the flags of the running mount (root only). phivault
-    /// updates access times only when a program sets them (touch -a), so
-    /// the atime options change nothing else. An unknown option is an error.
+    /// remount changes the flags of the running mount (root only). Reads
+    /// never update access times, whatever the atime option; only programs
+    /// that set them do (touch -a). An unknown option is an error.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
     /// Create the store without asking if it does not exist.
