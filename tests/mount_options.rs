@@ -160,6 +160,16 @@ fn superblock_flags_and_strictatime_reach_the_mount() {
     let err = std::fs::read(v.path("link")).expect_err("followed a symlink under nosymfollow");
     assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
     assert_eq!(std::fs::read(v.path("target.txt")).unwrap(), b"data");
+
+    // mountinfo shows strictatime as no atime word, so mount(8) names none.
+    common::ok_output(&remount(&v.mnt, "ro"), "remount,ro");
+    let (opts, sb) = mount_line(&v.mnt).unwrap();
+    assert!(has(&opts, "ro") && has(&opts, "nosymfollow"), "{opts:?}");
+    assert!(
+        !has(&opts, "relatime") && !has(&opts, "noatime"),
+        "{opts:?}"
+    );
+    assert!(has(&sb, "sync") && has(&sb, "lazytime"), "{sb:?}");
 }
 
 /// A character device like /dev/null, made on the mount.

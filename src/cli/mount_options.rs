@@ -280,13 +280,17 @@ impl MountOptions {
     /// left out is off. Read-only and the superblock's flags stay as they
     /// are unless named. So do nosuid and nodev, except in mountinfo's
     /// list: an fstab line does not name them, as they are the defaults.
+    /// And so does strictatime, which mountinfo shows as no atime word.
     pub fn remount_flags(&self, current: Flags) -> Flags {
         let base = Flags {
             read_only: current.read_only,
             nosuid: current.nosuid && !self.from_mountinfo,
             nodev: current.nodev && !self.from_mountinfo,
             noexec: false,
-            atime: Atime::Relative,
+            atime: match current.atime {
+                Atime::Always => Atime::Always,
+                _ => Atime::Relative,
+            },
             nodiratime: false,
             nosymfollow: false,
             ..current
@@ -372,6 +376,9 @@ mod tests {
         assert!(f.nosuid && f.nodev);
         let f = parse("remount,async").unwrap().remount_flags(current);
         assert!(f.superblock_differs(&current));
+        let strict = Flags::from_mountinfo("rw,nosuid,nodev", "rw");
+        let f = parse("ro,nosuid,nodev,remount,user_id=0").unwrap();
+        assert_eq!(f.remount_flags(strict).atime, Atime::Always);
     }
 
     #[test]
