@@ -318,7 +318,7 @@ fn remount_rw_of_a_read_only_mount_is_refused() {
     let out = remount(&v.mnt, "rw");
     assert!(!out.status.success(), "remount,rw of an ro mount succeeded");
     let err = stderr(&out);
-    assert!(err.contains("opened its store read-only"), "{err}");
+    assert!(err.contains("phivault opened its store read-only"), "{err}");
     assert!(has(&options(&v.mnt), "ro"));
     let err = std::fs::write(v.path("new.txt"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");

@@ -224,8 +224,9 @@ fn refuse_what_remount_cannot_change(
     }
     if !wanted.read_only && has("ro") {
         bail!(
-            "{mp} was mounted ro, so phivault opened its store read-only; unmount it and mount \
-             it without ro to write"
+            "{mp} is read-only in its superblock: it was mounted ro, so phivault opened its \
+             store read-only (or mount(8) remounted it without mount.phivault); unmount it and \
+             mount it without ro to write"
         );
     }
     if opts.allow_other && !has("allow_other") {
