@@ -5,6 +5,7 @@ mod info;
 mod init;
 mod log;
 mod mount;
+mod mount_options;
 mod passphrase;
 mod passwd;
 mod umount;

@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use clap::ValueEnum;
 use zeroize::Zeroizing;
 
+use super::mount_options::{Flags, MountOptions};
 use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
@@ -41,9 +42,16 @@ pub struct Args {
     /// Stay attached and log to stderr; Ctrl-C or SIGTERM unmounts.
     #[arg(short, long)]
     pub foreground: bool,
-    /// Mount options, comma-separated: allow_other, ro, noacl (no POSIX
-    /// ACLs: setfacl fails, as on ext4 mounted noacl; refused for a store
-    /// that holds ACLs), and other FUSE options.
+    /// Mount options, comma-separated, as in fstab. phivault's own:
+    /// allow_other; noacl (no POSIX ACLs: setfacl fails, as on ext4 mounted
+    /// noacl; refused for a store that holds ACLs). Generic flags: ro/rw,
+    /// nosuid/suid, nodev/dev, noexec/exec, noatime, relatime, strictatime,
+    /// atime, nodiratime, nosymfollow, sync/async, dirsync, lazytime. The
+    /// default is rw,nosuid,nodev,relatime: a share's set-user-id bits and
+    /// device nodes are not honoured unless suid or dev asks (root only).
+    /// remount changes the flags of the running mount (root only). Reads
+    /// never update access times, whatever the atime option; only programs
+    /// that set them do (touch -a). An unknown option is an error.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
     /// Create the store without asking if it does not exist.
@@ -92,46 +100,14 @@ pub struct DaemonArgs {
     tuning: Tuning,
 }
 
-struct Options {
-    allow_other: bool,
-    read_only: bool,
-    posix_acls: bool,
-    extra: Vec<String>,
-}
-
-fn parse_options(raw: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options {
-        allow_other: false,
-        read_only: false,
-        posix_acls: true,
-        extra: Vec::new(),
-    };
-    for opt in raw
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        match opt {
-            "allow_other" => o.allow_other = true,
-            "ro" => o.read_only = true,
-            "acl" => o.posix_acls = true,
-            "noacl" => o.posix_acls = false,
-            "rw" | "defaults" | "auto" | "noauto" | "user" | "nouser" | "_netdev" | "nofail" => {}
-            o2 if o2.starts_with("passphrase_file=") || o2.starts_with("x-systemd") => {}
-            "allow_root" | "auto_unmount" => {
-                bail!("mount option '{opt}' is not supported; use allow_other")
-            }
-            other => o.extra.push(other.to_string()),
-        }
-    }
-    Ok(o)
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let mountpoint = util::absolute(&a.mountpoint)?;
-    let opts = parse_options(&a.options)?;
+    let opts = MountOptions::parse(&a.options)?;
+    if opts.remount {
+        return remount(&store, &mountpoint, &opts);
+    }
+    refuse_what_fusermount_drops(&opts.flags())?;
     let dir = StoreDir::new(&store);
     clear_dead_mounts(&dir, &mountpoint)?;
     check_mountpoint(&mountpoint)?;
@@ -183,6 +159,104 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => default_log_path(&config.vault_id)?,
     };
     spawn_daemon(&store, &mountpoint, &a, &master, &log)
+}
+
+/// Without root, fusermount3 mounts, and it cannot give every flag; refuse
+/// those here rather than mount without them.
+fn refuse_what_fusermount_drops(f: &Flags) -> anyhow::Result<()> {
+    let root_only = f.root_only();
+    if root_only.is_empty() || unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    bail!(
+        "mount option {} needs root: other users mount through fusermount3, which mounts \
+         every FUSE filesystem nosuid,nodev and does not know strictatime, nodiratime, \
+         nosymfollow or lazytime; nothing was mounted",
+        root_only.join(", ")
+    )
+}
+
+/// `-o remount,...`: sets the flags of the mount of `store` at `mp` in
+/// place, as `mount -o remount,ro MNT` asks through mount.phivault; the
+/// daemon serves on. Only the mount's own flags change (a bind remount),
+/// so its superblock keeps saying whether the daemon opened the store
+/// read-only.
+fn remount(store: &Path, mp: &Path, opts: &MountOptions) -> anyhow::Result<()> {
+    let m = util::mount_at(mp)
+        .with_context(|| format!("nothing is mounted on {}; nothing to remount", mp.display()))?;
+    if !m.fstype.starts_with("fuse") || Path::new(&m.source) != store {
+        bail!(
+            "{} is not a mount of {} (it holds {}, type {}); nothing was changed",
+            mp.display(),
+            store.display(),
+            m.source,
+            m.fstype
+        );
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "only root can remount; unmount and mount {} again instead",
+            mp.display()
+        );
+    }
+    let current = Flags::from_mountinfo(&m.options, &m.super_options);
+    let wanted = opts.remount_flags(current);
+    refuse_what_remount_cannot_change(&m, &current, &wanted, opts)?;
+    remount_flags(mp, &wanted)
+        .with_context(|| format!("cannot remount {}; nothing was changed", mp.display()))
+}
+
+/// The superblock's flags, allow_other and the store's read-only opening
+/// are fixed when mounting; a remount asking to change them is refused.
+fn refuse_what_remount_cannot_change(
+    m: &util::Mount,
+    current: &Flags,
+    wanted: &Flags,
+    opts: &MountOptions,
+) -> anyhow::Result<()> {
+    let has = |word: &str| m.super_options.split(',').any(|w| w == word);
+    let mp = &m.mountpoint;
+    if wanted.superblock_differs(current) {
+        bail!(
+            "sync, dirsync and lazytime are fixed when mounting; unmount {mp} and mount it with \
+             the ones wanted"
+        );
+    }
+    if !wanted.read_only && has("ro") {
+        bail!(
+            "{mp} is read-only in its superblock: it was mounted ro, so phivault opened its \
+             store read-only (or mount(8) remounted it without mount.phivault); unmount it and \
+             mount it without ro to write"
+        );
+    }
+    if opts.allow_other && !has("allow_other") {
+        bail!("allow_other is fixed when mounting; unmount {mp} and mount it with allow_other");
+    }
+    Ok(())
+}
+
+fn remount_flags(mp: &Path, f: &Flags) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let target = std::ffi::CString::new(mp.as_os_str().as_bytes())?;
+    let bits = libc::MS_REMOUNT | libc::MS_BIND | f.mount_bits();
+    // SAFETY: a NUL-terminated path; no source, type or data.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            bits,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EBUSY) && f.read_only {
+        bail!("files on it are open for writing; close them and remount read-only again");
+    }
+    Err(e.into())
 }
 
 /// Logs can name files, so they live outside the store (which may be
@@ -361,7 +435,7 @@ pub fn run_daemon(a: DaemonArgs) -> anyhow::Result<()> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     hex::decode_to_slice(hexkey.trim(), &mut bytes[..]).context("malformed key from parent")?;
     let master = MasterKey::from_bytes(*bytes);
-    let opts = parse_options(&a.options)?;
+    let opts = MountOptions::parse(&a.options)?;
     let dir = StoreDir::new(&a.store);
     let mut ready = std::io::stdout();
     let res = serve(
@@ -409,7 +483,7 @@ fn limit_malloc_arenas() {
 fn serve(
     dir: &StoreDir,
     mountpoint: &Path,
-    opts: &Options,
+    opts: &MountOptions,
     tuning: &Tuning,
     master: &MasterKey,
     ready: Option<&mut std::io::Stdout>,
@@ -418,8 +492,9 @@ fn serve(
     limit_malloc_arenas();
     // Everything the daemon creates is private to its user.
     unsafe { libc::umask(0o077) };
+    let flags = opts.flags();
     let open_opts = OpenOptions {
-        read_only: opts.read_only,
+        read_only: flags.read_only,
         cache_bytes: tuning.cache_size as usize,
         space_reserve: tuning.space_reserve,
         ..OpenOptions::default()
@@ -444,9 +519,9 @@ fn serve(
     let cfg = mount_config(&MountSettings {
         source: &source,
         allow_other: opts.allow_other,
-        read_only: opts.read_only,
+        read_only: flags.read_only,
         threads: tuning.threads as usize,
-        extra: &opts.extra,
+        flags: &flags.to_fuser(),
     });
     let fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
     let kernel_cache = fs.kernel_cache();

@@ -123,19 +123,23 @@ pub fn is_mountpoint(path: &Path) -> bool {
     mount_at(path).is_some()
 }
 
-fn mount_at(mountpoint: &Path) -> Option<Mount> {
+pub fn mount_at(mountpoint: &Path) -> Option<Mount> {
     mounts()
         .into_iter()
         .find(|m| Path::new(&m.mountpoint) == mountpoint)
 }
 
 /// One line of /proc/self/mountinfo.
-struct Mount {
+pub struct Mount {
     /// "major:minor" of the mounted filesystem.
-    device: String,
-    mountpoint: String,
-    fstype: String,
-    source: String,
+    pub device: String,
+    pub mountpoint: String,
+    /// The mount's own options ("rw,nosuid,nodev,relatime").
+    pub options: String,
+    pub fstype: String,
+    pub source: String,
+    /// The superblock's options ("rw,user_id=0,...").
+    pub super_options: String,
 }
 
 fn mounts() -> Vec<Mount> {
@@ -148,14 +152,18 @@ fn mounts() -> Vec<Mount> {
             let mut fields = left.split(' ');
             let device = fields.nth(2)?.to_string();
             let mountpoint = unescape(fields.nth(1)?);
+            let options = fields.next()?.to_string();
             let mut r = right.split(' ');
             let fstype = r.next()?.to_string();
             let source = unescape(r.next()?);
+            let super_options = r.next()?.to_string();
             Some(Mount {
                 device,
                 mountpoint,
+                options,
                 fstype,
                 source,
+                super_options,
             })
         })
         .collect()

@@ -154,7 +154,8 @@ pub struct MountSettings<'a> {
     pub allow_other: bool,
     pub read_only: bool,
     pub threads: usize,
-    pub extra: &'a [String],
+    /// Generic mount flags (noexec, noatime, suid, ...), ro/rw aside.
+    pub flags: &'a [MountOption],
 }
 
 pub fn mount_config(s: &MountSettings<'_>) -> Config {
@@ -168,7 +169,7 @@ pub fn mount_config(s: &MountSettings<'_>) -> Config {
             MountOption::RW
         },
     ];
-    opts.extend(s.extra.iter().map(|o| MountOption::CUSTOM(o.clone())));
+    opts.extend_from_slice(s.flags);
     let mut cfg = Config::default();
     cfg.mount_options = opts;
     cfg.acl = if s.allow_other {

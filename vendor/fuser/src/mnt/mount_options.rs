@@ -68,6 +68,16 @@ pub enum MountOption {
     Sync,
     /// All I/O will be done asynchronously
     Async,
+    /// Update access times on every access (phivault patch)
+    StrictAtime,
+    /// Update access times relative to modification times (phivault patch)
+    RelAtime,
+    /// Don't update directory access times (phivault patch)
+    NoDirAtime,
+    /// Keep time updates in memory only (phivault patch)
+    LazyTime,
+    /// Don't follow symlinks when resolving paths (phivault patch)
+    NoSymFollow,
     /* libfuse library options, such as "direct_io", are not included since they are specific
     to libfuse, and not part of the kernel ABI */
 }
@@ -91,6 +101,11 @@ impl MountOption {
             "dirsync" => MountOption::DirSync,
             "sync" => MountOption::Sync,
             "async" => MountOption::Async,
+            "strictatime" => MountOption::StrictAtime,
+            "relatime" => MountOption::RelAtime,
+            "nodiratime" => MountOption::NoDirAtime,
+            "lazytime" => MountOption::LazyTime,
+            "nosymfollow" => MountOption::NoSymFollow,
             x if x.starts_with("fsname=") => MountOption::FSName(x[7..].into()),
             x if x.starts_with("subtype=") => MountOption::Subtype(x[8..].into()),
             x => MountOption::CUSTOM(x.into()),
@@ -131,6 +146,9 @@ fn conflicts_with(option: &MountOption) -> Vec<MountOption> {
         | MountOption::Subtype(_)
         | MountOption::CUSTOM(_)
         | MountOption::DirSync
+        | MountOption::NoDirAtime
+        | MountOption::LazyTime
+        | MountOption::NoSymFollow
         | MountOption::AutoUnmount
         | MountOption::DefaultPermissions => vec![],
         MountOption::Dev => vec![MountOption::NoDev],
@@ -142,7 +160,13 @@ fn conflicts_with(option: &MountOption) -> Vec<MountOption> {
         MountOption::Exec => vec![MountOption::NoExec],
         MountOption::NoExec => vec![MountOption::Exec],
         MountOption::Atime => vec![MountOption::NoAtime],
-        MountOption::NoAtime => vec![MountOption::Atime],
+        MountOption::NoAtime => vec![
+            MountOption::Atime,
+            MountOption::StrictAtime,
+            MountOption::RelAtime,
+        ],
+        MountOption::StrictAtime => vec![MountOption::NoAtime, MountOption::RelAtime],
+        MountOption::RelAtime => vec![MountOption::NoAtime, MountOption::StrictAtime],
         MountOption::Sync => vec![MountOption::Async],
         MountOption::Async => vec![MountOption::Sync],
     }
@@ -170,6 +194,11 @@ pub(crate) fn option_to_string(option: &MountOption) -> String {
         MountOption::DirSync => "dirsync".to_string(),
         MountOption::Sync => "sync".to_string(),
         MountOption::Async => "async".to_string(),
+        MountOption::StrictAtime => "strictatime".to_string(),
+        MountOption::RelAtime => "relatime".to_string(),
+        MountOption::NoDirAtime => "nodiratime".to_string(),
+        MountOption::LazyTime => "lazytime".to_string(),
+        MountOption::NoSymFollow => "nosymfollow".to_string(),
     }
 }
 
@@ -193,6 +222,11 @@ pub(crate) fn option_group(option: &MountOption) -> MountOptionGroup {
         MountOption::DirSync => MountOptionGroup::KernelFlag,
         MountOption::Sync => MountOptionGroup::KernelFlag,
         MountOption::Async => MountOptionGroup::KernelFlag,
+        MountOption::StrictAtime => MountOptionGroup::KernelFlag,
+        MountOption::RelAtime => MountOptionGroup::KernelFlag,
+        MountOption::NoDirAtime => MountOptionGroup::KernelFlag,
+        MountOption::LazyTime => MountOptionGroup::KernelFlag,
+        MountOption::NoSymFollow => MountOptionGroup::KernelFlag,
         MountOption::DefaultPermissions => MountOptionGroup::KernelOption,
     }
 }
@@ -214,6 +248,12 @@ pub(crate) fn option_to_flag(option: &MountOption) -> io::Result<nix::mount::MsF
         MountOption::Async => Ok(nix::mount::MsFlags::empty()),
         MountOption::Sync => Ok(nix::mount::MsFlags::MS_SYNCHRONOUS),
         MountOption::DirSync => Ok(nix::mount::MsFlags::MS_DIRSYNC),
+        MountOption::StrictAtime => Ok(nix::mount::MsFlags::MS_STRICTATIME),
+        MountOption::RelAtime => Ok(nix::mount::MsFlags::MS_RELATIME),
+        MountOption::NoDirAtime => Ok(nix::mount::MsFlags::MS_NODIRATIME),
+        MountOption::LazyTime => Ok(nix::mount::MsFlags::MS_LAZYTIME),
+        // MS_NOSYMFOLLOW (Linux 5.10), which nix does not name.
+        MountOption::NoSymFollow => Ok(nix::mount::MsFlags::from_bits_retain(256)),
         option => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("Invalid mount option for flag conversion: {option:?}"),
@@ -330,6 +370,11 @@ mod test {
             DirSync,
             Sync,
             Async,
+            StrictAtime,
+            RelAtime,
+            NoDirAtime,
+            LazyTime,
+            NoSymFollow,
         ] {
             assert_eq!(*x, MountOption::from_str(option_to_string(x).as_ref()));
         }
