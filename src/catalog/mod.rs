@@ -590,7 +590,7 @@ impl Catalog {
         )?;
         Ok(st
             .query_row(params![parent as i64, &hash[..]], |r| {
-                Ok((r.get::<_, i64>(0)? as Ino, Kind::from_u8(r.get(1)?)))
+                Ok((r.get::<_, i64>(0)? as Ino, r.get::<_, Kind>(1)?))
             })
             .optional()?)
     }
@@ -650,7 +650,7 @@ impl Catalog {
                 pos: r.get(0)?,
                 sealed_name: r.get(1)?,
                 ino: r.get::<_, i64>(2)? as Ino,
-                kind: Kind::from_u8(r.get(3)?),
+                kind: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -824,7 +824,7 @@ impl Catalog {
                 version: r.get::<_, i64>(1)? as u64,
                 time: r.get(2)?,
                 size: r.get::<_, i64>(3)? as u64,
-                reason: VersionReason::from_u8(r.get(4)?),
+                reason: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

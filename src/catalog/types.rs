@@ -19,17 +19,43 @@ pub enum Kind {
     BlockDev = 7,
 }
 
-impl Kind {
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            2 => Kind::Dir,
-            3 => Kind::Symlink,
-            4 => Kind::Fifo,
-            5 => Kind::Socket,
-            6 => Kind::CharDev,
-            7 => Kind::BlockDev,
-            _ => Kind::File,
-        }
+/// A byte in the catalog that names no kind or reason this release knows:
+/// the catalog is damaged, or was written by a newer release. Read as an
+/// error, never as a default, so that corruption is not hidden.
+#[derive(Debug, thiserror::Error)]
+#[error("the catalog holds {what} {value}, which this release does not know: the catalog is damaged or was written by a newer phivault")]
+pub struct UnknownCode {
+    what: &'static str,
+    value: i64,
+}
+
+/// Reads a `#[repr(u8)]` enum stored as an integer column.
+fn decode<T>(
+    v: rusqlite::types::ValueRef<'_>,
+    what: &'static str,
+    of: impl Fn(u8) -> Option<T>,
+) -> rusqlite::types::FromSqlResult<T> {
+    let value = v.as_i64()?;
+    u8::try_from(value)
+        .ok()
+        .and_then(of)
+        .ok_or_else(|| rusqlite::types::FromSqlError::Other(Box::new(UnknownCode { what, value })))
+}
+
+impl rusqlite::types::FromSql for Kind {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        decode(v, "inode kind", |b| {
+            Some(match b {
+                1 => Kind::File,
+                2 => Kind::Dir,
+                3 => Kind::Symlink,
+                4 => Kind::Fifo,
+                5 => Kind::Socket,
+                6 => Kind::CharDev,
+                7 => Kind::BlockDev,
+                _ => return None,
+            })
+        })
     }
 }
 
@@ -59,7 +85,7 @@ impl Inode {
     pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             ino: r.get::<_, i64>(0)? as Ino,
-            kind: Kind::from_u8(r.get(1)?),
+            kind: r.get(1)?,
             mode: r.get(2)?,
             uid: r.get(3)?,
             gid: r.get(4)?,
@@ -141,17 +167,23 @@ pub enum VersionReason {
     Deleted = 5,
 }
 
-impl VersionReason {
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Write,
-            2 => Self::Fsync,
-            3 => Self::Truncate,
-            4 => Self::Replaced,
-            5 => Self::Deleted,
-            _ => Self::Created,
-        }
+impl rusqlite::types::FromSql for VersionReason {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        decode(v, "version reason", |b| {
+            Some(match b {
+                0 => Self::Created,
+                1 => Self::Write,
+                2 => Self::Fsync,
+                3 => Self::Truncate,
+                4 => Self::Replaced,
+                5 => Self::Deleted,
+                _ => return None,
+            })
+        })
     }
+}
+
+impl VersionReason {
     pub fn label(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -185,4 +217,32 @@ pub struct Stats {
     pub stored_block_bytes: u64,
     pub versions: u64,
     pub packs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read<T: rusqlite::types::FromSql>(value: i64) -> rusqlite::Result<T> {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.query_row("SELECT ?1", [value], |r| r.get(0))
+    }
+
+    #[test]
+    fn known_codes_read_back() {
+        assert_eq!(read::<Kind>(Kind::Symlink as i64).unwrap(), Kind::Symlink);
+        assert_eq!(
+            read::<VersionReason>(VersionReason::Deleted as i64).unwrap(),
+            VersionReason::Deleted
+        );
+    }
+
+    #[test]
+    fn an_unknown_code_is_an_error_not_a_default() {
+        let err = read::<Kind>(9).unwrap_err().to_string();
+        assert!(err.contains("inode kind 9"), "{err}");
+        let err = read::<VersionReason>(300).unwrap_err().to_string();
+        assert!(err.contains("version reason 300"), "{err}");
+        assert!(read::<Kind>(0).is_err());
+    }
 }
