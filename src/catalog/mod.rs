@@ -4,6 +4,7 @@
 //! Stores names only as ciphertext plus a keyed lookup hash; never sees a key.
 //! Every public method is one statement or runs inside the caller's `tx`.
 
+mod allocations;
 mod lost;
 pub mod page_cache;
 mod row_cache;
@@ -19,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{AppendOutcome, BlockLocation};
 
+pub use allocations::BlockRun;
 pub use lost::LossCause;
 pub use types::*;
 
@@ -83,6 +85,8 @@ pub struct Catalog {
     synced: std::cell::Cell<u64>,
     /// Only in a read-write catalog (see `row_cache`).
     rows: RefCell<Option<row_cache::RowCache>>,
+    /// Whether a file may hold allocated blocks (see `allocations`).
+    allocating: Cell<bool>,
 }
 
 impl Catalog {
@@ -129,13 +133,9 @@ impl Catalog {
         if create {
             cat.conn.execute_batch(schema::SCHEMA)?;
         } else {
-            let v: i64 = cat
-                .conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if v != schema::VERSION {
-                return Err(CatalogError::Schema(v));
-            }
+            schema::upgrade(&cat.conn)?;
         }
+        cat.note_allocations()?;
         let max_ino: i64 =
             cat.conn
                 .query_row("SELECT coalesce(max(ino), 0) FROM inodes", [], |r| r.get(0))?;
@@ -147,7 +147,9 @@ impl Catalog {
     pub fn open_readonly(path: &Path) -> Result<Self> {
         let conn = connect(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
-        Ok(Self::with_connection(conn, PathBuf::new()))
+        let cat = Self::with_connection(conn, PathBuf::new());
+        cat.note_allocations()?;
+        Ok(cat)
     }
 
     /// A catalog on `conn` with no group open yet.
@@ -163,6 +165,7 @@ impl Catalog {
             wal_path,
             synced: Default::default(),
             rows: Default::default(),
+            allocating: Default::default(),
         }
     }
 
@@ -756,7 +759,13 @@ impl Catalog {
         Ok(())
     }
 
+    /// Blocks `ino` takes (what `st_blocks` counts): those holding data,
+    /// and those allocated to it and not written yet.
     pub fn allocated_blocks(&self, ino: Ino) -> Result<u64> {
+        Ok(self.live_blocks(ino)? + self.unwritten_blocks(ino)?)
+    }
+
+    fn live_blocks(&self, ino: Ino) -> Result<u64> {
         if let Some(n) = self.with_rows(|rows| rows.allocated(ino)).flatten() {
             return Ok(n);
         }

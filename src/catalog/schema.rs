@@ -1,4 +1,45 @@
-pub const VERSION: i64 = 1;
+//! The catalog's tables, and the steps that bring an older catalog up to them.
+
+use rusqlite::Connection;
+
+use super::{CatalogError, Result};
+
+pub const VERSION: i64 = 2;
+
+/// The steps from each older version: `UPGRADES[n]` turns version `n + 1`
+/// into `n + 2`. Each runs in one transaction with its `user_version`.
+const UPGRADES: &[&str] = &[
+    // 2: fallocate's allocations survive a remount.
+    ALLOCATIONS,
+];
+
+const ALLOCATIONS: &str = "
+CREATE TABLE allocations(
+    ino INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    PRIMARY KEY(ino, first)
+) WITHOUT ROWID;
+";
+
+/// Brings the catalog on `conn` to `VERSION`; fails on one newer than that.
+pub(super) fn upgrade(conn: &Connection) -> Result<()> {
+    loop {
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if v == VERSION {
+            return Ok(());
+        }
+        let step = usize::try_from(v - 1)
+            .ok()
+            .and_then(|i| UPGRADES.get(i))
+            .ok_or(CatalogError::Schema(v))?;
+        tracing::info!("catalog: upgrading schema version {v} to {}", v + 1);
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {step} PRAGMA user_version = {}; COMMIT;",
+            v + 1
+        ))?;
+    }
+}
 
 /// The catalog schema. `docs/format.md` explains each table.
 pub const SCHEMA: &str = "
@@ -69,6 +110,59 @@ CREATE TABLE xattrs(
     value BLOB NOT NULL,
     PRIMARY KEY(ino, hash)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+CREATE TABLE allocations(
+    ino INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    PRIMARY KEY(ino, first)
+) WITHOUT ROWID;
+PRAGMA user_version = 2;
 COMMIT;
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema of the first release, as stores made by it hold it.
+    fn version_1() -> String {
+        SCHEMA
+            .replace(ALLOCATIONS.trim(), "")
+            .replace("user_version = 2", "user_version = 1")
+    }
+
+    #[test]
+    fn a_version_1_catalog_is_upgraded_to_the_schema_of_a_new_one() {
+        let old = Connection::open_in_memory().unwrap();
+        old.execute_batch(&version_1()).unwrap();
+        upgrade(&old).unwrap();
+        let new = Connection::open_in_memory().unwrap();
+        new.execute_batch(SCHEMA).unwrap();
+        let tables = |c: &Connection| -> Vec<(String, String)> {
+            let mut st = c
+                .prepare("SELECT name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let norm = |t: Vec<(String, String)>| -> Vec<(String, String)> {
+            t.into_iter()
+                .map(|(n, s)| (n, s.split_whitespace().collect::<Vec<_>>().join(" ")))
+                .collect()
+        };
+        assert_eq!(norm(tables(&old)), norm(tables(&new)));
+        let v: i64 = old
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+    }
+
+    #[test]
+    fn a_catalog_newer_than_this_phivault_is_refused() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA user_version = 99;").unwrap();
+        assert!(matches!(upgrade(&c), Err(CatalogError::Schema(99))));
+    }
+}
