@@ -33,13 +33,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Every file's allocated runs, after dropping those of files that have
-    /// no name left (removed while open when the daemon stopped).
-    pub fn allocations(&self) -> Result<Vec<(Ino, BlockRun)>> {
+    /// Drops the allocations of files that have no name left: removed while
+    /// open when the daemon stopped, nothing can write to them any more.
+    pub fn drop_orphan_allocations(&self) -> Result<()> {
         self.conn.execute(
             "DELETE FROM allocations WHERE ino NOT IN (SELECT ino FROM inodes WHERE nlink > 0)",
             [],
         )?;
+        self.with_rows(|rows| rows.clear());
+        Ok(())
+    }
+
+    /// Every file's allocated runs.
+    pub fn allocations(&self) -> Result<Vec<(Ino, BlockRun)>> {
         let mut st = self
             .conn
             .prepare("SELECT ino, first, blocks FROM allocations ORDER BY ino, first")?;

@@ -11,7 +11,7 @@
 //! Writes to files without an allocation look no further than one counter.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -109,6 +109,8 @@ pub(super) struct Allocations {
     files: Mutex<HashMap<Ino, BlockSet>>,
     /// Number of entries in `files`; while 0 nothing else is looked at.
     count: AtomicUsize,
+    /// The catalog's count of lost groups when `files` last matched it.
+    losses_seen: AtomicU64,
 }
 
 /// Block runs to add to or take out of a file's allocation.
@@ -187,14 +189,38 @@ impl Vault {
     /// Reads the allocations the catalog holds and holds their space again
     /// (at open, before any request).
     pub(super) fn load_allocations(&self) -> Result<()> {
-        let runs = self.catalog.lock().tx(|c| c.allocations())?;
+        let cat = self.catalog.lock();
+        cat.tx(|c| c.drop_orphan_allocations())?;
+        self.reload_allocations(&cat)
+    }
+
+    /// Replaces the map, and the room held, by what the catalog holds.
+    fn reload_allocations(&self, cat: &Catalog) -> Result<()> {
+        let runs = cat.allocations()?;
         let mut files = self.allocated.files.lock();
-        for (ino, (first, blocks)) in runs {
+        let before: u64 = files.values().map(BlockSet::len).sum();
+        files.clear();
+        for &(ino, (first, blocks)) in &runs {
             files.entry(ino).or_default().insert(first, first + blocks);
-            self.space.rehold(blocks * self.room_per_block());
         }
+        let after: u64 = runs.iter().map(|(_, run)| run.1).sum();
+        self.space.release(before * self.room_per_block());
+        self.space.rehold(after * self.room_per_block());
         self.allocated.count.store(files.len(), Ordering::Release);
+        self.allocated
+            .losses_seen
+            .store(cat.losses().0, Ordering::Release);
         Ok(())
+    }
+
+    /// A catalog group that SQLite rolled back may have held changes of
+    /// allocations already applied here: the catalog is the truth.
+    fn resync_after_loss(&self, cat: &Catalog) -> Result<()> {
+        if cat.losses().0 == self.allocated.losses_seen.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        tracing::warn!("catalog changes were lost; reading the allocations again");
+        self.reload_allocations(cat)
     }
 
     /// Whether `ino` has blocks allocated and not written yet.
@@ -212,6 +238,7 @@ impl Vault {
     /// Writes `edit` of the allocation of `ino` in the transaction of `c`:
     /// only the rows of the runs it changes. None if it changes nothing.
     fn edit_in(&self, c: &Catalog, ino: Ino, edit: Edit) -> Result<Option<Change>> {
+        self.resync_after_loss(c)?;
         let (lo, hi) = edit.bounds();
         let (before, total) = self
             .allocated
@@ -265,6 +292,7 @@ impl Vault {
             0
         };
         let cat = self.catalog.lock();
+        self.resync_after_loss(&cat)?;
         let written: Vec<u64> = cat
             .live_extents(ino, first, last.saturating_sub(1))?
             .into_iter()
@@ -448,5 +476,28 @@ mod tests {
         v.release_file(file).unwrap();
         assert_eq!(v.space.held(), 0);
         assert!(!v.has_allocation(file));
+    }
+
+    /// A rolled-back group took back what it did to allocations: the next
+    /// change of an allocation goes by the catalog again.
+    #[test]
+    fn allocations_follow_the_catalog_after_a_lost_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let bs = v.block_size;
+        let room = v.room_per_block();
+        let file = new_file(&v, "f");
+        v.fallocate(file, 0, 4 * bs, KEEP_SIZE).unwrap();
+        v.catalog.lock().commit().unwrap();
+
+        let data: Vec<u8> = (0..bs).map(|i| (i % 251) as u8 + 1).collect();
+        v.write(file, 0, &data).unwrap();
+        assert_eq!(v.space.held(), 3 * room);
+        v.catalog.lock().lose_open_group();
+
+        let other = new_file(&v, "other");
+        v.fallocate(other, 0, bs, KEEP_SIZE).unwrap();
+        assert_eq!(v.space.held(), 5 * room, "block 0 is allocated again");
+        assert_eq!(v.allocated.with(file, BlockSet::len), Some(4));
     }
 }
