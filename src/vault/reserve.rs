@@ -21,7 +21,7 @@ use crate::store::room_per_block;
 
 /// A set of block indexes, as disjoint runs `start -> end` (exclusive).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct BlockSet(BTreeMap<u64, u64>);
+struct BlockSet(BTreeMap<u64, u64>);
 
 impl BlockSet {
     fn runs(&self) -> Vec<BlockRun> {
@@ -36,7 +36,7 @@ impl BlockSet {
         self.0.is_empty()
     }
 
-    pub(super) fn contains(&self, idx: u64) -> bool {
+    fn contains(&self, idx: u64) -> bool {
         self.0
             .range(..=idx)
             .next_back()
@@ -101,35 +101,7 @@ impl BlockSet {
         }
         out
     }
-}
 
-/// The allocations of every file that has one.
-#[derive(Default)]
-pub(super) struct Allocations {
-    files: Mutex<HashMap<Ino, BlockSet>>,
-    /// Number of entries in `files`; while 0 nothing else is looked at.
-    count: AtomicUsize,
-    /// The catalog's count of lost groups when `files` last matched it.
-    losses_seen: AtomicU64,
-}
-
-/// Block runs to add to or take out of a file's allocation.
-enum Edit {
-    Add(Vec<(u64, u64)>),
-    Remove(Vec<(u64, u64)>),
-}
-
-/// An edit of a file's allocation that a catalog transaction wrote, to be
-/// replayed here once that transaction succeeded.
-#[must_use]
-pub(super) struct Change {
-    ino: Ino,
-    edit: Edit,
-    /// Blocks that left the allocation: their bytes are given back.
-    removed: u64,
-}
-
-impl BlockSet {
     fn edit(&mut self, edit: &Edit) {
         match edit {
             Edit::Add(runs) => {
@@ -152,6 +124,12 @@ impl BlockSet {
     }
 }
 
+/// Block runs to add to or take out of a file's allocation.
+enum Edit {
+    Add(Vec<(u64, u64)>),
+    Remove(Vec<(u64, u64)>),
+}
+
 impl Edit {
     /// The blocks whose runs an edit may change: one either side of it.
     fn bounds(&self) -> (u64, u64) {
@@ -160,6 +138,26 @@ impl Edit {
         let hi = runs.iter().map(|r| r.1).max().unwrap_or(0);
         (lo.saturating_sub(1), hi.saturating_add(1))
     }
+}
+
+/// The allocations of every file that has one.
+#[derive(Default)]
+pub(super) struct Allocations {
+    files: Mutex<HashMap<Ino, BlockSet>>,
+    /// Number of entries in `files`; while 0 nothing else is looked at.
+    count: AtomicUsize,
+    /// The catalog's count of lost groups when `files` last matched it.
+    losses_seen: AtomicU64,
+}
+
+/// An edit of a file's allocation that a catalog transaction wrote, to be
+/// replayed here once that transaction succeeded.
+#[must_use]
+pub(super) struct Change {
+    ino: Ino,
+    edit: Edit,
+    /// Blocks that left the allocation: their bytes are given back.
+    removed: u64,
 }
 
 impl Allocations {
