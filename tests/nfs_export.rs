@@ -188,7 +188,7 @@ fn a_schema_1_store_opens_and_its_inodes_keep_generation_0() {
     let catalog = dir.path().join("store/catalog.db");
     {
         let c = rusqlite::Connection::open(&catalog).unwrap();
-        c.execute_batch("DROP TABLE generations; PRAGMA user_version = 1;")
+        c.execute_batch("DROP TABLE generations; DROP TABLE allocations; PRAGMA user_version = 1;")
             .unwrap();
     }
 
@@ -209,7 +209,7 @@ fn a_schema_1_store_opens_and_its_inodes_keep_generation_0() {
     let version: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 /// nfs-ganesha serving a directory over NFSv4 on 127.0.0.1 only, through

@@ -4,6 +4,7 @@
 //! Stores names only as ciphertext plus a keyed lookup hash; never sees a key.
 //! Every public method is one statement or runs inside the caller's `tx`.
 
+mod allocations;
 mod generations;
 mod lost;
 pub mod page_cache;
@@ -20,6 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{AppendOutcome, BlockLocation};
 
+pub use allocations::BlockRun;
 pub use lost::LossCause;
 pub use types::*;
 
@@ -87,6 +89,8 @@ pub struct Catalog {
     /// Only in a read-write catalog (see `row_cache`).
     rows: RefCell<Option<row_cache::RowCache>>,
     generations: generations::Generations,
+    /// Whether a file may hold allocated blocks (see `allocations`).
+    allocating: Cell<bool>,
 }
 
 impl Catalog {
@@ -138,6 +142,7 @@ impl Catalog {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))?;
             schema::upgrade(&cat.conn, v)?;
         }
+        cat.note_allocations()?;
         let max_ino: i64 =
             cat.conn
                 .query_row("SELECT coalesce(max(ino), 0) FROM inodes", [], |r| r.get(0))?;
@@ -157,6 +162,7 @@ impl Catalog {
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
         let mut cat = Self::with_connection(conn, PathBuf::new());
         cat.generations = generations::Generations::load(&cat.conn)?;
+        cat.note_allocations()?;
         Ok(cat)
     }
 
@@ -174,6 +180,7 @@ impl Catalog {
             synced: Default::default(),
             rows: Default::default(),
             generations: Default::default(),
+            allocating: Default::default(),
         }
     }
 
@@ -786,7 +793,13 @@ impl Catalog {
         Ok(())
     }
 
+    /// Blocks `ino` takes (what `st_blocks` counts): those holding data,
+    /// and those allocated to it and not written yet.
     pub fn allocated_blocks(&self, ino: Ino) -> Result<u64> {
+        Ok(self.live_blocks(ino)? + self.unwritten_blocks(ino)?)
+    }
+
+    fn live_blocks(&self, ino: Ino) -> Result<u64> {
         if let Some(n) = self.with_rows(|rows| rows.allocated(ino)).flatten() {
             return Ok(n);
         }

@@ -20,6 +20,8 @@ pub(super) struct RowCache {
     inodes: LruCache<Ino, Inode>,
     /// Number of live blocks (`allocated_blocks`) per inode.
     allocated: LruCache<Ino, u64>,
+    /// Number of allocated blocks without data (`unwritten_blocks`) per inode.
+    unwritten: LruCache<Ino, u64>,
     /// Inodes known to have no extended attributes: those created since the
     /// catalog opened, until one is set. The kernel asks a new file for
     /// `security.capability` at its first write and at its chown.
@@ -31,6 +33,7 @@ impl RowCache {
         Self {
             inodes: LruCache::new(CAPACITY),
             allocated: LruCache::new(CAPACITY),
+            unwritten: LruCache::new(CAPACITY),
             without_xattrs: LruCache::new(CAPACITY),
         }
     }
@@ -57,6 +60,14 @@ impl RowCache {
         self.allocated.pop(&ino);
     }
 
+    pub(super) fn unwritten(&mut self, ino: Ino) -> Option<u64> {
+        self.unwritten.get(&ino).copied()
+    }
+
+    pub(super) fn put_unwritten(&mut self, ino: Ino, blocks: u64) {
+        self.unwritten.put(ino, blocks);
+    }
+
     pub(super) fn has_no_xattrs(&mut self, ino: Ino) -> bool {
         self.without_xattrs.get(&ino).is_some()
     }
@@ -74,6 +85,7 @@ impl RowCache {
     pub(super) fn clear(&mut self) {
         self.inodes.clear();
         self.allocated.clear();
+        self.unwritten.clear();
         self.without_xattrs.clear();
     }
 }

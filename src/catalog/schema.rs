@@ -1,12 +1,25 @@
+//! The catalog's tables, and the steps that bring an older catalog up to them.
+
 use rusqlite::Connection;
 
 use super::{CatalogError, Result};
 
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Inode generations (see `generations`); added by version 2.
 pub const GENERATIONS: &str =
     "CREATE TABLE generations(first_ino INTEGER PRIMARY KEY, generation INTEGER NOT NULL);";
+
+/// fallocate's allocations, so they survive a remount (see
+/// `allocations`); added by version 3.
+pub const ALLOCATIONS: &str = "
+CREATE TABLE allocations(
+    ino INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    PRIMARY KEY(ino, first)
+) WITHOUT ROWID;
+";
 
 /// The catalog schema. `docs/format.md` explains each table.
 pub const SCHEMA: &str = "
@@ -78,7 +91,13 @@ CREATE TABLE xattrs(
     PRIMARY KEY(ino, hash)
 ) WITHOUT ROWID;
 CREATE TABLE generations(first_ino INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
-PRAGMA user_version = 2;
+CREATE TABLE allocations(
+    ino INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    blocks INTEGER NOT NULL,
+    PRIMARY KEY(ino, first)
+) WITHOUT ROWID;
+PRAGMA user_version = 3;
 COMMIT;
 ";
 
@@ -93,6 +112,7 @@ pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
             // A version 1 catalog's inodes keep generation 0, the one the
             // kernel was told until then.
             2 => GENERATIONS,
+            3 => ALLOCATIONS,
             _ => unreachable!("every version up to VERSION has a step"),
         };
         let sql = format!("BEGIN; {step} PRAGMA user_version = {to}; COMMIT;");
@@ -103,4 +123,49 @@ pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
         tracing::info!("catalog upgraded to schema version {to}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema of the first release, as stores made by it hold it.
+    fn version_1() -> String {
+        SCHEMA
+            .replace(ALLOCATIONS.trim(), "")
+            .replace(GENERATIONS, "")
+            .replace("user_version = 3", "user_version = 1")
+    }
+
+    fn tables(c: &Connection) -> Vec<(String, String)> {
+        let mut st = c
+            .prepare("SELECT name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .map(|(n, s)| (n, s.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect()
+    }
+
+    #[test]
+    fn a_version_1_catalog_is_upgraded_to_the_schema_of_a_new_one() {
+        let old = Connection::open_in_memory().unwrap();
+        old.execute_batch(&version_1()).unwrap();
+        assert!(!tables(&old).iter().any(|(n, _)| n == "allocations"));
+        upgrade(&old, 1).unwrap();
+        let new = Connection::open_in_memory().unwrap();
+        new.execute_batch(SCHEMA).unwrap();
+        assert_eq!(tables(&old), tables(&new));
+        let v: i64 = old
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, VERSION);
+    }
+
+    #[test]
+    fn a_catalog_newer_than_this_phivault_is_refused() {
+        let c = Connection::open_in_memory().unwrap();
+        assert!(matches!(upgrade(&c, 99), Err(CatalogError::Schema(99))));
+    }
 }

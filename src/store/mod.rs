@@ -18,7 +18,7 @@ pub use pack::{
     record_len, AppendOutcome, BlockLocation, PackId, PackStore, Pushed, PushedRecords, RawRecord,
     Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
-pub use space::{statvfs, SpaceGuard, DEFAULT_RESERVE};
+pub use space::{room_per_block, statvfs, SpaceGuard, DEFAULT_RESERVE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,9 +41,14 @@ pub enum StoreError {
     Locked { pid: String },
     #[error(
         "the store's filesystem has {available} bytes free and phivault keeps \
-         {reserve} of them for its catalog"
+         {reserve} of them for its catalog and {held} for space files allocated \
+         (fallocate) but have not written yet"
     )]
-    OutOfSpace { available: u64, reserve: u64 },
+    OutOfSpace {
+        available: u64,
+        reserve: u64,
+        held: u64,
+    },
     #[error("pack {pack}: record at offset {offset} is damaged ({what})")]
     DamagedRecord {
         pack: PackId,

@@ -5,13 +5,17 @@
 //! creates and block records that were already answered. So data and new
 //! names are refused (ENOSPC) while less than the reserve is free, and the
 //! catalog's commits draw on what is left.
+//!
+//! It also holds the space that fallocate set aside for blocks not yet
+//! written: ordinary claims may not take it, and it is given back as those
+//! blocks are stored or their allocation is dropped.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use super::{Result, StoreError};
+use super::{Result, StoreError, RECORD_HEADER_LEN};
 
 /// The reserve of a store: enough for the catalog's WAL to take the commits
 /// of every request in flight, the packs' indexes and a checkpoint's growth.
@@ -21,11 +25,27 @@ pub const DEFAULT_RESERVE: u64 = 16 << 20;
 /// other writers on the same filesystem are noticed while the reserve lasts.
 const MAX_UNCHECKED: u64 = 4 << 20;
 
+/// Room one allocated block may take once written, whatever it holds: a
+/// raw record (format byte and AEAD tag on top of the plaintext, since zstd
+/// is only used when it saves) and its entry in the pack's index.
+pub fn room_per_block(block_size: u64) -> u64 {
+    const FRAMING: u64 = 1 + 16;
+    const INDEX_ENTRY: u64 = 32 + 8 + 4 + 4;
+    RECORD_HEADER_LEN as u64 + FRAMING + block_size + INDEX_ENTRY
+}
+
 pub struct SpaceGuard {
     dir: PathBuf,
     reserve: u64,
+    budget: Mutex<Budget>,
+}
+
+#[derive(Default)]
+struct Budget {
     /// Bytes that may still be claimed before `statvfs` is asked again.
-    unchecked: Mutex<u64>,
+    unchecked: u64,
+    /// Bytes held for allocated blocks (see `hold`).
+    held: u64,
 }
 
 impl SpaceGuard {
@@ -35,7 +55,7 @@ impl SpaceGuard {
         Self {
             dir: dir.to_path_buf(),
             reserve,
-            unchecked: Mutex::new(0),
+            budget: Mutex::default(),
         }
     }
 
@@ -43,28 +63,67 @@ impl SpaceGuard {
         self.reserve
     }
 
-    /// Claims `bytes` about to be written, or fails with `OutOfSpace` if
-    /// writing them would leave less than the reserve free.
-    pub fn claim(&self, bytes: u64) -> Result<()> {
-        if self.reserve == 0 {
-            return Ok(());
-        }
-        let mut unchecked = self.unchecked.lock();
-        if *unchecked >= bytes {
-            *unchecked -= bytes;
-            return Ok(());
-        }
+    /// Bytes held for allocated blocks not yet written.
+    pub fn held(&self) -> u64 {
+        self.budget.lock().held
+    }
+
+    /// Holds `bytes` for blocks a program allocated, or fails with
+    /// `OutOfSpace` (holding nothing) if they are not free beyond the
+    /// reserve and what is held already. Always asks `statvfs`.
+    pub fn hold(&self, bytes: u64) -> Result<()> {
+        let mut budget = self.budget.lock();
         let available = available_bytes(&self.dir)?;
-        let spare = available.saturating_sub(self.reserve);
-        if spare < bytes {
-            *unchecked = 0;
+        let kept = self.reserve + budget.held;
+        if available.saturating_sub(kept) < bytes {
             return Err(StoreError::OutOfSpace {
                 available,
                 reserve: self.reserve,
+                held: budget.held,
+            });
+        }
+        budget.held += bytes;
+        budget.unchecked = 0;
+        Ok(())
+    }
+
+    /// Holds `bytes` again without asking whether they are free: the
+    /// allocations a store already had when it was opened.
+    pub fn rehold(&self, bytes: u64) {
+        self.budget.lock().held += bytes;
+    }
+
+    /// Gives back held bytes: their blocks were written (the write drew on
+    /// them instead of claiming) or their allocation was dropped.
+    pub fn release(&self, bytes: u64) {
+        let mut budget = self.budget.lock();
+        debug_assert!(budget.held >= bytes, "releasing more than is held");
+        budget.held = budget.held.saturating_sub(bytes);
+    }
+
+    /// Claims `bytes` about to be written, or fails with `OutOfSpace` if
+    /// writing them would leave less than the reserve and the held bytes free.
+    pub fn claim(&self, bytes: u64) -> Result<()> {
+        let mut budget = self.budget.lock();
+        if self.reserve == 0 && budget.held == 0 {
+            return Ok(());
+        }
+        if budget.unchecked >= bytes {
+            budget.unchecked -= bytes;
+            return Ok(());
+        }
+        let available = available_bytes(&self.dir)?;
+        let spare = available.saturating_sub(self.reserve + budget.held);
+        if spare < bytes {
+            budget.unchecked = 0;
+            return Err(StoreError::OutOfSpace {
+                available,
+                reserve: self.reserve,
+                held: budget.held,
             });
         }
         // Half of what is spare: two claims in a row cannot both overrun it.
-        *unchecked = ((spare - bytes) / 2).min(MAX_UNCHECKED);
+        budget.unchecked = ((spare - bytes) / 2).min(MAX_UNCHECKED);
         Ok(())
     }
 }
@@ -110,6 +169,28 @@ mod tests {
         assert!(err.to_string().contains("for its catalog"), "{err}");
         // What fits is still allowed after a refusal.
         guard.claim(1 << 20).unwrap();
+    }
+
+    #[test]
+    fn held_bytes_are_not_claimed_by_others_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = available_bytes(dir.path()).unwrap();
+        let guard = SpaceGuard::new(dir.path(), 1 << 20);
+        let err = guard.hold(free).unwrap_err();
+        assert!(
+            matches!(err, StoreError::OutOfSpace { held: 0, .. }),
+            "{err}"
+        );
+        assert_eq!(guard.held(), 0, "a refused hold holds nothing");
+        // Most of the free space held: a claim of a quarter of it fails.
+        let held = free / 4 * 3;
+        guard.hold(held).unwrap();
+        assert_eq!(guard.held(), held);
+        let err = guard.claim(free / 4 + (1 << 20)).unwrap_err();
+        assert!(err.to_string().contains("allocated"), "{err}");
+        guard.release(held);
+        assert_eq!(guard.held(), 0);
+        guard.claim(free / 4).unwrap();
     }
 
     #[test]

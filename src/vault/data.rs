@@ -5,7 +5,7 @@
 //! as a write reaches its end, when dirty memory runs over the limit, and on
 //! release or fsync, which also record the version.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +28,11 @@ pub(super) struct FileEntry {
 impl FileEntry {
     pub(super) fn lock(&self) -> MutexGuard<'_, OpenFile> {
         self.state.lock()
+    }
+
+    /// Open handles; 0 while tracked only for a request without one.
+    pub(super) fn handles(&self) -> u32 {
+        self.handles.load(Ordering::Acquire)
     }
 }
 
@@ -199,6 +204,9 @@ impl Vault {
         res?;
         self.catalog.lock().commit()?;
         self.check_committed(ino, &entry)?;
+        if last {
+            self.deallocate_if_orphaned(ino)?;
+        }
         let origin = entry.lock().origin;
         Ok(match origin {
             ContentOrigin::WrittenFromEmpty if last => Released::WrittenWhole,
@@ -410,10 +418,12 @@ impl Vault {
                 .map(|(id, p)| self.keys.blocks.seal_with_id(*id, p))
                 .collect()
         };
+        let with_data = plan.iter().filter(|p| p.1.is_some()).map(|p| p.0);
+        let filled = self.allocated_among(ino, with_data);
         let outcome = if sealed.is_empty() {
             Default::default()
         } else {
-            self.claim_space(sealed.iter().map(record_len).sum())?;
+            self.claim_space(unallocated_bytes(&plan, &sealed, &filled))?;
             self.packs.append(&sealed.iter().collect::<Vec<_>>())?
         };
         #[cfg(test)]
@@ -434,7 +444,7 @@ impl Vault {
                     None => return Ok(Stored::SharedBlockVanished { block: *idx }),
                 };
             }
-            cat.tx(|c| -> Result<()> {
+            let change = cat.tx(|c| -> Result<_> {
                 c.record_append(&outcome)?;
                 for (s, loc) in sealed.iter().zip(&outcome.locations) {
                     rows.insert(s.id, c.insert_block(&s.id.0, loc, s.plain_len)?);
@@ -452,8 +462,12 @@ impl Vault {
                     Self::close_version(c, &mut inode, t.at, reason)?;
                 }
                 c.update_inode(&inode)?;
-                Ok(())
+                if filled.is_empty() {
+                    return Ok(None);
+                }
+                self.fill_in(c, ino, &filled)
             })?;
+            self.apply(change);
             f.changed_in(&cat);
         }
         // The stored buffers become cache entries as they are (no copy).
@@ -642,11 +656,18 @@ impl Vault {
             }
             _ => None,
         };
-        cat.tx_commit(|c| -> Result<()> {
+        let change = cat.tx_commit(|c| -> Result<_> {
             let mut inode = Self::inode_of(c, ino)?;
             if let Some(f) = guard.as_deref() {
                 f.overlay(&mut inode);
             }
+            // As on ext4: blocks allocated past the new end go, also those
+            // beyond the old one (KEEP_SIZE), unless the file grows.
+            let change = if new_size <= inode.size {
+                self.deallocate_in(c, ino, new_size.div_ceil(bs), u64::MAX)?
+            } else {
+                None
+            };
             Self::open_version(&mut inode);
             if new_size < inode.size {
                 c.drop_extents(ino, new_size.div_ceil(bs), u64::MAX, inode.version)?;
@@ -678,8 +699,9 @@ impl Vault {
             })?;
             inode.version_open = false;
             c.update_inode(&inode)?;
-            Ok(())
+            Ok(change)
         })?;
+        self.apply(change);
         if let Some(f) = guard.as_deref_mut() {
             f.size = new_size;
             f.mtime = t.wall;
@@ -698,9 +720,9 @@ impl Vault {
             .ok_or(VaultError::TooBig)?;
         let keep_size = mode & FALLOC_KEEP_SIZE != 0;
         match mode & !FALLOC_KEEP_SIZE {
-            0 => {}
-            FALLOC_PUNCH_HOLE if keep_size => self.zero_range(ino, offset, end)?,
-            FALLOC_ZERO_RANGE => self.zero_range(ino, offset, end)?,
+            0 => self.allocate(ino, offset, end, false)?,
+            FALLOC_PUNCH_HOLE if keep_size => self.punch_hole(ino, offset, end)?,
+            FALLOC_ZERO_RANGE => self.allocate(ino, offset, end, true)?,
             _ => return Err(VaultError::NotSupported),
         }
         if !keep_size {
@@ -716,8 +738,23 @@ impl Vault {
         Ok(())
     }
 
+    /// Makes [offset, end) read as zeros and gives back the blocks that lie
+    /// wholly inside it, their allocation too.
+    fn punch_hole(&self, ino: Ino, offset: u64, end: u64) -> Result<()> {
+        self.zero_range(ino, offset, end)?;
+        let bs = self.block_size;
+        let (first, last) = (offset.div_ceil(bs), end / bs);
+        if first >= last || !self.has_allocation(ino) {
+            return Ok(());
+        }
+        let cat = self.catalog.lock();
+        let change = cat.tx(|c| self.deallocate_in(c, ino, first, last))?;
+        self.apply(change);
+        Ok(())
+    }
+
     /// Makes [offset, end) read as zeros within the current size.
-    fn zero_range(&self, ino: Ino, offset: u64, end: u64) -> Result<()> {
+    pub(super) fn zero_range(&self, ino: Ino, offset: u64, end: u64) -> Result<()> {
         let size = self.getattr(ino)?.size;
         let end = end.min(size);
         if offset >= end {
@@ -791,6 +828,26 @@ impl Vault {
         }
         None
     }
+}
+
+/// Bytes of the `sealed` records to claim: not those of blocks stored at
+/// indexes fallocate allocated (`filled`), which draw on the room held.
+fn unallocated_bytes(
+    plan: &[(u64, Option<BlockId>)],
+    sealed: &[SealedBlock],
+    filled: &[u64],
+) -> u64 {
+    let all = sealed.iter();
+    if filled.is_empty() {
+        return all.map(record_len).sum();
+    }
+    let filled: HashSet<u64> = filled.iter().copied().collect();
+    let drawn: HashSet<BlockId> = plan
+        .iter()
+        .filter(|(idx, _)| filled.contains(idx))
+        .filter_map(|(_, id)| *id)
+        .collect();
+    all.filter(|s| !drawn.contains(&s.id)).map(record_len).sum()
 }
 
 #[cfg(test)]

@@ -199,6 +199,7 @@ impl Vault {
             catalog: Mutex::new(catalog),
             packs,
             space,
+            allocated: Default::default(),
             files: Mutex::new(HashMap::new()),
             cache: BlockCache::new(opts.cache_bytes),
             loading: Default::default(),
@@ -215,6 +216,7 @@ impl Vault {
         });
         if !opts.read_only {
             vault.recover()?;
+            vault.load_allocations()?;
         }
         Ok(vault)
     }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod names;
 mod read;
 mod readahead;
+mod reserve;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -61,6 +62,8 @@ pub struct Vault {
     catalog: Mutex<Catalog>,
     packs: PackStore,
     space: Arc<SpaceGuard>,
+    /// Blocks allocated by fallocate and not written yet (see `reserve`).
+    allocated: reserve::Allocations,
     files: Mutex<HashMap<Ino, Arc<FileEntry>>>,
     cache: BlockCache,
     /// Blocks being decrypted right now, so each is decrypted once.

@@ -295,7 +295,9 @@ impl Vault {
             dir.ctime = t.wall;
             c.update_inode(&dir)?;
             Ok(())
-        })
+        })?;
+        drop((cat, open));
+        self.deallocate_if_orphaned(target.0)
     }
 
     /// One fewer name for `inode` (held in `dir`). A file's last name going
@@ -433,7 +435,12 @@ impl Vault {
             moved.ctime = t.wall;
             c.update_inode(&moved)?;
             Self::touch_dirs(c, parent, new_parent, t.wall)
-        })
+        })?;
+        drop((cat, open));
+        match replaced {
+            Some(ino) => self.deallocate_if_orphaned(ino),
+            None => Ok(()),
+        }
     }
 
     fn adjust_nlink(c: &Catalog, ino: Ino, delta: i64) -> Result<()> {
@@ -634,9 +641,11 @@ impl Vault {
 
     pub fn statfs(&self) -> Result<FsStats> {
         let mut st = nix_statvfs(self.dir.root())?;
-        // The catalog's reserve is not for files: `df` and programs that
-        // check for room before writing see what they may really use.
-        let reserved = self.space.reserve().div_ceil(st.block_size.max(1) as u64);
+        // The catalog's reserve is not for files, and what files allocated
+        // is taken: `df` and programs that check for room before writing
+        // see what they may really use.
+        let kept = self.space.reserve() + self.space.held();
+        let reserved = kept.div_ceil(st.block_size.max(1) as u64);
         st.blocks_free = st.blocks_free.saturating_sub(reserved);
         st.blocks_avail = st.blocks_avail.saturating_sub(reserved);
         Ok(st)
