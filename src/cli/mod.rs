@@ -7,6 +7,7 @@ mod log;
 mod mount;
 mod passphrase;
 mod passwd;
+mod time_spec;
 mod umount;
 mod util;
 
