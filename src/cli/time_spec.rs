@@ -396,6 +396,7 @@ fn not_a_date_or_missing_ago(input: &str, date_error: jiff::Error) -> TimeSpecEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// A Friday afternoon in winter time, with a fraction of a second.
     const NOW: &str = "2026-11-20T15:03:27.5+01:00[Europe/Berlin]";
@@ -953,5 +954,29 @@ mod tests {
             message.contains("cannot read '2026-13-01' as a time"),
             "{message}"
         );
+    }
+
+    /// Instants whose RFC 3339 has a four-digit year: from 0000-01-01 to jiff's
+    /// last instant (9999-12-30T22:00:00.999999999Z).
+    fn rfc3339_range() -> impl Strategy<Value = Timestamp> {
+        let year_0 = ts("0000-01-01T00:00:00Z").as_second();
+        (year_0..=Timestamp::MAX.as_second(), 0i32..1_000_000_000)
+            .prop_map(|(s, ns)| Timestamp::new(s, ns).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn rfc3339_output_parses_back_to_the_same_instant(t in rfc3339_range()) {
+            let now = zoned(NOW);
+            prop_assert_eq!(parse(&format_rfc3339(t), &now), Ok(PointInTime::Instant(t)));
+        }
+
+        #[test]
+        fn displayed_points_parse_back(t in rfc3339_range(), v in 1u64..) {
+            let now = zoned(NOW);
+            for p in [PointInTime::Instant(t), PointInTime::Version(v)] {
+                prop_assert_eq!(parse(&p.to_string(), &now), Ok(p));
+            }
+        }
     }
 }
