@@ -1,8 +1,9 @@
 //! TIME arguments of the history commands (`log`, `ls --at`, `restore --at`,
 //! `mount --at`, `audit --since/--until`): text in, a validated [`PointInTime`]
-//! out, and RFC 3339 for printing one back. It owns reading and printing times;
-//! it never opens a store, and only [`from_arg`] reads the clock and the system
-//! time zone (everything else takes "now" as an argument).
+//! out, and the two ways history output prints an instant (local beside UTC for
+//! people, RFC 3339 for JSON). It owns reading and printing times; it never
+//! opens a store, and only [`from_arg`] reads the clock and the system time zone
+//! (everything else takes "now" as an argument).
 //!
 //! # Accepted forms
 //!
@@ -196,6 +197,25 @@ pub fn parse(text: &str, now: &ZonedDateTime) -> Result<PointInTime, TimeSpecErr
 /// instant needs: for JSON output. [`parse`] reads it back to the same instant.
 pub fn format_rfc3339(t: Timestamp) -> String {
     t.to_string()
+}
+
+/// Local time with the zone's abbreviation and UTC beside it, to the second:
+/// `2026-11-20 15:03:27 CET (14:03:27 UTC)`. The UTC date is repeated when it is
+/// not the local one; the UTC part is left out when the zone is UTC itself.
+/// Read back as a TIME, the local part names the start of its second (or, in a
+/// fold, is refused): a version written later in that second comes after it. So
+/// print the version number (`v12`) beside it, which names the version exactly.
+pub fn format_local_and_utc(t: Timestamp, tz: &TimeZone) -> String {
+    let local = t.to_zoned_datetime(tz.clone());
+    let utc = t.to_zoned_datetime(TimeZone::UTC);
+    let shown = local.strftime("%Y-%m-%d %H:%M:%S %Z").to_string();
+    if local.offset() == Offset::UTC && shown.ends_with(" UTC") {
+        shown
+    } else if local.date() == utc.date() {
+        format!("{shown} ({} UTC)", utc.strftime("%H:%M:%S"))
+    } else {
+        format!("{shown} ({} UTC)", utc.strftime("%Y-%m-%d %H:%M:%S"))
+    }
 }
 
 fn invalid(input: &str, reason: impl fmt::Display) -> TimeSpecError {
@@ -408,6 +428,10 @@ mod tests {
 
     fn ts(rfc3339: &str) -> Timestamp {
         rfc3339.parse().unwrap()
+    }
+
+    fn berlin() -> TimeZone {
+        TimeZone::get("Europe/Berlin").expect("Europe/Berlin in the system tz database")
     }
 
     /// The instant `text` names at `now`, or a panic saying why not.
@@ -905,6 +929,47 @@ mod tests {
     }
 
     #[test]
+    fn local_and_utc_side_by_side() {
+        let tz = berlin();
+        assert_eq!(
+            format_local_and_utc(ts("2026-11-20T14:03:27.9Z"), &tz),
+            "2026-11-20 15:03:27 CET (14:03:27 UTC)"
+        );
+        assert_eq!(
+            format_local_and_utc(ts("2026-07-01T10:00:00Z"), &tz),
+            "2026-07-01 12:00:00 CEST (10:00:00 UTC)"
+        );
+        // Different dates: the UTC one is spelled out.
+        assert_eq!(
+            format_local_and_utc(ts("2026-11-20T23:30:00Z"), &tz),
+            "2026-11-21 00:30:00 CET (2026-11-20 23:30:00 UTC)"
+        );
+        // The two 02:30s of a fold differ by their abbreviation.
+        assert_eq!(
+            format_local_and_utc(ts("2026-10-25T00:30:00Z"), &tz),
+            "2026-10-25 02:30:00 CEST (00:30:00 UTC)"
+        );
+        assert_eq!(
+            format_local_and_utc(ts("2026-10-25T01:30:00Z"), &tz),
+            "2026-10-25 02:30:00 CET (01:30:00 UTC)"
+        );
+        let ny = TimeZone::get("America/New_York").unwrap();
+        assert_eq!(
+            format_local_and_utc(ts("2026-11-20T14:03:27Z"), &ny),
+            "2026-11-20 09:03:27 EST (14:03:27 UTC)"
+        );
+        assert_eq!(
+            format_local_and_utc(ts("2026-11-20T14:03:27Z"), &TimeZone::UTC),
+            "2026-11-20 14:03:27 UTC"
+        );
+        let london = TimeZone::get("Europe/London").unwrap();
+        assert_eq!(
+            format_local_and_utc(ts("2026-11-20T14:03:27Z"), &london),
+            "2026-11-20 14:03:27 GMT (14:03:27 UTC)"
+        );
+    }
+
+    #[test]
     fn rfc3339_output_is_utc_with_only_the_fraction_needed() {
         assert_eq!(
             format_rfc3339(ts("2026-11-20T15:03:27+01:00")),
@@ -919,6 +984,22 @@ mod tests {
             "2026-11-20T14:03:27.000000001Z"
         );
         assert_eq!(PointInTime::Version(12).to_string(), "v12");
+    }
+
+    #[test]
+    fn the_local_part_of_the_output_reads_back_to_its_second() {
+        let now = zoned(NOW);
+        for t in [
+            "2026-11-20T14:03:27.9Z",
+            "2026-07-01T10:00:00Z",
+            "2026-11-20T23:30:00Z",
+        ] {
+            let shown = format_local_and_utc(ts(t), &berlin());
+            let local = &shown[..19];
+            let back = parse(local, &now).unwrap();
+            let second = Timestamp::from_second(ts(t).as_second()).unwrap();
+            assert_eq!(back, PointInTime::Instant(second), "{shown}");
+        }
     }
 
     #[test]
@@ -976,6 +1057,26 @@ mod tests {
             let now = zoned(NOW);
             for p in [PointInTime::Instant(t), PointInTime::Version(v)] {
                 prop_assert_eq!(parse(&p.to_string(), &now), Ok(p));
+            }
+        }
+
+        /// Any local second of the shown form names its instant, unless it is
+        /// in a fold, where the error names it among the two. Half the cases
+        /// fall within the hours around the 2026 DST changes.
+        #[test]
+        fn local_output_parses_back_or_names_the_fold(s in prop_oneof![
+            0i64..4_102_444_800,
+            1_774_742_400i64..1_774_756_800, // 2026-03-29 00:00 to 04:00 UTC
+            1_792_886_400i64..1_792_900_800, // 2026-10-25 00:00 to 04:00 UTC
+        ]) {
+            let t = Timestamp::from_second(s).unwrap();
+            let shown = format_local_and_utc(t, &berlin());
+            match parse(&shown[..19], &zoned(NOW)) {
+                Ok(p) => prop_assert_eq!(p, PointInTime::Instant(t)),
+                Err(TimeSpecError::Fold { earlier, later, .. }) => {
+                    prop_assert!(t == earlier || t == later)
+                }
+                Err(e) => prop_assert!(false, "{}: {}", shown, e),
             }
         }
     }
