@@ -8,6 +8,7 @@ mod mount;
 mod mount_options;
 mod passphrase;
 mod passwd;
+mod time_spec;
 mod umount;
 mod util;
 
