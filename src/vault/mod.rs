@@ -13,6 +13,7 @@ mod lifecycle;
 mod names;
 mod read;
 mod readahead;
+mod retention;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -31,6 +32,7 @@ pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
+pub use retention::{retention_verdicts, PointKind, Reason, Reasons, Verdict, VersionPoint};
 pub use tree::ListingHorizon;
 
 use crate::catalog::{Catalog, Ino};

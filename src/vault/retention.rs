@@ -1,0 +1,359 @@
+//! The retention rules: which versions of one file a [`RetentionPolicy`] keeps
+//! at a given instant, and why.
+//!
+//! Pure: it is handed the versions, `now` and the time zone, and never reads a
+//! clock, the catalog, SQL or FUSE. The rules are specified in
+//! `docs/retention.md`; in short, a version stays if any of these holds:
+//!
+//! - **lock**: it is younger than `lock-days` (a floor under everything else);
+//! - **keep-all**: it is younger than `keep-all-days`;
+//! - **future**: it is stamped after `now` (the clock was set back; it is
+//!   judged once its time has come);
+//! - **hourly, daily, weekly, monthly, yearly**: it is the newest content
+//!   version of its hour, day, ISO week, month or year, and that bucket is one
+//!   of the last N counted back from the one holding `now`, in the zone;
+//! - **min-versions**: the file exists and it is one of its newest
+//!   `min-versions` content versions (at least one: the file itself);
+//! - **just-deleted**: it is the content a deletion ended, and that deletion
+//!   is itself kept by the lock, keep-all or future;
+//! - **deletion**: it is a tombstone that ends content kept for another reason.
+//!
+//! Ages (lock, keep-all) are exact: a day is 86,400 seconds, whatever the zone,
+//! so no zone setting can shorten the lock. Buckets follow the zone's clock.
+
+use std::fmt;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::store::RetentionPolicy;
+
+const NANOS_PER_HOUR: i128 = 3_600_000_000_000;
+const NANOS_PER_DAY: i128 = 24 * NANOS_PER_HOUR;
+
+/// One version of a file, as the rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VersionPoint {
+    /// When it was recorded, in nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+    pub kind: PointKind,
+}
+
+/// Ordered so that, at equal times, a deletion comes after the content it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PointKind {
+    /// Content (with its attributes) that a restore can give back.
+    Content,
+    /// A deletion: from this instant the file did not exist.
+    Tombstone,
+}
+
+/// Why a version is kept. A version can be kept for several reasons at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Future,
+    Locked,
+    KeepAll,
+    MinVersions,
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+    JustDeleted,
+    Deletion,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 11] = [
+        Reason::Future,
+        Reason::Locked,
+        Reason::KeepAll,
+        Reason::MinVersions,
+        Reason::Hourly,
+        Reason::Daily,
+        Reason::Weekly,
+        Reason::Monthly,
+        Reason::Yearly,
+        Reason::JustDeleted,
+        Reason::Deletion,
+    ];
+
+    /// The name `prune --dry-run` prints; the policy keys where there is one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Future => "future",
+            Reason::Locked => "lock",
+            Reason::KeepAll => "keep-all",
+            Reason::MinVersions => "min-versions",
+            Reason::Hourly => "hourly",
+            Reason::Daily => "daily",
+            Reason::Weekly => "weekly",
+            Reason::Monthly => "monthly",
+            Reason::Yearly => "yearly",
+            Reason::JustDeleted => "just-deleted",
+            Reason::Deletion => "deletion",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of [`Reason`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Reasons(u16);
+
+impl Reasons {
+    pub fn contains(self, reason: Reason) -> bool {
+        self.0 & reason.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Reason> {
+        Reason::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+
+    fn insert(&mut self, reason: Reason) {
+        self.0 |= reason.bit();
+    }
+}
+
+impl fmt::Display for Reasons {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, reason) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(reason.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// What the rules decide for one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Kept, for these reasons (never empty).
+    Keep(Reasons),
+    Drop,
+}
+
+impl Verdict {
+    pub fn is_kept(self) -> bool {
+        matches!(self, Verdict::Keep(_))
+    }
+
+    fn from_reasons(reasons: Reasons) -> Self {
+        if reasons.is_empty() {
+            Verdict::Drop
+        } else {
+            Verdict::Keep(reasons)
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Keep(reasons) => write!(f, "keep: {reasons}"),
+            Verdict::Drop => f.write_str("drop"),
+        }
+    }
+}
+
+/// Decides, for each of one file's `versions` (in any order), whether the
+/// policy keeps it at `now`, with calendar buckets in `tz` (the store
+/// machine's zone, `TimeZone::system()`, in production). The verdicts are in
+/// the order of `versions`. O(n log n): one sort, then linear passes.
+pub fn retention_verdicts(
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    tz: &TimeZone,
+    versions: &[VersionPoint],
+) -> Vec<Verdict> {
+    let order = chronological(versions);
+    let mut reasons: Vec<Reasons> = versions
+        .iter()
+        .map(|v| floor_reasons(policy, now, v.time_ns))
+        .collect();
+    mark_calendar(policy, now, tz, versions, &order, &mut reasons);
+    mark_min_versions(policy, versions, &order, &mut reasons);
+    mark_deletions(versions, &order, &mut reasons);
+    reasons.into_iter().map(Verdict::from_reasons).collect()
+}
+
+/// Indices of `versions`, oldest first; at equal times content before a deletion.
+fn chronological(versions: &[VersionPoint]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..versions.len()).collect();
+    order.sort_by_key(|&i| versions[i]);
+    order
+}
+
+/// The reasons that depend on a version's age alone.
+fn floor_reasons(policy: &RetentionPolicy, now: Timestamp, time_ns: i64) -> Reasons {
+    let age = now.as_nanosecond() - i128::from(time_ns);
+    let mut reasons = Reasons::default();
+    if age < 0 {
+        reasons.insert(Reason::Future);
+    }
+    if policy.lock_days > 0 && age < days_ns(policy.lock_days) {
+        reasons.insert(Reason::Locked);
+    }
+    if policy.keep_all_days > 0 && age < days_ns(policy.keep_all_days) {
+        reasons.insert(Reason::KeepAll);
+    }
+    reasons
+}
+
+fn days_ns(days: u32) -> i128 {
+    i128::from(days) * NANOS_PER_DAY
+}
+
+/// The calendar rules, in the order of [`bucket_numbers`].
+const CALENDAR: [Reason; 5] = [
+    Reason::Hourly,
+    Reason::Daily,
+    Reason::Weekly,
+    Reason::Monthly,
+    Reason::Yearly,
+];
+
+fn window_lengths(policy: &RetentionPolicy) -> [u32; 5] {
+    [
+        policy.keep_hourly,
+        policy.keep_daily,
+        policy.keep_weekly,
+        policy.keep_monthly,
+        policy.keep_yearly,
+    ]
+}
+
+/// Marks the newest content version of each bucket that lies in its window.
+///
+/// Tombstones are not candidates: a deletion must not displace the content it
+/// ended, which is what someone who deleted by mistake wants back.
+fn mark_calendar(
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    tz: &TimeZone,
+    versions: &[VersionPoint],
+    order: &[usize],
+    reasons: &mut [Reasons],
+) {
+    let windows = window_lengths(policy);
+    let current = bucket_numbers(tz, now.as_nanosecond());
+    let content: Vec<(usize, [i64; 5])> = order
+        .iter()
+        .filter(|&&i| versions[i].kind == PointKind::Content)
+        .map(|&i| (i, bucket_numbers(tz, i128::from(versions[i].time_ns))))
+        .collect();
+    for (k, &(i, buckets)) in content.iter().enumerate() {
+        let next = content.get(k + 1).map(|&(_, b)| b);
+        for unit in 0..CALENDAR.len() {
+            // Where the zone's clock was set back by more than a bucket, a
+            // bucket can recur: each run's newest is kept, more and never fewer.
+            let newest = next.is_none_or(|b| b[unit] != buckets[unit]);
+            let n = windows[unit];
+            let in_window = n > 0 && buckets[unit] > current[unit] - i64::from(n);
+            if newest && in_window {
+                reasons[i].insert(CALENDAR[unit]);
+            }
+        }
+    }
+}
+
+/// Consecutive numbers of the hour, day, ISO week, month and year holding an
+/// instant in `tz`.
+///
+/// An hour is a real hour that starts at a full hour of the zone's clock, so
+/// the repeated hour of autumn is two hours and the skipped one of spring none.
+/// Days, weeks, months and years are those of the zone's calendar.
+fn bucket_numbers(tz: &TimeZone, time_ns: i128) -> [i64; 5] {
+    let ts = timestamp(time_ns);
+    let offset = tz.to_offset(ts);
+    let offset_ns = i128::from(offset.seconds()) * 1_000_000_000;
+    let hour = (time_ns + offset_ns.rem_euclid(NANOS_PER_HOUR)).div_euclid(NANOS_PER_HOUR);
+    let day = (time_ns + offset_ns).div_euclid(NANOS_PER_DAY);
+    let date = offset.to_datetime(ts).date();
+    let year = i128::from(date.year());
+    let numbers = [
+        hour,
+        day,
+        // Day 0, 1970-01-01, was a Thursday; ISO weeks start on Monday.
+        (day + 3).div_euclid(7),
+        year * 12 + i128::from(date.month()) - 1,
+        year,
+    ];
+    numbers.map(|n| i64::try_from(n).expect("bucket numbers of i64 nanoseconds fit i64"))
+}
+
+fn timestamp(time_ns: i128) -> Timestamp {
+    Timestamp::from_nanosecond(time_ns).expect("i64 nanoseconds are within jiff's range")
+}
+
+/// Marks the newest `min-versions` content versions of a file that exists
+/// (whose newest version is content). At least one: the file itself.
+fn mark_min_versions(
+    policy: &RetentionPolicy,
+    versions: &[VersionPoint],
+    order: &[usize],
+    reasons: &mut [Reasons],
+) {
+    let live = order
+        .last()
+        .is_some_and(|&i| versions[i].kind == PointKind::Content);
+    if !live {
+        return;
+    }
+    let count = policy.min_versions.max(1) as usize;
+    order
+        .iter()
+        .rev()
+        .filter(|&&i| versions[i].kind == PointKind::Content)
+        .take(count)
+        .for_each(|&i| reasons[i].insert(Reason::MinVersions));
+}
+
+/// Keeps the content a recent deletion ended, then every tombstone that ends
+/// kept content. A tombstone with nothing kept before it (since the previous
+/// one) would record the end of nothing and goes; one that ends kept content
+/// must stay, or the file would seem to live on after its deletion.
+fn mark_deletions(versions: &[VersionPoint], order: &[usize], reasons: &mut [Reasons]) {
+    let mut last_content = None;
+    let mut run_kept = false;
+    for &i in order {
+        match versions[i].kind {
+            PointKind::Content => {
+                last_content = Some(i);
+                run_kept |= !reasons[i].is_empty();
+            }
+            PointKind::Tombstone => {
+                // So far a tombstone can only be kept by its age (floor_reasons).
+                let recent = !reasons[i].is_empty();
+                if let Some(c) = last_content.filter(|_| recent) {
+                    reasons[c].insert(Reason::JustDeleted);
+                    run_kept = true;
+                }
+                if run_kept {
+                    reasons[i].insert(Reason::Deletion);
+                }
+                last_content = None;
+                run_kept = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
