@@ -32,7 +32,10 @@ pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
-pub use retention::{retention_verdicts, PointKind, Reason, Reasons, Verdict, VersionPoint};
+pub use retention::{
+    retention_verdicts, validate_policy, validate_policy_change, PointKind, PolicyError, Reason,
+    Reasons, Verdict, VersionPoint,
+};
 pub use tree::ListingHorizon;
 
 use crate::catalog::{Catalog, Ino};

@@ -1,5 +1,6 @@
 //! The retention rules: which versions of one file a [`RetentionPolicy`] keeps
-//! at a given instant, and why.
+//! at a given instant and why, and whether a policy (or a change of policy) is
+//! acceptable.
 //!
 //! Pure: it is handed the versions, `now` and the time zone, and never reads a
 //! clock, the catalog, SQL or FUSE. The rules are specified in
@@ -30,6 +31,9 @@ use crate::store::RetentionPolicy;
 
 const NANOS_PER_HOUR: i128 = 3_600_000_000_000;
 const NANOS_PER_DAY: i128 = 24 * NANOS_PER_HOUR;
+/// No window or period may reach back further than this many days (100
+/// years): more is a typo, and every date the policy implies stays computable.
+const MAX_DAYS: u32 = 36_525;
 
 /// One version of a file, as the rules see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -353,6 +357,69 @@ fn mark_deletions(versions: &[VersionPoint], order: &[usize], reasons: &mut [Rea
             }
         }
     }
+}
+
+/// Why a policy, or a change of policy, is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "min-versions is 0, but the newest version of a file that exists is the file \
+         itself and is always kept: set min-versions to at least 1"
+    )]
+    MinVersionsZero,
+    #[error(
+        "{key} = {value} reaches back more than 100 years (at most {max}): \
+         check it for a typo"
+    )]
+    TooLong {
+        key: &'static str,
+        value: u32,
+        max: u32,
+    },
+    #[error(
+        "lock-days cannot go down from {from} to {to}: versions already written were \
+         promised {from} days, and a lock that a policy change could lift would not be \
+         a lock. It can only be lengthened"
+    )]
+    LockShortened { from: u32, to: u32 },
+}
+
+/// Checks a policy on its own. Everything at zero with no lock is allowed (a
+/// store that keeps no history), but `min-versions` must be at least 1.
+pub fn validate_policy(policy: &RetentionPolicy) -> Result<(), PolicyError> {
+    if policy.min_versions == 0 {
+        return Err(PolicyError::MinVersionsZero);
+    }
+    let limits = [
+        ("keep-all-days", policy.keep_all_days, MAX_DAYS),
+        ("lock-days", policy.lock_days, MAX_DAYS),
+        ("keep-hourly", policy.keep_hourly, MAX_DAYS * 24),
+        ("keep-daily", policy.keep_daily, MAX_DAYS),
+        ("keep-weekly", policy.keep_weekly, MAX_DAYS / 7),
+        ("keep-monthly", policy.keep_monthly, 100 * 12),
+        ("keep-yearly", policy.keep_yearly, 100),
+    ];
+    match limits.into_iter().find(|&(_, value, max)| value > max) {
+        Some((key, value, max)) => Err(PolicyError::TooLong { key, value, max }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a change from `old` to `new`: `new` must be valid, and the lock can
+/// be lengthened (it applies at once, to versions already written too) but
+/// never shortened.
+pub fn validate_policy_change(
+    old: &RetentionPolicy,
+    new: &RetentionPolicy,
+) -> Result<(), PolicyError> {
+    validate_policy(new)?;
+    if new.lock_days < old.lock_days {
+        return Err(PolicyError::LockShortened {
+            from: old.lock_days,
+            to: new.lock_days,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -513,6 +513,92 @@ fn a_ransomware_burst_under_the_default_policy_keeps_every_recent_version() {
 }
 
 #[test]
+fn validate_accepts_the_default_and_a_policy_that_keeps_no_history() {
+    assert_eq!(validate_policy(&RetentionPolicy::default()), Ok(()));
+    assert_eq!(validate_policy(&bare()), Ok(()));
+}
+
+#[test]
+fn validate_refuses_min_versions_zero() {
+    let policy = RetentionPolicy {
+        min_versions: 0,
+        ..RetentionPolicy::default()
+    };
+    let err = validate_policy(&policy).unwrap_err();
+    assert_eq!(err, PolicyError::MinVersionsZero);
+    assert!(err.to_string().contains("set min-versions to at least 1"));
+}
+
+/// A field of the policy, to set in a table.
+type Field = fn(&mut RetentionPolicy) -> &mut u32;
+
+#[test]
+fn validate_refuses_windows_of_more_than_a_century() {
+    let cases: [(&str, Field, u32); 7] = [
+        ("keep-all-days", |p| &mut p.keep_all_days, 36_525),
+        ("lock-days", |p| &mut p.lock_days, 36_525),
+        ("keep-hourly", |p| &mut p.keep_hourly, 876_600),
+        ("keep-daily", |p| &mut p.keep_daily, 36_525),
+        ("keep-weekly", |p| &mut p.keep_weekly, 5_217),
+        ("keep-monthly", |p| &mut p.keep_monthly, 1_200),
+        ("keep-yearly", |p| &mut p.keep_yearly, 100),
+    ];
+    for (key, field, max) in cases {
+        let mut policy = RetentionPolicy::default();
+        *field(&mut policy) = max;
+        assert_eq!(validate_policy(&policy), Ok(()), "{key} = {max}");
+        *field(&mut policy) = max + 1;
+        let err = validate_policy(&policy).unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::TooLong {
+                key,
+                value: max + 1,
+                max
+            }
+        );
+        assert!(err.to_string().starts_with(&format!("{key} = {}", max + 1)));
+    }
+}
+
+#[test]
+fn the_lock_can_be_lengthened_but_never_shortened() {
+    let old = RetentionPolicy::default();
+    let longer = RetentionPolicy {
+        lock_days: 30,
+        ..old.clone()
+    };
+    assert_eq!(validate_policy_change(&old, &longer), Ok(()));
+    let shorter = RetentionPolicy {
+        lock_days: 3,
+        ..old.clone()
+    };
+    let err = validate_policy_change(&old, &shorter).unwrap_err();
+    assert_eq!(err, PolicyError::LockShortened { from: 7, to: 3 });
+    assert!(err.to_string().contains("can only be lengthened"));
+}
+
+#[test]
+fn a_policy_change_may_thin_more_but_must_itself_be_valid() {
+    let old = RetentionPolicy::default();
+    let thinner = RetentionPolicy {
+        keep_all_days: 0,
+        keep_daily: 7,
+        keep_yearly: 0,
+        ..old.clone()
+    };
+    assert_eq!(validate_policy_change(&old, &thinner), Ok(()));
+    let invalid = RetentionPolicy {
+        min_versions: 0,
+        ..old.clone()
+    };
+    assert_eq!(
+        validate_policy_change(&old, &invalid),
+        Err(PolicyError::MinVersionsZero)
+    );
+}
+
+#[test]
 #[ignore = "a measurement, not a check: cargo test --lib retention -- --ignored --nocapture"]
 fn a_million_versions_of_one_file() {
     let versions = series("2026-12-06T12:00", 1_000_000, 60_000_000_000);
