@@ -33,8 +33,8 @@ pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use retention::{
-    retention_verdicts, validate_policy, validate_policy_change, PointKind, PolicyError, Reason,
-    Reasons, Verdict, VersionPoint,
+    describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
+    validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
 };
 pub use tree::ListingHorizon;
 

@@ -1,6 +1,6 @@
 //! The retention rules: which versions of one file a [`RetentionPolicy`] keeps
-//! at a given instant and why, and whether a policy (or a change of policy) is
-//! acceptable.
+//! at a given instant and why, whether a policy (or a change of policy) is
+//! acceptable, and what a policy means in words.
 //!
 //! Pure: it is handed the versions, `now` and the time zone, and never reads a
 //! clock, the catalog, SQL or FUSE. The rules are specified in
@@ -24,8 +24,9 @@
 
 use std::fmt;
 
+use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Span, Timestamp, ZonedDateTime};
 
 use crate::store::RetentionPolicy;
 
@@ -420,6 +421,219 @@ pub fn validate_policy_change(
         });
     }
     Ok(())
+}
+
+/// The instant before which no rule or policy change can remove a version
+/// written at `written`: the longer of the lock and the keep-all period.
+pub fn kept_at_least_until(policy: &RetentionPolicy, written: Timestamp) -> Timestamp {
+    let days = policy.lock_days.max(policy.keep_all_days);
+    let span = SignedDuration::from_hours(i64::from(days) * 24);
+    written.checked_add(span).unwrap_or(Timestamp::MAX)
+}
+
+/// The policy in words, for `phivault retention STORE`: one sentence a line.
+pub fn describe_policy(policy: &RetentionPolicy, now: Timestamp, tz: &TimeZone) -> String {
+    let now = now.to_zoned_datetime(tz.clone());
+    let mut lines = vec![
+        describe_keep_all(policy),
+        describe_calendar(policy, &now),
+        describe_min_versions(policy),
+        describe_deleted(policy),
+        describe_lock(policy),
+    ];
+    lines.extend(describe_guarantee(policy, &now));
+    lines.join("\n")
+}
+
+fn describe_keep_all(policy: &RetentionPolicy) -> String {
+    match policy.keep_all_days {
+        0 => "No period keeps every version.".to_string(),
+        days => format!("Every version is kept for {}.", plural(days, "day")),
+    }
+}
+
+fn describe_calendar(policy: &RetentionPolicy, now: &ZonedDateTime) -> String {
+    let keep_all_start = now
+        .timestamp()
+        .checked_sub(SignedDuration::from_hours(
+            i64::from(policy.keep_all_days) * 24,
+        ))
+        .unwrap_or(Timestamp::MIN);
+    let mut kept = Vec::new();
+    let mut shadowed = Vec::new();
+    for (unit, n) in window_lengths(policy).into_iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let start = window_start(unit, n, now);
+        match start {
+            Some(s) if s.timestamp() >= keep_all_start => shadowed.push(CALENDAR[unit].as_str()),
+            _ => kept.push(describe_window(unit, n, start.as_ref(), kept.is_empty())),
+        }
+    }
+    let zone = zone_name(now);
+    let mut sentence = match kept.len() {
+        0 => "Beyond that, no calendar rule keeps a version.".to_string(),
+        _ => format!(
+            "Beyond that, the newest version {}, in the calendar of {zone}.",
+            join_and(&kept)
+        ),
+    };
+    match shadowed.len() {
+        0 => {}
+        1 => sentence.push_str(&format!(
+            " The {} rule lies within the keep-all period and adds nothing.",
+            shadowed[0]
+        )),
+        _ => sentence.push_str(&format!(
+            " The {} rules lie within the keep-all period and add nothing.",
+            join_and(&shadowed)
+        )),
+    }
+    sentence
+}
+
+const UNIT_NAMES: [(&str, &str); 5] = [
+    ("hour", "hour"),
+    ("day", "day"),
+    ("ISO week (Monday to Sunday)", "week"),
+    ("month", "month"),
+    ("year", "year"),
+];
+
+fn describe_window(unit: usize, n: u32, start: Option<&ZonedDateTime>, first: bool) -> String {
+    let (bucket, count) = UNIT_NAMES[unit];
+    let since = match (start, unit) {
+        (None, _) => String::new(),
+        (Some(s), 0) => format!(" (since {})", s.strftime("%Y-%m-%d %H:%M %Z")),
+        (Some(s), _) => format!(" (since {})", s.strftime("%Y-%m-%d")),
+    };
+    let verb = if first { " is kept" } else { "" };
+    format!(
+        "of each {bucket}{verb} for the last {}{since}",
+        plural(n, count)
+    )
+}
+
+/// The start of the oldest of the last `n` buckets of `unit`, if representable
+/// (a policy not yet validated can reach beyond what jiff represents).
+fn window_start(unit: usize, n: u32, now: &ZonedDateTime) -> Option<ZonedDateTime> {
+    let back = i64::from(n) - 1;
+    let tz = now.time_zone().clone();
+    let date = now.date();
+    let start_of = |d: Date| d.to_zoned_datetime(tz.clone()).ok();
+    let span = Span::new();
+    match unit {
+        0 => {
+            let hour = bucket_numbers(now.time_zone(), now.timestamp().as_nanosecond())[0];
+            let shift = i128::from(now.offset().seconds()) * 1_000_000_000;
+            let ns = i128::from(hour - back) * NANOS_PER_HOUR - shift.rem_euclid(NANOS_PER_HOUR);
+            Timestamp::from_nanosecond(ns)
+                .ok()
+                .map(|t| t.to_zoned_datetime(tz.clone()))
+        }
+        1 => date
+            .checked_sub(span.try_days(back).ok()?)
+            .ok()
+            .and_then(start_of),
+        2 => {
+            let monday = i64::from(date.weekday().to_monday_zero_offset());
+            let days = back.checked_mul(7)?.checked_add(monday)?;
+            date.checked_sub(span.try_days(days).ok()?)
+                .ok()
+                .and_then(start_of)
+        }
+        3 => {
+            let month = date.first_of_month();
+            month
+                .checked_sub(span.try_months(back).ok()?)
+                .ok()
+                .and_then(start_of)
+        }
+        _ => {
+            let year = date.first_of_year();
+            year.checked_sub(span.try_years(back).ok()?)
+                .ok()
+                .and_then(start_of)
+        }
+    }
+}
+
+fn describe_min_versions(policy: &RetentionPolicy) -> String {
+    match policy.min_versions.max(1) {
+        1 => "The newest version of every file that exists is kept whatever its age.".into(),
+        n => format!(
+            "The newest {n} versions of every file that exists are kept whatever their age."
+        ),
+    }
+}
+
+fn describe_deleted(policy: &RetentionPolicy) -> String {
+    let floor = policy.lock_days.max(policy.keep_all_days);
+    let head = "A deleted file stays restorable until the rules above drop its last version";
+    match floor {
+        0 => format!(
+            "{head}; with no lock and no keep-all period, the next prune removes \
+             whatever of it no calendar rule keeps."
+        ),
+        days => format!(
+            "{head}, and at least {} after its deletion however old its content.",
+            plural(days, "day")
+        ),
+    }
+}
+
+fn describe_lock(policy: &RetentionPolicy) -> String {
+    match policy.lock_days {
+        0 => "Nothing is locked: whoever holds the passphrase can change this policy \
+              and have the next prune remove any earlier version."
+            .to_string(),
+        days => format!(
+            "Lock: no version younger than {} can be removed, by prune or by any change \
+             of this policy; the lock can be lengthened, never shortened.",
+            plural(days, "day")
+        ),
+    }
+}
+
+fn describe_guarantee(policy: &RetentionPolicy, now: &ZonedDateTime) -> Option<String> {
+    let why = match (policy.lock_days, policy.keep_all_days) {
+        (0, 0) => return None,
+        (lock, all) if lock >= all => "the lock",
+        _ => "the keep-all period",
+    };
+    let until =
+        kept_at_least_until(policy, now.timestamp()).to_zoned_datetime(now.time_zone().clone());
+    Some(format!(
+        "A version written now ({}) is kept at least until {} ({why}).",
+        now.strftime("%Y-%m-%d %H:%M %Z"),
+        until.strftime("%Y-%m-%d %H:%M %Z"),
+    ))
+}
+
+fn zone_name(now: &ZonedDateTime) -> String {
+    match now.time_zone().iana_name() {
+        Some(name) => name.to_string(),
+        None => format!("UTC{}", now.offset()),
+    }
+}
+
+fn plural(n: u32, unit: &str) -> String {
+    match n {
+        1 => format!("1 {unit}"),
+        n => format!("{n} {unit}s"),
+    }
+}
+
+fn join_and<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [rest @ .., last] => {
+            let rest: Vec<&str> = rest.iter().map(AsRef::as_ref).collect();
+            format!("{} and {}", rest.join(", "), last.as_ref())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -599,6 +599,118 @@ fn a_policy_change_may_thin_more_but_must_itself_be_valid() {
 }
 
 #[test]
+fn kept_at_least_until_counts_exact_days_from_the_longer_floor() {
+    let policy = RetentionPolicy::default();
+    let written = instant("2026-10-10T12:00+02:00");
+    // 30 × 24 hours later, Berlin's clock has fallen back by one hour.
+    assert_eq!(
+        kept_at_least_until(&policy, written),
+        instant("2026-11-09T11:00+01:00")
+    );
+    let locked = RetentionPolicy {
+        lock_days: 60,
+        ..policy
+    };
+    assert_eq!(
+        kept_at_least_until(&locked, written),
+        instant("2026-12-09T11:00+01:00")
+    );
+    assert_eq!(kept_at_least_until(&bare(), written), written);
+}
+
+#[test]
+fn describe_the_default_policy_in_words() {
+    let text = describe_policy(&RetentionPolicy::default(), instant(NOW), &berlin());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Every version is kept for 30 days.",
+            "Beyond that, the newest version of each day is kept for the last 90 days \
+             (since 2026-09-08), of each ISO week (Monday to Sunday) for the last 52 weeks \
+             (since 2025-12-08), of each month for the last 72 months (since 2021-01-01) \
+             and of each year for the last 10 years (since 2017-01-01), in the calendar of \
+             Europe/Berlin. The hourly rule lies within the keep-all period and adds nothing.",
+            "The newest 3 versions of every file that exists are kept whatever their age.",
+            "A deleted file stays restorable until the rules above drop its last version, \
+             and at least 30 days after its deletion however old its content.",
+            "Lock: no version younger than 7 days can be removed, by prune or by any change \
+             of this policy; the lock can be lengthened, never shortened.",
+            "A version written now (2026-12-06 12:40 CET) is kept at least until \
+             2027-01-05 12:40 CET (the keep-all period).",
+        ]
+    );
+}
+
+#[test]
+fn describe_a_policy_that_keeps_no_history() {
+    let text = describe_policy(&bare(), instant(NOW), &berlin());
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "No period keeps every version.",
+            "Beyond that, no calendar rule keeps a version.",
+            "The newest version of every file that exists is kept whatever its age.",
+            "A deleted file stays restorable until the rules above drop its last version; \
+             with no lock and no keep-all period, the next prune removes whatever of it no \
+             calendar rule keeps.",
+            "Nothing is locked: whoever holds the passphrase can change this policy and \
+             have the next prune remove any earlier version.",
+        ]
+    );
+}
+
+#[test]
+fn describe_names_the_lock_when_it_is_the_longer_floor() {
+    let policy = RetentionPolicy {
+        keep_all_days: 0,
+        keep_hourly: 48,
+        lock_days: 14,
+        ..bare()
+    };
+    let text = describe_policy(&policy, instant(NOW), &berlin());
+    assert!(text.contains(
+        "Beyond that, the newest version of each hour is kept for the last 48 hours \
+         (since 2026-12-04 13:00 CET), in the calendar of Europe/Berlin."
+    ));
+    assert!(text.contains("is kept at least until 2026-12-20 12:40 CET (the lock)."));
+}
+
+#[test]
+fn describe_in_a_fixed_offset_zone_names_the_offset() {
+    let tz = TimeZone::fixed(jiff::tz::offset(-5));
+    let policy = RetentionPolicy {
+        keep_daily: 7,
+        ..bare()
+    };
+    let text = describe_policy(&policy, instant(NOW), &tz);
+    assert!(
+        text.contains("(since 2026-11-30), in the calendar of UTC-05"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_policy_beyond_every_limit_panics_nowhere() {
+    let policy = RetentionPolicy {
+        keep_all_days: u32::MAX,
+        keep_hourly: u32::MAX,
+        keep_daily: u32::MAX,
+        keep_weekly: u32::MAX,
+        keep_monthly: u32::MAX,
+        keep_yearly: u32::MAX,
+        min_versions: u32::MAX,
+        lock_days: u32::MAX,
+    };
+    let text = describe_policy(&policy, instant(NOW), &berlin());
+    assert!(text.contains("of each year for the last 4294967295 years, in the calendar"));
+    let versions = [point(C, "2020-01-01T00:00"), point(T, "2021-01-01T00:00")];
+    let verdicts = retention_verdicts(&policy, instant(NOW), &berlin(), &versions);
+    assert!(verdicts.iter().all(|v| v.is_kept()));
+    assert_eq!(kept_at_least_until(&policy, instant(NOW)), Timestamp::MAX);
+}
+
+#[test]
 #[ignore = "a measurement, not a check: cargo test --lib retention -- --ignored --nocapture"]
 fn a_million_versions_of_one_file() {
     let versions = series("2026-12-06T12:00", 1_000_000, 60_000_000_000);
