@@ -14,6 +14,7 @@ mod names;
 mod read;
 mod readahead;
 mod reserve;
+mod retention;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -31,6 +32,10 @@ pub use data::Released;
 pub use error::{Result, VaultError};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
+};
+pub use retention::{
+    describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
+    validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
 };
 pub use tree::ListingHorizon;
 
