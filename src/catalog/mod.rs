@@ -16,6 +16,7 @@ mod content;
 mod entries;
 mod flush;
 mod generations;
+mod history;
 mod inodes;
 mod lost;
 mod packs;
@@ -36,6 +37,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::store::{AppendOutcome, BlockLocation};
 
 pub use allocations::BlockRun;
+pub use history::PastAttrs;
 pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
 pub use lost::LossCause;
@@ -105,6 +107,9 @@ pub struct Catalog {
     /// Only in a read-write catalog (see `row_cache`).
     rows: RefCell<Option<row_cache::RowCache>>,
     generations: generations::Generations,
+    /// Inodes and extended attributes whose current state was written in
+    /// the open group (see `history`).
+    fresh: RefCell<history::Fresh>,
     /// Whether a file may hold allocated blocks (see `allocations`).
     allocating: Cell<bool>,
 }
@@ -196,6 +201,7 @@ impl Catalog {
             synced: Default::default(),
             rows: Default::default(),
             generations: Default::default(),
+            fresh: Default::default(),
             allocating: Default::default(),
         }
     }
@@ -381,6 +387,7 @@ impl Catalog {
         match self.run("COMMIT") {
             Ok(()) => {
                 self.group_started.set(None);
+                self.fresh.borrow_mut().clear();
                 Ok(())
             }
             Err(e) => {

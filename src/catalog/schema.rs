@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::{CatalogError, Result};
 
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Inode generations (see `generations`); added by version 2.
 pub const GENERATIONS: &str =
@@ -18,6 +18,36 @@ CREATE TABLE allocations(
     first INTEGER NOT NULL,
     blocks INTEGER NOT NULL,
     PRIMARY KEY(ino, first)
+) WITHOUT ROWID;
+";
+
+/// The history of attributes and extended attributes, and who made each
+/// version; added by version 4. Inodes and extended attributes of older
+/// stores hold from instant 0: they have no history before this release.
+pub const HISTORY: &str = "
+ALTER TABLE inodes ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE xattrs ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE versions ADD COLUMN uid INTEGER;
+CREATE TABLE inode_history(
+    ino INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    atime INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    ctime INTEGER NOT NULL,
+    PRIMARY KEY(ino, until)
+) WITHOUT ROWID;
+CREATE TABLE xattr_history(
+    ino INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    name BLOB NOT NULL,
+    value BLOB NOT NULL,
+    since INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY(ino, hash, until)
 ) WITHOUT ROWID;
 ";
 
@@ -40,7 +70,8 @@ CREATE TABLE inodes(
     btime INTEGER NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
     version_open INTEGER NOT NULL DEFAULT 0,
-    target BLOB
+    target BLOB,
+    since INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE dentries(
     id INTEGER PRIMARY KEY,
@@ -80,6 +111,7 @@ CREATE TABLE versions(
     time INTEGER NOT NULL,
     size INTEGER NOT NULL,
     reason INTEGER NOT NULL,
+    uid INTEGER,
     PRIMARY KEY(ino, version)
 ) WITHOUT ROWID;
 CREATE TABLE packs(id INTEGER PRIMARY KEY, sealed INTEGER NOT NULL, size INTEGER NOT NULL);
@@ -88,7 +120,29 @@ CREATE TABLE xattrs(
     hash BLOB NOT NULL,
     name BLOB NOT NULL,
     value BLOB NOT NULL,
+    since INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(ino, hash)
+) WITHOUT ROWID;
+CREATE TABLE inode_history(
+    ino INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    atime INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    ctime INTEGER NOT NULL,
+    PRIMARY KEY(ino, until)
+) WITHOUT ROWID;
+CREATE TABLE xattr_history(
+    ino INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    name BLOB NOT NULL,
+    value BLOB NOT NULL,
+    since INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY(ino, hash, until)
 ) WITHOUT ROWID;
 CREATE TABLE generations(first_ino INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
 CREATE TABLE allocations(
@@ -97,7 +151,7 @@ CREATE TABLE allocations(
     blocks INTEGER NOT NULL,
     PRIMARY KEY(ino, first)
 ) WITHOUT ROWID;
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 COMMIT;
 ";
 
@@ -113,6 +167,7 @@ pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
             // kernel was told until then.
             2 => GENERATIONS,
             3 => ALLOCATIONS,
+            4 => HISTORY,
             _ => unreachable!("every version up to VERSION has a step"),
         };
         let sql = format!("BEGIN; {step} PRAGMA user_version = {to}; COMMIT;");
@@ -134,25 +189,62 @@ mod tests {
         SCHEMA
             .replace(ALLOCATIONS.trim(), "")
             .replace(GENERATIONS, "")
-            .replace("user_version = 3", "user_version = 1")
+            .replace(
+                &HISTORY[HISTORY.find("CREATE TABLE inode_history").unwrap()..].trim(),
+                "",
+            )
+            .replace(",\n    since INTEGER NOT NULL DEFAULT 0", "")
+            .replace("    uid INTEGER,\n", "")
+            .replace("user_version = 4", "user_version = 1")
     }
 
-    fn tables(c: &Connection) -> Vec<(String, String)> {
+    /// Every table's columns (name, type, not null, default, key) and
+    /// every index's definition, which an upgrade must reproduce.
+    fn tables(c: &Connection) -> Vec<String> {
         let mut st = c
-            .prepare("SELECT name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
             .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
+        let objects: Vec<(String, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
             .map(|r| r.unwrap())
-            .map(|(n, s)| (n, s.split_whitespace().collect::<Vec<_>>().join(" ")))
-            .collect()
+            .collect();
+        let mut out = Vec::new();
+        for (kind, name, sql) in objects {
+            if kind == "table" {
+                let mut cols = c.prepare(&format!("PRAGMA table_info({name})")).unwrap();
+                let cols: Vec<String> = cols
+                    .query_map([], |r| {
+                        Ok(format!(
+                            "{}.{} {} {} {:?} {}",
+                            name,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, i64>(5)?
+                        ))
+                    })
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .collect();
+                let mut cols = cols;
+                cols.sort();
+                out.extend(cols);
+            } else {
+                out.push(sql.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        out
     }
 
     #[test]
     fn a_version_1_catalog_is_upgraded_to_the_schema_of_a_new_one() {
         let old = Connection::open_in_memory().unwrap();
         old.execute_batch(&version_1()).unwrap();
-        assert!(!tables(&old).iter().any(|(n, _)| n == "allocations"));
+        let before = tables(&old);
+        assert!(!before.iter().any(|c| c.starts_with("allocations.")));
+        assert!(!before.iter().any(|c| c.starts_with("inodes.since ")));
         upgrade(&old, 1).unwrap();
         let new = Connection::open_in_memory().unwrap();
         new.execute_batch(SCHEMA).unwrap();

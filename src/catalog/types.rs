@@ -77,6 +77,10 @@ pub struct Inode {
     pub btime: i64,
     /// The file's latest version number.
     pub version: u64,
+    /// The instant (on the history clock, see `vault::Tick`) from which
+    /// this row's attributes hold; the states before it are in
+    /// `inode_history`. 0 for inodes of stores older than that history.
+    pub since: i64,
     /// True while changes since the last recorded version are not yet a version.
     pub version_open: bool,
 }
@@ -98,6 +102,7 @@ impl Inode {
             btime: r.get(11)?,
             version: r.get::<_, i64>(12)? as u64,
             version_open: r.get(13)?,
+            since: r.get(14)?,
         })
     }
 }
@@ -110,7 +115,10 @@ pub struct NewInode {
     pub nlink: u32,
     pub size: u64,
     pub rdev: u32,
+    /// Its times, on the wall clock.
     pub time: i64,
+    /// Its creation on the history clock (`Inode::since`).
+    pub at: i64,
     pub target: Option<Vec<u8>>,
 }
 
@@ -203,6 +211,10 @@ pub struct VersionRow {
     pub time: i64,
     pub size: u64,
     pub reason: VersionReason,
+    /// Who made it: the uid of the request that opened the file for
+    /// writing, truncated, renamed over or deleted it. None in versions
+    /// recorded by releases that did not keep it.
+    pub uid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -128,6 +128,7 @@ pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Re
             size: 0,
             rdev: 0,
             time: t,
+            at: t,
             target: None,
         })?;
         debug_assert_eq!(root, ROOT_INO);
@@ -259,8 +260,8 @@ impl Vault {
         cat.tx(|c| -> Result<()> {
             for ino in c.open_versions()? {
                 if let Some(mut inode) = c.inode(ino)? {
-                    Self::close_version(c, &mut inode, t.at, VersionReason::Write)?;
-                    c.update_inode(&inode)?;
+                    Self::close_version(c, &mut inode, t.at, VersionReason::Write, None)?;
+                    c.update_inode(&inode, t.at)?;
                 }
             }
             Ok(())
