@@ -15,6 +15,7 @@ mod read;
 mod readahead;
 mod reserve;
 mod retention;
+mod settings;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -36,6 +37,10 @@ pub use lifecycle::{
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
+};
+pub use settings::{
+    retention_policy, set_retention, unlock_store, PolicyChange, PolicySet, PolicyView,
+    UnlockError, Unlocked,
 };
 pub use tree::ListingHorizon;
 

@@ -1,0 +1,299 @@
+//! vault.toml under the master key: unlocking a store (the policy's MAC
+//! checked, a format-1 file upgraded), and reading and changing the
+//! retention policy. Every change goes through `VaultConfig::edit`.
+//!
+//! Never writes vault.toml without its lock, and never obeys a policy whose
+//! MAC does not verify.
+
+use std::path::PathBuf;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::crypto::{unlock, CryptoError, MasterKey, Passphrase};
+use crate::store::{
+    RetentionPolicy, StoreDir, StoreError, VaultConfig, FORMAT_UNAUTHENTICATED, FORMAT_VERSION,
+};
+
+/// A store whose master key is in memory and whose vault.toml is authenticated.
+pub struct Unlocked {
+    pub config: VaultConfig,
+    pub master: MasterKey,
+    /// The key slot the passphrase opened.
+    pub slot: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnlockError {
+    #[error("wrong passphrase for store {store}; nothing was changed")]
+    WrongPassphrase { store: PathBuf },
+    #[error("cannot open store {store}: {source}")]
+    Store { store: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// The MAC of `config`'s authenticated fields, in hex, as vault.toml keeps it.
+pub(crate) fn policy_mac(master: &MasterKey, config: &VaultConfig) -> String {
+    master
+        .config_mac(&config.authenticated_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// Checks `config`'s MAC (format 2), or upgrades it in memory to format 2
+/// with a MAC (format 1). Returns whether it changed `config`.
+pub(crate) fn authenticate(
+    config: &mut VaultConfig,
+    master: &MasterKey,
+) -> Result<bool, StoreError> {
+    if config.format == FORMAT_UNAUTHENTICATED {
+        config.format = FORMAT_VERSION;
+        config.policy_mac = Some(policy_mac(master, config));
+        return Ok(true);
+    }
+    let stored = config
+        .policy_mac
+        .as_deref()
+        .ok_or(StoreError::PolicyMacMissing)?;
+    let stored = blake3::Hash::from_hex(stored).map_err(|_| StoreError::PolicyMacMismatch)?;
+    // blake3::Hash compares in constant time.
+    if master.config_mac(&config.authenticated_bytes()) != stored {
+        return Err(StoreError::PolicyMacMismatch);
+    }
+    Ok(false)
+}
+
+/// vault.toml, authenticated with `master`. A format-1 file is upgraded to
+/// format 2 on disk (under the edit lock, atomically) when `upgrade` is
+/// set; a read-only view leaves it as it is (it may sit on read-only media,
+/// and it prunes nothing).
+pub(crate) fn authenticated_config(
+    dir: &StoreDir,
+    master: &MasterKey,
+    upgrade: bool,
+) -> Result<VaultConfig, StoreError> {
+    let mut config = VaultConfig::load(dir)?;
+    if config.format == FORMAT_UNAUTHENTICATED {
+        if !upgrade {
+            return Ok(config);
+        }
+        return VaultConfig::edit(dir, |cfg| {
+            authenticate(cfg, master)?;
+            Ok(cfg.clone())
+        });
+    }
+    authenticate(&mut config, master)?;
+    Ok(config)
+}
+
+/// Opens a key slot with `pass` (the slow Argon2 part, with no lock held),
+/// then checks vault.toml's MAC, upgrading a format-1 file to format 2.
+pub fn unlock_store(dir: &StoreDir, pass: &Passphrase) -> Result<Unlocked, UnlockError> {
+    let (master, slot) = open_slot(dir, pass)?;
+    let config = authenticated_config(dir, &master, true).map_err(|source| UnlockError::Store {
+        store: dir.root().to_path_buf(),
+        source,
+    })?;
+    Ok(Unlocked {
+        config,
+        master,
+        slot,
+    })
+}
+
+/// The master key and the slot `pass` opens, without looking at the policy.
+fn open_slot(dir: &StoreDir, pass: &Passphrase) -> Result<(MasterKey, u32), UnlockError> {
+    let store = || dir.root().to_path_buf();
+    let config = VaultConfig::load(dir).map_err(|source| UnlockError::Store {
+        store: store(),
+        source,
+    })?;
+    match unlock(&config.slots, pass) {
+        Ok(opened) => Ok(opened),
+        Err(CryptoError::WrongPassphrase) => Err(UnlockError::WrongPassphrase { store: store() }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ------------------------------------------------------------- retention
+
+/// Upper bounds of the policy's numbers: a hundred years of each unit, so
+/// that no time computed from them overflows.
+const LIMITS: [(&str, u32); 8] = [
+    ("keep-all-days", 36_500),
+    ("keep-hourly", 876_000),
+    ("keep-daily", 36_500),
+    ("keep-weekly", 5_200),
+    ("keep-monthly", 1_200),
+    ("keep-yearly", 100),
+    ("min-versions", 1_000_000),
+    ("lock-days", 36_500),
+];
+
+/// New values for some of the policy's numbers; `None` keeps the current one.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyChange {
+    pub keep_all_days: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    pub min_versions: Option<u32>,
+    pub lock_days: Option<u32>,
+}
+
+impl PolicyChange {
+    pub fn is_empty(&self) -> bool {
+        self.as_array().iter().all(Option::is_none)
+    }
+
+    fn as_array(&self) -> [Option<u32>; 8] {
+        [
+            self.keep_all_days,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+            self.min_versions,
+            self.lock_days,
+        ]
+    }
+
+    fn applied_to(&self, current: &RetentionPolicy) -> RetentionPolicy {
+        let mut next = current.clone();
+        for (slot, new) in policy_fields(&mut next).into_iter().zip(self.as_array()) {
+            if let Some(v) = new {
+                *slot = v;
+            }
+        }
+        next
+    }
+}
+
+/// The policy's numbers in the order of `LIMITS`.
+fn policy_fields(p: &mut RetentionPolicy) -> [&mut u32; 8] {
+    [
+        &mut p.keep_all_days,
+        &mut p.keep_hourly,
+        &mut p.keep_daily,
+        &mut p.keep_weekly,
+        &mut p.keep_monthly,
+        &mut p.keep_yearly,
+        &mut p.min_versions,
+        &mut p.lock_days,
+    ]
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Unlock(#[from] UnlockError),
+    #[error("{field} {value} is out of range: at most {max}; nothing was changed")]
+    OutOfRange {
+        field: &'static str,
+        value: u32,
+        max: u32,
+    },
+    #[error(
+        "min-versions must be at least 1: the newest version of a live file is always kept; \
+         nothing was changed"
+    )]
+    NoMinVersion,
+    #[error(
+        "lock-days cannot be lowered from {from} to {to}: the store's {versions} versions were \
+         promised that nothing removes them within {from} days of being written, and a lower \
+         value would end that promise early. Keep lock-days at {from} or raise it; nothing \
+         was changed"
+    )]
+    LockShortened { from: u32, to: u32, versions: u64 },
+    #[error("cannot read the catalog to check the lock on existing versions: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("cannot change vault.toml: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What `set_retention` did.
+pub struct PolicySet {
+    pub before: RetentionPolicy,
+    pub after: RetentionPolicy,
+    /// The policy on disk had no valid MAC (a hand edit, or a format-1 file)
+    /// and is now authenticated again.
+    pub was_unauthenticated: bool,
+}
+
+/// Checks a policy's numbers on their own (not against the current policy).
+pub fn validate_policy(p: &RetentionPolicy) -> Result<(), PolicyError> {
+    let mut p = p.clone();
+    for ((field, max), value) in LIMITS.into_iter().zip(policy_fields(&mut p)) {
+        if *value > max {
+            return Err(PolicyError::OutOfRange {
+                field,
+                value: *value,
+                max,
+            });
+        }
+    }
+    if p.min_versions == 0 {
+        return Err(PolicyError::NoMinVersion);
+    }
+    Ok(())
+}
+
+/// Changes the retention policy and authenticates it. Needs a passphrase
+/// (or recovery key), but not a valid MAC: this is how a policy that was
+/// edited by hand is replaced. `lock-days` may be raised, never lowered
+/// while the store holds a version (its lock would end early); the policy
+/// on disk, authenticated or not, is what it may not fall below.
+pub fn set_retention(
+    dir: &StoreDir,
+    pass: &Passphrase,
+    change: &PolicyChange,
+) -> Result<PolicySet, PolicyError> {
+    let (master, _slot) = open_slot(dir, pass)?;
+    VaultConfig::edit(dir, |cfg| {
+        let before = cfg.retention.clone();
+        let after = change.applied_to(&before);
+        validate_policy(&after)?;
+        if after.lock_days < before.lock_days {
+            let versions = Catalog::open_readonly(&dir.catalog_path())?
+                .stats()?
+                .versions;
+            if versions > 0 {
+                return Err(PolicyError::LockShortened {
+                    from: before.lock_days,
+                    to: after.lock_days,
+                    versions,
+                });
+            }
+        }
+        // A format-1 file is upgraded; one whose MAC fails is repaired.
+        let was_unauthenticated = authenticate(cfg, &master).unwrap_or(true);
+        cfg.format = FORMAT_VERSION;
+        cfg.retention = after.clone();
+        cfg.policy_mac = Some(policy_mac(&master, cfg));
+        Ok(PolicySet {
+            before,
+            after,
+            was_unauthenticated,
+        })
+    })
+}
+
+/// The policy as vault.toml holds it, read without a passphrase, so not
+/// authenticated here (every unlock checks it).
+pub struct PolicyView {
+    pub policy: RetentionPolicy,
+    pub format: u32,
+    /// Whether the file carries a MAC at all (format 2).
+    pub has_mac: bool,
+}
+
+pub fn retention_policy(dir: &StoreDir) -> Result<PolicyView, StoreError> {
+    let config = VaultConfig::load(dir)?;
+    Ok(PolicyView {
+        has_mac: config.format == FORMAT_VERSION && config.policy_mac.is_some(),
+        format: config.format,
+        policy: config.retention,
+    })
+}
