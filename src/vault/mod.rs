@@ -9,6 +9,7 @@ mod cache;
 mod data;
 mod error;
 mod handles;
+mod key_slots;
 mod lifecycle;
 mod names;
 mod read;
@@ -31,6 +32,10 @@ pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use data::Released;
 pub use error::{Result, VaultError};
+pub use key_slots::{
+    add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot, KeySlotError,
+    RecoveryKey,
+};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
