@@ -9,6 +9,7 @@ mod cache;
 mod data;
 mod error;
 mod handles;
+mod info;
 mod key_slots;
 mod lifecycle;
 mod names;
@@ -32,6 +33,7 @@ pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use data::Released;
 pub use error::{Result, VaultError};
+pub use info::{store_info, InfoError, StoreInfo};
 pub use key_slots::{
     add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot, KeySlotError,
     RecoveryKey,
