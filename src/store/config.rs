@@ -145,3 +145,72 @@ impl VaultConfig {
         self.slots.iter().map(|s| s.id).max().unwrap_or(0) + 1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_config() -> (tempfile::TempDir, StoreDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StoreDir::new(tmp.path());
+        VaultConfig {
+            format: FORMAT_VERSION,
+            vault_id: "00".repeat(16),
+            created: "2026-12-06T00:00:00Z".into(),
+            block_size: 65536,
+            policy_mac: Some("00".repeat(32)),
+            retention: RetentionPolicy::default(),
+            slots: vec![],
+        }
+        .save(&dir)
+        .unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn concurrent_edits_lose_no_change() {
+        let (_tmp, dir) = store_with_config();
+        let before = VaultConfig::load(&dir).unwrap().retention.keep_yearly;
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        VaultConfig::edit(&dir, |c| -> Result<()> {
+                            c.retention.keep_yearly += 1;
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        let after = VaultConfig::load(&dir).unwrap().retention.keep_yearly;
+        assert_eq!(after, before + 200, "an edit was lost");
+    }
+
+    #[test]
+    fn a_failed_edit_writes_nothing_and_the_lock_file_is_private() {
+        let (_tmp, dir) = store_with_config();
+        let before = std::fs::read(dir.config_path()).unwrap();
+        let r = VaultConfig::edit(&dir, |c| {
+            c.retention.lock_days = 0;
+            Err::<(), _>(StoreError::Config("refused".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(dir.config_path()).unwrap(), before);
+        use std::os::unix::fs::PermissionsExt;
+        let lock = std::fs::metadata(dir.root().join(super::super::CONFIG_LOCK_FILE)).unwrap();
+        assert_eq!(lock.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn formats_this_release_cannot_read_are_refused() {
+        let (_tmp, dir) = store_with_config();
+        let text = std::fs::read_to_string(dir.config_path()).unwrap();
+        std::fs::write(dir.config_path(), text.replace("format = 2", "format = 3")).unwrap();
+        assert!(matches!(
+            VaultConfig::load(&dir),
+            Err(StoreError::Format { found: 3, .. })
+        ));
+    }
+}

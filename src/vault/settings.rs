@@ -297,3 +297,92 @@ pub fn retention_policy(dir: &StoreDir) -> Result<PolicyView, StoreError> {
         policy: config.retention,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(master: &MasterKey) -> VaultConfig {
+        let mut c = VaultConfig {
+            format: FORMAT_VERSION,
+            vault_id: "ab".repeat(16),
+            created: "2026-12-06T00:00:00Z".into(),
+            block_size: 65536,
+            policy_mac: None,
+            retention: RetentionPolicy::default(),
+            slots: vec![],
+        };
+        c.policy_mac = Some(policy_mac(master, &c));
+        c
+    }
+
+    #[test]
+    fn the_mac_covers_every_policy_number_the_block_size_and_the_identity() {
+        let master = MasterKey::generate();
+        let good = config(&master);
+        assert!(!authenticate(&mut good.clone(), &master).unwrap());
+        let mut edits: Vec<VaultConfig> = Vec::new();
+        for i in 0..8 {
+            let mut c = good.clone();
+            *policy_fields(&mut c.retention)[i] += 1;
+            edits.push(c);
+        }
+        let mut c = good.clone();
+        c.block_size = 4096;
+        edits.push(c);
+        let mut c = good.clone();
+        c.vault_id = "cd".repeat(16);
+        edits.push(c);
+        let mut c = good.clone();
+        c.policy_mac = Some("not hex".into());
+        edits.push(c);
+        for mut c in edits {
+            assert!(
+                matches!(
+                    authenticate(&mut c, &master),
+                    Err(StoreError::PolicyMacMismatch)
+                ),
+                "an edit went unnoticed: {c:?}"
+            );
+        }
+        let mut c = good.clone();
+        c.policy_mac = None;
+        assert!(matches!(
+            authenticate(&mut c, &master),
+            Err(StoreError::PolicyMacMissing)
+        ));
+        // Another master key (another store) does not verify it either.
+        assert!(authenticate(&mut good.clone(), &MasterKey::generate()).is_err());
+    }
+
+    #[test]
+    fn a_format_1_config_is_upgraded_with_a_mac() {
+        let master = MasterKey::generate();
+        let mut c = config(&master);
+        c.format = FORMAT_UNAUTHENTICATED;
+        c.policy_mac = None;
+        assert!(authenticate(&mut c, &master).unwrap());
+        assert_eq!(c.format, FORMAT_VERSION);
+        assert!(!authenticate(&mut c, &master).unwrap());
+    }
+
+    #[test]
+    fn policies_out_of_range_are_refused() {
+        assert!(validate_policy(&RetentionPolicy::default()).is_ok());
+        let mut p = RetentionPolicy::default();
+        p.min_versions = 0;
+        assert!(matches!(
+            validate_policy(&p),
+            Err(PolicyError::NoMinVersion)
+        ));
+        let mut p = RetentionPolicy::default();
+        p.keep_yearly = 101;
+        assert!(matches!(
+            validate_policy(&p),
+            Err(PolicyError::OutOfRange {
+                field: "keep-yearly",
+                ..
+            })
+        ));
+    }
+}
