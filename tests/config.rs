@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use common::{bin, Vault};
 use phivault::crypto::Passphrase;
 use phivault::store::StoreDir;
-use phivault::vault::unlock_store;
+use phivault::vault::{unlock_store, UnlockFor};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -32,6 +32,7 @@ fn opens(store: &Path, pass: &str) -> bool {
     unlock_store(
         &StoreDir::new(store),
         &Passphrase::new(pass.as_bytes().to_vec()),
+        UnlockFor::Reading,
     )
     .is_ok()
 }
@@ -304,7 +305,7 @@ fn a_format_1_store_opens_and_its_first_mount_authenticates_its_policy() {
     let before = std::fs::read_to_string(&toml).unwrap();
     assert!(before.contains("format = 1") && !before.contains("policy-mac"));
 
-    // A read-only view (`log`) reads it and leaves it as it is.
+    // A read-only view (`log`) reads it and leaves vault.toml as it is.
     let out = common::ok(
         Command::new(bin())
             .arg("log")
@@ -317,7 +318,7 @@ fn a_format_1_store_opens_and_its_first_mount_authenticates_its_policy() {
     assert!(stdout(&out).contains("truncate"), "{}", stdout(&out));
     assert_eq!(std::fs::read_to_string(&toml).unwrap(), before);
 
-    let mount = || {
+    let mount_with = |extra: &[&str]| {
         common::ok(
             Command::new(bin())
                 .arg("mount")
@@ -327,10 +328,23 @@ fn a_format_1_store_opens_and_its_first_mount_authenticates_its_policy() {
                 .arg(&pw)
                 .arg("--log-file")
                 .arg(tmp.path().join("log"))
+                .args(extra)
                 .stdin(Stdio::null()),
         );
     };
+    let mount = || mount_with(&[]);
     let umount = || common::ok(Command::new(bin()).arg("umount").arg(&mnt));
+
+    // So does a read-only mount (the store may sit on read-only media).
+    mount_with(&["-o", "ro"]);
+    let chart = std::fs::read(mnt.join("chart.txt"));
+    umount();
+    assert!(
+        chart.is_ok(),
+        "read-only mount of a format-1 store: {chart:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&toml).unwrap(), before);
+
     mount();
     let chart = std::fs::read(mnt.join("chart.txt"));
     let scanned = std::fs::read(mnt.join("scans/scan-001.bin"));

@@ -19,7 +19,7 @@ use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
 use crate::store::{StoreDir, StoreLock};
-use crate::vault::{read_config, unlock_store, OpenOptions, Unlocked, Vault};
+use crate::vault::{read_config, unlock_store, OpenOptions, UnlockFor, Unlocked, Vault};
 
 /// Unlock a store and mount it.
 #[derive(clap::Args)]
@@ -144,7 +144,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => passphrase::existing(a.passphrase_file.as_deref())?,
     };
     // Also checks the retention policy's MAC (and upgrades a format-1 store).
-    let Unlocked { config, master, .. } = unlock_store(&dir, &pass)?;
+    let purpose = match opts.flags().read_only {
+        true => UnlockFor::Reading,
+        false => UnlockFor::Writing,
+    };
+    let Unlocked { config, master, .. } = unlock_store(&dir, &pass, purpose)?;
     drop(pass);
     if a.foreground {
         return serve(&dir, &mountpoint, &opts, &a.tuning, &master, None);

@@ -78,10 +78,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let dir = StoreDir::new(&store);
     match a.action {
-        None => show(&dir, a.format),
+        None => show(&dir, a.format)
+            .with_context(|| format!("cannot read the policy of store {}", store.display())),
+        // The engine's errors name the store where it matters.
         Some(Action::Set(s)) => set(&dir, s),
     }
-    .with_context(|| format!("store {}", store.display()))
 }
 
 fn show(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 use super::lifecycle::rfc3339_now;
-use super::settings::{authenticate, unlock_store, UnlockError, Unlocked};
+use super::settings::{authenticate, unlock_store, UnlockError, UnlockFor, Unlocked};
 use crate::crypto::{CryptoError, KdfParams, KeySlot, Passphrase, SlotKind};
 use crate::store::{StoreDir, StoreError, VaultConfig};
 
@@ -49,7 +49,7 @@ pub fn add_passphrase(
     new: &Passphrase,
     kdf: KdfParams,
 ) -> Result<u32, KeySlotError> {
-    let u = unlock_store(dir, current)?;
+    let u = unlock_store(dir, current, UnlockFor::Writing)?;
     let slot = wrap(&u, SlotKind::Passphrase, new, kdf)?;
     edit_slots(dir, &u, |cfg| Ok(push(cfg, slot)))
 }
@@ -62,7 +62,7 @@ pub fn change_passphrase(
     new: &Passphrase,
     kdf: KdfParams,
 ) -> Result<(u32, u32), KeySlotError> {
-    let u = unlock_store(dir, current)?;
+    let u = unlock_store(dir, current, UnlockFor::Writing)?;
     let slot = wrap(&u, SlotKind::Passphrase, new, kdf)?;
     let opened = u.slot;
     edit_slots(dir, &u, |cfg| {
@@ -77,7 +77,7 @@ pub fn change_passphrase(
 
 /// Removes slot `victim`, unless it is the last one.
 pub fn remove_slot(dir: &StoreDir, current: &Passphrase, victim: u32) -> Result<(), KeySlotError> {
-    let u = unlock_store(dir, current)?;
+    let u = unlock_store(dir, current, UnlockFor::Writing)?;
     edit_slots(dir, &u, |cfg| {
         if !cfg.slots.iter().any(|s| s.id == victim) {
             return Err(KeySlotError::NoSuchSlot(victim));
@@ -102,7 +102,7 @@ pub fn add_recovery_key(
     current: &Passphrase,
     kdf: KdfParams,
 ) -> Result<RecoveryKey, KeySlotError> {
-    let u = unlock_store(dir, current)?;
+    let u = unlock_store(dir, current, UnlockFor::Writing)?;
     let key = generate_recovery_key();
     let slot = wrap(
         &u,

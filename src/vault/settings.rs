@@ -85,14 +85,31 @@ pub(crate) fn authenticated_config(
     Ok(config)
 }
 
+/// What an unlocked store is for: whether its vault.toml may be upgraded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnlockFor {
+    /// A writing mount or a change of the store: a format-1 vault.toml is
+    /// upgraded to format 2 with a MAC.
+    Writing,
+    /// A read-only view (`mount -o ro`): nothing is written, so a store on
+    /// read-only media opens; a format-1 file is taken as it is.
+    Reading,
+}
+
 /// Opens a key slot with `pass` (the slow Argon2 part, with no lock held),
-/// then checks vault.toml's MAC, upgrading a format-1 file to format 2.
-pub fn unlock_store(dir: &StoreDir, pass: &Passphrase) -> Result<Unlocked, UnlockError> {
+/// then checks vault.toml's MAC (see `UnlockFor` for format 1).
+pub fn unlock_store(
+    dir: &StoreDir,
+    pass: &Passphrase,
+    purpose: UnlockFor,
+) -> Result<Unlocked, UnlockError> {
     let (master, slot) = open_slot(dir, pass)?;
-    let config = authenticated_config(dir, &master, true).map_err(|source| UnlockError::Store {
-        store: dir.root().to_path_buf(),
-        source,
-    })?;
+    let upgrade = purpose == UnlockFor::Writing;
+    let config =
+        authenticated_config(dir, &master, upgrade).map_err(|source| UnlockError::Store {
+            store: dir.root().to_path_buf(),
+            source,
+        })?;
     Ok(Unlocked {
         config,
         master,
@@ -369,14 +386,18 @@ mod tests {
     #[test]
     fn policies_out_of_range_are_refused() {
         assert!(validate_policy(&RetentionPolicy::default()).is_ok());
-        let mut p = RetentionPolicy::default();
-        p.min_versions = 0;
+        let p = RetentionPolicy {
+            min_versions: 0,
+            ..Default::default()
+        };
         assert!(matches!(
             validate_policy(&p),
             Err(PolicyError::NoMinVersion)
         ));
-        let mut p = RetentionPolicy::default();
-        p.keep_yearly = 101;
+        let p = RetentionPolicy {
+            keep_yearly: 101,
+            ..Default::default()
+        };
         assert!(matches!(
             validate_policy(&p),
             Err(PolicyError::OutOfRange {
