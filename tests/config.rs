@@ -206,13 +206,8 @@ fn a_hand_edited_policy_is_refused_until_set_with_a_passphrase() {
 }
 
 #[test]
-fn retention_set_never_shortens_the_lock_on_existing_versions() {
+fn retention_set_lengthens_the_lock_and_never_shortens_it() {
     let mut v = Vault::init();
-    // No version yet: no lock to shorten.
-    common::ok_output(
-        &retention(&v.store, &v.pwfile, &["--lock-days", "3"]),
-        "lowering lock-days of an empty store",
-    );
     v.mount(&[]);
     std::fs::write(v.path("note.txt"), b"a version").unwrap();
     v.unmount();
@@ -230,7 +225,7 @@ fn retention_set_never_shortens_the_lock_on_existing_versions() {
         &out,
         "lowering lock-days",
         &[
-            "lock-days cannot be lowered from 30 to 29",
+            "lock-days cannot go down from 30 to 29",
             "nothing was changed",
         ],
     );
@@ -245,6 +240,14 @@ fn retention_set_never_shortens_the_lock_on_existing_versions() {
         &["wrong passphrase"],
     );
     assert_eq!(std::fs::read(v.store.join("vault.toml")).unwrap(), before);
+    // The numbers and the words.
+    let out = common::ok(Command::new(bin()).arg("retention").arg(&v.store));
+    let text = stdout(&out);
+    assert!(text.contains("lock-days:           30"), "{text}");
+    assert!(
+        text.contains("Lock: no version younger than 30 days"),
+        "{text}"
+    );
 }
 
 #[test]

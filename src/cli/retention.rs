@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::{passphrase, util};
 use crate::store::{RetentionPolicy, StoreDir};
-use crate::vault::{retention_policy, set_retention, PolicyChange};
+use crate::vault::{describe_policy, retention_policy, set_retention, PolicyChange};
 
 /// How a command prints what it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,8 +25,8 @@ pub enum OutputFormat {
 period during which no version can be removed by anyone. Showing needs no passphrase. \
 `retention STORE set --keep-daily 90 ...` changes the numbers given and keeps the others; \
 it asks for a passphrase, because the policy is authenticated with the store's master key \
-(a vault.toml edited by hand is refused at the next unlock). lock-days can be raised, but not \
-lowered while the store holds versions whose lock it would shorten."
+(a vault.toml edited by hand is refused at the next unlock). lock-days can be raised, never \
+lowered: every version was promised it when written. docs/retention.md gives the exact rules."
 )]
 pub struct Args {
     pub store: PathBuf,
@@ -69,7 +69,7 @@ pub struct SetArgs {
     /// Always keep at least this many of a live file's newest versions (1 or more).
     #[arg(long, value_name = "N")]
     pub min_versions: Option<u32>,
-    /// No version younger than this many days can be removed (raise only).
+    /// No version younger than this many days can be removed (can be raised, never lowered).
     #[arg(long, value_name = "DAYS")]
     pub lock_days: Option<u32>,
 }
@@ -104,6 +104,7 @@ fn show(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {
             view.format
         );
     }
+    print_words(p);
     Ok(())
 }
 
@@ -128,6 +129,15 @@ fn print_policy(p: &RetentionPolicy) {
         "lock-days:      {:>7}  no version younger than this can be removed",
         p.lock_days
     );
+}
+
+/// What the policy means, in words (from the retention rules).
+fn print_words(p: &RetentionPolicy) {
+    println!();
+    let words = describe_policy(p, jiff::Timestamp::now(), &jiff::tz::TimeZone::system());
+    for line in words.lines() {
+        println!("{line}");
+    }
 }
 
 fn set(dir: &StoreDir, s: SetArgs) -> anyhow::Result<()> {
@@ -158,6 +168,7 @@ fn set(dir: &StoreDir, s: SetArgs) -> anyhow::Result<()> {
         println!("Set the retention policy:");
     }
     print_policy(&done.after);
+    print_words(&done.after);
     println!("A mounted store applies the new policy from its next mount.");
     Ok(())
 }

@@ -47,7 +47,7 @@ pub use retention::{
 };
 pub use settings::{
     retention_policy, set_retention, unlock_store, PolicyChange, PolicySet, PolicyView,
-    UnlockError, UnlockFor, Unlocked,
+    SetPolicyError, UnlockError, UnlockFor, Unlocked,
 };
 pub use tree::ListingHorizon;
 

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::catalog::{Catalog, CatalogError};
+use super::retention::{validate_policy_change, PolicyError};
 use crate::crypto::{unlock, CryptoError, MasterKey, Passphrase};
 use crate::store::{
     RetentionPolicy, StoreDir, StoreError, VaultConfig, FORMAT_UNAUTHENTICATED, FORMAT_VERSION,
@@ -133,19 +133,6 @@ fn open_slot(dir: &StoreDir, pass: &Passphrase) -> Result<(MasterKey, u32), Unlo
 
 // ------------------------------------------------------------- retention
 
-/// Upper bounds of the policy's numbers: a hundred years of each unit, so
-/// that no time computed from them overflows.
-const LIMITS: [(&str, u32); 8] = [
-    ("keep-all-days", 36_500),
-    ("keep-hourly", 876_000),
-    ("keep-daily", 36_500),
-    ("keep-weekly", 5_200),
-    ("keep-monthly", 1_200),
-    ("keep-yearly", 100),
-    ("min-versions", 1_000_000),
-    ("lock-days", 36_500),
-];
-
 /// New values for some of the policy's numbers; `None` keeps the current one.
 #[derive(Clone, Debug, Default)]
 pub struct PolicyChange {
@@ -188,7 +175,7 @@ impl PolicyChange {
     }
 }
 
-/// The policy's numbers in the order of `LIMITS`.
+/// The policy's numbers, in the order of `PolicyChange::as_array`.
 fn policy_fields(p: &mut RetentionPolicy) -> [&mut u32; 8] {
     [
         &mut p.keep_all_days,
@@ -202,30 +189,14 @@ fn policy_fields(p: &mut RetentionPolicy) -> [&mut u32; 8] {
     ]
 }
 
+/// Why `set_retention` changed nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
+pub enum SetPolicyError {
     #[error(transparent)]
     Unlock(#[from] UnlockError),
-    #[error("{field} {value} is out of range: at most {max}; nothing was changed")]
-    OutOfRange {
-        field: &'static str,
-        value: u32,
-        max: u32,
-    },
-    #[error(
-        "min-versions must be at least 1: the newest version of a live file is always kept; \
-         nothing was changed"
-    )]
-    NoMinVersion,
-    #[error(
-        "lock-days cannot be lowered from {from} to {to}: the store's {versions} versions were \
-         promised that nothing removes them within {from} days of being written, and a lower \
-         value would end that promise early. Keep lock-days at {from} or raise it; nothing \
-         was changed"
-    )]
-    LockShortened { from: u32, to: u32, versions: u64 },
-    #[error("cannot read the catalog to check the lock on existing versions: {0}")]
-    Catalog(#[from] CatalogError),
+    /// The retention rules refuse the policy, or the change (a shorter lock).
+    #[error("{0}; nothing was changed")]
+    Refused(#[from] PolicyError),
     #[error("cannot change vault.toml: {0}")]
     Store(#[from] StoreError),
 }
@@ -239,51 +210,21 @@ pub struct PolicySet {
     pub was_unauthenticated: bool,
 }
 
-/// Checks a policy's numbers on their own (not against the current policy).
-pub fn validate_policy(p: &RetentionPolicy) -> Result<(), PolicyError> {
-    let mut p = p.clone();
-    for ((field, max), value) in LIMITS.into_iter().zip(policy_fields(&mut p)) {
-        if *value > max {
-            return Err(PolicyError::OutOfRange {
-                field,
-                value: *value,
-                max,
-            });
-        }
-    }
-    if p.min_versions == 0 {
-        return Err(PolicyError::NoMinVersion);
-    }
-    Ok(())
-}
-
 /// Changes the retention policy and authenticates it. Needs a passphrase
 /// (or recovery key), but not a valid MAC: this is how a policy that was
-/// edited by hand is replaced. `lock-days` may be raised, never lowered
-/// while the store holds a version (its lock would end early); the policy
-/// on disk, authenticated or not, is what it may not fall below.
+/// edited by hand is replaced. The retention rules judge the change
+/// (`validate_policy_change`: the lock can be lengthened, never shortened)
+/// against the policy on disk, authenticated or not, as read under the lock.
 pub fn set_retention(
     dir: &StoreDir,
     pass: &Passphrase,
     change: &PolicyChange,
-) -> Result<PolicySet, PolicyError> {
+) -> Result<PolicySet, SetPolicyError> {
     let (master, _slot) = open_slot(dir, pass)?;
     VaultConfig::edit(dir, |cfg| {
         let before = cfg.retention.clone();
         let after = change.applied_to(&before);
-        validate_policy(&after)?;
-        if after.lock_days < before.lock_days {
-            let versions = Catalog::open_readonly(&dir.catalog_path())?
-                .stats()?
-                .versions;
-            if versions > 0 {
-                return Err(PolicyError::LockShortened {
-                    from: before.lock_days,
-                    to: after.lock_days,
-                    versions,
-                });
-            }
-        }
+        validate_policy_change(&before, &after)?;
         // A format-1 file is upgraded; one whose MAC fails is repaired.
         let was_unauthenticated = authenticate(cfg, &master).unwrap_or(true);
         cfg.format = FORMAT_VERSION;
@@ -381,29 +322,5 @@ mod tests {
         assert!(authenticate(&mut c, &master).unwrap());
         assert_eq!(c.format, FORMAT_VERSION);
         assert!(!authenticate(&mut c, &master).unwrap());
-    }
-
-    #[test]
-    fn policies_out_of_range_are_refused() {
-        assert!(validate_policy(&RetentionPolicy::default()).is_ok());
-        let p = RetentionPolicy {
-            min_versions: 0,
-            ..Default::default()
-        };
-        assert!(matches!(
-            validate_policy(&p),
-            Err(PolicyError::NoMinVersion)
-        ));
-        let p = RetentionPolicy {
-            keep_yearly: 101,
-            ..Default::default()
-        };
-        assert!(matches!(
-            validate_policy(&p),
-            Err(PolicyError::OutOfRange {
-                field: "keep-yearly",
-                ..
-            })
-        ));
     }
 }
