@@ -13,7 +13,8 @@ use crate::store::{
     RetentionPolicy, StoreDir, StoreError, VaultConfig, FORMAT_UNAUTHENTICATED, FORMAT_VERSION,
 };
 
-/// A store whose master key is in memory and whose vault.toml is authenticated.
+/// A store whose master key is in memory and whose vault.toml's MAC checked
+/// out (or, unlocked for reading, that is still format 1 and has none).
 pub struct Unlocked {
     pub config: VaultConfig,
     pub master: MasterKey,
