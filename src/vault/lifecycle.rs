@@ -108,14 +108,16 @@ pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Re
     )?;
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
-    let config = VaultConfig {
+    let mut config = VaultConfig {
         format: FORMAT_VERSION,
         vault_id: hex::encode(id),
         created,
         block_size: opts.block_size,
+        policy_mac: None,
         retention: RetentionPolicy::default(),
         slots: vec![slot],
     };
+    config.policy_mac = Some(super::settings::policy_mac(&master, &config));
     let catalog = Catalog::open(&dir.catalog_path(), true)?;
     let t = now_ns();
     catalog.tx(|c| -> Result<()> {
@@ -145,7 +147,8 @@ pub fn read_config(dir: &StoreDir) -> Result<VaultConfig> {
     Ok(VaultConfig::load(dir)?)
 }
 
-/// Returns the master key and the id of the slot that opened it.
+/// Returns the master key and the id of the slot that opened it. Does not
+/// look at the policy's MAC: `Vault::open` and `unlock_store` check it.
 pub fn unlock_master(config: &VaultConfig, pass: &Passphrase) -> Result<(MasterKey, u32)> {
     Ok(unlock(&config.slots, pass)?)
 }
@@ -154,7 +157,8 @@ impl Vault {
     /// Opens the engine on an unlocked store: takes the store lock, recovers
     /// from an unclean stop, and is ready for calls.
     pub fn open(dir: &StoreDir, master: &MasterKey, opts: &OpenOptions) -> Result<Arc<Vault>> {
-        let config = VaultConfig::load(dir)?;
+        // Never obey a policy the master key did not authenticate.
+        let config = super::settings::authenticated_config(dir, master, !opts.read_only)?;
         // A read-only view (log, `-o ro`) may run beside the writing daemon.
         let lock = if opts.read_only {
             None

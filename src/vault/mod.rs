@@ -9,12 +9,15 @@ mod cache;
 mod data;
 mod error;
 mod handles;
+mod info;
+mod key_slots;
 mod lifecycle;
 mod names;
 mod read;
 mod readahead;
 mod reserve;
 mod retention;
+mod settings;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -30,12 +33,21 @@ pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use data::Released;
 pub use error::{Result, VaultError};
+pub use info::{store_info, InfoError, StoreInfo};
+pub use key_slots::{
+    add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot, KeySlotError,
+    RecoveryKey,
+};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
+};
+pub use settings::{
+    retention_policy, set_retention, unlock_store, PolicyChange, PolicySet, PolicyView,
+    SetPolicyError, UnlockError, UnlockFor, Unlocked,
 };
 pub use tree::ListingHorizon;
 
