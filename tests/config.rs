@@ -336,7 +336,7 @@ fn a_format_1_store_opens_and_its_first_mount_authenticates_its_policy() {
         );
     };
     let mount = || mount_with(&[]);
-    let umount = || common::ok(Command::new(bin()).arg("umount").arg(&mnt));
+    let umount = || common::unmount(&mnt);
 
     // So does a read-only mount (the store may sit on read-only media).
     mount_with(&["-o", "ro"]);

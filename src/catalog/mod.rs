@@ -37,9 +37,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::store::{AppendOutcome, BlockLocation};
 
 pub use allocations::BlockRun;
-pub use history::PastAttrs;
 pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
+pub use history::PastAttrs;
 pub use lost::LossCause;
 pub use types::*;
 

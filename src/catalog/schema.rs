@@ -190,7 +190,7 @@ mod tests {
             .replace(ALLOCATIONS.trim(), "")
             .replace(GENERATIONS, "")
             .replace(
-                &HISTORY[HISTORY.find("CREATE TABLE inode_history").unwrap()..].trim(),
+                HISTORY[HISTORY.find("CREATE TABLE inode_history").unwrap()..].trim(),
                 "",
             )
             .replace(",\n    since INTEGER NOT NULL DEFAULT 0", "")

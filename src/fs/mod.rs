@@ -311,10 +311,14 @@ impl Filesystem for PhiFs {
             f if f == libc::RENAME_EXCHANGE => RenameMode::Exchange,
             _ => return reply.error(Errno::EINVAL),
         };
-        match self
-            .vault
-            .rename(&caller(req), parent.0, name(n), newparent.0, name(newname), mode)
-        {
+        match self.vault.rename(
+            &caller(req),
+            parent.0,
+            name(n),
+            newparent.0,
+            name(newname),
+            mode,
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }

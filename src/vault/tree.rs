@@ -293,7 +293,13 @@ impl Vault {
             if let Some(f) = open.as_ref() {
                 f.overlay(&mut inode);
             }
-            self.drop_link(c, &mut inode, &mut dir, t, (VersionReason::Deleted, caller.uid))?;
+            self.drop_link(
+                c,
+                &mut inode,
+                &mut dir,
+                t,
+                (VersionReason::Deleted, caller.uid),
+            )?;
             dir.mtime = t.wall;
             dir.ctime = t.wall;
             c.update_inode(&dir, t.at)?;
@@ -420,7 +426,13 @@ impl Vault {
                     f.overlay(&mut victim);
                 }
                 let mut np = Self::inode_of(c, new_parent)?;
-                self.drop_link(c, &mut victim, &mut np, t, (VersionReason::Replaced, caller.uid))?;
+                self.drop_link(
+                    c,
+                    &mut victim,
+                    &mut np,
+                    t,
+                    (VersionReason::Replaced, caller.uid),
+                )?;
                 c.update_inode(&np, t.at)?;
             }
             c.end_entry(parent, &src_hash, t.at)?;

@@ -102,6 +102,26 @@ pub fn sh(script: &str) -> Output {
         .arg(script))
 }
 
+/// `phivault umount MNT`, which waits for the daemon to finish.
+///
+/// Tests run as threads of one process, and a thread that spawns a
+/// program forks a child that holds copies of every descriptor open in
+/// the process (another test's files included) until it execs. An unmount
+/// that lands in that instant sees the mount busy: retry for a moment.
+/// A mount that stays busy still fails the test.
+pub fn unmount(mnt: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = run(Command::new(bin()).arg("umount").arg(mnt));
+        let busy = String::from_utf8_lossy(&out.stderr).contains("is busy");
+        if !busy || std::time::Instant::now() > deadline {
+            ok_output(&out, "phivault umount");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A store plus a mountpoint in a private temp dir. Unmounts on drop.
 pub struct Vault {
     pub dir: tempfile::TempDir,
@@ -181,24 +201,9 @@ impl Vault {
         cmd
     }
 
-    /// Unmounts and waits for the daemon to finish.
-    ///
-    /// Tests run as threads of one process, and a thread that spawns a
-    /// program forks a child that holds copies of every descriptor open in
-    /// the process (another test's files included) until it execs. An unmount
-    /// that lands in that instant sees the mount busy: retry for a moment.
-    /// A mount that stays busy still fails the test.
+    /// Unmounts and waits for the daemon to finish (see `unmount`).
     pub fn unmount(&mut self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let out = run(Command::new(bin()).arg("umount").arg(&self.mnt));
-            let busy = String::from_utf8_lossy(&out.stderr).contains("is busy");
-            if !busy || std::time::Instant::now() > deadline {
-                ok_output(&out, "phivault umount");
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        unmount(&self.mnt);
         self.mounted = false;
     }
 
