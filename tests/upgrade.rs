@@ -75,9 +75,14 @@ fn a_store_of_the_last_release_mounts_upgraded_with_its_files_and_versions() {
         Path::new("note.txt")
     );
     assert_eq!(sha256(&charts.join("scan.bin")), SCAN_SHA256);
-    assert_eq!(std::fs::metadata(charts.join("scan.bin")).unwrap().nlink(), 2);
     assert_eq!(
-        std::fs::metadata(charts.join("scan-link.bin")).unwrap().ino(),
+        std::fs::metadata(charts.join("scan.bin")).unwrap().nlink(),
+        2
+    );
+    assert_eq!(
+        std::fs::metadata(charts.join("scan-link.bin"))
+            .unwrap()
+            .ino(),
         std::fs::metadata(charts.join("scan.bin")).unwrap().ino()
     );
     assert!(std::fs::symlink_metadata(charts.join("pipe"))

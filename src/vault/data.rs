@@ -259,8 +259,15 @@ impl Vault {
             return Ok(());
         };
         // close(2) after a write is a version: record it now, not at the
-        // asynchronous release, so one close costs one catalog commit.
-        self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
+        // asynchronous release, so one close costs one catalog commit. A
+        // close of a file emptied by an O_TRUNC open and not written since
+        // waits: a shell's `> f` closes the descriptor it opened once it has
+        // dup'ed it, before anything is written, and the truncate and the
+        // writes that follow are one version, recorded at the last close.
+        let mut f = entry.lock();
+        let seal = (!f.truncated_only).then_some(VersionReason::Write);
+        self.flush_file(ino, &mut f, seal)?;
+        drop(f);
         // What a program wrote and closed survives a kill -9 of the daemon.
         self.catalog.lock().commit()?;
         self.check_committed(ino, &entry)
