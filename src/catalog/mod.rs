@@ -21,6 +21,7 @@ mod inodes;
 mod lost;
 mod packs;
 pub mod page_cache;
+mod past;
 mod row_cache;
 mod schema;
 mod stats;

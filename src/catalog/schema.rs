@@ -21,10 +21,14 @@ CREATE TABLE allocations(
 ) WITHOUT ROWID;
 ";
 
-/// The history of attributes and extended attributes, and who made each
-/// version; added by version 4. Inodes and extended attributes of older
+/// The history of attributes and extended attributes, who made each
+/// version, and indexes that find entries of the past by directory and by
+/// inode; added by version 4. Inodes and extended attributes of older
 /// stores hold from instant 0: they have no history before this release.
 pub const HISTORY: &str = "
+DROP INDEX dentries_by_ino;
+CREATE INDEX dentries_by_ino ON dentries(ino, valid_until);
+CREATE INDEX dentries_by_parent ON dentries(parent, id);
 ALTER TABLE inodes ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE xattrs ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE versions ADD COLUMN uid INTEGER;
@@ -86,7 +90,8 @@ CREATE TABLE dentries(
 CREATE UNIQUE INDEX dentries_live ON dentries(parent, hash) WHERE valid_until IS NULL;
 CREATE INDEX dentries_list ON dentries(parent, id) WHERE valid_until IS NULL;
 CREATE INDEX dentries_history ON dentries(parent, hash, valid_from);
-CREATE INDEX dentries_by_ino ON dentries(ino) WHERE valid_until IS NULL;
+CREATE INDEX dentries_by_ino ON dentries(ino, valid_until);
+CREATE INDEX dentries_by_parent ON dentries(parent, id);
 CREATE TABLE blocks(
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL UNIQUE,
@@ -195,6 +200,10 @@ mod tests {
             )
             .replace(",\n    since INTEGER NOT NULL DEFAULT 0", "")
             .replace("    uid INTEGER,\n", "")
+            .replace(
+                "CREATE INDEX dentries_by_ino ON dentries(ino, valid_until);\nCREATE INDEX dentries_by_parent ON dentries(parent, id);",
+                "CREATE INDEX dentries_by_ino ON dentries(ino) WHERE valid_until IS NULL;",
+            )
             .replace("user_version = 4", "user_version = 1")
     }
 

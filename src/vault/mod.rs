@@ -13,6 +13,7 @@ mod info;
 mod key_slots;
 mod lifecycle;
 mod names;
+mod past;
 mod read;
 mod readahead;
 mod reserve;
@@ -41,6 +42,7 @@ pub use key_slots::{
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
+pub use past::Past;
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
@@ -148,9 +150,10 @@ impl Vault {
     /// When an operation happens (see `Tick`).
     fn tick(&self) -> Tick {
         let wall = coarse_now_ns();
+        let now = now_ns().max(wall);
         let mut last = self.clock.load(Ordering::Relaxed);
         loop {
-            let at = wall.max(last + 1);
+            let at = now.max(last + 1);
             match self
                 .clock
                 .compare_exchange_weak(last, at, Ordering::AcqRel, Ordering::Relaxed)
@@ -190,8 +193,10 @@ impl Vault {
 /// The instant of an operation, on two scales.
 #[derive(Clone, Copy, Debug)]
 struct Tick {
-    /// Strictly increasing, so that history intervals never tie even for
-    /// back-to-back operations: versions and directory entries.
+    /// The fine wall clock made strictly increasing, so that history
+    /// intervals never tie even for back-to-back operations: versions,
+    /// directory entries, past attributes. An operation that starts after
+    /// a reading of the wall clock is recorded after it.
     at: i64,
     /// The kernel's coarse wall clock, for inode times. Under the
     /// writeback cache the kernel stamps a write's mtime and a link's
