@@ -4,7 +4,7 @@
 //! their attributes and their versions.
 //!
 //! tests/fixtures/store-f35037b was made with that build's release binary:
-//! `init` (passphrase below, `--kdf-memory-mib 8 --kdf-iterations 1`),
+//! `init` (with `common::PASSPHRASE`, `--kdf-memory-mib 8 --kdf-iterations 1`),
 //! mount, then `mkdir -p charts/4711`; `note.txt` written twice 0.1 s apart
 //! ("first note", then "second note, longer" through `>`), `chmod 640`,
 //! `setfattr -n user.clinic -v lab`; `ln -s note.txt charts/4711/latest`;
@@ -14,20 +14,12 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{ok, xattr, PASSPHRASE};
+use common::{ok, xattr};
 
 const SCAN_SHA256: &str = "5fb60834fa656d0ab167f12385da42f8c3967b3323a4da8c9b31d75d2c4f6586";
-
-fn fixture_copy(tmp: &Path) -> PathBuf {
-    let store = tmp.join("store");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-f35037b");
-    ok(Command::new("cp").arg("-a").arg(&src).arg(&store));
-    ok(Command::new("chmod").args(["-R", "go-rwx"]).arg(&store));
-    store
-}
 
 fn sha256(path: &Path) -> String {
     let out = ok(Command::new("sha256sum").arg(path));
@@ -38,33 +30,12 @@ fn sha256(path: &Path) -> String {
         .to_string()
 }
 
-fn catalog_version(store: &Path) -> i64 {
-    let db = rusqlite::Connection::open(store.join("catalog.db")).unwrap();
-    db.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap()
-}
-
 #[test]
 fn a_store_of_the_last_release_mounts_upgraded_with_its_files_and_versions() {
-    common::require_fuse();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = fixture_copy(tmp.path());
-    let pw = tmp.path().join("pw");
-    std::fs::write(&pw, format!("{PASSPHRASE}\n")).unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    assert_eq!(catalog_version(&store), 1);
-
-    ok(Command::new(common::bin())
-        .arg("mount")
-        .arg(&store)
-        .arg(&mnt)
-        .arg("--passphrase-file")
-        .arg(&pw)
-        .arg("--log-file")
-        .arg(tmp.path().join("log"))
-        .stdin(Stdio::null()));
-    let charts = mnt.join("charts");
+    let mut v = common::Vault::from_fixture("store-f35037b");
+    assert_eq!(v.catalog_version(), 1);
+    v.mount(&[]);
+    let charts = v.path("charts");
     let note = charts.join("4711/note.txt");
     assert_eq!(std::fs::read(&note).unwrap(), b"second note, longer\n");
     let meta = std::fs::metadata(&note).unwrap();
@@ -92,18 +63,18 @@ fn a_store_of_the_last_release_mounts_upgraded_with_its_files_and_versions() {
 
     // The upgraded store takes new changes, and they keep their history.
     std::fs::write(&note, b"third note\n").unwrap();
-    common::unmount(&mnt);
-    assert_eq!(catalog_version(&store), 4);
-    let toml = std::fs::read_to_string(store.join("vault.toml")).unwrap();
+    v.unmount();
+    assert_eq!(v.catalog_version(), 4);
+    let toml = std::fs::read_to_string(v.store.join("vault.toml")).unwrap();
     assert!(toml.contains("format = 2"), "{toml}");
 
     // Its versions from before the upgrade are still listed.
     let out = ok(Command::new(common::bin())
         .arg("log")
-        .arg(&store)
+        .arg(&v.store)
         .arg("/charts/4711/note.txt")
         .arg("--passphrase-file")
-        .arg(&pw)
+        .arg(&v.pwfile)
         .stdin(Stdio::null()));
     let log = String::from_utf8_lossy(&out.stdout);
     let sizes: Vec<&str> = log

@@ -157,7 +157,7 @@ impl Catalog {
         let mut cat = Self::with_connection(conn, PathBuf::from(format!("{}-wal", path.display())));
         *cat.rows.borrow_mut() = Some(row_cache::RowCache::new());
         if create {
-            cat.conn.execute_batch(schema::SCHEMA)?;
+            schema::create(&cat.conn)?;
         } else {
             let v: i64 = cat
                 .conn

@@ -31,14 +31,10 @@ impl Catalog {
                AND (valid_until IS NULL OR valid_until > ?3)
              ORDER BY id LIMIT ?4",
         )?;
-        let rows = st.query_map(params![dir as i64, after, at, limit as i64], |r| {
-            Ok(DirRow {
-                pos: r.get(0)?,
-                sealed_name: r.get(1)?,
-                ino: r.get::<_, i64>(2)? as Ino,
-                kind: r.get(3)?,
-            })
-        })?;
+        let rows = st.query_map(
+            params![dir as i64, after, at, limit as i64],
+            DirRow::from_row,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

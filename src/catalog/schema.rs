@@ -55,9 +55,10 @@ CREATE TABLE xattr_history(
 ) WITHOUT ROWID;
 ";
 
-/// The catalog schema. `docs/format.md` explains each table.
-pub const SCHEMA: &str = "
-BEGIN;
+/// The schema of the first release (version 1). A new catalog is made
+/// of it and every step since, so that new and upgraded catalogs cannot
+/// differ; `docs/format.md` explains each table as it is now.
+const VERSION_1: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE inodes(
     ino INTEGER PRIMARY KEY,
@@ -74,8 +75,7 @@ CREATE TABLE inodes(
     btime INTEGER NOT NULL,
     version INTEGER NOT NULL DEFAULT 0,
     version_open INTEGER NOT NULL DEFAULT 0,
-    target BLOB,
-    since INTEGER NOT NULL DEFAULT 0
+    target BLOB
 );
 CREATE TABLE dentries(
     id INTEGER PRIMARY KEY,
@@ -90,8 +90,7 @@ CREATE TABLE dentries(
 CREATE UNIQUE INDEX dentries_live ON dentries(parent, hash) WHERE valid_until IS NULL;
 CREATE INDEX dentries_list ON dentries(parent, id) WHERE valid_until IS NULL;
 CREATE INDEX dentries_history ON dentries(parent, hash, valid_from);
-CREATE INDEX dentries_by_ino ON dentries(ino, valid_until);
-CREATE INDEX dentries_by_parent ON dentries(parent, id);
+CREATE INDEX dentries_by_ino ON dentries(ino) WHERE valid_until IS NULL;
 CREATE TABLE blocks(
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL UNIQUE,
@@ -116,7 +115,6 @@ CREATE TABLE versions(
     time INTEGER NOT NULL,
     size INTEGER NOT NULL,
     reason INTEGER NOT NULL,
-    uid INTEGER,
     PRIMARY KEY(ino, version)
 ) WITHOUT ROWID;
 CREATE TABLE packs(id INTEGER PRIMARY KEY, sealed INTEGER NOT NULL, size INTEGER NOT NULL);
@@ -125,40 +123,17 @@ CREATE TABLE xattrs(
     hash BLOB NOT NULL,
     name BLOB NOT NULL,
     value BLOB NOT NULL,
-    since INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(ino, hash)
 ) WITHOUT ROWID;
-CREATE TABLE inode_history(
-    ino INTEGER NOT NULL,
-    since INTEGER NOT NULL,
-    until INTEGER NOT NULL,
-    mode INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    gid INTEGER NOT NULL,
-    atime INTEGER NOT NULL,
-    mtime INTEGER NOT NULL,
-    ctime INTEGER NOT NULL,
-    PRIMARY KEY(ino, until)
-) WITHOUT ROWID;
-CREATE TABLE xattr_history(
-    ino INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    name BLOB NOT NULL,
-    value BLOB NOT NULL,
-    since INTEGER NOT NULL,
-    until INTEGER NOT NULL,
-    PRIMARY KEY(ino, hash, until)
-) WITHOUT ROWID;
-CREATE TABLE generations(first_ino INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
-CREATE TABLE allocations(
-    ino INTEGER NOT NULL,
-    first INTEGER NOT NULL,
-    blocks INTEGER NOT NULL,
-    PRIMARY KEY(ino, first)
-) WITHOUT ROWID;
-PRAGMA user_version = 4;
-COMMIT;
 ";
+
+/// Makes the tables of a new catalog, at `VERSION`.
+pub fn create(conn: &Connection) -> Result<()> {
+    conn.execute_batch(&format!(
+        "BEGIN; {VERSION_1} PRAGMA user_version = 1; COMMIT;"
+    ))?;
+    upgrade(conn, 1)
+}
 
 /// Brings a catalog of version `from` to `VERSION`, one step per version,
 /// each in its own transaction. Fails on a version this release does not know.
@@ -189,79 +164,70 @@ pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// The schema of the first release, as stores made by it hold it.
-    fn version_1() -> String {
-        SCHEMA
-            .replace(ALLOCATIONS.trim(), "")
-            .replace(GENERATIONS, "")
-            .replace(
-                HISTORY[HISTORY.find("CREATE TABLE inode_history").unwrap()..].trim(),
-                "",
-            )
-            .replace(",\n    since INTEGER NOT NULL DEFAULT 0", "")
-            .replace("    uid INTEGER,\n", "")
-            .replace(
-                "CREATE INDEX dentries_by_ino ON dentries(ino, valid_until);\nCREATE INDEX dentries_by_parent ON dentries(parent, id);",
-                "CREATE INDEX dentries_by_ino ON dentries(ino) WHERE valid_until IS NULL;",
-            )
-            .replace("user_version = 4", "user_version = 1")
-    }
-
-    /// Every table's columns (name, type, not null, default, key) and
-    /// every index's definition, which an upgrade must reproduce.
     fn tables(c: &Connection) -> Vec<String> {
         let mut st = c
-            .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .prepare("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
             .unwrap();
-        let objects: Vec<(String, String, String)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        st.query_map([], |r| r.get(0))
             .unwrap()
             .map(|r| r.unwrap())
-            .collect();
-        let mut out = Vec::new();
-        for (kind, name, sql) in objects {
-            if kind == "table" {
-                let mut cols = c.prepare(&format!("PRAGMA table_info({name})")).unwrap();
-                let cols: Vec<String> = cols
-                    .query_map([], |r| {
-                        Ok(format!(
-                            "{}.{} {} {} {:?} {}",
-                            name,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, Option<String>>(4)?,
-                            r.get::<_, i64>(5)?
-                        ))
-                    })
-                    .unwrap()
-                    .map(|r| r.unwrap())
-                    .collect();
-                let mut cols = cols;
-                cols.sort();
-                out.extend(cols);
-            } else {
-                out.push(sql.split_whitespace().collect::<Vec<_>>().join(" "));
-            }
-        }
-        out
+            .collect()
+    }
+
+    fn columns(c: &Connection, table: &str) -> Vec<String> {
+        let mut st = c.prepare(&format!("PRAGMA table_info({table})")).unwrap();
+        st.query_map([], |r| r.get(1))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
     }
 
     #[test]
-    fn a_version_1_catalog_is_upgraded_to_the_schema_of_a_new_one() {
-        let old = Connection::open_in_memory().unwrap();
-        old.execute_batch(&version_1()).unwrap();
-        let before = tables(&old);
-        assert!(!before.iter().any(|c| c.starts_with("allocations.")));
-        assert!(!before.iter().any(|c| c.starts_with("inodes.since ")));
-        upgrade(&old, 1).unwrap();
-        let new = Connection::open_in_memory().unwrap();
-        new.execute_batch(SCHEMA).unwrap();
-        assert_eq!(tables(&old), tables(&new));
-        let v: i64 = old
+    fn a_new_catalog_has_every_step_and_the_current_version() {
+        let c = Connection::open_in_memory().unwrap();
+        create(&c).unwrap();
+        let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, VERSION);
+        for t in [
+            "generations",
+            "allocations",
+            "inode_history",
+            "xattr_history",
+        ] {
+            assert!(tables(&c).iter().any(|n| n == t), "no table {t}");
+        }
+        assert!(columns(&c, "inodes").iter().any(|n| n == "since"));
+        assert!(columns(&c, "versions").iter().any(|n| n == "uid"));
+    }
+
+    #[test]
+    fn a_version_1_catalog_with_rows_is_upgraded_keeping_them() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(&format!(
+            "BEGIN; {VERSION_1} PRAGMA user_version = 1; COMMIT;"
+        ))
+        .unwrap();
+        c.execute_batch(
+            "INSERT INTO inodes(ino, kind, mode, uid, gid, nlink, atime, mtime, ctime, btime)
+             VALUES (1, 2, 493, 0, 0, 2, 5, 5, 5, 5);
+             INSERT INTO versions VALUES (1, 1, 7, 0, 1);",
+        )
+        .unwrap();
+        upgrade(&c, 1).unwrap();
+        let (since, uid): (i64, Option<u32>) = c
+            .query_row(
+                "SELECT i.since, v.uid FROM inodes i JOIN versions v USING (ino)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (since, uid),
+            (0, None),
+            "old rows hold from instant 0, by no one known"
+        );
     }
 
     #[test]

@@ -138,6 +138,18 @@ pub struct DirRow {
     pub kind: Kind,
 }
 
+impl DirRow {
+    /// From `SELECT id, name, ino, kind FROM dentries`.
+    pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            pos: r.get(0)?,
+            sealed_name: r.get(1)?,
+            ino: r.get::<_, i64>(2)? as Ino,
+            kind: r.get(3)?,
+        })
+    }
+}
+
 /// Where a block lives and what it should decrypt to.
 #[derive(Clone, Copy, Debug)]
 pub struct BlockRef {

@@ -12,13 +12,10 @@
 
 use std::collections::HashMap;
 
+use super::tree::{dots, rows_after};
 use super::{Attr, DirEntry, Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Ino, Kind, VersionReason, ROOT_INO};
 use crate::crypto::names::domain;
-
-/// Positions 1 and 2 are "." and ".."; entries follow at row id + 2, as in
-/// the live tree.
-const FIRST_ENTRY_POS: u64 = 2;
 
 /// The tree at one instant.
 pub struct Past<'a> {
@@ -102,36 +99,15 @@ impl Past<'_> {
     /// start), as `Vault::readdir` lists the live tree.
     pub fn readdir(&self, dir: Ino, pos: u64, max: usize) -> Result<Vec<DirEntry>> {
         let cat = self.vault.catalog_to_read()?;
-        let mut out = Vec::new();
-        if pos < 1 {
-            out.push(DirEntry {
-                next: 1,
-                ino: dir,
-                kind: Kind::Dir,
-                name: b".".to_vec(),
-            });
-        }
-        if pos < 2 {
-            let up = match dir {
+        let mut out = dots(dir, pos, || {
+            Ok(match dir {
                 ROOT_INO => ROOT_INO,
                 _ => cat.parent_at(dir, self.at)?.unwrap_or(dir),
-            };
-            out.push(DirEntry {
-                next: 2,
-                ino: up,
-                kind: Kind::Dir,
-                name: b"..".to_vec(),
-            });
-        }
-        let after = pos.saturating_sub(FIRST_ENTRY_POS) as i64;
+            })
+        })?;
         let room = max.saturating_sub(out.len()).max(1);
-        for row in cat.list_dir_at(dir, after, self.at, room)? {
-            out.push(DirEntry {
-                next: row.pos as u64 + FIRST_ENTRY_POS,
-                ino: row.ino,
-                kind: row.kind,
-                name: self.vault.open_name(dir, &row.sealed_name)?,
-            });
+        for row in cat.list_dir_at(dir, rows_after(pos), self.at, room)? {
+            out.push(self.vault.dir_entry(dir, row)?);
         }
         Ok(out)
     }

@@ -15,6 +15,33 @@ const S_IXGRP: u32 = 0o0010;
 /// Positions 1 and 2 are "." and ".."; entries follow at row id + 2.
 const FIRST_ENTRY_POS: u64 = 2;
 
+/// "." and ".." of `dir` for a listing from `pos`; `up` finds the parent.
+pub(super) fn dots(dir: Ino, pos: u64, up: impl FnOnce() -> Result<Ino>) -> Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    if pos < 1 {
+        out.push(DirEntry {
+            next: 1,
+            ino: dir,
+            kind: Kind::Dir,
+            name: b".".to_vec(),
+        });
+    }
+    if pos < 2 {
+        out.push(DirEntry {
+            next: 2,
+            ino: up()?,
+            kind: Kind::Dir,
+            name: b"..".to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// The entry rows a listing from `pos` goes on with: those after this id.
+pub(super) fn rows_after(pos: u64) -> i64 {
+    pos.saturating_sub(FIRST_ENTRY_POS) as i64
+}
+
 /// The last entry position a directory listing returns, fixed when it
 /// starts (`Vault::listing_horizon`), so that it ends and returns each
 /// entry at most once whatever is renamed or created meanwhile.
@@ -520,6 +547,16 @@ impl Vault {
     }
 
     /// Up to `max` entries after position `pos` (0 starts), "." and ".." first.
+    /// A listed entry row, its name opened.
+    pub(super) fn dir_entry(&self, dir: Ino, row: crate::catalog::DirRow) -> Result<DirEntry> {
+        Ok(DirEntry {
+            next: row.pos as u64 + FIRST_ENTRY_POS,
+            ino: row.ino,
+            kind: row.kind,
+            name: self.open_name(dir, &row.sealed_name)?,
+        })
+    }
+
     /// Where a listing started now ends: it returns no entry created or
     /// renamed into a directory after this call (see `Catalog::list_dir`).
     /// Take it at opendir and again at a rewind.
@@ -542,33 +579,10 @@ impl Vault {
             VaultError::NotFound => Self::inode_of(&cat, dir),
             e => Err(e),
         })?;
-        let mut out = Vec::new();
-        if pos < 1 {
-            out.push(DirEntry {
-                next: 1,
-                ino: dir,
-                kind: Kind::Dir,
-                name: b".".to_vec(),
-            });
-        }
-        if pos < 2 {
-            let up = cat.parent_of(dir)?.unwrap_or(d.ino);
-            out.push(DirEntry {
-                next: 2,
-                ino: up,
-                kind: Kind::Dir,
-                name: b"..".to_vec(),
-            });
-        }
-        let after = pos.saturating_sub(FIRST_ENTRY_POS) as i64;
+        let mut out = dots(dir, pos, || Ok(cat.parent_of(dir)?.unwrap_or(d.ino)))?;
         let room = max.saturating_sub(out.len()).max(1);
-        for row in cat.list_dir(dir, after, horizon.0, room)? {
-            out.push(DirEntry {
-                next: row.pos as u64 + FIRST_ENTRY_POS,
-                ino: row.ino,
-                kind: row.kind,
-                name: self.open_name(dir, &row.sealed_name)?,
-            });
+        for row in cat.list_dir(dir, rows_after(pos), horizon.0, room)? {
+            out.push(self.dir_entry(dir, row)?);
         }
         Ok(out)
     }
