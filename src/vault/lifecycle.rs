@@ -51,6 +51,8 @@ pub struct OpenOptions {
     /// Bytes kept free on the store's filesystem for the catalog; data and
     /// new names get ENOSPC once less is free (see `store::SpaceGuard`).
     pub space_reserve: u64,
+    /// Where the time comes from: the system's clocks, or a test's.
+    pub clock: Arc<dyn super::Clock>,
 }
 
 impl Default for OpenOptions {
@@ -60,6 +62,7 @@ impl Default for OpenOptions {
             cache_bytes: 64 << 20,
             dirty_limit: 64 << 20,
             space_reserve: crate::store::DEFAULT_RESERVE,
+            clock: Arc::new(super::SystemClock),
         }
     }
 }
@@ -213,7 +216,8 @@ impl Vault {
             acls: AtomicBool::new(false),
             losses_reported: AtomicU64::new(0),
             dirty_limit: opts.dirty_limit,
-            clock: AtomicI64::new(now_ns()),
+            clock: AtomicI64::new(opts.clock.now_ns()),
+            time: opts.clock.clone(),
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
             checkpointer: Mutex::new(None),

@@ -6,6 +6,7 @@
 mod acl;
 mod attr;
 mod cache;
+mod clock;
 mod data;
 mod error;
 mod handles;
@@ -32,6 +33,7 @@ use parking_lot::Mutex;
 
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;
 pub use error::{Result, VaultError};
 pub use info::{store_info, InfoError, StoreInfo};
@@ -100,6 +102,9 @@ pub struct Vault {
     /// Lost catalog groups already reported to a directory fsync.
     losses_reported: AtomicU64,
     dirty_limit: usize,
+    /// Where the time comes from (the system's clocks but in tests).
+    time: Arc<dyn Clock>,
+    /// The last history instant handed out (see `tick`).
     clock: AtomicI64,
     read_only: bool,
     closed: AtomicBool,
@@ -149,8 +154,8 @@ impl Vault {
 
     /// When an operation happens (see `Tick`).
     fn tick(&self) -> Tick {
-        let wall = coarse_now_ns();
-        let now = now_ns().max(wall);
+        let wall = self.time.coarse_ns();
+        let now = self.time.now_ns().max(wall);
         let mut last = self.clock.load(Ordering::Relaxed);
         loop {
             let at = now.max(last + 1);
@@ -203,18 +208,6 @@ struct Tick {
     /// ctime itself from that clock; stamping ours from a finer one put
     /// them up to a tick before the changes that preceded them.
     wall: i64,
-}
-
-/// CLOCK_REALTIME_COARSE, the clock the kernel stamps inodes with, in
-/// nanoseconds.
-fn coarse_now_ns() -> i64 {
-    // SAFETY: clock_gettime fills the timespec it is given.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid clock id and a live out-pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
-        return now_ns();
-    }
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 pub fn now_ns() -> i64 {
