@@ -202,7 +202,7 @@ fn every_recorded_instant_comes_back_exactly() {
         )
         .unwrap()
         .ino;
-    let mut rng = Rng(0x5eed_0f_4157_0e1);
+    let mut rng = Rng(0x5eed_0f41_570e);
     let mut tree = Tree::new();
     let mut recorded: Vec<(i64, Tree)> = Vec::new();
     for _ in 0..400 {
