@@ -135,6 +135,24 @@ fn a_write_inside_a_keep_size_allocation_keeps_the_posix_size() {
     assert_eq!(allocated(&path), MIB);
 }
 
+/// The same through xfs_io, closed without an fsync: the previous
+/// release left this file 65,536 bytes long (one whole block).
+#[test]
+fn xfs_io_writing_into_a_keep_size_allocation_keeps_the_posix_size() {
+    common::require_programs(&["xfs_io"]);
+    let mut v = Vault::mounted();
+    let path = v.path("g");
+    common::ok(
+        std::process::Command::new("xfs_io")
+            .args(["-f", "-c", "falloc -k 0 1m", "-c", "pwrite 0 10"])
+            .arg(&path),
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 10);
+    v.remount();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 10);
+    assert_eq!(allocated(&path), MIB);
+}
+
 #[test]
 fn an_allocation_beyond_the_free_space_fails_and_changes_nothing() {
     let s = SmallStore::mounted();
