@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::{CatalogError, Result};
 
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Inode generations (see `generations`); added by version 2.
 pub const GENERATIONS: &str =
@@ -19,6 +19,23 @@ CREATE TABLE allocations(
     blocks INTEGER NOT NULL,
     PRIMARY KEY(ino, first)
 ) WITHOUT ROWID;
+";
+
+/// Pruning (see `gc`); added by version 4. `doomed_packs`: packs no block
+/// points into any more, with the instant they were found so, deleted once
+/// a grace period has passed. `removals`: what pruning removed, in order,
+/// for a replica to follow. `extents_by_block`: whether any extent still
+/// uses a block, asked for each block a prune may free.
+pub const PRUNE: &str = "
+CREATE TABLE doomed_packs(pack INTEGER PRIMARY KEY, since INTEGER NOT NULL);
+CREATE TABLE removals(
+    seq INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    pack INTEGER NOT NULL,
+    hash BLOB
+);
+CREATE INDEX extents_by_block ON extents(block);
 ";
 
 /// The catalog schema. `docs/format.md` explains each table.
@@ -97,7 +114,16 @@ CREATE TABLE allocations(
     blocks INTEGER NOT NULL,
     PRIMARY KEY(ino, first)
 ) WITHOUT ROWID;
-PRAGMA user_version = 3;
+CREATE TABLE doomed_packs(pack INTEGER PRIMARY KEY, since INTEGER NOT NULL);
+CREATE TABLE removals(
+    seq INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    pack INTEGER NOT NULL,
+    hash BLOB
+);
+CREATE INDEX extents_by_block ON extents(block);
+PRAGMA user_version = 4;
 COMMIT;
 ";
 
@@ -113,6 +139,7 @@ pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
             // kernel was told until then.
             2 => GENERATIONS,
             3 => ALLOCATIONS,
+            4 => PRUNE,
             _ => unreachable!("every version up to VERSION has a step"),
         };
         let sql = format!("BEGIN; {step} PRAGMA user_version = {to}; COMMIT;");
@@ -132,9 +159,10 @@ mod tests {
     /// The schema of the first release, as stores made by it hold it.
     fn version_1() -> String {
         SCHEMA
+            .replace(PRUNE.trim(), "")
             .replace(ALLOCATIONS.trim(), "")
             .replace(GENERATIONS, "")
-            .replace("user_version = 3", "user_version = 1")
+            .replace("user_version = 4", "user_version = 1")
     }
 
     fn tables(c: &Connection) -> Vec<(String, String)> {
