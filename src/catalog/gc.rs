@@ -194,28 +194,34 @@ impl Catalog {
         Ok(())
     }
 
-    /// Sealed packs not yet doomed, and what of each blocks still use.
-    pub fn pack_usage(&self) -> Result<Vec<PackUsage>> {
+    /// Sealed packs not yet doomed, and their sizes.
+    pub fn sealed_packs(&self) -> Result<Vec<(i64, u64)>> {
         let doomed = if self.has_prune_tables()? {
-            "AND p.id NOT IN (SELECT pack FROM doomed_packs)"
+            "AND id NOT IN (SELECT pack FROM doomed_packs)"
         } else {
             ""
         };
         let mut st = self.conn.prepare(&format!(
-            "SELECT p.id, p.size,
-                    (SELECT coalesce(sum(len), 0) FROM blocks WHERE pack = p.id),
-                    (SELECT count(*) FROM blocks WHERE pack = p.id)
-             FROM packs p WHERE p.sealed = 1 {doomed} ORDER BY p.id"
+            "SELECT id, size FROM packs WHERE sealed = 1 {doomed} ORDER BY id"
         ))?;
-        let rows = st.query_map([], |r| {
-            Ok(PackUsage {
-                pack: r.get(0)?,
-                size: r.get::<_, i64>(1)? as u64,
-                live_bytes: r.get::<_, i64>(2)? as u64,
-                live_blocks: r.get::<_, i64>(3)? as u64,
-            })
-        })?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// What of pack `pack` (of `size` bytes) blocks still use.
+    pub fn pack_usage(&self, pack: i64, size: u64) -> Result<PackUsage> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT coalesce(sum(len), 0), count(*) FROM blocks INDEXED BY blocks_by_pack WHERE pack=?1",
+        )?;
+        let (live_bytes, live_blocks) = st.query_row([pack], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(PackUsage {
+            pack,
+            size,
+            live_bytes,
+            live_blocks,
+        })
     }
 
     /// The blocks stored in `pack`, in pack order.

@@ -479,7 +479,14 @@ impl Vault {
                 cat.mark_pack_sealed(pack.id.as_i64(), pack.size)?;
             }
         }
-        let usage = self.catalog.lock().pack_usage()?;
+        let packs = self.catalog.lock().sealed_packs()?;
+        let mut usage = Vec::with_capacity(packs.len());
+        for chunk in packs.chunks(64) {
+            let cat = self.catalog.lock();
+            for &(pack, size) in chunk {
+                usage.push(cat.pack_usage(pack, size)?);
+            }
+        }
         let mut to_compact = Vec::new();
         let mut empty = Vec::new();
         for p in usage {
