@@ -581,3 +581,145 @@ fn prune_runs_beside_readers_and_writers() {
     drop(v);
     assert_store_sound(dir);
 }
+
+/// Benchmark, not a test: `cargo test --release --test prune
+/// bench_prune_a_million_versions -- --ignored --nocapture`. 10,000 files
+/// of 100 versions each (one a month back from today, each its own block),
+/// built with the engine and then, for speed, direct catalog inserts; then
+/// one prune with a thinning policy and the machine's clock.
+#[test]
+#[ignore]
+fn bench_prune_a_million_versions() {
+    const FILES: usize = 10_000;
+    const VERSIONS: i64 = 100;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let t0 = std::time::Instant::now();
+    let mut inos = Vec::with_capacity(FILES);
+    {
+        let v = open_engine(dir, true, 0);
+        for f in 0..FILES {
+            let ino = engine_file(&v, &format!("f{f}"));
+            v.write(ino, 0, format!("file {f}, its newest version").as_bytes())
+                .unwrap();
+            v.release_file(ino).unwrap();
+            inos.push(ino);
+        }
+        v.shutdown().unwrap();
+    }
+    let mut db = catalog(dir);
+    let now = phivault::vault::now_ns();
+    let month = 30 * 86_400 * 1_000_000_000i64;
+    let mut rng = Rng(11);
+    let tx = db.transaction().unwrap();
+    for &ino in &inos {
+        let ino = ino as i64;
+        let (block, pack, offset, len, plain): (i64, i64, i64, i64, i64) = tx
+            .query_row(
+                "SELECT b.id, b.pack, b.offset, b.len, b.plain_len FROM extents e JOIN blocks b ON b.id=e.block WHERE e.ino=?1",
+                [ino],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        tx.execute("DELETE FROM versions WHERE ino=?1", [ino])
+            .unwrap();
+        tx.execute("DELETE FROM extents WHERE ino=?1", [ino])
+            .unwrap();
+        for version in 1..=VERSIONS {
+            let time = now - (VERSIONS - version) * month - 3_600_000_000_000;
+            tx.execute(
+                "INSERT INTO versions(ino, version, time, size, reason) VALUES (?1,?2,?3,?4,1)",
+                rusqlite::params![ino, version, time, plain],
+            )
+            .unwrap();
+            // Older versions each hold a block of their own (index rows
+            // only: they share the newest one's record).
+            let (b, until) = if version < VERSIONS {
+                let hash: Vec<u8> = (0..4).flat_map(|_| rng.next().to_le_bytes()).collect();
+                tx.execute(
+                    "INSERT INTO blocks(hash, pack, offset, len, plain_len) VALUES (?1,?2,?3,?4,?5)",
+                    rusqlite::params![hash, pack, offset, len, plain],
+                )
+                .unwrap();
+                (tx.last_insert_rowid(), Some(version + 1))
+            } else {
+                (block, None)
+            };
+            tx.execute(
+                "INSERT INTO extents(ino, idx, block, v_from, v_until) VALUES (?1,0,?2,?3,?4)",
+                rusqlite::params![ino, b, version, until],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "UPDATE inodes SET version=?2, version_open=0 WHERE ino=?1",
+            rusqlite::params![ino, VERSIONS],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(db);
+    let store = store_of(dir);
+    let mut config = VaultConfig::load(&store).unwrap();
+    config.retention = RetentionPolicy {
+        keep_all_days: 30,
+        keep_hourly: 0,
+        keep_daily: 7,
+        keep_weekly: 4,
+        keep_monthly: 12,
+        keep_yearly: 3,
+        min_versions: 3,
+        lock_days: 7,
+    };
+    config.save(&store).unwrap();
+    eprintln!(
+        "built {} versions in {:.1} s",
+        FILES as i64 * VERSIONS,
+        t0.elapsed().as_secs_f64()
+    );
+    let v = open_engine(dir, false, 0);
+    let started = std::time::Instant::now();
+    let r = v.prune(&PruneOptions::default(), &|_, _, _| {}).unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "prune of {} versions in {} files: {:.2} s; {} removed, {} kept, {} extents and {} blocks freed",
+        r.versions_removed + r.versions_kept,
+        r.files,
+        took.as_secs_f64(),
+        r.versions_removed,
+        r.versions_kept,
+        r.extents_removed,
+        r.blocks_removed
+    );
+    assert_eq!(r.versions_removed + r.versions_kept, FILES as u64 * 100);
+    let dry = PruneOptions {
+        dry_run: true,
+        ..PruneOptions::default()
+    };
+    let again = v.prune(&dry, &|_, _, _| {}).unwrap();
+    assert_eq!(again.versions_removed, 0);
+}
+
+#[test]
+fn a_mount_prunes_itself_in_the_background() {
+    let mut m = common::Vault::init();
+    m.mount(&["--prune-interval", "1s"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let mut n = 0;
+    // Files change while the background prunes run.
+    while std::time::Instant::now() < deadline {
+        let data = common::pattern(n, 300_000);
+        std::fs::write(m.path(&format!("f{}", n % 3)), &data).unwrap();
+        assert!(std::fs::read(m.path(&format!("f{}", n % 3))).unwrap() == data);
+        n += 1;
+    }
+    m.unmount();
+    let log = std::fs::read_to_string(&m.log).unwrap();
+    assert!(log.contains("prune: "), "no background prune ran:\n{log}");
+    assert!(!log.contains("prune failed"), "{log}");
+    m.mount(&["--prune-interval", "0"]);
+    for i in n.saturating_sub(3)..n {
+        let data = common::pattern(i, 300_000);
+        assert!(std::fs::read(m.path(&format!("f{}", i % 3))).unwrap() == data);
+    }
+}
