@@ -306,19 +306,38 @@ impl Catalog {
         Ok(Some(size.unwrap_or(0) as u64))
     }
 
-    /// Every pack the journal says was removed: their files should be gone
-    /// (a prune killed after the commit leaves the file for the next one).
-    pub fn removed_packs(&self) -> Result<Vec<i64>> {
+    /// The packs the journal says were removed after entry `after`, with
+    /// their entries: their files should be gone (a prune killed between
+    /// the commit and the deletion leaves the file for the next one).
+    pub fn removed_packs_after(&self, after: i64) -> Result<Vec<(i64, i64)>> {
         if !self.has_prune_tables()? {
             return Ok(Vec::new());
         }
         let mut st = self
             .conn
-            .prepare("SELECT pack FROM removals WHERE kind=?1 ORDER BY seq")?;
-        let rows = st.query_map([Removal::Pack as u8], |r| r.get(0))?;
+            .prepare("SELECT seq, pack FROM removals WHERE seq > ?1 AND kind = ?2 ORDER BY seq")?;
+        let rows = st.query_map(params![after, Removal::Pack as u8], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    /// The journal entry up to which every removed pack's file is known
+    /// to be gone (0: none yet).
+    pub fn removals_checked(&self) -> Result<i64> {
+        Ok(self
+            .meta_get(REMOVALS_CHECKED)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub fn set_removals_checked(&self, seq: i64) -> Result<()> {
+        self.meta_set(REMOVALS_CHECKED, &seq.to_string())
+    }
 }
+
+/// `meta` key: see `removals_checked`.
+const REMOVALS_CHECKED: &str = "removals_checked";
 
 fn block_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlockRow> {
     Ok(BlockRow {

@@ -387,6 +387,17 @@ impl Vault {
             .map(|(r, _)| r.version)
             .collect();
         let forget = kept.is_empty() && self.is_gone(c, ino)?;
+        if kept.is_empty() && !forget {
+            // A deleted file still open (or being opened): its live blocks
+            // stay while it is, and its rows too, so that a later prune,
+            // which looks only at files with versions, forgets it whole.
+            return Ok(InodePlan {
+                versions,
+                drop_versions: Vec::new(),
+                drop_extents: Vec::new(),
+                forget: false,
+            });
+        }
         let spans = c.extent_spans(ino)?;
         let drop_extents = spans
             .into_iter()
@@ -621,13 +632,20 @@ impl Vault {
     /// Deletes the files of packs an earlier prune forgot but was killed
     /// before it deleted them.
     fn finish_pack_removals(&self) -> Result<(), PruneError> {
-        let removed = self.catalog.lock().removed_packs()?;
-        for pack in removed {
+        let checked = self.catalog.lock().removals_checked()?;
+        let removed = self.catalog.lock().removed_packs_after(checked)?;
+        let Some(&(last, _)) = removed.last() else {
+            return Ok(());
+        };
+        for (_, pack) in removed {
             let id = PackId::from_i64(pack);
             if self.packs.pack_path(id).exists() {
                 self.packs.remove_pack(id)?;
             }
         }
+        let cat = self.catalog.lock();
+        cat.tx(|c| c.set_removals_checked(last))?;
+        cat.commit()?;
         Ok(())
     }
 
