@@ -723,3 +723,24 @@ fn a_mount_prunes_itself_in_the_background() {
         assert!(std::fs::read(m.path(&format!("f{}", i % 3))).unwrap() == data);
     }
 }
+
+#[test]
+fn prune_keeps_a_deleted_file_while_it_is_open_and_forgets_it_once_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let v = open_engine(dir, true, 0);
+    drop(v);
+    set_thin_policy(dir, 1);
+    let v = open_engine(dir, false, 0);
+    let data = random_bytes(&mut Rng(8), 500_000);
+    let ino = engine_file(&v, "scratch");
+    write_version(&v, ino, &data);
+    v.unlink(ROOT_INO, b"scratch").unwrap();
+    let r = prune(&v, later(0), Duration::ZERO);
+    assert_eq!((r.versions_removed, r.files_forgotten), (0, 0), "{r:?}");
+    assert!(v.read(ino, 0, data.len() as u32).unwrap() == data);
+    v.release_file(ino).unwrap();
+    let r = prune(&v, later(0), Duration::ZERO);
+    assert_eq!((r.versions_removed, r.files_forgotten), (2, 1), "{r:?}");
+    assert!(r.blocks_removed >= 7 && r.packs_deleted >= 1, "{r:?}");
+}
