@@ -306,10 +306,9 @@ impl Vault {
                 cat.tx(work)?;
                 cat.commit()?;
             }
-            drop(cat);
+            // Straight to a writer waiting for it, if any.
+            parking_lot::MutexGuard::unlock_fair(cat);
             progress(PruneStage::Versions, done.min(total), total);
-            // Let the writers in.
-            std::thread::yield_now();
         }
         if opts.dry_run {
             self.count_freed_blocks(opts, &lost_users, report, &mut freed_by_pack)?;
