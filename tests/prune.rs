@@ -701,26 +701,76 @@ fn bench_prune_a_million_versions() {
 }
 
 #[test]
-fn a_mount_prunes_itself_in_the_background() {
+fn a_mount_prunes_itself_in_the_background_while_programs_use_it() {
     let mut m = common::Vault::init();
+    let size = 400_000;
+    m.mount(&[]);
+    // History through the mount: f0..f5 rewritten four times, d0..d3
+    // written and deleted.
+    for round in 0..4u64 {
+        for f in 0..6u64 {
+            std::fs::write(
+                m.path(&format!("f{f}")),
+                common::pattern(f * 10 + round, size),
+            )
+            .unwrap();
+        }
+    }
+    for d in 0..4u64 {
+        std::fs::write(m.path(&format!("d{d}")), common::pattern(100 + d, size)).unwrap();
+        std::fs::remove_file(m.path(&format!("d{d}"))).unwrap();
+    }
+    m.unmount();
+    // ... all of it long ago, under a policy that keeps only the newest.
+    let dir = m.store.parent().unwrap().to_path_buf();
+    set_thin_policy(&dir, 1);
+    let db = catalog(&dir);
+    db.execute(
+        "UPDATE versions SET time = time - ?1",
+        [LATER_DAYS * 86_400 * 1_000_000_000],
+    )
+    .unwrap();
+    let before: i64 = db
+        .query_row("SELECT count(*) FROM versions", [], |r| r.get(0))
+        .unwrap();
+    drop(db);
+
     m.mount(&["--prune-interval", "1s"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
-    let mut n = 0;
-    // Files change while the background prunes run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut n = 0u64;
     while std::time::Instant::now() < deadline {
-        let data = common::pattern(n, 300_000);
-        std::fs::write(m.path(&format!("f{}", n % 3)), &data).unwrap();
-        assert!(std::fs::read(m.path(&format!("f{}", n % 3))).unwrap() == data);
+        // Readers of the old files and a writer of new ones, while the
+        // background prunes remove the old history and compact its packs.
+        for f in 0..6u64 {
+            let got = std::fs::read(m.path(&format!("f{f}"))).unwrap();
+            assert!(got == common::pattern(f * 10 + 3, size), "f{f} changed");
+        }
+        let data = common::pattern(1000 + n, size);
+        std::fs::write(m.path(&format!("new{}", n % 3)), &data).unwrap();
+        assert!(std::fs::read(m.path(&format!("new{}", n % 3))).unwrap() == data);
         n += 1;
     }
     m.unmount();
     let log = std::fs::read_to_string(&m.log).unwrap();
     assert!(log.contains("prune: "), "no background prune ran:\n{log}");
     assert!(!log.contains("prune failed"), "{log}");
+    let after: i64 = catalog(&dir)
+        .query_row("SELECT count(*) FROM versions WHERE ino IN (SELECT ino FROM versions GROUP BY ino HAVING min(time) < ?1)", [phivault::vault::now_ns() - 86_400_000_000_000], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (before, after),
+        (before, 6),
+        "only the newest of each old file stays"
+    );
+    assert_store_sound(&dir);
     m.mount(&["--prune-interval", "0"]);
+    for f in 0..6u64 {
+        let got = std::fs::read(m.path(&format!("f{f}"))).unwrap();
+        assert!(got == common::pattern(f * 10 + 3, size));
+    }
     for i in n.saturating_sub(3)..n {
-        let data = common::pattern(i, 300_000);
-        assert!(std::fs::read(m.path(&format!("f{}", i % 3))).unwrap() == data);
+        let data = common::pattern(1000 + i, size);
+        assert!(std::fs::read(m.path(&format!("new{}", i % 3))).unwrap() == data);
     }
 }
 
