@@ -537,7 +537,15 @@ impl Vault {
                 break;
             }
             progress(PruneStage::Compaction, i as u64, total);
-            self.compact_pack(pack, report)?;
+            match self.compact_pack(pack, report) {
+                // A damaged or missing pack stays as it is (reads of its
+                // blocks report it); the others are still compacted.
+                Err(PruneError::Store(e)) => tracing::error!(
+                    "prune: pack {} not compacted: {e}",
+                    PackId::from_i64(pack)
+                ),
+                other => other?,
+            }
         }
         progress(PruneStage::Compaction, total, total);
         Ok(())
