@@ -219,9 +219,11 @@ impl Vault {
     /// store was opened), with the longer of the two locks.
     fn prune_rules(&self, opts: &PruneOptions) -> Result<Rules, PruneError> {
         let on_disk = VaultConfig::load(&self.dir).map(|c| c.retention);
-        let policy = on_disk.unwrap_or_else(|_| self.config.retention.clone());
+        let mut policy = on_disk.unwrap_or_else(|_| self.config.retention.clone());
         validate_policy(&policy)?;
+        // A lock is never shortened (a hand-edited vault.toml included).
         let lock_days = policy.lock_days.max(self.config.retention.lock_days);
+        policy.lock_days = lock_days;
         let now = Timestamp::from_nanosecond(opts.clock.now_ns() as i128)
             .map_err(|_| VaultError::Invalid)?;
         Ok(Rules {
