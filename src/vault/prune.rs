@@ -542,10 +542,9 @@ impl Vault {
             match self.compact_pack(pack, report) {
                 // A damaged or missing pack stays as it is (reads of its
                 // blocks report it); the others are still compacted.
-                Err(PruneError::Store(e)) => tracing::error!(
-                    "prune: pack {} not compacted: {e}",
-                    PackId::from_i64(pack)
-                ),
+                Err(PruneError::Store(e)) => {
+                    tracing::error!("prune: pack {} not compacted: {e}", PackId::from_i64(pack))
+                }
                 other => other?,
             }
         }
