@@ -40,3 +40,54 @@ impl PackStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::crypto::{Keys, MasterKey};
+
+    #[test]
+    fn copied_records_open_as_the_originals_and_a_wrong_id_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = PackStore::with_target_size(
+            tmp.path().to_path_buf(),
+            1 << 40,
+            Arc::new(|_, b: &[u8]| b.to_vec()),
+        );
+        let sealer = Keys::derive(&MasterKey::generate()).blocks;
+        let a = sealer.seal(b"first block");
+        let b = sealer.seal(&[7u8; 5000]);
+        let out = s.append(&[&a, &b]).unwrap();
+        s.seal_active().unwrap();
+        let from = [
+            (out.locations[0], a.id.0.as_slice()),
+            (out.locations[1], b.id.0.as_slice()),
+        ];
+        let to = s.copy_records(&from).unwrap();
+        assert_ne!(to[0].pack, out.locations[0].pack, "copied into a new pack");
+        for (loc, block, plain) in [
+            (to[0], &a, b"first block".to_vec()),
+            (to[1], &b, vec![7u8; 5000]),
+        ] {
+            let rec = s.read(&loc).unwrap();
+            assert_eq!(rec.id, block.id);
+            let got = sealer
+                .open(&rec.id, &rec.nonce, rec.ciphertext, rec.plain_len as usize)
+                .unwrap();
+            assert_eq!(got, plain);
+        }
+        let wrong = [(out.locations[0], b.id.0.as_slice())];
+        assert!(matches!(
+            s.copy_records(&wrong),
+            Err(StoreError::DamagedRecord { .. })
+        ));
+        assert!(s.remove_pack(out.locations[0].pack).unwrap());
+        assert!(
+            !s.remove_pack(out.locations[0].pack).unwrap(),
+            "already gone"
+        );
+        assert!(s.read(&out.locations[0]).is_err());
+    }
+}
