@@ -801,3 +801,33 @@ fn prune_keeps_a_deleted_file_while_it_is_open_and_forgets_it_once_closed() {
     assert_eq!((r.versions_removed, r.files_forgotten), (2, 1), "{r:?}");
     assert!(r.blocks_removed >= 7 && r.packs_deleted >= 1, "{r:?}");
 }
+
+#[test]
+fn prune_dry_run_reads_a_catalog_older_than_pruning_without_upgrading_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, dropped) = store_with_history(dir, 3, MIB);
+    catalog(dir)
+        .execute_batch(
+            "DROP TABLE doomed_packs; DROP TABLE removals; DROP INDEX extents_by_block;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    let v = open_read_only(dir);
+    let opts = PruneOptions {
+        dry_run: true,
+        clock: later(0),
+        ..PruneOptions::default()
+    };
+    let r = v.prune(&opts, &|_, _, _| {}).unwrap();
+    assert_eq!(r.versions_removed, dropped);
+    assert!(r.blocks_removed > 0);
+    let version: i64 = catalog(dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    drop(v);
+    // Opened to write, it is upgraded, and prunes.
+    let v = open_engine(dir, false, 0);
+    assert_eq!(prune(&v, later(0), Duration::ZERO).versions_removed, dropped);
+}
