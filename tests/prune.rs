@@ -829,5 +829,8 @@ fn prune_dry_run_reads_a_catalog_older_than_pruning_without_upgrading_it() {
     drop(v);
     // Opened to write, it is upgraded, and prunes.
     let v = open_engine(dir, false, 0);
-    assert_eq!(prune(&v, later(0), Duration::ZERO).versions_removed, dropped);
+    assert_eq!(
+        prune(&v, later(0), Duration::ZERO).versions_removed,
+        dropped
+    );
 }

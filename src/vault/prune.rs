@@ -752,6 +752,42 @@ fn stopped(opts: &PruneOptions) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault::test_support::{new_file, open_vault};
+
+    #[test]
+    fn prune_refuses_to_remove_a_locked_version_whatever_the_plan_says() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v = open_vault(tmp.path());
+        let ino = new_file(&v, "chart");
+        v.write(ino, 0, b"results").unwrap();
+        v.flush(ino).unwrap();
+        let row = v.versions(ino).unwrap().pop().unwrap();
+        // A plan that drops it, as rules applied at a wrong `now` would.
+        let plan = InodePlan {
+            versions: vec![(row.clone(), Verdict::Drop)],
+            drop_versions: vec![row.clone()],
+            drop_extents: Vec::new(),
+            forget: false,
+        };
+        let rules = v
+            .prune_rules(&PruneOptions {
+                clock: PruneClock::Shifted(SignedDuration::from_hours(24 * 365)),
+                ..PruneOptions::default()
+            })
+            .unwrap();
+        let cat = v.catalog.lock();
+        let six_days = row.time + 6 * NANOS_PER_DAY;
+        let res = cat.tx(|c| v.apply_plan(c, ino, &plan, &rules, six_days, six_days));
+        assert!(
+            matches!(res, Err(PruneError::Locked { lock_days: 7, .. })),
+            "{res:?}"
+        );
+        assert_eq!(cat.versions(ino).unwrap().len(), 1, "nothing removed");
+        let eight_days = row.time + 8 * NANOS_PER_DAY;
+        cat.tx(|c| v.apply_plan(c, ino, &plan, &rules, eight_days, eight_days))
+            .unwrap();
+        assert!(cat.versions(ino).unwrap().is_empty());
+    }
 
     fn span(v_from: u64, v_until: Option<u64>) -> ExtentSpan {
         ExtentSpan {
