@@ -84,7 +84,7 @@ fn mount_with(store: &Path, mnt: &Path, pwfile: &Path, extra: &[&str]) -> Output
 }
 
 fn phivault_umount(mnt: &Path) {
-    common::ok(Command::new(bin()).arg("umount").arg(mnt));
+    common::unmount(mnt);
 }
 
 /// Unmounts `0` on drop if it is still mounted (for mounts made by hand).

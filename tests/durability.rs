@@ -441,6 +441,7 @@ fn a_catalog_group_lost_to_a_full_disk_is_reported_not_hidden() {
     }
     enospc(
         v.rename(
+            &phivault::vault::Caller::root(),
             ROOT_INO,
             b"kept.bin",
             ROOT_INO,

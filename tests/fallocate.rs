@@ -287,26 +287,19 @@ fn an_open_file_keeps_its_allocation_until_its_last_close() {
     assert_near("df after the last close", s.available(), free);
 }
 
-/// Stores made before allocations were kept in the catalog (schema 2) are
-/// upgraded when they are mounted.
+/// Stores made before allocations were kept in the catalog (schema 1,
+/// tests/fixtures/store-f35037b, see tests/upgrade.rs) are upgraded when
+/// they are mounted, and keep allocations from then on.
 #[test]
 fn a_store_from_before_allocations_were_kept_still_mounts() {
-    let mut v = Vault::init();
-    let catalog = v.store.join("catalog.db");
-    {
-        let db = rusqlite::Connection::open(&catalog).unwrap();
-        db.execute_batch("DROP TABLE allocations; PRAGMA user_version = 2;")
-            .unwrap();
-    }
+    let mut v = Vault::from_fixture("store-f35037b");
     v.mount(&[]);
     let f = create(&v.path("f"));
     fallocate(&f, libc::FALLOC_FL_KEEP_SIZE, 0, MIB).unwrap();
     assert_eq!(allocated(&v.path("f")), MIB);
     drop(f);
+    v.remount();
+    assert_eq!(allocated(&v.path("f")), MIB, "the allocation was kept");
     v.unmount();
-    let db = rusqlite::Connection::open(&catalog).unwrap();
-    let version: i64 = db
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(v.catalog_version(), 4);
 }

@@ -172,27 +172,16 @@ fn handle_of_a_create_lost_in_a_crash_does_not_open_the_node_that_reuses_its_num
     lost.assert_stale(&v.mnt);
 }
 
-/// A store made by the release before generations (catalog schema 1) opens,
-/// is upgraded, and its inodes keep generation 0, which the handles that
-/// release gave out carry.
+/// A store made by the release before generations (catalog schema 1,
+/// tests/fixtures/store-f35037b, see tests/upgrade.rs) opens, is upgraded,
+/// and its inodes keep generation 0, which the handles that release gave
+/// out carry.
 #[test]
 fn a_schema_1_store_opens_and_its_inodes_keep_generation_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let old = {
-        let v = common::open_engine(dir.path(), true, 0);
-        let ino = common::engine_file(&v, "old");
-        v.release_file(ino).unwrap();
-        v.shutdown().unwrap();
-        ino
-    };
-    let catalog = dir.path().join("store/catalog.db");
-    {
-        let c = rusqlite::Connection::open(&catalog).unwrap();
-        c.execute_batch("DROP TABLE generations; DROP TABLE allocations; PRAGMA user_version = 1;")
-            .unwrap();
-    }
-
-    let v = common::open_engine(dir.path(), false, 0);
+    let store = common::Vault::from_fixture("store-f35037b");
+    assert_eq!(store.catalog_version(), 1);
+    let v = store.engine();
+    let old = v.resolve(b"/charts/scan.bin").unwrap();
     assert_eq!(v.generation(old), 0);
     assert_eq!(v.lookup_id(old).unwrap().ino, old);
     let new = common::engine_file(&v, "new");
@@ -204,12 +193,7 @@ fn a_schema_1_store_opens_and_its_inodes_keep_generation_0() {
     v.release_file(new).unwrap();
     v.shutdown().unwrap();
     drop(v);
-
-    let c = rusqlite::Connection::open(&catalog).unwrap();
-    let version: i64 = c
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(store.catalog_version(), 4);
 }
 
 /// nfs-ganesha serving a directory over NFSv4 on 127.0.0.1 only, through

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use jiff::SignedDuration;
 use phivault::crypto::Passphrase;
-use phivault::store::{RetentionPolicy, StoreDir, VaultConfig};
+use phivault::store::{RetentionPolicy, StoreDir};
 use phivault::vault::{
-    read_config, unlock_master, OpenOptions, PruneClock, PruneOptions, PruneReport, Vault, ROOT_INO,
+    read_config, set_retention, unlock_master, Caller, OpenOptions, PolicyChange, PruneClock,
+    PruneOptions, PruneReport, Vault, ROOT_INO,
 };
 
 use common::{engine_file, open_engine, Rng};
@@ -33,27 +34,45 @@ fn store_of(dir: &Path) -> StoreDir {
     StoreDir::new(dir.join("store"))
 }
 
+/// The passphrase of stores made by `common::open_engine`.
+const ENGINE_PASS: &[u8] = b"test passphrase, not secret";
+
 /// Keeps only the newest `min_versions` of each file that exists (and
-/// whatever the 7-day lock holds).
-fn set_thin_policy(dir: &Path, min_versions: u32) {
-    let store = store_of(dir);
-    let mut config = VaultConfig::load(&store).unwrap();
-    config.retention = RetentionPolicy {
-        keep_all_days: 0,
-        keep_hourly: 0,
-        keep_daily: 0,
-        keep_weekly: 0,
-        keep_monthly: 0,
-        keep_yearly: 0,
-        min_versions,
-        lock_days: 7,
+/// whatever the 7-day lock holds), set as `retention set` does.
+fn set_thin_policy(dir: &Path, min_versions: u32, pass: &[u8]) {
+    set_policy(
+        dir,
+        pass,
+        RetentionPolicy {
+            keep_all_days: 0,
+            keep_hourly: 0,
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            keep_yearly: 0,
+            min_versions,
+            lock_days: 7,
+        },
+    );
+}
+
+fn set_policy(dir: &Path, pass: &[u8], p: RetentionPolicy) {
+    let change = PolicyChange {
+        keep_all_days: Some(p.keep_all_days),
+        keep_hourly: Some(p.keep_hourly),
+        keep_daily: Some(p.keep_daily),
+        keep_weekly: Some(p.keep_weekly),
+        keep_monthly: Some(p.keep_monthly),
+        keep_yearly: Some(p.keep_yearly),
+        min_versions: Some(p.min_versions),
+        lock_days: Some(p.lock_days),
     };
-    config.save(&store).unwrap();
+    set_retention(&store_of(dir), &Passphrase::new(pass.to_vec()), &change).unwrap();
 }
 
 fn open_read_only(dir: &Path) -> Arc<Vault> {
     let store = store_of(dir);
-    let pass = Passphrase::new(b"test passphrase, not secret".to_vec());
+    let pass = Passphrase::new(ENGINE_PASS.to_vec());
     let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
     let opts = OpenOptions {
         read_only: true,
@@ -175,7 +194,7 @@ fn prune_gives_back_the_space_of_a_deleted_gibibyte() {
         v.release_file(ino).unwrap();
         v.shutdown().unwrap();
     }
-    set_thin_policy(dir, 1);
+    set_thin_policy(dir, 1, ENGINE_PASS);
     let before = disk_usage(dir);
     {
         let v = open_engine(dir, false, 0);
@@ -188,7 +207,7 @@ fn prune_gives_back_the_space_of_a_deleted_gibibyte() {
         v.sync_all().unwrap();
         let full = disk_usage(dir);
         assert!(full > before + (1 << 30), "1 GiB stored: {full} bytes");
-        v.unlink(ROOT_INO, b"big").unwrap();
+        v.unlink(&Caller::default(), ROOT_INO, b"big").unwrap();
 
         let first = prune(&v, later(0), Duration::from_secs(3600));
         assert_eq!(first.versions_removed, 2, "the content and its tombstone");
@@ -259,7 +278,8 @@ fn store_with_small_files(
         }
         v.release_file(ino).unwrap();
         if f % 3 == 0 {
-            v.unlink(ROOT_INO, name.as_bytes()).unwrap();
+            v.unlink(&Caller::default(), ROOT_INO, name.as_bytes())
+                .unwrap();
             dropped += versions.len() as u64 + 1;
         } else {
             dropped += versions.len() as u64 - 2;
@@ -284,7 +304,7 @@ fn store_with_small_files(
     }
     v.shutdown().unwrap();
     drop(v);
-    set_thin_policy(dir, 2);
+    set_thin_policy(dir, 2, ENGINE_PASS);
     (kept, dropped)
 }
 
@@ -363,7 +383,7 @@ fn prune_keeps_what_the_lock_holds_whatever_the_policy() {
         v.shutdown().unwrap();
         (ino, contents)
     };
-    set_thin_policy(dir, 1);
+    set_thin_policy(dir, 1, ENGINE_PASS);
     // Ages, oldest first: only the first three are past the 7-day lock.
     let ages_days = [30, 10, 8, 6, 1];
     let now = phivault::vault::now_ns();
@@ -559,7 +579,8 @@ fn prune_runs_beside_readers_and_writers() {
                     v.release_file(ino).unwrap();
                     assert!(v.read(ino, 0, data.len() as u32).unwrap() == data);
                     if n % 5 == 4 {
-                        v.unlink(ROOT_INO, name.as_bytes()).unwrap();
+                        v.unlink(&Caller::default(), ROOT_INO, name.as_bytes())
+                            .unwrap();
                     }
                     n += 1;
                 }
@@ -666,19 +687,20 @@ fn bench_prune_a_million_versions() {
     }
     tx.commit().unwrap();
     drop(db);
-    let store = store_of(dir);
-    let mut config = VaultConfig::load(&store).unwrap();
-    config.retention = RetentionPolicy {
-        keep_all_days: 30,
-        keep_hourly: 0,
-        keep_daily: 7,
-        keep_weekly: 4,
-        keep_monthly: 12,
-        keep_yearly: 3,
-        min_versions: 3,
-        lock_days: 7,
-    };
-    config.save(&store).unwrap();
+    set_policy(
+        dir,
+        ENGINE_PASS,
+        RetentionPolicy {
+            keep_all_days: 30,
+            keep_hourly: 0,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 12,
+            keep_yearly: 3,
+            min_versions: 3,
+            lock_days: 7,
+        },
+    );
     eprintln!(
         "built {} versions in {:.1} s",
         FILES as i64 * VERSIONS,
@@ -730,7 +752,7 @@ fn a_mount_prunes_itself_in_the_background_while_programs_use_it() {
     m.unmount();
     // ... all of it long ago, under a policy that keeps only the newest.
     let dir = m.store.parent().unwrap().to_path_buf();
-    set_thin_policy(&dir, 1);
+    set_thin_policy(&dir, 1, common::PASSPHRASE.as_bytes());
     let db = catalog(&dir);
     db.execute(
         "UPDATE versions SET time = time - ?1",
@@ -787,12 +809,12 @@ fn prune_keeps_a_deleted_file_while_it_is_open_and_forgets_it_once_closed() {
     let dir = tmp.path();
     let v = open_engine(dir, true, 0);
     drop(v);
-    set_thin_policy(dir, 1);
+    set_thin_policy(dir, 1, ENGINE_PASS);
     let v = open_engine(dir, false, 0);
     let data = random_bytes(&mut Rng(8), 500_000);
     let ino = engine_file(&v, "scratch");
     write_version(&v, ino, &data);
-    v.unlink(ROOT_INO, b"scratch").unwrap();
+    v.unlink(&Caller::default(), ROOT_INO, b"scratch").unwrap();
     let r = prune(&v, later(0), Duration::ZERO);
     assert_eq!((r.versions_removed, r.files_forgotten), (0, 0), "{r:?}");
     assert!(v.read(ino, 0, data.len() as u32).unwrap() == data);
@@ -810,7 +832,7 @@ fn prune_dry_run_reads_a_catalog_older_than_pruning_without_upgrading_it() {
     catalog(dir)
         .execute_batch(
             "DROP TABLE doomed_packs; DROP TABLE removals; DROP INDEX extents_by_block;
-             PRAGMA user_version = 3;",
+             PRAGMA user_version = 4;",
         )
         .unwrap();
     let v = open_read_only(dir);
@@ -825,7 +847,7 @@ fn prune_dry_run_reads_a_catalog_older_than_pruning_without_upgrading_it() {
     let version: i64 = catalog(dir)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     drop(v);
     // Opened to write, it is upgraded, and prunes.
     let v = open_engine(dir, false, 0);

@@ -243,3 +243,47 @@ fn rename_over_truncate_fsync_and_unlink_leave_history() {
     v.unmount();
     assert_eq!(info_versions(&v), before + 1);
 }
+
+/// `echo v2 > f`, an O_TRUNC open followed by writes and a close, is one
+/// version, not an empty "truncate" and then the write; and each version
+/// records the uid that made it, the writer's even though the kernel's
+/// writeback WRITEs carry no caller.
+#[test]
+fn an_o_trunc_rewrite_is_one_version_recorded_with_its_writer() {
+    common::require_programs(&["setpriv"]);
+    let mut v = Vault::mounted_with(&["-o", "allow_other"]);
+    let f = v.path("note.txt");
+    std::fs::write(&f, b"first\n").unwrap();
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    common::ok(Command::new("setpriv").args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "sh",
+        "-c",
+        &format!("echo second, by nobody > '{}'", f.display()),
+    ]));
+    // An O_TRUNC open closed without a write is a truncate.
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&f)
+        .unwrap();
+    v.unmount();
+    let rows = log(&v, "/note.txt").unwrap();
+    let reasons: Vec<(u64, &str)> = rows.iter().map(|r| (r.1, r.2.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [(6, "write"), (18, "write"), (0, "truncate")],
+        "{rows:?}"
+    );
+    let db = rusqlite::Connection::open(v.store.join("catalog.db")).unwrap();
+    let uids: Vec<Option<u32>> = db
+        .prepare("SELECT uid FROM versions ORDER BY ino, version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(uids, [Some(0), Some(65534), Some(0)]);
+}

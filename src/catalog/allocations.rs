@@ -119,6 +119,7 @@ mod tests {
                 size: 0,
                 rdev: 0,
                 time: 1,
+                at: 1,
                 target: None,
             })
         })

@@ -67,14 +67,10 @@ impl Catalog {
             "SELECT id, name, ino, kind FROM dentries INDEXED BY dentries_list
              WHERE parent=?1 AND valid_until IS NULL AND id > ?2 AND id <= ?3 ORDER BY id LIMIT ?4",
         )?;
-        let rows = st.query_map(params![dir as i64, after, until, limit as i64], |r| {
-            Ok(DirRow {
-                pos: r.get(0)?,
-                sealed_name: r.get(1)?,
-                ino: r.get::<_, i64>(2)? as Ino,
-                kind: r.get(3)?,
-            })
-        })?;
+        let rows = st.query_map(
+            params![dir as i64, after, until, limit as i64],
+            DirRow::from_row,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

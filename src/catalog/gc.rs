@@ -123,14 +123,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// Deletes the (ended) directory entries that named `ino`: its whole
-    /// history is gone, so no past listing may show a name for it.
-    pub fn delete_entry_history(&self, ino: Ino) -> Result<u64> {
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM dentries WHERE ino=?1 AND valid_until IS NOT NULL")?
-            .execute([ino as i64])?;
-        Ok(n as u64)
+    /// Deletes the past of `ino`: the (ended) directory entries that named
+    /// it and the past states of its attributes and extended attributes.
+    /// For a file whose every version went: no past instant may show a
+    /// name, or attributes, for content that is gone.
+    pub fn forget_history(&self, ino: Ino) -> Result<()> {
+        for sql in [
+            "DELETE FROM dentries WHERE ino=?1 AND valid_until IS NOT NULL",
+            "DELETE FROM inode_history WHERE ino=?1",
+            "DELETE FROM xattr_history WHERE ino=?1",
+        ] {
+            self.conn.prepare_cached(sql)?.execute([ino as i64])?;
+        }
+        Ok(())
     }
 
     /// How many extent rows use block `block`.

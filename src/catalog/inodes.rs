@@ -15,9 +15,11 @@ impl Catalog {
         self.rows.borrow_mut().as_mut().map(f)
     }
 
-    /// SQLite undid changes: what the row cache holds may be gone.
+    /// SQLite undid changes: what the row cache holds may be gone, and so
+    /// may the history rows that made a state fresh.
     pub(super) fn forget_cached_rows(&self) {
         self.with_rows(|rows| rows.clear());
+        self.fresh.borrow_mut().clear();
     }
 
     pub fn inode(&self, ino: Ino) -> Result<Option<Inode>> {
@@ -26,7 +28,7 @@ impl Catalog {
         }
         let mut st = self.conn.prepare_cached(
             "SELECT ino, kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,
-                    version, version_open FROM inodes WHERE ino=?1",
+                    version, version_open, since FROM inodes WHERE ino=?1",
         )?;
         let inode = st.query_row([ino as i64], Inode::from_row).optional()?;
         if let Some(i) = &inode {
@@ -39,8 +41,8 @@ impl Catalog {
         let ino = self.next_ino.get();
         let mut st = self.conn.prepare_cached(
             "INSERT INTO inodes(kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,
-                                version, version_open, target, ino)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, 0, ?9, ?10)",
+                                version, version_open, target, ino, since)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, 0, 0, ?9, ?10, ?11)",
         )?;
         self.next_ino.set(ino + 1);
         st.execute(params![
@@ -53,8 +55,10 @@ impl Catalog {
             n.rdev,
             n.time,
             n.target,
-            ino as i64
+            ino as i64,
+            n.at
         ])?;
+        self.fresh.borrow_mut().inodes.insert(ino);
         // The caller asks for the new file's attributes next, and untar
         // for its row about eight times before the close.
         self.with_rows(|rows| {
@@ -73,6 +77,7 @@ impl Catalog {
                 btime: n.time,
                 version: 0,
                 version_open: false,
+                since: n.at,
             });
             // Inode numbers are never reused, so no extent or extended
             // attribute names this one.
@@ -82,11 +87,17 @@ impl Catalog {
         Ok(ino)
     }
 
-    /// Writes back every mutable field of `i`.
-    pub fn update_inode(&self, i: &Inode) -> Result<()> {
+    /// Writes back every mutable field of `i`, as of instant `at`. If its
+    /// attributes changed, the state they replace goes to `inode_history`
+    /// (see `history`).
+    pub fn update_inode(&self, i: &Inode, at: i64) -> Result<()> {
+        let mut i = i.clone();
+        if let Some(old) = self.inode(i.ino)? {
+            i.since = self.keep_past_attrs(&old, &i, at)?;
+        }
         let mut st = self.conn.prepare_cached(
             "UPDATE inodes SET mode=?2, uid=?3, gid=?4, nlink=?5, size=?6, rdev=?7, atime=?8,
-                    mtime=?9, ctime=?10, version=?11, version_open=?12 WHERE ino=?1",
+                    mtime=?9, ctime=?10, version=?11, version_open=?12, since=?13 WHERE ino=?1",
         )?;
         st.execute(params![
             i.ino as i64,
@@ -100,9 +111,10 @@ impl Catalog {
             i.mtime,
             i.ctime,
             i.version as i64,
-            i.version_open
+            i.version_open,
+            i.since
         ])?;
-        self.with_rows(|rows| rows.put_inode(i));
+        self.with_rows(|rows| rows.put_inode(&i));
         Ok(())
     }
 

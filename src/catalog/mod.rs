@@ -17,10 +17,12 @@ mod entries;
 mod flush;
 pub mod gc;
 mod generations;
+mod history;
 mod inodes;
 mod lost;
 mod packs;
 pub mod page_cache;
+mod past;
 mod row_cache;
 mod schema;
 mod stats;
@@ -39,6 +41,7 @@ use crate::store::{AppendOutcome, BlockLocation};
 pub use allocations::BlockRun;
 pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
+pub use history::PastAttrs;
 pub use lost::LossCause;
 pub use types::*;
 
@@ -106,6 +109,9 @@ pub struct Catalog {
     /// Only in a read-write catalog (see `row_cache`).
     rows: RefCell<Option<row_cache::RowCache>>,
     generations: generations::Generations,
+    /// Inodes and extended attributes whose current state was written in
+    /// the open group (see `history`).
+    fresh: RefCell<history::Fresh>,
     /// Whether a file may hold allocated blocks (see `allocations`).
     allocating: Cell<bool>,
 }
@@ -152,7 +158,7 @@ impl Catalog {
         let mut cat = Self::with_connection(conn, PathBuf::from(format!("{}-wal", path.display())));
         *cat.rows.borrow_mut() = Some(row_cache::RowCache::new());
         if create {
-            cat.conn.execute_batch(schema::SCHEMA)?;
+            schema::create(&cat.conn)?;
         } else {
             let v: i64 = cat
                 .conn
@@ -197,6 +203,7 @@ impl Catalog {
             synced: Default::default(),
             rows: Default::default(),
             generations: Default::default(),
+            fresh: Default::default(),
             allocating: Default::default(),
         }
     }
@@ -382,6 +389,7 @@ impl Catalog {
         match self.run("COMMIT") {
             Ok(()) => {
                 self.group_started.set(None);
+                self.fresh.borrow_mut().clear();
                 Ok(())
             }
             Err(e) => {

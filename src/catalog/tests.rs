@@ -10,6 +10,7 @@ fn new_inode(target: Vec<u8>) -> NewInode {
         size: target.len() as u64,
         rdev: 0,
         time: 0,
+        at: 0,
         target: Some(target),
     }
 }
@@ -148,14 +149,14 @@ fn a_new_inode_has_no_xattrs_until_one_is_set() {
     assert!(cat.xattr_names(ino).unwrap().is_empty());
 
     let undone: Result<()> = cat.tx(|c| {
-        c.xattr_set(ino, &a, b"name a", b"undone")?;
+        c.xattr_set(ino, &a, b"name a", b"undone", 1)?;
         assert_eq!(c.xattr_get(ino, &a)?.as_deref(), Some(&b"undone"[..]));
         Err(CatalogError::Integrity("this operation fails".into()))
     });
     assert!(undone.is_err());
     assert_eq!(cat.xattr_get(ino, &a).unwrap(), None);
 
-    cat.tx(|c| c.xattr_set(ino, &b, b"name b", b"kept"))
+    cat.tx(|c| c.xattr_set(ino, &b, b"name b", b"kept", 1))
         .unwrap();
     assert_eq!(
         cat.xattr_get(ino, &b).unwrap().as_deref(),
@@ -180,7 +181,7 @@ fn cached_rows_follow_what_sqlite_keeps_and_undoes() {
     let fail = |c: &Catalog, mode: u32| -> Result<()> {
         let mut i = c.inode(ino)?.expect("inserted");
         i.mode = mode;
-        c.update_inode(&i)?;
+        c.update_inode(&i, 1)?;
         assert_eq!(
             c.inode(ino)?.unwrap().mode,
             mode,
@@ -223,7 +224,7 @@ fn cached_rows_follow_what_sqlite_keeps_and_undoes() {
     cat.tx(|c| {
         let mut i = c.inode(ino)?.unwrap();
         i.mode = 0o640;
-        c.update_inode(&i)
+        c.update_inode(&i, 1)
     })
     .unwrap();
     cat.commit().unwrap();
@@ -308,4 +309,111 @@ fn new_catalogs_use_small_pages_and_keep_the_wal_bounded() {
         wal <= WAL_CHECKPOINT_BYTES as u64 + (6 << 20),
         "the WAL grew to {wal} bytes after {commits} commits of 64 KiB"
     );
+}
+
+/// Sets `ino`'s mode at instant `at`, in a group of its own when `commit`.
+fn chmod(cat: &Catalog, ino: Ino, mode: u32, at: i64, commit: bool) {
+    cat.tx(|c| {
+        let mut i = c.inode(ino)?.unwrap();
+        i.mode = mode;
+        i.ctime = at;
+        c.update_inode(&i, at)
+    })
+    .unwrap();
+    if commit {
+        cat.commit().unwrap();
+    }
+}
+
+#[test]
+fn past_attributes_are_kept_per_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(&dir.path().join("catalog.db"), true).unwrap();
+    let mut n = new_inode(vec![1; 10]);
+    n.at = 100;
+    let ino = cat.tx(|c| c.insert_inode(&n)).unwrap();
+    cat.commit().unwrap();
+    chmod(&cat, ino, 0o600, 200, true);
+    chmod(&cat, ino, 0o640, 300, true);
+    let mode_at = |at| cat.attrs_at(ino, at).unwrap().map(|a| a.mode);
+    assert_eq!(mode_at(99), None, "before its creation");
+    assert_eq!(mode_at(100), Some(0o777));
+    assert_eq!(mode_at(199), Some(0o777));
+    assert_eq!(mode_at(200), Some(0o600));
+    assert_eq!(mode_at(299), Some(0o600));
+    assert_eq!(mode_at(300), Some(0o640));
+    assert_eq!(mode_at(i64::MAX), Some(0o640));
+    assert_eq!(cat.attrs_at(ino, 250).unwrap().unwrap().ctime, 200);
+}
+
+#[test]
+fn changes_within_one_group_replace_each_other_in_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(&dir.path().join("catalog.db"), true).unwrap();
+    let mut n = new_inode(vec![1; 10]);
+    n.at = 100;
+    let ino = cat.tx(|c| c.insert_inode(&n)).unwrap();
+    // Created, chmod'ed twice before the group commits: one state, from
+    // the creation on, as untar leaves a file.
+    chmod(&cat, ino, 0o600, 110, false);
+    chmod(&cat, ino, 0o640, 120, true);
+    let rows: i64 = cat
+        .conn
+        .query_row("SELECT count(*) FROM inode_history", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+    assert_eq!(cat.attrs_at(ino, 105).unwrap().unwrap().mode, 0o640);
+    // A committed state is kept when it changes.
+    chmod(&cat, ino, 0o400, 200, false);
+    chmod(&cat, ino, 0o444, 210, true);
+    assert_eq!(cat.attrs_at(ino, 150).unwrap().unwrap().mode, 0o640);
+    assert_eq!(cat.attrs_at(ino, 205).unwrap().unwrap().mode, 0o444);
+}
+
+#[test]
+fn an_undone_change_leaves_the_history_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(&dir.path().join("catalog.db"), true).unwrap();
+    let mut n = new_inode(vec![1; 10]);
+    n.at = 100;
+    let ino = cat.tx(|c| c.insert_inode(&n)).unwrap();
+    cat.commit().unwrap();
+    let failed: Result<()> = cat.tx(|c| {
+        let mut i = c.inode(ino)?.unwrap();
+        i.mode = 0o600;
+        c.update_inode(&i, 200)?;
+        Err(CatalogError::Integrity("this operation fails".into()))
+    });
+    assert!(failed.is_err());
+    // The undone change took its history row with it; the next change
+    // writes it again instead of taking the state for one of this group.
+    chmod(&cat, ino, 0o640, 300, true);
+    assert_eq!(cat.attrs_at(ino, 250).unwrap().unwrap().mode, 0o777);
+    assert_eq!(cat.attrs_at(ino, 300).unwrap().unwrap().mode, 0o640);
+}
+
+#[test]
+fn past_extended_attributes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(&dir.path().join("catalog.db"), true).unwrap();
+    let ino = cat.tx(|c| c.insert_inode(&new_inode(vec![1; 10]))).unwrap();
+    let (a, b): (NameHash, NameHash) = ([1; 16], [2; 16]);
+    cat.tx(|c| c.xattr_set(ino, &a, b"a", b"one", 100)).unwrap();
+    cat.commit().unwrap();
+    cat.tx(|c| c.xattr_set(ino, &a, b"a", b"two", 200)).unwrap();
+    cat.tx(|c| c.xattr_set(ino, &b, b"b", b"bee", 200)).unwrap();
+    cat.commit().unwrap();
+    cat.tx(|c| c.xattr_remove(ino, &a, 300)).unwrap();
+    cat.commit().unwrap();
+    let at = |t| cat.xattrs_at(ino, t).unwrap();
+    assert_eq!(at(99), vec![]);
+    assert_eq!(at(150), vec![(b"a".to_vec(), b"one".to_vec())]);
+    assert_eq!(
+        at(250),
+        vec![
+            (b"a".to_vec(), b"two".to_vec()),
+            (b"b".to_vec(), b"bee".to_vec())
+        ]
+    );
+    assert_eq!(at(300), vec![(b"b".to_vec(), b"bee".to_vec())]);
 }

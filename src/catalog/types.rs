@@ -77,6 +77,10 @@ pub struct Inode {
     pub btime: i64,
     /// The file's latest version number.
     pub version: u64,
+    /// The instant (on the history clock, see `vault::Tick`) from which
+    /// this row's attributes hold; the states before it are in
+    /// `inode_history`. 0 for inodes of stores older than that history.
+    pub since: i64,
     /// True while changes since the last recorded version are not yet a version.
     pub version_open: bool,
 }
@@ -98,6 +102,7 @@ impl Inode {
             btime: r.get(11)?,
             version: r.get::<_, i64>(12)? as u64,
             version_open: r.get(13)?,
+            since: r.get(14)?,
         })
     }
 }
@@ -110,7 +115,10 @@ pub struct NewInode {
     pub nlink: u32,
     pub size: u64,
     pub rdev: u32,
+    /// Its times, on the wall clock.
     pub time: i64,
+    /// Its creation on the history clock (`Inode::since`).
+    pub at: i64,
     pub target: Option<Vec<u8>>,
 }
 
@@ -128,6 +136,18 @@ pub struct DirRow {
     pub sealed_name: Vec<u8>,
     pub ino: Ino,
     pub kind: Kind,
+}
+
+impl DirRow {
+    /// From `SELECT id, name, ino, kind FROM dentries`.
+    pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            pos: r.get(0)?,
+            sealed_name: r.get(1)?,
+            ino: r.get::<_, i64>(2)? as Ino,
+            kind: r.get(3)?,
+        })
+    }
 }
 
 /// Where a block lives and what it should decrypt to.
@@ -203,6 +223,10 @@ pub struct VersionRow {
     pub time: i64,
     pub size: u64,
     pub reason: VersionReason,
+    /// Who made it: the uid of the request that opened the file for
+    /// writing, truncated, renamed over or deleted it. None in versions
+    /// recorded by releases that did not keep it.
+    pub uid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -17,17 +17,33 @@ impl Catalog {
             .optional()?)
     }
 
-    pub fn xattr_set(&self, ino: Ino, hash: &NameHash, name: &[u8], value: &[u8]) -> Result<()> {
+    /// Sets an extended attribute as of instant `at`; the value it
+    /// replaces goes to the history (see `history`).
+    pub fn xattr_set(
+        &self,
+        ino: Ino,
+        hash: &NameHash,
+        name: &[u8],
+        value: &[u8],
+        at: i64,
+    ) -> Result<()> {
         self.with_rows(|rows| rows.forget_no_xattrs(ino));
+        let since = self.keep_past_xattr(ino, hash, at)?;
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO xattrs(ino, hash, name, value) VALUES (?1,?2,?3,?4)",
+                "INSERT OR REPLACE INTO xattrs(ino, hash, name, value, since) VALUES (?1,?2,?3,?4,?5)",
             )?
-            .execute(params![ino as i64, &hash[..], name, value])?;
+            .execute(params![ino as i64, &hash[..], name, value, since])?;
         Ok(())
     }
 
-    pub fn xattr_remove(&self, ino: Ino, hash: &NameHash) -> Result<bool> {
+    /// Removes an extended attribute as of instant `at`; its value goes to
+    /// the history.
+    pub fn xattr_remove(&self, ino: Ino, hash: &NameHash, at: i64) -> Result<bool> {
+        if self.xattr_get(ino, hash)?.is_none() {
+            return Ok(false);
+        }
+        self.keep_past_xattr(ino, hash, at)?;
         Ok(self
             .conn
             .prepare_cached("DELETE FROM xattrs WHERE ino=?1 AND hash=?2")?

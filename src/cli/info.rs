@@ -2,10 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::retention::OutputFormat;
 use super::util::{self, human_bytes, ratio};
-use crate::catalog::Catalog;
-use crate::crypto::SlotKind;
-use crate::store::{StoreDir, VaultConfig};
+use crate::store::StoreDir;
+use crate::vault::store_info;
 
 /// Show a store's format, sizes, counts, dedup and compression.
 #[derive(clap::Args)]
@@ -15,41 +15,45 @@ store keeps unencrypted (sizes, counts, times), never names or content. Works wh
 )]
 pub struct Args {
     pub store: PathBuf,
+    /// Output format: `text` for people, `json` for scripts (sizes in bytes).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let dir = StoreDir::new(&store);
-    let config = VaultConfig::load(&dir)
-        .with_context(|| format!("cannot open store {}", store.display()))?;
-    let cat = Catalog::open_readonly(&dir.catalog_path()).context("cannot read the catalog")?;
-    let s = cat.stats()?;
-    let pack_bytes = dir_size(&dir.packs_dir());
-    let catalog_bytes = ["", "-wal"]
-        .iter()
-        .map(|x| file_size(&format!("{}{x}", dir.catalog_path().display())))
-        .sum::<u64>();
-    let recovery = config
-        .slots
-        .iter()
-        .filter(|s| s.kind == SlotKind::RecoveryKey)
-        .count();
+    let s = store_info(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let mounts: Vec<(String, bool)> = util::mounts_of_store(&store)
+        .into_iter()
+        .map(|at| {
+            let dead = util::is_dead_mount(std::path::Path::new(&at));
+            (at, dead)
+        })
+        .collect();
+    if a.format == OutputFormat::Json {
+        let mut v = serde_json::to_value(&s)?;
+        v["store"] = store.display().to_string().into();
+        v["mounted_at"] = mounts
+            .iter()
+            .map(|(at, dead)| serde_json::json!({ "path": at, "dead": dead }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     println!("store:          {}", store.display());
-    println!(
-        "format:         {} (vault {})",
-        config.format, config.vault_id
-    );
-    println!("created:        {}", config.created);
+    println!("format:         {} (vault {})", s.format, s.vault_id);
+    println!("created:        {}", s.created);
     println!("encryption:     AES-256-GCM-SIV, names encrypted, Argon2id key slots");
-    println!("block size:     {}", human_bytes(config.block_size as u64));
+    println!("block size:     {}", human_bytes(s.block_size as u64));
     println!(
         "key slots:      {} ({} passphrase, {} recovery key)",
-        config.slots.len(),
-        config.slots.len() - recovery,
-        recovery
+        s.passphrase_slots + s.recovery_key_slots,
+        s.passphrase_slots,
+        s.recovery_key_slots
     );
-    for at in util::mounts_of_store(&store) {
-        if util::is_dead_mount(std::path::Path::new(&at)) {
+    for (at, dead) in &mounts {
+        if *dead {
             println!("mounted at:     {at} (dead: its daemon is gone; `phivault mount` clears it)");
         } else {
             println!("mounted at:     {at}");
@@ -57,7 +61,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     println!("files:          {}", s.files);
     println!("directories:    {}", s.directories);
-    println!("other entries:  {}", s.other_inodes);
+    println!("other entries:  {}", s.other_entries);
     println!("versions:       {}", s.versions);
     println!(
         "logical size:   {} (current files)",
@@ -70,9 +74,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     println!(
         "stored:         {} in {} packs, catalog {}",
-        human_bytes(pack_bytes),
+        human_bytes(s.pack_bytes),
         s.packs,
-        human_bytes(catalog_bytes)
+        human_bytes(s.catalog_bytes)
     );
     println!(
         "dedup ratio:    {} (live data / unique data)",
@@ -83,20 +87,4 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ratio(s.unique_plain_bytes, s.stored_block_bytes)
     );
     Ok(())
-}
-
-fn file_size(p: &str) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-fn dir_size(p: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-        })
-        .sum()
 }

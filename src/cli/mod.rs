@@ -9,6 +9,7 @@ mod mount_options;
 mod passphrase;
 mod passwd;
 mod prune;
+mod retention;
 mod time_spec;
 mod umount;
 mod util;
@@ -45,6 +46,7 @@ enum Command {
     Info(info::Args),
     Log(log::Args),
     Prune(prune::Args),
+    Retention(retention::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
 }
@@ -59,6 +61,7 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Log(a) => log::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Retention(a) => retention::run(a),
         Command::Daemon(a) => mount::run_daemon(a),
     };
     match result {

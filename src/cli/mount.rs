@@ -19,7 +19,7 @@ use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
 use crate::store::{StoreDir, StoreLock};
-use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
+use crate::vault::{read_config, unlock_store, OpenOptions, UnlockFor, Unlocked, Vault};
 
 /// Unlock a store and mount it.
 #[derive(clap::Args)]
@@ -162,18 +162,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         )?);
         eprintln!("Created store {}", store.display());
     }
-    let config =
-        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
     let pass = match chosen {
         Some(p) => p,
         None => passphrase::existing(a.passphrase_file.as_deref())?,
     };
-    let (master, _slot) = unlock_master(&config, &pass).map_err(|_| {
-        anyhow::anyhow!(
-            "wrong passphrase for store {}; nothing was changed",
-            store.display()
-        )
-    })?;
+    // Also checks the retention policy's MAC (and upgrades a format-1 store).
+    let purpose = match opts.flags().read_only {
+        true => UnlockFor::Reading,
+        false => UnlockFor::Writing,
+    };
+    let Unlocked { config, master, .. } = unlock_store(&dir, &pass, purpose)?;
     drop(pass);
     if a.foreground {
         return serve(&dir, &mountpoint, &opts, &a.tuning, &master, None);

@@ -1,12 +1,11 @@
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use rand::RngCore;
+use anyhow::Context;
 
 use super::{init, passphrase, util};
-use crate::crypto::{KeySlot, Passphrase, SlotKind};
-use crate::store::{StoreDir, StoreLock, VaultConfig};
-use crate::vault::{rfc3339_now, unlock_master};
+use crate::crypto::SlotKind;
+use crate::store::StoreDir;
+use crate::vault::{add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot};
 
 /// Add, change or remove passphrases (key slots) without re-encrypting data.
 #[derive(clap::Args)]
@@ -14,7 +13,8 @@ use crate::vault::{rfc3339_now, unlock_master};
     long_about = "Manage the key slots of STORE. Each slot wraps the store's master key \
 with one passphrase, so passphrases can be added, changed and revoked without re-encrypting \
 any data. With no action flag, changes the passphrase you enter. Every action first asks for \
-an existing passphrase (or recovery key)."
+an existing passphrase (or recovery key). Safe while the store is mounted and beside other \
+changes of its configuration."
 )]
 pub struct Args {
     pub store: PathBuf,
@@ -47,11 +47,11 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let dir = StoreDir::new(&store);
-    let mut config = VaultConfig::load(&dir)
-        .with_context(|| format!("cannot open store {}", store.display()))?;
+    let slots =
+        list_slots(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
     if a.list {
         println!("{:<6} {:<13} {:<22} kdf", "slot", "kind", "created");
-        for s in &config.slots {
+        for s in &slots {
             let kind = match s.kind {
                 SlotKind::Passphrase => "passphrase",
                 SlotKind::RecoveryKey => "recovery-key",
@@ -70,78 +70,28 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let kdf = init::kdf(a.kdf_memory_mib, a.kdf_iterations)?;
     let current = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, opened) = unlock_master(&config, &current).map_err(|_| {
-        anyhow::anyhow!(
-            "wrong passphrase for store {}; nothing was changed",
-            store.display()
-        )
-    })?;
-    let now = rfc3339_now();
-    let id = config.next_slot_id();
     if let Some(victim) = a.remove {
-        if !config.slots.iter().any(|s| s.id == victim) {
-            bail!("store has no key slot {victim} (see `phivault passwd --list`)");
-        }
-        if config.slots.len() == 1 {
-            bail!(
-                "slot {victim} is the last key slot; removing it would lock the data away for good"
-            );
-        }
-        config.slots.retain(|s| s.id != victim);
-        save(&dir, &config)?;
+        remove_slot(&dir, &current, victim)?;
         println!("Removed key slot {victim}.");
     } else if a.add_recovery_key {
-        let key = recovery_key();
-        let slot = KeySlot::wrap(
-            id,
-            SlotKind::RecoveryKey,
-            now,
-            kdf,
-            &Passphrase::new(key.clone().into_bytes()),
-            &master,
-        )?;
-        config.slots.push(slot);
-        save(&dir, &config)?;
-        println!("Recovery key (slot {id}), shown only now. Store it offline, away from the data:\n\n    {key}\n");
+        let r = add_recovery_key(&dir, &current, kdf)?;
+        println!(
+            "Recovery key (slot {}), shown only now. Store it offline, away from the data:\n\n    {}\n",
+            r.slot,
+            r.key.as_str()
+        );
         println!(
             "It unlocks the store like a passphrase (type it, or put it in a --passphrase-file)."
         );
     } else {
         let new = passphrase::new(a.new_passphrase_file.as_deref(), "passphrase")?;
-        let slot = KeySlot::wrap(id, SlotKind::Passphrase, now, kdf, &new, &master)?;
-        if !a.add {
-            config.slots.retain(|s| s.id != opened);
-        }
-        config.slots.push(slot);
-        save(&dir, &config)?;
         if a.add {
+            let id = add_passphrase(&dir, &current, &new, kdf)?;
             println!("Added key slot {id}.");
         } else {
-            println!("Changed the passphrase (slot {opened} replaced by slot {id}).");
+            let (old, id) = change_passphrase(&dir, &current, &new, kdf)?;
+            println!("Changed the passphrase (slot {old} replaced by slot {id}).");
         }
     }
     Ok(())
-}
-
-fn save(dir: &StoreDir, config: &VaultConfig) -> anyhow::Result<()> {
-    // Hold the store lock only if it is free: a mounted store rereads nothing
-    // from vault.toml, and the file is replaced atomically.
-    let _lock = StoreLock::acquire(dir).ok();
-    config.save(dir).context("cannot write vault.toml")
-}
-
-/// 160 random bits as 8 groups of 5 base32 characters.
-fn recovery_key() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789"; // no 0/O/1/I/L
-    let mut bytes = [0u8; 40];
-    rand::rng().fill_bytes(&mut bytes);
-    let chars: Vec<u8> = bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()])
-        .collect();
-    chars
-        .chunks(5)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join("-")
 }

@@ -25,6 +25,14 @@ impl MasterKey {
         &self.0
     }
 
+    /// The keyed BLAKE3 hash that authenticates vault.toml's policy
+    /// (`VaultConfig::authenticated_bytes`). Compare the result as a
+    /// `blake3::Hash`, whose equality takes constant time.
+    pub fn config_mac(&self, message: &[u8]) -> blake3::Hash {
+        let key = self.derive(CTX_CONFIG_MAC);
+        blake3::keyed_hash(&key, message)
+    }
+
     /// One key, one purpose: each sub-key is bound to an explicit context string.
     fn derive(&self, purpose: &str) -> Zeroizing<[u8; KEY_LEN]> {
         Zeroizing::new(blake3::derive_key(purpose, &self.0))
@@ -36,6 +44,7 @@ const CTX_BLOCK_ID: &str = "phivault 2026-11 block id BLAKE3 keyed";
 const CTX_NAMES: &str = "phivault 2026-11 names AES-256-GCM-SIV";
 const CTX_NAME_LOOKUP: &str = "phivault 2026-11 name lookup BLAKE3 keyed";
 const CTX_PACK_INDEX: &str = "phivault 2026-11 pack index AES-256-GCM-SIV";
+const CTX_CONFIG_MAC: &str = "phivault 2026-12 config MAC BLAKE3 keyed";
 
 /// All sub-keys of an unlocked vault, ready to use.
 pub struct Keys {

@@ -268,12 +268,12 @@ impl Filesystem for PhiFs {
         self.entry(reply, made)
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.vault.unlink(parent.0, name(n)))
+    fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.vault.unlink(&caller(req), parent.0, name(n)))
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.vault.rmdir(parent.0, name(n)))
+    fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.vault.rmdir(&caller(req), parent.0, name(n)))
     }
 
     fn symlink(
@@ -297,7 +297,7 @@ impl Filesystem for PhiFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         n: &OsStr,
         newparent: INodeNo,
@@ -311,10 +311,14 @@ impl Filesystem for PhiFs {
             f if f == libc::RENAME_EXCHANGE => RenameMode::Exchange,
             _ => return reply.error(Errno::EINVAL),
         };
-        match self
-            .vault
-            .rename(parent.0, name(n), newparent.0, name(newname), mode)
-        {
+        match self.vault.rename(
+            &caller(req),
+            parent.0,
+            name(n),
+            newparent.0,
+            name(newname),
+            mode,
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(e)),
         }
@@ -340,7 +344,11 @@ impl Filesystem for PhiFs {
         } else {
             Ok(())
         }
-        .and_then(|()| self.vault.open_file(ino.0, truncate));
+        .and_then(|()| {
+            let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+            self.vault
+                .open_file_as(ino.0, truncate, writes.then(|| req.uid()))
+        });
         match opened {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(e)),
@@ -604,7 +612,7 @@ impl Filesystem for PhiFs {
             Err(e) => return reply.error(errno(e)),
         };
         let _ = flags;
-        match self.vault.open_file(attr.ino, false) {
+        match self.vault.open_file_as(attr.ino, false, Some(req.uid())) {
             Ok(()) => reply.created(
                 &TTL,
                 &file_attr(&attr),

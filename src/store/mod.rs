@@ -11,10 +11,10 @@ mod lock;
 mod pack;
 mod space;
 
-pub use config::{RetentionPolicy, VaultConfig, FORMAT_VERSION};
+pub use config::{RetentionPolicy, VaultConfig, FORMAT_UNAUTHENTICATED, FORMAT_VERSION};
 pub use flush::{overwrites_skip_journal, wal_flush_covers_packs};
 pub use layout::StoreDir;
-pub use lock::StoreLock;
+pub use lock::{StoreLock, CONFIG_LOCK_FILE};
 pub use pack::{
     record_len, AppendOutcome, BlockLocation, PackId, PackStore, Pushed, PushedRecords, RawRecord,
     Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
@@ -38,6 +38,17 @@ pub enum StoreError {
     Config(String),
     #[error("store format {found} is not supported by this phivault (supports {supported})")]
     Format { found: u32, supported: u32 },
+    #[error(
+        "vault.toml's retention policy does not match its authentication code: it was \
+         edited by hand. Restore the file from a backup or set the policy with \
+         `phivault retention STORE set ...`"
+    )]
+    PolicyMacMismatch,
+    #[error(
+        "vault.toml is format 2 but has no policy-mac: the file was edited by hand. \
+         Restore it from a backup (or set the policy with `phivault retention STORE set ...`)"
+    )]
+    PolicyMacMissing,
     #[error("the store is in use by another phivault process (pid {pid}); unmount it first")]
     Locked { pid: String },
     #[error(

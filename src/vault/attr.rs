@@ -10,6 +10,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Root, as the engine's own callers (the CLI, tests) act.
+    pub fn root() -> Self {
+        Self {
+            uid: 0,
+            gid: 0,
+            pid: std::process::id(),
+            groups: Vec::new(),
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.uid == 0
     }

@@ -51,6 +51,12 @@ pub(super) struct OpenFile {
     /// its last version. Emptied once they are all committed.
     unsettled: Vec<u64>,
     origin: ContentOrigin,
+    /// Who opened it for writing last: the author of the versions its
+    /// handles make (writeback WRITEs carry no caller).
+    writer: Option<u32>,
+    /// Emptied by an O_TRUNC open and not written since: its close records
+    /// a truncate, not a write.
+    truncated_only: bool,
 }
 
 /// Where the bytes of an open file came from.
@@ -84,11 +90,23 @@ impl OpenFile {
             version_open: inode.version_open,
             dirty: BTreeMap::new(),
             unsettled: Vec::new(),
+            writer: None,
+            truncated_only: false,
             origin: if inode.size == 0 {
                 ContentOrigin::Empty
             } else {
                 ContentOrigin::Preexisting
             },
+        }
+    }
+
+    /// What a version sealed for `reason` is: a close after an O_TRUNC open
+    /// with no write since records a truncate.
+    fn reason(&self, reason: VersionReason) -> VersionReason {
+        if self.truncated_only && reason == VersionReason::Write {
+            VersionReason::Truncate
+        } else {
+            reason
         }
     }
 
@@ -150,6 +168,15 @@ enum Stored {
     },
 }
 
+/// When a truncate becomes a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seal {
+    /// At once (truncate(2), ftruncate(2)).
+    Now,
+    /// At the file's close or fsync (an O_TRUNC open).
+    AtClose,
+}
+
 /// FALLOC_FL_* bits we understand.
 const FALLOC_KEEP_SIZE: i32 = 0x01;
 const FALLOC_PUNCH_HOLE: i32 = 0x02;
@@ -158,6 +185,13 @@ const FALLOC_ZERO_RANGE: i32 = 0x10;
 impl Vault {
     /// Registers an open handle on `ino`; with `truncate`, empties the file.
     pub fn open_file(&self, ino: Ino, truncate: bool) -> Result<()> {
+        self.open_file_as(ino, truncate, None)
+    }
+
+    /// `open_file` by `writer`, the uid of a caller that opened it for
+    /// writing: the versions the file's handles make are recorded as its.
+    /// An O_TRUNC open and the writes and close that follow are one version.
+    pub fn open_file_as(&self, ino: Ino, truncate: bool, writer: Option<u32>) -> Result<()> {
         {
             let mut files = self.files.lock();
             if let Some(e) = files.get(&ino) {
@@ -174,8 +208,13 @@ impl Vault {
                 );
             }
         }
+        if writer.is_some() {
+            if let Some(e) = self.files.lock().get(&ino) {
+                e.lock().writer = writer;
+            }
+        }
         if truncate {
-            if let Err(e) = self.truncate(ino, 0) {
+            if let Err(e) = self.truncate_as(ino, 0, writer, Seal::AtClose) {
                 let _ = self.release_file(ino);
                 return Err(e);
             }
@@ -220,8 +259,15 @@ impl Vault {
             return Ok(());
         };
         // close(2) after a write is a version: record it now, not at the
-        // asynchronous release, so one close costs one catalog commit.
-        self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Write))?;
+        // asynchronous release, so one close costs one catalog commit. A
+        // close of a file emptied by an O_TRUNC open and not written since
+        // waits: a shell's `> f` closes the descriptor it opened once it has
+        // dup'ed it, before anything is written, and the truncate and the
+        // writes that follow are one version, recorded at the last close.
+        let mut f = entry.lock();
+        let seal = (!f.truncated_only).then_some(VersionReason::Write);
+        self.flush_file(ino, &mut f, seal)?;
+        drop(f);
         // What a program wrote and closed survives a kill -9 of the daemon.
         self.catalog.lock().commit()?;
         self.check_committed(ino, &entry)
@@ -306,6 +352,7 @@ impl Vault {
         f.mtime = t.wall;
         f.ctime = t.wall;
         f.meta_dirty = true;
+        f.truncated_only = false;
         if f.origin == ContentOrigin::Empty {
             f.origin = ContentOrigin::WrittenFromEmpty;
         }
@@ -459,9 +506,9 @@ impl Vault {
                 }
                 f.overlay(&mut inode);
                 if let Some(reason) = seal {
-                    Self::close_version(c, &mut inode, t.at, reason)?;
+                    Self::close_version(c, &mut inode, t.at, f.reason(reason), f.writer)?;
                 }
-                c.update_inode(&inode)?;
+                c.update_inode(&inode, t.at)?;
                 if filled.is_empty() {
                     return Ok(None);
                 }
@@ -505,6 +552,7 @@ impl Vault {
         inode: &mut Inode,
         t: i64,
         reason: VersionReason,
+        uid: Option<u32>,
     ) -> Result<()> {
         if inode.version_open {
             c.insert_version(&VersionRow {
@@ -513,6 +561,7 @@ impl Vault {
                 time: t,
                 size: inode.size,
                 reason,
+                uid,
             })?;
             inode.version_open = false;
         }
@@ -550,15 +599,16 @@ impl Vault {
             };
             f.overlay(&mut inode);
             if let Some(reason) = seal {
-                Self::close_version(c, &mut inode, t.at, reason)?;
+                Self::close_version(c, &mut inode, t.at, f.reason(reason), f.writer)?;
             }
-            c.update_inode(&inode)?;
+            c.update_inode(&inode, t.at)?;
             Ok(())
         })?;
         f.changed_in(&cat);
         f.meta_dirty = false;
         if seal.is_some() {
             f.version_open = false;
+            f.truncated_only = false;
         }
         Ok(())
     }
@@ -595,6 +645,19 @@ impl Vault {
     /// Sets the file size; shrinking drops blocks from the live file (they
     /// stay in history), growing leaves a hole. Each size change is a version.
     pub fn truncate(&self, ino: Ino, new_size: u64) -> Result<()> {
+        self.truncate_as(ino, new_size, None, Seal::Now)
+    }
+
+    /// `truncate` by `by`; with `Seal::AtClose` (an O_TRUNC open) the
+    /// version stays open for the writes that follow, and the file's
+    /// close records it.
+    pub(super) fn truncate_as(
+        &self,
+        ino: Ino,
+        new_size: u64,
+        by: Option<u32>,
+        seal: Seal,
+    ) -> Result<()> {
         self.writable()?;
         if new_size > i64::MAX as u64 {
             return Err(VaultError::TooBig);
@@ -690,15 +753,18 @@ impl Vault {
             inode.size = new_size;
             inode.mtime = t.wall;
             inode.ctime = t.wall;
-            c.insert_version(&VersionRow {
-                ino,
-                version: inode.version,
-                time: t.at,
-                size: new_size,
-                reason: VersionReason::Truncate,
-            })?;
-            inode.version_open = false;
-            c.update_inode(&inode)?;
+            if seal == Seal::Now {
+                c.insert_version(&VersionRow {
+                    ino,
+                    version: inode.version,
+                    time: t.at,
+                    size: new_size,
+                    reason: VersionReason::Truncate,
+                    uid: by,
+                })?;
+                inode.version_open = false;
+            }
+            c.update_inode(&inode, t.at)?;
             Ok(change)
         })?;
         self.apply(change);
@@ -707,7 +773,8 @@ impl Vault {
             f.mtime = t.wall;
             f.ctime = t.wall;
             f.meta_dirty = false;
-            f.version_open = false;
+            f.version_open = seal == Seal::AtClose;
+            f.truncated_only = seal == Seal::AtClose;
         }
         Ok(())
     }
@@ -801,7 +868,7 @@ impl Vault {
             c.drop_extents(ino, first_full, last_full - 1, inode.version)?;
             inode.mtime = t.wall;
             inode.ctime = t.wall;
-            c.update_inode(&inode)?;
+            c.update_inode(&inode, t.at)?;
             Ok(())
         })?;
         f.changed_in(&cat);

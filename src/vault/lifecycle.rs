@@ -51,6 +51,8 @@ pub struct OpenOptions {
     /// Bytes kept free on the store's filesystem for the catalog; data and
     /// new names get ENOSPC once less is free (see `store::SpaceGuard`).
     pub space_reserve: u64,
+    /// Where the time comes from: the system's clocks, or a test's.
+    pub clock: Arc<dyn super::Clock>,
 }
 
 impl Default for OpenOptions {
@@ -60,6 +62,7 @@ impl Default for OpenOptions {
             cache_bytes: 64 << 20,
             dirty_limit: 64 << 20,
             space_reserve: crate::store::DEFAULT_RESERVE,
+            clock: Arc::new(super::SystemClock),
         }
     }
 }
@@ -108,14 +111,16 @@ pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Re
     )?;
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
-    let config = VaultConfig {
+    let mut config = VaultConfig {
         format: FORMAT_VERSION,
         vault_id: hex::encode(id),
         created,
         block_size: opts.block_size,
+        policy_mac: None,
         retention: RetentionPolicy::default(),
         slots: vec![slot],
     };
+    config.policy_mac = Some(super::settings::policy_mac(&master, &config));
     let catalog = Catalog::open(&dir.catalog_path(), true)?;
     let t = now_ns();
     catalog.tx(|c| -> Result<()> {
@@ -128,6 +133,7 @@ pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Re
             size: 0,
             rdev: 0,
             time: t,
+            at: t,
             target: None,
         })?;
         debug_assert_eq!(root, ROOT_INO);
@@ -144,7 +150,8 @@ pub fn read_config(dir: &StoreDir) -> Result<VaultConfig> {
     Ok(VaultConfig::load(dir)?)
 }
 
-/// Returns the master key and the id of the slot that opened it.
+/// Returns the master key and the id of the slot that opened it. Does not
+/// look at the policy's MAC: `Vault::open` and `unlock_store` check it.
 pub fn unlock_master(config: &VaultConfig, pass: &Passphrase) -> Result<(MasterKey, u32)> {
     Ok(unlock(&config.slots, pass)?)
 }
@@ -153,7 +160,8 @@ impl Vault {
     /// Opens the engine on an unlocked store: takes the store lock, recovers
     /// from an unclean stop, and is ready for calls.
     pub fn open(dir: &StoreDir, master: &MasterKey, opts: &OpenOptions) -> Result<Arc<Vault>> {
-        let config = VaultConfig::load(dir)?;
+        // Never obey a policy the master key did not authenticate.
+        let config = super::settings::authenticated_config(dir, master, !opts.read_only)?;
         // A read-only view (log, `-o ro`) may run beside the writing daemon.
         let lock = if opts.read_only {
             None
@@ -208,7 +216,8 @@ impl Vault {
             acls: AtomicBool::new(false),
             losses_reported: AtomicU64::new(0),
             dirty_limit: opts.dirty_limit,
-            clock: AtomicI64::new(now_ns()),
+            clock: AtomicI64::new(opts.clock.now_ns()),
+            time: opts.clock.clone(),
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
             checkpointer: Mutex::new(None),
@@ -259,8 +268,8 @@ impl Vault {
         cat.tx(|c| -> Result<()> {
             for ino in c.open_versions()? {
                 if let Some(mut inode) = c.inode(ino)? {
-                    Self::close_version(c, &mut inode, t.at, VersionReason::Write)?;
-                    c.update_inode(&inode)?;
+                    Self::close_version(c, &mut inode, t.at, VersionReason::Write, None)?;
+                    c.update_inode(&inode, t.at)?;
                 }
             }
             Ok(())

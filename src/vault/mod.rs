@@ -6,16 +6,21 @@
 mod acl;
 mod attr;
 mod cache;
+mod clock;
 mod data;
 mod error;
 mod handles;
+mod info;
+mod key_slots;
 mod lifecycle;
 mod names;
+mod past;
 mod prune;
 mod read;
 mod readahead;
 mod reserve;
 mod retention;
+mod settings;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -29,15 +34,26 @@ use parking_lot::Mutex;
 
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;
 pub use error::{Result, VaultError};
+pub use info::{store_info, InfoError, StoreInfo};
+pub use key_slots::{
+    add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot, KeySlotError,
+    RecoveryKey,
+};
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
+pub use past::Past;
 pub use prune::{FileVerdicts, PruneClock, PruneError, PruneOptions, PruneReport, PruneStage};
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
+};
+pub use settings::{
+    retention_policy, set_retention, unlock_store, PolicyChange, PolicySet, PolicyView,
+    SetPolicyError, UnlockError, UnlockFor, Unlocked,
 };
 pub use tree::ListingHorizon;
 
@@ -88,6 +104,9 @@ pub struct Vault {
     /// Lost catalog groups already reported to a directory fsync.
     losses_reported: AtomicU64,
     dirty_limit: usize,
+    /// Where the time comes from (the system's clocks but in tests).
+    time: Arc<dyn Clock>,
+    /// The last history instant handed out (see `tick`).
     clock: AtomicI64,
     read_only: bool,
     closed: AtomicBool,
@@ -137,10 +156,11 @@ impl Vault {
 
     /// When an operation happens (see `Tick`).
     fn tick(&self) -> Tick {
-        let wall = coarse_now_ns();
+        let wall = self.time.coarse_ns();
+        let now = self.time.now_ns().max(wall);
         let mut last = self.clock.load(Ordering::Relaxed);
         loop {
-            let at = wall.max(last + 1);
+            let at = now.max(last + 1);
             match self
                 .clock
                 .compare_exchange_weak(last, at, Ordering::AcqRel, Ordering::Relaxed)
@@ -180,26 +200,16 @@ impl Vault {
 /// The instant of an operation, on two scales.
 #[derive(Clone, Copy, Debug)]
 struct Tick {
-    /// Strictly increasing, so that history intervals never tie even for
-    /// back-to-back operations: versions and directory entries.
+    /// The fine wall clock made strictly increasing, so that history
+    /// intervals never tie even for back-to-back operations: versions,
+    /// directory entries, past attributes. An operation that starts after
+    /// a reading of the wall clock is recorded after it.
     at: i64,
     /// The kernel's coarse wall clock, for inode times. Under the
     /// writeback cache the kernel stamps a write's mtime and a link's
     /// ctime itself from that clock; stamping ours from a finer one put
     /// them up to a tick before the changes that preceded them.
     wall: i64,
-}
-
-/// CLOCK_REALTIME_COARSE, the clock the kernel stamps inodes with, in
-/// nanoseconds.
-fn coarse_now_ns() -> i64 {
-    // SAFETY: clock_gettime fills the timespec it is given.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid clock id and a live out-pointer.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
-        return now_ns();
-    }
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 pub fn now_ns() -> i64 {

@@ -23,8 +23,8 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{
-    now_ns, retention_verdicts, validate_policy, PointKind, PolicyError, Vault, VaultError,
-    Verdict, VersionPoint,
+    retention_verdicts, validate_policy, PointKind, PolicyError, Vault, VaultError, Verdict,
+    VersionPoint,
 };
 use crate::catalog::gc::ExtentSpan;
 use crate::catalog::{Catalog, CatalogError, Ino, Kind, VersionReason, VersionRow};
@@ -54,25 +54,14 @@ pub enum PruneError {
     Store(#[from] StoreError),
 }
 
-/// The clock a prune reads. Production reads the machine's; tests move it
-/// ahead to age what they just wrote (the CLI never offers that).
+/// The clock a prune reads: the engine's (the machine's in production);
+/// tests move it ahead to age what they just wrote (the CLI never does).
 #[derive(Clone, Copy, Debug, Default)]
 pub enum PruneClock {
     #[default]
-    System,
-    /// The machine's clock, moved by this much.
+    Engine,
+    /// The engine's clock, moved by this much.
     Shifted(SignedDuration),
-}
-
-impl PruneClock {
-    pub fn now_ns(self) -> i64 {
-        match self {
-            PruneClock::System => now_ns(),
-            PruneClock::Shifted(d) => {
-                (now_ns() as i128 + d.as_nanos()).clamp(0, i64::MAX as i128) as i64
-            }
-        }
-    }
 }
 
 /// How a prune runs.
@@ -100,7 +89,7 @@ impl Default for PruneOptions {
         Self {
             dry_run: false,
             details: false,
-            clock: PruneClock::System,
+            clock: PruneClock::Engine,
             grace: Duration::from_secs(3600),
             compact_below: 0.5,
             slice: Duration::from_millis(20),
@@ -195,7 +184,7 @@ impl Vault {
         }
         let rules = self.prune_rules(opts)?;
         let mut report = PruneReport {
-            now: opts.clock.now_ns(),
+            now: self.prune_now(opts.clock),
             ..PruneReport::default()
         };
         if !opts.dry_run {
@@ -215,16 +204,29 @@ impl Vault {
         Ok(report)
     }
 
-    /// The policy as vault.toml says now (it may have changed since the
-    /// store was opened), with the longer of the two locks.
+    /// What `clock` reads now, in ns since the epoch.
+    fn prune_now(&self, clock: PruneClock) -> i64 {
+        let now = self.time.now_ns();
+        match clock {
+            PruneClock::Engine => now,
+            PruneClock::Shifted(d) => {
+                (now as i128 + d.as_nanos()).clamp(0, i64::MAX as i128) as i64
+            }
+        }
+    }
+
+    /// The policy the store was opened with (its MAC checked then), under
+    /// the lock vault.toml holds now if that is longer: `retention set` may
+    /// have lengthened it since, and a lock applies at once. The file is
+    /// not authenticated here, so it can only make prune keep more.
     fn prune_rules(&self, opts: &PruneOptions) -> Result<Rules, PruneError> {
-        let on_disk = VaultConfig::load(&self.dir).map(|c| c.retention);
-        let mut policy = on_disk.unwrap_or_else(|_| self.config.retention.clone());
+        let mut policy = self.config.retention.clone();
         validate_policy(&policy)?;
-        // A lock is never shortened (a hand-edited vault.toml included).
-        let lock_days = policy.lock_days.max(self.config.retention.lock_days);
-        policy.lock_days = lock_days;
-        let now = Timestamp::from_nanosecond(opts.clock.now_ns() as i128)
+        if let Ok(now) = VaultConfig::load(&self.dir) {
+            policy.lock_days = policy.lock_days.max(now.retention.lock_days);
+        }
+        let lock_days = policy.lock_days;
+        let now = Timestamp::from_nanosecond(self.prune_now(opts.clock) as i128)
             .map_err(|_| VaultError::Invalid)?;
         Ok(Rules {
             policy,
@@ -265,7 +267,7 @@ impl Vault {
             }
             let mut work = |c: &Catalog| -> Result<(), PruneError> {
                 // Just before anything is removed: the lock, by the clock.
-                let clock_now = opts.clock.now_ns();
+                let clock_now = self.prune_now(opts.clock);
                 for &ino in &inodes {
                     after = ino;
                     let plan = self.plan_inode(c, ino, rules)?;
@@ -460,7 +462,7 @@ impl Vault {
             candidates.insert(e.block);
         }
         if plan.forget {
-            c.delete_entry_history(ino)?;
+            c.forget_history(ino)?;
         }
         let mut freed = Vec::new();
         for block in candidates {
@@ -597,7 +599,7 @@ impl Vault {
     ) -> Result<(), PruneError> {
         let doomed = self.catalog.lock().doomed_packs()?;
         let grace = opts.grace.as_nanos().min(i64::MAX as u128) as i64;
-        let now = opts.clock.now_ns();
+        let now = self.prune_now(opts.clock);
         let (due, waiting): (Vec<_>, Vec<_>) = doomed
             .into_iter()
             .partition(|&(_, since)| now.saturating_sub(since) >= grace);

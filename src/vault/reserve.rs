@@ -469,7 +469,12 @@ mod tests {
         let v = open_vault(dir.path());
         let file = new_file(&v, "f");
         v.fallocate(file, 0, 8 * v.block_size, 0).unwrap();
-        v.unlink(crate::catalog::ROOT_INO, b"f").unwrap();
+        v.unlink(
+            &crate::vault::Caller::root(),
+            crate::catalog::ROOT_INO,
+            b"f",
+        )
+        .unwrap();
         assert_eq!(v.space.held(), 8 * v.room_per_block());
         v.release_file(file).unwrap();
         assert_eq!(v.space.held(), 0);

@@ -15,6 +15,33 @@ const S_IXGRP: u32 = 0o0010;
 /// Positions 1 and 2 are "." and ".."; entries follow at row id + 2.
 const FIRST_ENTRY_POS: u64 = 2;
 
+/// "." and ".." of `dir` for a listing from `pos`; `up` finds the parent.
+pub(super) fn dots(dir: Ino, pos: u64, up: impl FnOnce() -> Result<Ino>) -> Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    if pos < 1 {
+        out.push(DirEntry {
+            next: 1,
+            ino: dir,
+            kind: Kind::Dir,
+            name: b".".to_vec(),
+        });
+    }
+    if pos < 2 {
+        out.push(DirEntry {
+            next: 2,
+            ino: up()?,
+            kind: Kind::Dir,
+            name: b"..".to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// The entry rows a listing from `pos` goes on with: those after this id.
+pub(super) fn rows_after(pos: u64) -> i64 {
+    pos.saturating_sub(FIRST_ENTRY_POS) as i64
+}
+
 /// The last entry position a directory listing returns, fixed when it
 /// starts (`Vault::listing_horizon`), so that it ends and returns each
 /// entry at most once whatever is renamed or created meanwhile.
@@ -153,9 +180,10 @@ impl Vault {
                 size: 0,
                 rdev,
                 time: t.wall,
+                at: t.at,
                 target: None,
             })?;
-            self.inherit_acls(c, ino, kind, access_acl.as_ref(), default_acl.as_ref())?;
+            self.inherit_acls(c, ino, kind, access_acl.as_ref(), default_acl.as_ref(), t)?;
             c.insert_entry(&NewEntry {
                 parent,
                 hash: &name.hash,
@@ -169,7 +197,7 @@ impl Vault {
             }
             dir.mtime = t.wall;
             dir.ctime = t.wall;
-            c.update_inode(&dir)?;
+            c.update_inode(&dir, t.at)?;
             self.attr_locked(c, ino)
         })
     }
@@ -183,12 +211,13 @@ impl Vault {
         kind: Kind,
         access: Option<&Acl>,
         parent_default: Option<&Acl>,
+        t: super::Tick,
     ) -> Result<()> {
         if let Some(acl) = access {
-            self.put_acl_in(c, ino, acl::ACCESS, acl)?;
+            self.put_acl_in(c, ino, acl::ACCESS, acl, t.at)?;
         }
         if let (Kind::Dir, Some(acl)) = (kind, parent_default) {
-            self.put_acl_in(c, ino, acl::DEFAULT, acl)?;
+            self.put_acl_in(c, ino, acl::DEFAULT, acl, t.at)?;
         }
         Ok(())
     }
@@ -230,6 +259,7 @@ impl Vault {
                 size: target.len() as u64,
                 rdev: 0,
                 time: t.wall,
+                at: t.at,
                 // Sealed under a scope fixed before the inode number is known.
                 target: Some(self.keys.names.encrypt(domain::SYMLINK, 0, target)),
             })?;
@@ -243,7 +273,7 @@ impl Vault {
             })?;
             dir.mtime = t.wall;
             dir.ctime = t.wall;
-            c.update_inode(&dir)?;
+            c.update_inode(&dir, t.at)?;
             self.attr_locked(c, ino)
         })
     }
@@ -257,15 +287,15 @@ impl Vault {
         Ok(self.keys.names.decrypt(domain::SYMLINK, 0, &sealed)?)
     }
 
-    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.remove(parent, name, false)
+    pub fn unlink(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
+        self.remove(caller, parent, name, false)
     }
 
-    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.remove(parent, name, true)
+    pub fn rmdir(&self, caller: &Caller, parent: Ino, name: &[u8]) -> Result<()> {
+        self.remove(caller, parent, name, true)
     }
 
-    fn remove(&self, parent: Ino, name: &[u8], want_dir: bool) -> Result<()> {
+    fn remove(&self, caller: &Caller, parent: Ino, name: &[u8], want_dir: bool) -> Result<()> {
         self.writable()?;
         let hash = self.name_hash(parent, name)?;
         let t = self.tick();
@@ -290,10 +320,16 @@ impl Vault {
             if let Some(f) = open.as_ref() {
                 f.overlay(&mut inode);
             }
-            self.drop_link(c, &mut inode, &mut dir, t, VersionReason::Deleted)?;
+            self.drop_link(
+                c,
+                &mut inode,
+                &mut dir,
+                t,
+                (VersionReason::Deleted, caller.uid),
+            )?;
             dir.mtime = t.wall;
             dir.ctime = t.wall;
-            c.update_inode(&dir)?;
+            c.update_inode(&dir, t.at)?;
             Ok(())
         })?;
         drop((cat, open));
@@ -308,7 +344,7 @@ impl Vault {
         inode: &mut Inode,
         dir: &mut Inode,
         t: super::Tick,
-        why: VersionReason,
+        (why, by): (VersionReason, u32),
     ) -> Result<()> {
         if inode.kind == Kind::Dir {
             inode.nlink = 0;
@@ -326,14 +362,16 @@ impl Vault {
                 time: t.at,
                 size: inode.size,
                 reason: why,
+                uid: Some(by),
             })?;
         }
-        c.update_inode(inode)?;
+        c.update_inode(inode, t.at)?;
         Ok(())
     }
 
     pub fn rename(
         &self,
+        caller: &Caller,
         parent: Ino,
         name: &[u8],
         new_parent: Ino,
@@ -392,15 +430,15 @@ impl Vault {
                     } else {
                         (new_parent, parent)
                     };
-                    Self::adjust_nlink(c, from, -1)?;
-                    Self::adjust_nlink(c, to, 1)?;
+                    Self::adjust_nlink(c, from, -1, t)?;
+                    Self::adjust_nlink(c, to, 1, t)?;
                 }
                 for ino in [src_ino, dst_ino] {
                     let mut i = Self::inode_of(c, ino)?;
                     i.ctime = t.wall;
-                    c.update_inode(&i)?;
+                    c.update_inode(&i, t.at)?;
                 }
-                return Self::touch_dirs(c, parent, new_parent, t.wall);
+                return Self::touch_dirs(c, parent, new_parent, t);
             }
             if let Some((dst_ino, dst_kind)) = existing {
                 match (src_kind == Kind::Dir, dst_kind == Kind::Dir) {
@@ -415,8 +453,14 @@ impl Vault {
                     f.overlay(&mut victim);
                 }
                 let mut np = Self::inode_of(c, new_parent)?;
-                self.drop_link(c, &mut victim, &mut np, t, VersionReason::Replaced)?;
-                c.update_inode(&np)?;
+                self.drop_link(
+                    c,
+                    &mut victim,
+                    &mut np,
+                    t,
+                    (VersionReason::Replaced, caller.uid),
+                )?;
+                c.update_inode(&np, t.at)?;
             }
             c.end_entry(parent, &src_hash, t.at)?;
             c.insert_entry(&NewEntry {
@@ -428,13 +472,13 @@ impl Vault {
                 time: t.at,
             })?;
             if src_kind == Kind::Dir && parent != new_parent {
-                Self::adjust_nlink(c, parent, -1)?;
-                Self::adjust_nlink(c, new_parent, 1)?;
+                Self::adjust_nlink(c, parent, -1, t)?;
+                Self::adjust_nlink(c, new_parent, 1, t)?;
             }
             let mut moved = Self::inode_of(c, src_ino)?;
             moved.ctime = t.wall;
-            c.update_inode(&moved)?;
-            Self::touch_dirs(c, parent, new_parent, t.wall)
+            c.update_inode(&moved, t.at)?;
+            Self::touch_dirs(c, parent, new_parent, t)
         })?;
         drop((cat, open));
         match replaced {
@@ -443,19 +487,19 @@ impl Vault {
         }
     }
 
-    fn adjust_nlink(c: &Catalog, ino: Ino, delta: i64) -> Result<()> {
+    fn adjust_nlink(c: &Catalog, ino: Ino, delta: i64, t: super::Tick) -> Result<()> {
         let mut i = Self::inode_of(c, ino)?;
         i.nlink = (i.nlink as i64 + delta).max(0) as u32;
-        c.update_inode(&i)?;
+        c.update_inode(&i, t.at)?;
         Ok(())
     }
 
-    fn touch_dirs(c: &Catalog, a: Ino, b: Ino, t: i64) -> Result<()> {
+    fn touch_dirs(c: &Catalog, a: Ino, b: Ino, t: super::Tick) -> Result<()> {
         for ino in if a == b { vec![a] } else { vec![a, b] } {
             let mut d = Self::inode_of(c, ino)?;
-            d.mtime = t;
-            d.ctime = t;
-            c.update_inode(&d)?;
+            d.mtime = t.wall;
+            d.ctime = t.wall;
+            c.update_inode(&d, t.at)?;
         }
         Ok(())
     }
@@ -493,16 +537,26 @@ impl Vault {
             }
             inode.nlink += 1;
             inode.ctime = t.wall;
-            c.update_inode(&inode)?;
+            c.update_inode(&inode, t.at)?;
             dir.mtime = t.wall;
             dir.ctime = t.wall;
-            c.update_inode(&dir)?;
+            c.update_inode(&dir, t.at)?;
             let allocated = c.allocated_blocks(ino)? * self.block_size;
             Ok(Attr::from_inode(&inode, allocated))
         })
     }
 
     /// Up to `max` entries after position `pos` (0 starts), "." and ".." first.
+    /// A listed entry row, its name opened.
+    pub(super) fn dir_entry(&self, dir: Ino, row: crate::catalog::DirRow) -> Result<DirEntry> {
+        Ok(DirEntry {
+            next: row.pos as u64 + FIRST_ENTRY_POS,
+            ino: row.ino,
+            kind: row.kind,
+            name: self.open_name(dir, &row.sealed_name)?,
+        })
+    }
+
     /// Where a listing started now ends: it returns no entry created or
     /// renamed into a directory after this call (see `Catalog::list_dir`).
     /// Take it at opendir and again at a rewind.
@@ -525,33 +579,10 @@ impl Vault {
             VaultError::NotFound => Self::inode_of(&cat, dir),
             e => Err(e),
         })?;
-        let mut out = Vec::new();
-        if pos < 1 {
-            out.push(DirEntry {
-                next: 1,
-                ino: dir,
-                kind: Kind::Dir,
-                name: b".".to_vec(),
-            });
-        }
-        if pos < 2 {
-            let up = cat.parent_of(dir)?.unwrap_or(d.ino);
-            out.push(DirEntry {
-                next: 2,
-                ino: up,
-                kind: Kind::Dir,
-                name: b"..".to_vec(),
-            });
-        }
-        let after = pos.saturating_sub(FIRST_ENTRY_POS) as i64;
+        let mut out = dots(dir, pos, || Ok(cat.parent_of(dir)?.unwrap_or(d.ino)))?;
         let room = max.saturating_sub(out.len()).max(1);
-        for row in cat.list_dir(dir, after, horizon.0, room)? {
-            out.push(DirEntry {
-                next: row.pos as u64 + FIRST_ENTRY_POS,
-                ino: row.ino,
-                kind: row.kind,
-                name: self.open_name(dir, &row.sealed_name)?,
-            });
+        for row in cat.list_dir(dir, rows_after(pos), horizon.0, room)? {
+            out.push(self.dir_entry(dir, row)?);
         }
         Ok(out)
     }
@@ -567,7 +598,7 @@ impl Vault {
     pub fn setattr(&self, caller: &Caller, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.writable()?;
         if let Some(size) = set.size {
-            self.truncate(ino, size)?;
+            self.truncate_as(ino, size, Some(caller.uid), super::data::Seal::Now)?;
         }
         let t = self.tick();
         let file = self.files.lock().get(&ino).cloned();
@@ -598,7 +629,7 @@ impl Vault {
                 i.mode = mode;
                 if let Some(acl) = access_acl.as_mut() {
                     acl.chmod(mode);
-                    self.put_acl_in(c, ino, acl::ACCESS, acl)?;
+                    self.put_acl_in(c, ino, acl::ACCESS, acl, t.at)?;
                 }
             } else if set.drop_set_id && i.kind != Kind::Dir {
                 // As every local Linux filesystem does on chown, and on a
@@ -622,10 +653,11 @@ impl Vault {
             let allocated = c.allocated_blocks(ino)? * self.block_size;
             // Last: without an ACL to rewrite, nothing may fail after it
             // (no savepoint undoes it).
-            c.update_inode(&i)?;
+            c.update_inode(&i, t.at)?;
             Ok(Attr::from_inode(&i, allocated))
         };
-        let attr = if with_acl {
+        // A change of a state committed before writes its history row too.
+        let attr = if with_acl || !cat.attrs_fresh(ino) {
             cat.tx(change)?
         } else {
             cat.tx_one_row(change)?

@@ -92,9 +92,9 @@ impl Vault {
                     }
                     // An ACL the mode says all of is not kept, as on ext4.
                     if bits.extended {
-                        store_acl(c, ino, &hash, &sealed_name, &sealed_value)?;
+                        store_acl(c, ino, &hash, &sealed_name, &sealed_value, t.at)?;
                     } else if exists {
-                        c.xattr_remove(ino, &hash)?;
+                        c.xattr_remove(ino, &hash, t.at)?;
                     }
                 }
                 // Only a directory has a default ACL, as on ext4.
@@ -102,12 +102,12 @@ impl Vault {
                     if i.kind != Kind::Dir {
                         return Err(VaultError::NotPermitted);
                     }
-                    store_acl(c, ino, &hash, &sealed_name, &sealed_value)?
+                    store_acl(c, ino, &hash, &sealed_name, &sealed_value, t.at)?
                 }
-                None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value)?,
+                None => c.xattr_set(ino, &hash, &sealed_name, &sealed_value, t.at)?,
             }
             i.ctime = t.wall;
-            c.update_inode(&i)?;
+            c.update_inode(&i, t.at)?;
             Ok(())
         })
     }
@@ -126,14 +126,21 @@ impl Vault {
         Ok(Some(Acl::parse(&value)?))
     }
 
-    pub(super) fn put_acl_in(&self, c: &Catalog, ino: Ino, name: &[u8], acl: &Acl) -> Result<()> {
+    pub(super) fn put_acl_in(
+        &self,
+        c: &Catalog,
+        ino: Ino,
+        name: &[u8],
+        acl: &Acl,
+        at: i64,
+    ) -> Result<()> {
         let hash = self.keys.names.lookup_hash(ino, name);
         let sealed_name = self.keys.names.encrypt(domain::XATTR_NAME, ino, name);
         let sealed_value = self
             .keys
             .names
             .encrypt(domain::XATTR_VALUE, ino, &acl.to_bytes());
-        store_acl(c, ino, &hash, &sealed_name, &sealed_value)
+        store_acl(c, ino, &hash, &sealed_name, &sealed_value, at)
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
@@ -165,12 +172,12 @@ impl Vault {
         let t = self.tick();
         let cat = self.catalog.lock();
         cat.tx(|c| {
-            if !c.xattr_remove(ino, &hash)? {
+            if !c.xattr_remove(ino, &hash, t.at)? {
                 return Err(VaultError::NoAttr);
             }
             let mut i = Self::inode_of(c, ino)?;
             i.ctime = t.wall;
-            c.update_inode(&i)?;
+            c.update_inode(&i, t.at)?;
             Ok(())
         })
     }
@@ -193,9 +200,10 @@ fn store_acl(
     hash: &NameHash,
     sealed_name: &[u8],
     sealed_value: &[u8],
+    at: i64,
 ) -> Result<()> {
     c.meta_set_once(ACLS_KEPT, "yes")?;
-    Ok(c.xattr_set(ino, hash, sealed_name, sealed_value)?)
+    Ok(c.xattr_set(ino, hash, sealed_name, sealed_value, at)?)
 }
 
 #[cfg(test)]
@@ -221,7 +229,7 @@ mod tests {
             .encrypt(domain::XATTR_VALUE, ino, b"system_u:object_r:x");
         v.catalog
             .lock()
-            .xattr_set(ino, &hash, &sealed_name, &sealed_value)
+            .xattr_set(ino, &hash, &sealed_name, &sealed_value, 1)
             .unwrap();
 
         assert_eq!(v.listxattr(ino).unwrap(), b"user.kept\0");

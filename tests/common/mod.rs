@@ -102,6 +102,26 @@ pub fn sh(script: &str) -> Output {
         .arg(script))
 }
 
+/// `phivault umount MNT`, which waits for the daemon to finish.
+///
+/// Tests run as threads of one process, and a thread that spawns a
+/// program forks a child that holds copies of every descriptor open in
+/// the process (another test's files included) until it execs. An unmount
+/// that lands in that instant sees the mount busy: retry for a moment.
+/// A mount that stays busy still fails the test.
+pub fn unmount(mnt: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = run(Command::new(bin()).arg("umount").arg(mnt));
+        let busy = String::from_utf8_lossy(&out.stderr).contains("is busy");
+        if !busy || std::time::Instant::now() > deadline {
+            ok_output(&out, "phivault umount");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A store plus a mountpoint in a private temp dir. Unmounts on drop.
 pub struct Vault {
     pub dir: tempfile::TempDir,
@@ -148,6 +168,54 @@ impl Vault {
         }
     }
 
+    /// A copy of the store `tests/fixtures/NAME`, made by an earlier
+    /// release with `PASSPHRASE` (each fixture's test says how), not
+    /// mounted.
+    pub fn from_fixture(name: &str) -> Self {
+        require_fuse();
+        let dir = tempfile::Builder::new()
+            .prefix("phivault-test-")
+            .tempdir()
+            .expect("tempdir");
+        let store = dir.path().join("store");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        ok(Command::new("cp").arg("-a").arg(&src).arg(&store));
+        ok(Command::new("chmod").args(["-R", "go-rwx"]).arg(&store));
+        let mnt = dir.path().join("mnt");
+        let pwfile = dir.path().join("passphrase");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::write(&pwfile, format!("{PASSPHRASE}\n")).unwrap();
+        let log = dir.path().join("daemon.log");
+        Vault {
+            dir,
+            store,
+            mnt,
+            pwfile,
+            log,
+            mounted: false,
+        }
+    }
+
+    /// The engine of this store, opened read-write (not while mounted).
+    pub fn engine(&self) -> std::sync::Arc<phivault::vault::Vault> {
+        use phivault::crypto::Passphrase;
+        use phivault::store::StoreDir;
+        use phivault::vault::{read_config, unlock_master, OpenOptions};
+        let store = StoreDir::new(&self.store);
+        let pass = Passphrase::new(PASSPHRASE.as_bytes().to_vec());
+        let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
+        phivault::vault::Vault::open(&store, &master, &OpenOptions::default()).unwrap()
+    }
+
+    /// The catalog's schema version (`PRAGMA user_version`).
+    pub fn catalog_version(&self) -> i64 {
+        let db = rusqlite::Connection::open(self.store.join("catalog.db")).unwrap();
+        db.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
     /// Initialised and mounted.
     pub fn mounted() -> Self {
         let mut v = Self::init();
@@ -181,24 +249,9 @@ impl Vault {
         cmd
     }
 
-    /// Unmounts and waits for the daemon to finish.
-    ///
-    /// Tests run as threads of one process, and a thread that spawns a
-    /// program forks a child that holds copies of every descriptor open in
-    /// the process (another test's files included) until it execs. An unmount
-    /// that lands in that instant sees the mount busy: retry for a moment.
-    /// A mount that stays busy still fails the test.
+    /// Unmounts and waits for the daemon to finish (see `unmount`).
     pub fn unmount(&mut self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let out = run(Command::new(bin()).arg("umount").arg(&self.mnt));
-            let busy = String::from_utf8_lossy(&out.stderr).contains("is busy");
-            if !busy || std::time::Instant::now() > deadline {
-                ok_output(&out, "phivault umount");
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        unmount(&self.mnt);
         self.mounted = false;
     }
 

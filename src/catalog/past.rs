@@ -1,0 +1,122 @@
+//! The tree as it was at an instant: entries valid then, the version each
+//! file had reached, and that version's extents. Read-only; instants are on
+//! the history clock (see `history`).
+
+use rusqlite::{params, OptionalExtension};
+
+use super::*;
+
+impl Catalog {
+    /// The entry (parent, hash) valid at `at`.
+    pub fn lookup_at(&self, parent: Ino, hash: &NameHash, at: i64) -> Result<Option<(Ino, Kind)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ino, kind FROM dentries INDEXED BY dentries_history
+             WHERE parent=?1 AND hash=?2 AND valid_from <= ?3
+               AND (valid_until IS NULL OR valid_until > ?3)
+             ORDER BY valid_from DESC LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![parent as i64, &hash[..], at], |r| {
+                Ok((r.get::<_, i64>(0)? as Ino, r.get::<_, Kind>(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Entries of `dir` valid at `at`, at positions after `after`, in
+    /// position order (as `list_dir`).
+    pub fn list_dir_at(&self, dir: Ino, after: i64, at: i64, limit: usize) -> Result<Vec<DirRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, ino, kind FROM dentries INDEXED BY dentries_by_parent
+             WHERE parent=?1 AND id > ?2 AND valid_from <= ?3
+               AND (valid_until IS NULL OR valid_until > ?3)
+             ORDER BY id LIMIT ?4",
+        )?;
+        let rows = st.query_map(
+            params![dir as i64, after, at, limit as i64],
+            DirRow::from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The directory that held directory `dir` at `at`.
+    pub fn parent_at(&self, dir: Ino, at: i64) -> Result<Option<Ino>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT parent FROM dentries INDEXED BY dentries_by_ino
+             WHERE ino=?1 AND valid_from <= ?2 AND (valid_until IS NULL OR valid_until > ?2)
+             LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![dir as i64, at], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|p| p as Ino))
+    }
+
+    /// How many names `ino` had at `at`.
+    pub fn links_at(&self, ino: Ino, at: i64) -> Result<u32> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM dentries INDEXED BY dentries_by_ino
+             WHERE ino=?1 AND valid_from <= ?2 AND (valid_until IS NULL OR valid_until > ?2)",
+        )?;
+        Ok(st.query_row(params![ino as i64, at], |r| r.get::<_, u32>(0))?)
+    }
+
+    /// How many directories `dir` held at `at`.
+    pub fn subdirs_at(&self, dir: Ino, at: i64) -> Result<u32> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM dentries INDEXED BY dentries_by_parent
+             WHERE parent=?1 AND kind=?3 AND valid_from <= ?2
+               AND (valid_until IS NULL OR valid_until > ?2)",
+        )?;
+        Ok(st.query_row(params![dir as i64, at, Kind::Dir as u8], |r| {
+            r.get::<_, u32>(0)
+        })?)
+    }
+
+    /// The newest version of `ino` recorded at or before `at`.
+    pub fn version_at(&self, ino: Ino, at: i64) -> Result<Option<VersionRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT version, time, size, reason, uid FROM versions
+             WHERE ino=?1 AND time <= ?2 ORDER BY version DESC LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![ino as i64, at], |r| {
+                Ok(VersionRow {
+                    ino,
+                    version: r.get::<_, i64>(0)? as u64,
+                    time: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    reason: r.get(3)?,
+                    uid: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The extents of version `version` of `ino` with idx in [first, last],
+    /// in order: those written in it or before and not replaced until after.
+    pub fn version_extents(
+        &self,
+        ino: Ino,
+        version: u64,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, BlockRef)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT e.idx, b.hash, b.pack, b.offset, b.len, b.plain_len
+             FROM extents e INDEXED BY extents_history JOIN blocks b ON b.id = e.block
+             WHERE e.ino=?1 AND e.idx BETWEEN ?2 AND ?3 AND e.v_from <= ?4
+               AND (e.v_until IS NULL OR e.v_until > ?4)
+             ORDER BY e.idx",
+        )?;
+        let rows = st.query_map(
+            params![
+                ino as i64,
+                first as i64,
+                last.min(i64::MAX as u64) as i64,
+                version as i64
+            ],
+            |r| Ok((r.get::<_, i64>(0)? as u64, BlockRef::from_offset_row(r, 1)?)),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
