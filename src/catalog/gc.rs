@@ -355,20 +355,3 @@ fn block_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlockRow> {
         },
     })
 }
-
-impl Catalog {
-    /// The blocks of `ino` as of `version` (idx order): what a restore of
-    /// that version reads. Indexes without a row are holes.
-    pub fn extents_at(&self, ino: Ino, version: u64) -> Result<Vec<(u64, BlockRef)>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT e.idx, b.hash, b.pack, b.offset, b.len, b.plain_len
-             FROM extents e INDEXED BY extents_history JOIN blocks b ON b.id = e.block
-             WHERE e.ino=?1 AND e.v_from <= ?2 AND (e.v_until IS NULL OR e.v_until > ?2)
-             ORDER BY e.idx",
-        )?;
-        let rows = st.query_map(params![ino as i64, version as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, BlockRef::from_offset_row(r, 1)?))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-}

@@ -661,7 +661,8 @@ impl Vault {
 
     /// The content of version `version` of file `ino`, read from the
     /// packs: what a restore of it gives back. For checks that pruning
-    /// kept what it must (`tests/prune.rs`); history views have their own.
+    /// kept what it must (`tests/prune.rs`), by version number where
+    /// `Past` goes by instant.
     #[doc(hidden)]
     pub fn version_content(&self, ino: Ino, version: u64) -> Result<Vec<u8>, PruneError> {
         let (row, extents) = {
@@ -671,7 +672,7 @@ impl Vault {
                 .into_iter()
                 .find(|v| v.version == version)
                 .ok_or(VaultError::NotFound)?;
-            (row, cat.extents_at(ino, version)?)
+            (row, cat.version_extents(ino, version, 0, u64::MAX)?)
         };
         let bs = self.block_size;
         let mut out = vec![0u8; row.size as usize];
