@@ -15,6 +15,7 @@ mod checkpointer;
 mod content;
 mod entries;
 mod flush;
+pub mod gc;
 mod generations;
 mod history;
 mod inodes;

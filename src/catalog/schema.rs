@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::{CatalogError, Result};
 
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Inode generations (see `generations`); added by version 2.
 pub const GENERATIONS: &str =
@@ -53,6 +53,23 @@ CREATE TABLE xattr_history(
     until INTEGER NOT NULL,
     PRIMARY KEY(ino, hash, until)
 ) WITHOUT ROWID;
+";
+
+/// Pruning (see `gc`); added by version 5. `doomed_packs`: packs no block
+/// points into any more, with the instant they were found so, deleted once
+/// a grace period has passed. `removals`: what pruning removed, in order,
+/// for a replica to follow. `extents_by_block`: whether any extent still
+/// uses a block, asked for each block a prune may free.
+pub const PRUNE: &str = "
+CREATE TABLE doomed_packs(pack INTEGER PRIMARY KEY, since INTEGER NOT NULL);
+CREATE TABLE removals(
+    seq INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    pack INTEGER NOT NULL,
+    hash BLOB
+);
+CREATE INDEX extents_by_block ON extents(block);
 ";
 
 /// The schema of the first release (version 1). A new catalog is made
@@ -148,6 +165,7 @@ pub fn upgrade(conn: &Connection, from: i64) -> Result<()> {
             2 => GENERATIONS,
             3 => ALLOCATIONS,
             4 => HISTORY,
+            5 => PRUNE,
             _ => unreachable!("every version up to VERSION has a step"),
         };
         let sql = format!("BEGIN; {step} PRAGMA user_version = {to}; COMMIT;");
@@ -195,6 +213,8 @@ mod tests {
             "allocations",
             "inode_history",
             "xattr_history",
+            "doomed_packs",
+            "removals",
         ] {
             assert!(tables(&c).iter().any(|n| n == t), "no table {t}");
         }

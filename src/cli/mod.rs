@@ -8,6 +8,7 @@ mod mount;
 mod mount_options;
 mod passphrase;
 mod passwd;
+mod prune;
 mod retention;
 mod time_spec;
 mod umount;
@@ -44,6 +45,7 @@ enum Command {
     Passwd(passwd::Args),
     Info(info::Args),
     Log(log::Args),
+    Prune(prune::Args),
     Retention(retention::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
@@ -58,6 +60,7 @@ pub fn main() -> i32 {
         Command::Passwd(a) => passwd::run(a),
         Command::Info(a) => info::run(a),
         Command::Log(a) => log::run(a),
+        Command::Prune(a) => prune::run(a),
         Command::Retention(a) => retention::run(a),
         Command::Daemon(a) => mount::run_daemon(a),
     };

@@ -86,6 +86,30 @@ pub struct Tuning {
     /// be cleaned up through the mount. 0 turns the reserve off.
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = util::parse_size)]
     pub space_reserve: u64,
+    /// How often the mount prunes the store in the background by its
+    /// retention policy (as `phivault prune` does): e.g. 1d, 12h, 30m, 90s
+    /// (a bare number is seconds). The first prune runs 10 minutes after
+    /// the mount, or one interval if that is shorter. 0: never.
+    #[arg(long, value_name = "INTERVAL", default_value = "1d", value_parser = parse_interval)]
+    pub prune_interval: u64,
+}
+
+/// "1d", "12h", "30m", "90s" or "90" into seconds.
+fn parse_interval(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with s, m, h or d, such as 1d"))?;
+    let mul = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Internal: the detached daemon. Reads the master key from stdin and reports
@@ -379,6 +403,8 @@ fn spawn_daemon(
         .arg(t.threads.to_string())
         .arg("--space-reserve")
         .arg(t.space_reserve.to_string())
+        .arg("--prune-interval")
+        .arg(t.prune_interval.to_string())
         .arg("--io-uring")
         .arg(
             t.io_uring
@@ -514,6 +540,15 @@ fn serve(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = vault.spawn_flusher(stop.clone());
+    let stop_pruning = Arc::new(AtomicBool::new(false));
+    let pruner = (tuning.prune_interval > 0 && !flags.read_only).then(|| {
+        let every = Duration::from_secs(tuning.prune_interval);
+        vault.spawn_pruner(
+            stop_pruning.clone(),
+            every.min(Duration::from_secs(600)),
+            every,
+        )
+    });
     let source = dir.root().to_string_lossy().into_owned();
     let cfg = mount_config(&MountSettings {
         source: &source,
@@ -575,6 +610,10 @@ fn serve(
     log_requests_served(&served);
     sig_handle.close();
     let _ = signal_thread.join();
+    stop_pruning.store(true, Ordering::Relaxed);
+    if let Some(pruner) = pruner {
+        let _ = pruner.join();
+    }
     vault.shutdown().context("flushing the store")?;
     stop.store(true, Ordering::Relaxed);
     let _ = flusher.join();

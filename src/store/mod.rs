@@ -3,6 +3,7 @@
 //!
 //! Sees only ciphertext: it never receives a key, a plaintext block or a name.
 
+mod compact;
 mod config;
 mod flush;
 mod layout;

@@ -312,6 +312,27 @@ impl PackStore {
 
     /// Appends sealed blocks to the active pack in one write.
     pub fn append(&self, blocks: &[&SealedBlock]) -> Result<AppendOutcome> {
+        let mut buf =
+            Vec::with_capacity(blocks.iter().map(|b| record_len(b)).sum::<u64>() as usize);
+        for b in blocks {
+            let len = record_len(b) as u32;
+            buf.extend_from_slice(&(len - 4).to_le_bytes());
+            buf.extend_from_slice(&b.plain_len.to_le_bytes());
+            buf.extend_from_slice(&b.id.0);
+            buf.extend_from_slice(&b.nonce);
+            buf.extend_from_slice(&b.ciphertext);
+        }
+        self.append_encoded(buf, blocks.len())
+    }
+
+    /// Appends whole records as `read_record_bytes` gives them (compaction
+    /// copies them verbatim: the ciphertext stays bound to its block id).
+    pub fn append_records(&self, records: &[Vec<u8>]) -> Result<AppendOutcome> {
+        self.append_encoded(records.concat(), records.len())
+    }
+
+    /// Appends `count` encoded records, back to back in `buf`, in one write.
+    fn append_encoded(&self, buf: Vec<u8>, count: usize) -> Result<AppendOutcome> {
         let mut out = AppendOutcome::default();
         let mut guard = self.active.lock();
         if guard.is_none() {
@@ -320,31 +341,28 @@ impl PackStore {
             *guard = Some(pack);
         }
         let pack = guard.as_mut().expect("just ensured");
-        let mut buf =
-            Vec::with_capacity(blocks.iter().map(|b| record_len(b)).sum::<u64>() as usize);
-        for b in blocks {
-            let offset = pack.len + buf.len() as u64;
-            let len = record_len(b) as u32;
-            buf.extend_from_slice(&(len - 4).to_le_bytes());
-            buf.extend_from_slice(&b.plain_len.to_le_bytes());
-            buf.extend_from_slice(&b.id.0);
-            buf.extend_from_slice(&b.nonce);
-            buf.extend_from_slice(&b.ciphertext);
-            pack.index.extend_from_slice(&b.id.0);
+        let mut pos = 0usize;
+        while pos < buf.len() {
+            let offset = pack.len + pos as u64;
+            let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4")) + 4;
+            pack.index
+                .extend_from_slice(&buf[pos + 8..pos + 8 + BLOCK_ID_LEN]);
             pack.index.extend_from_slice(&offset.to_le_bytes());
             pack.index.extend_from_slice(&len.to_le_bytes());
-            pack.index.extend_from_slice(&b.plain_len.to_le_bytes());
+            pack.index.extend_from_slice(&buf[pos + 4..pos + 8]);
             out.locations.push(BlockLocation {
                 pack: pack.id,
                 offset,
                 len,
             });
+            pos += len as usize;
         }
+        debug_assert_eq!(out.locations.len(), count);
         if let Err(e) = pack.file.write_all_at(&buf, pack.len) {
             // A partial record may be on disk; cut it so the pack stays parseable.
             pack.cut_to_len();
             pack.index
-                .truncate(pack.index.len() - blocks.len() * INDEX_ENTRY_LEN);
+                .truncate(pack.index.len() - count * INDEX_ENTRY_LEN);
             return Err(StoreError::Io {
                 path: pack.path.clone(),
                 source: e,
@@ -525,6 +543,12 @@ impl PackStore {
     }
 
     pub fn read(&self, loc: &BlockLocation) -> Result<RawRecord> {
+        let buf = self.read_record_bytes(loc)?;
+        parse_record(loc.pack, loc.offset, buf)
+    }
+
+    /// One record as stored, header and ciphertext, checked to be whole.
+    pub fn read_record_bytes(&self, loc: &BlockLocation) -> Result<Vec<u8>> {
         let file = self.reader(loc.pack)?;
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
@@ -541,7 +565,27 @@ impl PackStore {
                 }
             }
         })?;
-        parse_record(loc.pack, loc.offset, buf)
+        check_record(loc.pack, loc.offset, &buf)?;
+        Ok(buf)
+    }
+
+    /// Deletes a pack file no block is stored in any more (compaction, once
+    /// the catalog has forgotten it), and closes the descriptor the reader
+    /// cache holds on it, so that its space really comes back. A file
+    /// already gone is not an error: deletion is retried after a crash.
+    pub fn remove_pack(&self, id: PackId) -> Result<bool> {
+        self.readers.lock().pop(&id);
+        let path = self.pack_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(parent) = path.parent() {
+                    sync_dir(parent)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::Io { path, source: e }),
+        }
     }
 
     /// After a crash: cuts an unsealed pack back to what the catalog committed
@@ -746,7 +790,8 @@ fn sealed_size(file: &File, len: u64) -> Option<u64> {
     (&t[12..] == END_MAGIC).then_some(len)
 }
 
-fn parse_record(pack: PackId, offset: u64, buf: Vec<u8>) -> Result<RawRecord> {
+/// Fails unless `buf` is a whole record of the length the catalog gave.
+fn check_record(pack: PackId, offset: u64, buf: &[u8]) -> Result<()> {
     let damaged = |what| StoreError::DamagedRecord { pack, offset, what };
     if buf.len() < RECORD_HEADER_LEN {
         return Err(damaged("record shorter than its header"));
@@ -755,6 +800,11 @@ fn parse_record(pack: PackId, offset: u64, buf: Vec<u8>) -> Result<RawRecord> {
     if body + 4 != buf.len() {
         return Err(damaged("record length field disagrees with the catalog"));
     }
+    Ok(())
+}
+
+fn parse_record(pack: PackId, offset: u64, buf: Vec<u8>) -> Result<RawRecord> {
+    check_record(pack, offset, &buf)?;
     let plain_len = u32::from_le_bytes(buf[4..8].try_into().expect("4"));
     let id = BlockId::from_slice(&buf[8..8 + BLOCK_ID_LEN]).expect("32 bytes");
     let mut nonce = [0u8; NONCE_LEN];

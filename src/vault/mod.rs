@@ -15,6 +15,7 @@ mod key_slots;
 mod lifecycle;
 mod names;
 mod past;
+mod prune;
 mod read;
 mod readahead;
 mod reserve;
@@ -45,6 +46,7 @@ pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use past::Past;
+pub use prune::{FileVerdicts, PruneClock, PruneError, PruneOptions, PruneReport, PruneStage};
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
