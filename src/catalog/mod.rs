@@ -43,6 +43,7 @@ pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
 pub use history::PastAttrs;
 pub use lost::LossCause;
+pub use schema::VERSION as SCHEMA_VERSION;
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
