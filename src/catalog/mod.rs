@@ -25,6 +25,7 @@ pub mod page_cache;
 mod past;
 mod row_cache;
 mod schema;
+mod scratch;
 mod stats;
 mod types;
 mod versions;
@@ -113,6 +114,9 @@ pub struct Catalog {
     /// Inodes and extended attributes whose current state was written in
     /// the open group (see `history`).
     fresh: RefCell<history::Fresh>,
+    /// The upgraded copy a read-only catalog of an older schema reads;
+    /// declared after the connection, so deleted once that is closed.
+    scratch: Option<scratch::ScratchCopy>,
     /// Whether a file may hold allocated blocks (see `allocations`).
     allocating: Cell<bool>,
 }
@@ -184,7 +188,19 @@ impl Catalog {
     pub fn open_readonly(path: &Path) -> Result<Self> {
         let conn = connect(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.execute_batch("PRAGMA busy_timeout=10000;")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let (conn, scratch) = match version {
+            v if v == schema::VERSION => (conn, None),
+            v if v > schema::VERSION => return Err(CatalogError::Schema(v)),
+            // Not upgraded yet, and a reader must not write: it reads an
+            // upgraded copy (see `scratch`).
+            v => {
+                let (copy, scratch) = scratch::ScratchCopy::upgraded(&conn, v)?;
+                (copy, Some(scratch))
+            }
+        };
         let mut cat = Self::with_connection(conn, PathBuf::new());
+        cat.scratch = scratch;
         cat.generations = generations::Generations::load(&cat.conn)?;
         cat.note_allocations()?;
         Ok(cat)
@@ -205,6 +221,7 @@ impl Catalog {
             rows: Default::default(),
             generations: Default::default(),
             fresh: Default::default(),
+            scratch: None,
             allocating: Default::default(),
         }
     }

@@ -417,3 +417,29 @@ fn past_extended_attributes_are_kept() {
     );
     assert_eq!(at(300), vec![(b"b".to_vec(), b"bee".to_vec())]);
 }
+
+#[test]
+fn an_older_catalog_is_read_through_an_upgraded_copy_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/store-f35037b/catalog.db");
+    std::fs::copy(&src, &path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let scratch_dir = {
+        let cat = Catalog::open_readonly(&path).unwrap();
+        // Queries of the current schema work on it.
+        let root = cat.inode(ROOT_INO).unwrap().unwrap();
+        assert_eq!(root.since, 0);
+        assert!(cat.attrs_at(ROOT_INO, 1).unwrap().is_some());
+        let dir = cat.scratch.as_ref().expect("a copy").dir().to_path_buf();
+        assert!(dir.join("catalog.db").exists());
+        dir
+    };
+    assert!(!scratch_dir.exists(), "the copy goes with the catalog");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the original is unchanged"
+    );
+}
