@@ -9,16 +9,142 @@
 //! are those of `catalog::history`, kept at the group commit's resolution.
 //! Inode numbers are the store's own; a caller that shows the past beside
 //! the live tree gives them numbers of its own (see `fs`).
+//!
+//! [`TreeView`] is what the live tree and a past one have in common: a
+//! reader (the FUSE adapter) serves either without knowing which, or what
+//! a version is.
 
 use std::collections::HashMap;
 
-use super::{Attr, DirEntry, Result, Vault, VaultError};
+use super::{Attr, DirEntry, ListingHorizon, Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Ino, Kind, VersionReason, ROOT_INO};
 use crate::crypto::names::domain;
 
 /// Positions 1 and 2 are "." and ".."; entries follow at row id + 2, as in
 /// the live tree.
 const FIRST_ENTRY_POS: u64 = 2;
+
+/// A tree to read: the live one (`Vault`) or one instant of its past
+/// (`Past`). Callers are generic over it, so the live tree is served with
+/// no indirection.
+pub trait TreeView {
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr>;
+    fn getattr(&self, ino: Ino) -> Result<Attr>;
+    /// `ino` asked for by number (a file handle): NotFound once it is gone.
+    fn lookup_id(&self, ino: Ino) -> Result<Attr>;
+    /// The directory holding directory `dir`; the root is its own parent.
+    fn lookup_parent(&self, dir: Ino) -> Result<Attr>;
+    /// Where a listing started now ends (see [`ListingHorizon`]).
+    fn listing_horizon(&self) -> Result<ListingHorizon>;
+    fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>>;
+    fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize>;
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>>;
+    fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>>;
+}
+
+impl TreeView for Vault {
+    #[inline]
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        Vault::lookup(self, parent, name)
+    }
+    #[inline]
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        Vault::getattr(self, ino)
+    }
+    #[inline]
+    fn lookup_id(&self, ino: Ino) -> Result<Attr> {
+        Vault::lookup_id(self, ino)
+    }
+    #[inline]
+    fn lookup_parent(&self, dir: Ino) -> Result<Attr> {
+        Vault::lookup_parent(self, dir)
+    }
+    #[inline]
+    fn listing_horizon(&self) -> Result<ListingHorizon> {
+        Vault::listing_horizon(self)
+    }
+    #[inline]
+    fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>> {
+        Vault::readdir(self, dir, pos, horizon, max)
+    }
+    #[inline]
+    fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize> {
+        Vault::read_into(self, ino, offset, out)
+    }
+    #[inline]
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        Vault::readlink(self, ino)
+    }
+    #[inline]
+    fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        Vault::getxattr(self, ino, name)
+    }
+    #[inline]
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        Vault::listxattr(self, ino)
+    }
+}
+
+/// The past does not change: a listing of it needs no horizon.
+impl TreeView for Past<'_> {
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        Past::lookup(self, parent, name)
+    }
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        Past::getattr(self, ino)
+    }
+    fn lookup_id(&self, ino: Ino) -> Result<Attr> {
+        Past::getattr(self, ino)
+    }
+    fn lookup_parent(&self, dir: Ino) -> Result<Attr> {
+        let parent = match dir {
+            ROOT_INO => ROOT_INO,
+            _ => self
+                .vault
+                .catalog_to_read()?
+                .parent_at(dir, self.at)?
+                .ok_or(VaultError::NotFound)?,
+        };
+        Past::getattr(self, parent)
+    }
+    fn listing_horizon(&self) -> Result<ListingHorizon> {
+        self.vault.listing_horizon()
+    }
+    fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        _horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>> {
+        Past::readdir(self, dir, pos, max)
+    }
+    fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize> {
+        Past::read_into(self, ino, offset, out)
+    }
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        Past::readlink(self, ino)
+    }
+    fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        Past::getxattr(self, ino, name)
+    }
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        Past::listxattr(self, ino)
+    }
+}
 
 /// The tree at one instant.
 pub struct Past<'a> {
