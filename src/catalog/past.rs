@@ -124,3 +124,30 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+/// The resolution of [`Catalog::change_marks`]: a quarter of an hour, which
+/// every time zone's offset is a multiple of, so that an hour, day, week,
+/// month or year of any zone is a run of whole quarters.
+pub const CHANGE_MARK_NS: i64 = 15 * 60 * 1_000_000_000;
+
+impl Catalog {
+    /// For each quarter of an hour (see [`CHANGE_MARK_NS`]) in which the
+    /// tree changed, the instant of its last change: a version recorded, a
+    /// name made or removed, attributes or an extended attribute changed.
+    /// In no particular order.
+    pub fn change_marks(&self) -> Result<Vec<i64>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT max(t) FROM (
+                 SELECT time AS t FROM versions
+                 UNION ALL SELECT valid_from FROM dentries
+                 UNION ALL SELECT valid_until FROM dentries WHERE valid_until IS NOT NULL
+                 UNION ALL SELECT since FROM inodes
+                 UNION ALL SELECT since FROM inode_history
+                 UNION ALL SELECT since FROM xattrs
+                 UNION ALL SELECT until FROM xattr_history
+             ) WHERE t > 0 GROUP BY t / ?1",
+        )?;
+        let rows = st.query_map(params![CHANGE_MARK_NS], |r| r.get::<_, i64>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

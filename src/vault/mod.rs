@@ -19,6 +19,7 @@ mod readahead;
 mod reserve;
 mod retention;
 mod settings;
+mod snapshots;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -42,7 +43,7 @@ pub use key_slots::{
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
-pub use past::Past;
+pub use past::{Past, TreeView};
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
@@ -51,6 +52,7 @@ pub use settings::{
     retention_policy, set_retention, unlock_store, PolicyChange, PolicySet, PolicyView,
     SetPolicyError, UnlockError, UnlockFor, Unlocked,
 };
+pub use snapshots::MAX_LISTED as MAX_SNAPSHOTS_LISTED;
 pub use tree::ListingHorizon;
 
 use crate::catalog::{Catalog, Ino};
