@@ -573,7 +573,13 @@ fn serve(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = vault.spawn_flusher(stop.clone());
-    let source = dir.root().to_string_lossy().into_owned();
+    let mut source = dir.root().to_string_lossy().into_owned();
+    if let Some(at) = at {
+        // A view of the past is not a mount of the store: `umount` has no
+        // flush to wait for, and the store can be mounted live meanwhile.
+        let t = jiff::Timestamp::from_nanosecond(at.into()).unwrap_or_default();
+        source = format!("{source}@{}", time_spec::format_rfc3339(t));
+    }
     let cfg = mount_config(&MountSettings {
         source: &source,
         allow_other: opts.allow_other,
