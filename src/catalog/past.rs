@@ -133,9 +133,9 @@ pub const CHANGE_MARK_NS: i64 = 15 * 60 * 1_000_000_000;
 impl Catalog {
     /// For each quarter of an hour (see [`CHANGE_MARK_NS`]) in which the
     /// tree changed, the instant of its last change: a version recorded, a
-    /// name made or removed, attributes or an extended attribute changed.
-    /// In no particular order.
-    pub fn change_marks(&self) -> Result<Vec<i64>> {
+    /// name made or removed, attributes or an extended attribute changed;
+    /// from `fine_since` on, for each second instead. In no particular order.
+    pub fn change_marks(&self, fine_since: i64) -> Result<Vec<i64>> {
         let mut st = self.conn.prepare_cached(
             "SELECT max(t) FROM (
                  SELECT time AS t FROM versions
@@ -145,9 +145,10 @@ impl Catalog {
                  UNION ALL SELECT since FROM inode_history
                  UNION ALL SELECT since FROM xattrs
                  UNION ALL SELECT until FROM xattr_history
-             ) WHERE t > 0 GROUP BY t / ?1",
+             ) WHERE t > 0
+             GROUP BY CASE WHEN t >= ?2 THEN t / 1000000000 ELSE -1 - t / ?1 END",
         )?;
-        let rows = st.query_map(params![CHANGE_MARK_NS], |r| r.get::<_, i64>(0))?;
+        let rows = st.query_map(params![CHANGE_MARK_NS, fine_since], |r| r.get::<_, i64>(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

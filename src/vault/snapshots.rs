@@ -4,6 +4,9 @@
 //! (`fs::snapshots`); reading an instant is `Vault::past`.
 //!
 //! The set, with the store's retention policy and `now`:
+//! - within the last hour, every second that changed something (the newest
+//!   [`MAX_RECENT`]), so that a save made by mistake a minute ago can be
+//!   undone from Explorer's "Previous Versions";
 //! - within `keep-all-days` (and at least `keep-hourly` hours), one instant
 //!   per calendar hour that holds a change;
 //! - beyond it, one per day, ISO week, month and year that holds a change,
@@ -11,11 +14,14 @@
 //!   `keep-yearly` windows (the buckets of `retention_verdicts`);
 //! - the instant listed for a bucket is the second of its last change, and
 //!   the newest change is always listed;
-//! - at most [`MAX_LISTED`]: beyond that the coarsest buckets stay (years,
-//!   then months, weeks, days) and the oldest hours go.
+//! - at most [`MAX_LISTED`]: beyond that the last hour's seconds and the
+//!   coarsest buckets stay (years, then months, weeks, days) and the oldest
+//!   hours go.
 //!
 //! A second is listed only once it has passed, so what it names no longer
 //! changes.
+
+use std::collections::HashMap;
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -27,13 +33,20 @@ use crate::store::RetentionPolicy;
 /// more than this.
 pub const MAX_LISTED: usize = 500;
 
+/// How many seconds of the last hour are listed at most.
+pub const MAX_RECENT: usize = 60;
+
 const NS_PER_SEC: i64 = 1_000_000_000;
+const RECENT_NS: i64 = 3600 * NS_PER_SEC;
 
 impl Vault {
     /// The seconds `.snapshots` lists (UTC, since the epoch), newest first;
     /// see the module doc. Buckets are calendar ones in `tz`.
     pub fn snapshot_instants(&self, now: Timestamp, tz: &TimeZone) -> Result<Vec<i64>> {
-        let marks = self.catalog_to_read()?.change_marks()?;
+        let now_ns = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
+        let marks = self
+            .catalog_to_read()?
+            .change_marks(now_ns.saturating_sub(RECENT_NS))?;
         Ok(listed_seconds(&self.config.retention, now, tz, &marks))
     }
 }
@@ -56,23 +69,33 @@ pub fn listed_seconds(
         })
         .collect();
     let verdicts = retention_verdicts(&listing_policy(policy), now, tz, &points);
-    let mut kept: Vec<(u8, i64)> = points
+    // Each second listed, with how long it should stay under the limit.
+    let mut rank: HashMap<i64, u8> = HashMap::new();
+    for (p, v) in points.iter().zip(verdicts) {
+        if let Verdict::Keep(reasons) = v {
+            let r = reasons.iter().map(coarseness).max().unwrap_or(0);
+            let sec = p.time_ns.div_euclid(NS_PER_SEC);
+            let e = rank.entry(sec).or_default();
+            *e = (*e).max(r);
+        }
+    }
+    let recent_from = now.as_nanosecond() - i128::from(RECENT_NS);
+    let mut recent: Vec<i64> = points
         .iter()
-        .zip(verdicts)
-        .filter_map(|(p, v)| match v {
-            Verdict::Keep(reasons) => {
-                let rank = reasons.iter().map(coarseness).max().unwrap_or(0);
-                Some((rank, p.time_ns.div_euclid(NS_PER_SEC)))
-            }
-            Verdict::Drop => None,
-        })
+        .filter(|p| i128::from(p.time_ns) >= recent_from)
+        .map(|p| p.time_ns.div_euclid(NS_PER_SEC))
         .collect();
-    // Coarsest first, newest first within each; then newest first overall.
+    recent.sort_unstable_by(|a, b| b.cmp(a));
+    recent.dedup();
+    for sec in recent.into_iter().take(MAX_RECENT) {
+        rank.insert(sec, u8::MAX);
+    }
+    // The most lasting first, newest first within each; then newest first.
+    let mut kept: Vec<(u8, i64)> = rank.into_iter().map(|(s, r)| (r, s)).collect();
     kept.sort_unstable_by(|a, b| b.cmp(a));
     let mut seconds: Vec<i64> = kept.into_iter().map(|(_, s)| s).collect();
     seconds.truncate(MAX_LISTED);
     seconds.sort_unstable_by(|a, b| b.cmp(a));
-    seconds.dedup();
     seconds
 }
 
@@ -199,6 +222,21 @@ mod tests {
     }
 
     #[test]
+    fn within_the_last_hour_every_second_that_changed() {
+        let changes = [10, 20, 30, 2 * HOUR + 5, 2 * HOUR + 10].map(|ago| ns(NOW - ago));
+        let listed = listed_seconds(&policy(30, 48, 0), at(NOW), &TimeZone::UTC, &changes);
+        assert_eq!(listed, [NOW - 10, NOW - 20, NOW - 30, NOW - 2 * HOUR - 5]);
+        // A flood of changes: the newest seconds, and the hours before.
+        let flood: Vec<i64> = (1..=3000).map(|ago| ns(NOW - ago)).collect();
+        let listed = listed_seconds(&policy(30, 48, 0), at(NOW), &TimeZone::UTC, &flood);
+        assert_eq!(
+            listed[..MAX_RECENT],
+            (1..=60).map(|a| NOW - a).collect::<Vec<_>>()
+        );
+        assert_eq!(listed.len(), MAX_RECENT + 1, "{listed:?}");
+    }
+
+    #[test]
     fn a_second_is_listed_once_it_has_passed() {
         let changes = [ns(NOW) + 5, ns(NOW - 1) + 999_999_999, ns(NOW + 60)];
         let listed = listed_seconds(&policy(30, 48, 0), at(NOW), &TimeZone::UTC, &changes);
@@ -217,6 +255,6 @@ mod tests {
         let listed = v.snapshot_instants(later, &TimeZone::UTC).unwrap();
         let first = *listed.first().unwrap();
         assert!(first == last || first == last - 1, "{listed:?} vs {last}");
-        assert!(listed.len() <= 2, "{listed:?}");
+        assert!(listed.len() <= 4, "{listed:?}");
     }
 }
