@@ -44,8 +44,25 @@ struct Smbd {
     child: Child,
 }
 
+/// How the shares of `samba_serves_the_mount_as_it_serves_a_native_directory`
+/// store what Windows clients send.
+const PLAIN_SHARE: &str = "vfs objects = acl_xattr streams_xattr\n";
+
+/// A share offering each file's earlier versions from the mount's hidden
+/// `.snapshots` (Explorer's "Previous Versions"), as the README gives it.
+const PREVIOUS_VERSIONS_SHARE: &str = "vfs objects = shadow_copy2 acl_xattr streams_xattr\n\
+     shadow:snapdir = .snapshots\n\
+     shadow:format = @GMT-%Y.%m.%d-%H.%M.%S\n\
+     shadow:localtime = no\n\
+     shadow:sort = desc\n";
+
 impl Smbd {
     fn start(shares: &[(&str, &Path)]) -> Self {
+        Self::start_with(shares, PLAIN_SHARE)
+    }
+
+    /// Serves `shares`, each with the lines of `share_conf` besides its path.
+    fn start_with(shares: &[(&str, &Path)], share_conf: &str) -> Self {
         let state = tempfile::Builder::new()
             .prefix("phivault-smbd-")
             .tempdir()
@@ -78,7 +95,7 @@ impl Smbd {
                 "[{name}]\n\
                  path = {}\n\
                  read only = no\n\
-                 vfs objects = acl_xattr streams_xattr\n\
+                 {share_conf}\
                  store dos attributes = yes\n\
                  ea support = yes\n",
                 path.display()
@@ -426,4 +443,59 @@ fn samba_serves_the_mount_as_it_serves_a_native_directory() {
         "scan.dcm read back differs"
     );
     assert_eq!(fs::read(work.join("zone.back")).unwrap(), zone);
+}
+
+/// What Explorer's "Previous Versions" tab does, through smbclient: the
+/// snapshots a file appears in (`allinfo`, from FSCTL_GET_SHADOW_COPY_DATA
+/// and the share's `.snapshots`), then an earlier one fetched through its
+/// @GMT path, byte for byte.
+#[test]
+fn samba_offers_earlier_versions_from_snapshots() {
+    require_programs(&["smbd", "smbclient", "smbpasswd"]);
+    let ids = common::user_ids(SMB_USER);
+    let v = Vault::mounted_with(&["-o", "allow_other"]);
+    fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let phi = share_dir(&v.mnt, ids);
+    let smbd = Smbd::start_with(&[("phi", &phi)], PREVIOUS_VERSIONS_SHARE);
+    let client = tempfile::Builder::new()
+        .prefix("phivault-smb-client-")
+        .tempdir()
+        .unwrap();
+    let work = client.path();
+    let versions = [common::pattern(1, 200_000), common::pattern(2, 150_001)];
+    for (i, content) in versions.iter().enumerate() {
+        fs::write(work.join(format!("v{i}")), content).unwrap();
+        let put = format!("lcd {}; put v{i} chart.dcm", work.display());
+        smbd.client("phi", &["-c", &put]);
+        // Each version in a second of its own.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+
+    let info = smbd.client("phi", &["-c", "allinfo chart.dcm"]);
+    let tokens: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.trim().split(':').next())
+        .filter(|t| t.starts_with("@GMT-"))
+        .collect();
+    assert!(
+        tokens.len() >= 2,
+        "allinfo lists fewer than two previous versions:\n{info}"
+    );
+    let mut fetched = Vec::new();
+    for token in &tokens {
+        let get = format!(
+            "lcd {}; get \"{token}\\chart.dcm\" {token}.out",
+            work.display()
+        );
+        smbd.client("phi", &["-c", &get]);
+        fetched.push(fs::read(work.join(format!("{token}.out"))).unwrap());
+    }
+    for (i, content) in versions.iter().enumerate() {
+        assert!(
+            fetched.iter().any(|f| f == content),
+            "no previous version is version {i} byte for byte (tokens {tokens:?})"
+        );
+    }
+    // The live file is the newest, and nothing was restored over it.
+    assert!(fs::read(phi.join("chart.dcm")).unwrap() == versions[1]);
 }
