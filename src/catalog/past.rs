@@ -152,3 +152,38 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+impl Catalog {
+    /// The sealed value extended attribute (`ino`, `hash`) had at `at`.
+    pub fn xattr_at(&self, ino: Ino, hash: &NameHash, at: i64) -> Result<Option<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT value FROM xattrs WHERE ino=?1 AND hash=?2 AND since <= ?3
+             UNION ALL
+             SELECT value FROM xattr_history
+             WHERE ino=?1 AND hash=?2 AND since <= ?3 AND until > ?3
+             LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![ino as i64, &hash[..], at], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// How many blocks version `version` of `ino` holds among its first
+    /// `blocks` (see `version_extents`).
+    pub fn version_block_count(&self, ino: Ino, version: u64, blocks: u64) -> Result<u64> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM extents INDEXED BY extents_history
+             WHERE ino=?1 AND idx < ?2 AND v_from <= ?3
+               AND (v_until IS NULL OR v_until > ?3)",
+        )?;
+        let n: i64 = st.query_row(
+            params![
+                ino as i64,
+                blocks.min(i64::MAX as u64) as i64,
+                version as i64
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}

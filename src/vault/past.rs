@@ -195,7 +195,7 @@ impl Past<'_> {
             Kind::File => match cat.version_at(ino, self.at)? {
                 Some(v) => {
                     let n = v.size.div_ceil(self.vault.block_size);
-                    let held = cat.version_extents(ino, v.version, 0, n)?.len() as u64;
+                    let held = cat.version_block_count(ino, v.version, n)?;
                     (v.size, held * self.vault.block_size)
                 }
                 None => (0, 0),
@@ -307,27 +307,43 @@ impl Past<'_> {
         self.vault.readlink(ino)
     }
 
-    /// The extended attributes `ino` had: (name, value) pairs.
+    /// The extended attributes `ino` had: (name, value) pairs, but for
+    /// those the live tree does not keep (see `refused`).
     pub fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let sealed = self.vault.catalog_to_read()?.xattrs_at(ino, self.at)?;
         let names = &self.vault.keys.names;
-        sealed
-            .into_iter()
-            .map(|(name, value)| {
-                Ok((
-                    names.decrypt(domain::XATTR_NAME, ino, &name)?,
-                    names.decrypt(domain::XATTR_VALUE, ino, &value)?,
-                ))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(sealed.len());
+        for (name, value) in sealed {
+            let name = names.decrypt(domain::XATTR_NAME, ino, &name)?;
+            if !self.refused(&name) {
+                out.push((name, names.decrypt(domain::XATTR_VALUE, ino, &value)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the live tree answers "not supported" for (`Vault::refused`),
+    /// so that `ls -l` stops asking for `security.selinux` here too.
+    fn refused(&self, name: &[u8]) -> bool {
+        (name.starts_with(b"system.") && !(super::acl::is_acl(name) && self.vault.acls()))
+            || name == b"security.selinux"
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        self.xattrs(ino)?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or(VaultError::NoAttr)
+        if self.refused(name) {
+            return Err(VaultError::NotSupported);
+        }
+        let hash = self.vault.keys.names.lookup_hash(ino, name);
+        let sealed = self
+            .vault
+            .catalog_to_read()?
+            .xattr_at(ino, &hash, self.at)?
+            .ok_or(VaultError::NoAttr)?;
+        Ok(self
+            .vault
+            .keys
+            .names
+            .decrypt(domain::XATTR_VALUE, ino, &sealed)?)
     }
 
     /// All names, each followed by a NUL, as listxattr(2) returns them.
