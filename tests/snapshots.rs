@@ -289,10 +289,17 @@ fn mount_at_shows_the_old_tree_read_only_beside_the_live_mount() {
                 .args(["--at", at]),
         )
     };
-    let refused = mount_at("v2");
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("version number"), "{said}");
+    for (at, why) in [
+        ("v2", "version number"),
+        ("2099-01-01 00:00", "has not come yet"),
+        ("2001-01-01 00:00", "did not exist yet"),
+    ] {
+        let refused = mount_at(at);
+        assert!(!refused.status.success(), "--at {at} mounted");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains(why), "--at {at}: {said}");
+        assert_eq!(fs::read_dir(&past).unwrap().count(), 0, "--at {at}");
+    }
 
     let at = format!("@{}", h.states[0]);
     let rfc = String::from_utf8(
