@@ -44,8 +44,25 @@ struct Smbd {
     child: Child,
 }
 
+/// How the shares of `samba_serves_the_mount_as_it_serves_a_native_directory`
+/// store what Windows clients send.
+const PLAIN_SHARE: &str = "vfs objects = acl_xattr streams_xattr\n";
+
+/// A share offering each file's earlier versions from the mount's hidden
+/// `.snapshots` (Explorer's "Previous Versions"), as the README gives it.
+const PREVIOUS_VERSIONS_SHARE: &str = "vfs objects = shadow_copy2 acl_xattr streams_xattr\n\
+     shadow:snapdir = .snapshots\n\
+     shadow:format = @GMT-%Y.%m.%d-%H.%M.%S\n\
+     shadow:localtime = no\n\
+     shadow:sort = desc\n";
+
 impl Smbd {
     fn start(shares: &[(&str, &Path)]) -> Self {
+        Self::start_with(shares, PLAIN_SHARE)
+    }
+
+    /// Serves `shares`, each with the lines of `share_conf` besides its path.
+    fn start_with(shares: &[(&str, &Path)], share_conf: &str) -> Self {
         let state = tempfile::Builder::new()
             .prefix("phivault-smbd-")
             .tempdir()
@@ -78,7 +95,7 @@ impl Smbd {
                 "[{name}]\n\
                  path = {}\n\
                  read only = no\n\
-                 vfs objects = acl_xattr streams_xattr\n\
+                 {share_conf}\
                  store dos attributes = yes\n\
                  ea support = yes\n",
                 path.display()
@@ -177,6 +194,11 @@ impl Smbd {
     /// and returns what it printed. Any failure, reported by its exit status
     /// or in its output, fails the test.
     fn client(&self, share: &str, args: &[&str]) -> String {
+        self.client_allowing(share, args, &[])
+    }
+
+    /// As `client`, but the statuses in `allowed` are expected answers.
+    fn client_allowing(&self, share: &str, args: &[&str], allowed: &[&str]) -> String {
         let out = common::run(
             Command::new("smbclient")
                 .arg(format!("//127.0.0.1/{share}"))
@@ -190,8 +212,12 @@ impl Smbd {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut unexpected = printed.clone();
+        for status in allowed {
+            unexpected = unexpected.replace(status, "");
+        }
         assert!(
-            out.status.success() && !printed.contains("NT_STATUS_"),
+            out.status.success() && !unexpected.contains("NT_STATUS_"),
             "smbclient {share} {args:?} failed with {}:\n{printed}\n{}",
             out.status,
             self.logs()
@@ -426,4 +452,70 @@ fn samba_serves_the_mount_as_it_serves_a_native_directory() {
         "scan.dcm read back differs"
     );
     assert_eq!(fs::read(work.join("zone.back")).unwrap(), zone);
+}
+
+/// What Explorer's "Previous Versions" tab does, through smbclient: the
+/// snapshots a file appears in (`allinfo`, from FSCTL_GET_SHADOW_COPY_DATA
+/// and the share's `.snapshots`), then an earlier one fetched through its
+/// @GMT path, byte for byte.
+#[test]
+fn samba_offers_earlier_versions_from_snapshots() {
+    require_programs(&["smbd", "smbclient", "smbpasswd"]);
+    let ids = common::user_ids(SMB_USER);
+    let v = Vault::mounted_with(&["-o", "allow_other"]);
+    fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let phi = share_dir(&v.mnt, ids);
+    let smbd = Smbd::start_with(&[("phi", &phi)], PREVIOUS_VERSIONS_SHARE);
+    let client = tempfile::Builder::new()
+        .prefix("phivault-smb-client-")
+        .tempdir()
+        .unwrap();
+    let work = client.path();
+    let versions = [common::pattern(1, 200_000), common::pattern(2, 150_001)];
+    // The share directory's second is a snapshot without the file.
+    std::thread::sleep(Duration::from_millis(1100));
+    for (i, content) in versions.iter().enumerate() {
+        fs::write(work.join(format!("v{i}")), content).unwrap();
+        let put = format!("lcd {}; put v{i} chart.dcm", work.display());
+        smbd.client("phi", &["-c", &put]);
+        // Each version in a second of its own.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+
+    // Snapshots from before the file existed are offered too (the share
+    // offers them for the whole volume); allinfo says it is not in them.
+    let info = smbd.client_allowing(
+        "phi",
+        &["-c", "allinfo chart.dcm"],
+        &["NT_STATUS_OBJECT_NAME_NOT_FOUND"],
+    );
+    // "@GMT-2026.12.06-12.37.16" followed by the file's times and size there.
+    // Those in which the file is: the token is followed by its times.
+    let lines: Vec<&str> = info.lines().map(str::trim).collect();
+    let tokens: Vec<&str> = lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("@GMT-") && w[1].starts_with("create_time:"))
+        .map(|w| w[0])
+        .collect();
+    assert!(
+        tokens.len() >= 2,
+        "allinfo lists fewer than two previous versions:\n{info}"
+    );
+    let mut fetched = Vec::new();
+    for token in &tokens {
+        let get = format!(
+            "lcd {}; get \"{token}\\chart.dcm\" {token}.out",
+            work.display()
+        );
+        smbd.client("phi", &["-c", &get]);
+        fetched.push(fs::read(work.join(format!("{token}.out"))).unwrap());
+    }
+    for (i, content) in versions.iter().enumerate() {
+        assert!(
+            fetched.iter().any(|f| f == content),
+            "no previous version is version {i} byte for byte (tokens {tokens:?})"
+        );
+    }
+    // The live file is the newest, and nothing was restored over it.
+    assert!(fs::read(phi.join("chart.dcm")).unwrap() == versions[1]);
 }

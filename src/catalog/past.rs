@@ -120,3 +120,66 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
+
+/// The resolution of [`Catalog::change_marks`]: a quarter of an hour, which
+/// every time zone's offset is a multiple of, so that an hour, day, week,
+/// month or year of any zone is a run of whole quarters.
+pub const CHANGE_MARK_NS: i64 = 15 * 60 * 1_000_000_000;
+
+impl Catalog {
+    /// For each quarter of an hour (see [`CHANGE_MARK_NS`]) in which the
+    /// tree changed, the instant of its last change: a version recorded, a
+    /// name made or removed, attributes or an extended attribute changed;
+    /// from `fine_since` on, for each second instead. In no particular order.
+    pub fn change_marks(&self, fine_since: i64) -> Result<Vec<i64>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT max(t) FROM (
+                 SELECT time AS t FROM versions
+                 UNION ALL SELECT valid_from FROM dentries
+                 UNION ALL SELECT valid_until FROM dentries WHERE valid_until IS NOT NULL
+                 UNION ALL SELECT since FROM inodes
+                 UNION ALL SELECT since FROM inode_history
+                 UNION ALL SELECT since FROM xattrs
+                 UNION ALL SELECT until FROM xattr_history
+             ) WHERE t > 0
+             GROUP BY CASE WHEN t >= ?2 THEN t / 1000000000 ELSE -1 - t / ?1 END",
+        )?;
+        let rows = st.query_map(params![CHANGE_MARK_NS, fine_since], |r| r.get::<_, i64>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Catalog {
+    /// The sealed value extended attribute (`ino`, `hash`) had at `at`.
+    pub fn xattr_at(&self, ino: Ino, hash: &NameHash, at: i64) -> Result<Option<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT value FROM xattrs WHERE ino=?1 AND hash=?2 AND since <= ?3
+             UNION ALL
+             SELECT value FROM xattr_history
+             WHERE ino=?1 AND hash=?2 AND since <= ?3 AND until > ?3
+             LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![ino as i64, &hash[..], at], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// How many blocks version `version` of `ino` holds among its first
+    /// `blocks` (see `version_extents`).
+    pub fn version_block_count(&self, ino: Ino, version: u64, blocks: u64) -> Result<u64> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM extents INDEXED BY extents_history
+             WHERE ino=?1 AND idx < ?2 AND v_from <= ?3
+               AND (v_until IS NULL OR v_until > ?3)",
+        )?;
+        let n: i64 = st.query_row(
+            params![
+                ino as i64,
+                blocks.min(i64::MAX as u64) as i64,
+                version as i64
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}

@@ -15,6 +15,7 @@ use clap::ValueEnum;
 use zeroize::Zeroizing;
 
 use super::mount_options::{Flags, MountOptions};
+use super::time_spec::{self, PointInTime};
 use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
@@ -60,6 +61,11 @@ pub struct Args {
     /// Where the detached daemon writes its messages (never inside the store).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+    /// Mount the whole tree as it was at TIME, read-only (e.g. `2026-11-20
+    /// 14:03`, `2h ago`, `yesterday 17:00`). Works while the store is
+    /// mounted elsewhere too.
+    #[arg(long, value_name = "TIME", value_parser = time_spec::from_arg)]
+    pub at: Option<PointInTime>,
     #[command(flatten)]
     pub tuning: Tuning,
 }
@@ -120,14 +126,25 @@ pub struct DaemonArgs {
     mountpoint: PathBuf,
     #[arg(long)]
     options: Vec<String>,
+    /// The instant to serve (ns since the epoch), for `mount --at`.
+    #[arg(long)]
+    at_ns: Option<i64>,
     #[command(flatten)]
     tuning: Tuning,
 }
 
-pub fn run(a: Args) -> anyhow::Result<()> {
+pub fn run(mut a: Args) -> anyhow::Result<()> {
     let store = util::absolute(&a.store)?;
     let mountpoint = util::absolute(&a.mountpoint)?;
+    let at = past_instant(a.at)?;
+    if at.is_some() {
+        // The past only reads.
+        a.options.push("ro".into());
+    }
     let opts = MountOptions::parse(&a.options)?;
+    if opts.remount && at.is_some() {
+        bail!("--at mounts a new read-only view; it cannot remount one");
+    }
     if opts.remount {
         return remount(&store, &mountpoint, &opts);
     }
@@ -142,11 +159,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
              (or fuse.enable_uring=1 on the kernel command line)"
         );
     }
-    if let Some(at) = util::mount_of_store(&store) {
-        bail!("store {} is already mounted at {at}", store.display());
+    // A view of the past reads beside the daemon of a live mount.
+    if let Some(mounted) = util::mount_of_store(&store).filter(|_| at.is_none()) {
+        bail!("store {} is already mounted at {mounted}", store.display());
     }
     // First use: the passphrase just chosen also unlocks, without asking again.
     let mut chosen = None;
+    if !dir.exists() && at.is_some() {
+        bail!(
+            "{} is not a phivault store; it has no past to mount",
+            store.display()
+        );
+    }
     if !dir.exists() {
         if !(a.create || confirm_create(&store)?) {
             bail!(
@@ -175,13 +199,33 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let Unlocked { config, master, .. } = unlock_store(&dir, &pass, purpose)?;
     drop(pass);
     if a.foreground {
-        return serve(&dir, &mountpoint, &opts, &a.tuning, &master, None);
+        return serve(&dir, &mountpoint, &opts, &a.tuning, &master, at, None);
     }
     let log = match &a.log_file {
         Some(p) => util::absolute(p)?,
         None => default_log_path(&config.vault_id)?,
     };
-    spawn_daemon(&store, &mountpoint, &a, &master, &log)
+    spawn_daemon(&store, &mountpoint, &a, at, &master, &log)
+}
+
+/// The instant `--at` asks for, in ns since the epoch: one that has come.
+fn past_instant(at: Option<PointInTime>) -> anyhow::Result<Option<i64>> {
+    let t = match at {
+        None => return Ok(None),
+        Some(PointInTime::Instant(t)) => t,
+        Some(PointInTime::Version(v)) => bail!(
+            "--at v{v}: a version number belongs to one file, and a mount shows the whole \
+             tree; give a time instead (`phivault log STORE PATH` shows when each version \
+             was made)"
+        ),
+    };
+    if t > jiff::Timestamp::now() {
+        bail!(
+            "--at {}: that time has not come yet; nothing was mounted",
+            time_spec::format_rfc3339(t)
+        );
+    }
+    Ok(Some(i64::try_from(t.as_nanosecond()).unwrap_or(i64::MIN)))
 }
 
 /// Without root, fusermount3 mounts, and it cannot give every flag; refuse
@@ -374,6 +418,7 @@ fn spawn_daemon(
     store: &Path,
     mountpoint: &Path,
     a: &Args,
+    at: Option<i64>,
     master: &MasterKey,
     log_path: &Path,
 ) -> anyhow::Result<()> {
@@ -395,6 +440,9 @@ fn spawn_daemon(
     cmd.arg("daemon").arg(store).arg(mountpoint);
     for o in &a.options {
         cmd.arg("--options").arg(o);
+    }
+    if let Some(at) = at {
+        cmd.arg(format!("--at-ns={at}"));
     }
     let t = &a.tuning;
     cmd.arg("--cache-size")
@@ -469,6 +517,7 @@ pub fn run_daemon(a: DaemonArgs) -> anyhow::Result<()> {
         &opts,
         &a.tuning,
         &master,
+        a.at_ns,
         Some(&mut ready),
     );
     if let Err(e) = &res {
@@ -511,6 +560,7 @@ fn serve(
     opts: &MountOptions,
     tuning: &Tuning,
     master: &MasterKey,
+    at: Option<i64>,
     ready: Option<&mut std::io::Stdout>,
 ) -> anyhow::Result<()> {
     init_logging();
@@ -538,6 +588,15 @@ fn serve(
             dir.root().display()
         );
     }
+    if let Some(at) = at {
+        if vault.past(at).getattr(crate::vault::ROOT_INO).is_err() {
+            bail!(
+                "{} did not exist yet at {}; nothing was mounted",
+                dir.root().display(),
+                crate::vault::format_utc(at.div_euclid(1_000_000_000))
+            );
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flusher = vault.spawn_flusher(stop.clone());
     let stop_pruning = Arc::new(AtomicBool::new(false));
@@ -549,7 +608,13 @@ fn serve(
             every,
         )
     });
-    let source = dir.root().to_string_lossy().into_owned();
+    let mut source = dir.root().to_string_lossy().into_owned();
+    if let Some(at) = at {
+        // A view of the past is not a mount of the store: `umount` has no
+        // flush to wait for, and the store can be mounted live meanwhile.
+        let t = jiff::Timestamp::from_nanosecond(at.into()).unwrap_or_default();
+        source = format!("{source}@{}", time_spec::format_rfc3339(t));
+    }
     let cfg = mount_config(&MountSettings {
         source: &source,
         allow_other: opts.allow_other,
@@ -557,7 +622,10 @@ fn serve(
         threads: tuning.threads as usize,
         flags: &flags.to_fuser(),
     });
-    let fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
+    let mut fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
+    if let Some(at) = at {
+        fs = fs.at_instant(at);
+    }
     let kernel_cache = fs.kernel_cache();
     let session = fuser::Session::new(fs, mountpoint, &cfg)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;

@@ -1,11 +1,16 @@
 //! The FUSE adapter: translates kernel requests into engine calls and engine
 //! errors into errno values. Holds no business logic and never touches SQL.
+//!
+//! It reads every tree through `vault::TreeView`: the live one, the instant
+//! a `mount --at` serves, and the instants under the hidden `.snapshots`
+//! directory at the root (see `snapshots`), whose nodes only ever read.
 
 mod convert;
 mod dir_handles;
 mod drop_behind;
 mod io_uring;
 mod kernel_cache;
+mod snapshots;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -21,12 +26,14 @@ use fuser::{
 };
 
 use crate::vault::{
-    Kind, NodeSpec, Released, RenameMode, SetAttr, TimeSet, Vault, VaultError, ACL_ACCESS_XATTR,
+    Attr, Kind, NodeSpec, Past, Released, RenameMode, SetAttr, TimeSet, TreeView, Vault,
+    VaultError, ACL_ACCESS_XATTR, ROOT_INO,
 };
 use convert::{
     caller, caller_for_mode, caller_with_groups, file_attr, kernel_time_ns, kind_from_mode,
 };
 use dir_handles::DirHandles;
+use snapshots::{node_id, Listings, Node, Slots};
 
 pub use convert::{mount_config, MountSettings};
 use drop_behind::DropBehind;
@@ -48,6 +55,35 @@ pub struct PhiFs {
     /// Files whose pages leave the kernel's cache.
     drop_behind: DropBehind,
     dirs: DirHandles,
+    /// The instant a `mount --at` serves; None for the live tree.
+    at: Option<i64>,
+    /// The instants named under `.snapshots` so far, and its listings.
+    slots: Slots,
+    listings: Listings,
+}
+
+/// A tree, read through `TreeView`: each request is served by code made
+/// for its kind of tree (see `on_tree!`), with no indirection.
+enum Tree<'a> {
+    Live(&'a Vault),
+    Past(Past<'a>),
+}
+
+/// Runs `$body` with `$t` bound to the tree's `TreeView`.
+macro_rules! on_tree {
+    ($tree:expr, |$t:ident| $body:expr) => {
+        match $tree {
+            Tree::Live($t) => $body,
+            Tree::Past(ref $t) => $body,
+        }
+    };
+}
+
+/// What a node number names: inode `ino` of a tree, whose node numbers
+/// carry `slot` (see `snapshots`), or `.snapshots` itself.
+enum Place<'a> {
+    Node { tree: Tree<'a>, ino: u64, slot: u64 },
+    SnapshotsDir,
 }
 
 impl PhiFs {
@@ -60,7 +96,17 @@ impl PhiFs {
             kernel: kernel.clone(),
             drop_behind: DropBehind::new(kernel),
             dirs: DirHandles::default(),
+            at: None,
+            slots: Slots::default(),
+            listings: Listings::default(),
         }
+    }
+
+    /// Serves the tree as it was at instant `at` (ns since the epoch),
+    /// read-only and without `.snapshots`, instead of the live one.
+    pub fn at_instant(mut self, at: i64) -> Self {
+        self.at = Some(at);
+        self
     }
 
     /// For the mount, to attach the session's notifier.
@@ -141,31 +187,23 @@ impl Filesystem for PhiFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
-        // Only the export operations send these (the kernel resolves "."
-        // and ".." of a path itself); a node that is gone must be ENOENT,
-        // which the kernel turns into ESTALE, never a cached negative entry.
-        match n.as_bytes() {
-            b"." => return self.entry(reply, self.vault.lookup_id(parent.0)),
-            b".." => return self.entry(reply, self.vault.lookup_parent(parent.0)),
-            _ => {}
-        }
-        match self.vault.lookup(parent.0, name(n)) {
-            // Only this mount adds names to the store, and the kernel drops
-            // a cached "no such name" when it creates one: programs that
-            // test for a name before creating it (SQLite's journal at every
-            // transaction, editors, git, make) ask once. A read-only view
-            // may run beside the writing daemon, so it does not cache them.
-            Err(VaultError::NotFound) if !self.vault.is_read_only() => {
-                reply.entry(&TTL, &convert::no_entry(), Generation(0))
+        match self.place(parent) {
+            Ok(Place::Node { tree, ino, slot }) => {
+                on_tree!(tree, |t| self.lookup_in(t, slot, ino, name(n), reply))
             }
-            res => self.entry(reply, res),
+            Ok(Place::SnapshotsDir) => self.lookup_snapshot(name(n), reply),
+            Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.vault.getattr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(errno(e)),
+        match self.place(ino) {
+            Ok(Place::Node { tree, ino, slot }) => match on_tree!(tree, |t| t.getattr(ino)) {
+                Ok(a) => reply.attr(&TTL, &node_attr(slot, &a)),
+                Err(e) => reply.error(errno(e)),
+            },
+            Ok(Place::SnapshotsDir) => reply.attr(&TTL, &file_attr(&self.snapshots_attr())),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -187,6 +225,9 @@ impl Filesystem for PhiFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if let Err(e) = self.live(ino) {
+            return reply.error(e);
+        }
         let ts = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
             TimeOrNow::SpecificTime(t) => TimeSet::At(kernel_time_ns(t)),
@@ -212,9 +253,14 @@ impl Filesystem for PhiFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.vault.readlink(ino.0) {
+        let target = match self.place(ino) {
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.readlink(ino)).map_err(errno),
+            Ok(Place::SnapshotsDir) => Err(Errno::EINVAL),
+            Err(e) => Err(e),
+        };
+        match target {
             Ok(t) => reply.data(&t),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -228,12 +274,16 @@ impl Filesystem for PhiFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let parent = match self.live_name(parent, n) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
         let Some(kind) = kind_from_mode(mode) else {
             return reply.error(Errno::EINVAL);
         };
         let made = self.vault.create_node(
             &caller_for_mode(req, Some(mode)),
-            parent.0,
+            parent,
             name(n),
             NodeSpec {
                 kind,
@@ -254,9 +304,13 @@ impl Filesystem for PhiFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let parent = match self.live_name(parent, n) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
         let made = self.vault.create_node(
             &caller_for_mode(req, Some(mode)),
-            parent.0,
+            parent,
             name(n),
             NodeSpec {
                 kind: Kind::Dir,
@@ -269,11 +323,17 @@ impl Filesystem for PhiFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.vault.unlink(&caller(req), parent.0, name(n)))
+        match self.live_name(parent, n) {
+            Ok(parent) => empty(reply, self.vault.unlink(&caller(req), parent, name(n))),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.vault.rmdir(&caller(req), parent.0, name(n)))
+        match self.live_name(parent, n) {
+            Ok(parent) => empty(reply, self.vault.rmdir(&caller(req), parent, name(n))),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn symlink(
@@ -284,11 +344,15 @@ impl Filesystem for PhiFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let parent = match self.live_name(parent, link) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
         self.entry(
             reply,
             self.vault.symlink(
                 &caller(req),
-                parent.0,
+                parent,
                 name(link),
                 target.as_os_str().as_bytes(),
             ),
@@ -305,6 +369,13 @@ impl Filesystem for PhiFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let (parent, newparent) = match (
+            self.live_name(parent, n),
+            self.live_name(newparent, newname),
+        ) {
+            (Ok(p), Ok(np)) => (p, np),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
         let mode = match flags.bits() {
             0 => RenameMode::Replace,
             f if f == libc::RENAME_NOREPLACE => RenameMode::NoReplace,
@@ -313,9 +384,9 @@ impl Filesystem for PhiFs {
         };
         match self.vault.rename(
             &caller(req),
-            parent.0,
+            parent,
             name(n),
-            newparent.0,
+            newparent,
             name(newname),
             mode,
         ) {
@@ -332,11 +403,23 @@ impl Filesystem for PhiFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.entry(reply, self.vault.link(ino.0, newparent.0, name(newname)))
+        match (self.live(ino), self.live_name(newparent, newname)) {
+            (Ok(ino), Ok(np)) => self.entry(reply, self.vault.link(ino, np, name(newname))),
+            (Err(e), _) | (_, Err(e)) => reply.error(e),
+        }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let truncate = flags.0 & libc::O_TRUNC != 0;
+        let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        if self.live(ino).is_err() {
+            // The past is read-only, and its content never changes.
+            return match self.place(ino) {
+                Ok(_) if writes || truncate => reply.error(Errno::EROFS),
+                Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(e),
+            };
+        }
         // Set-id bits go before the handle is registered, so a failure
         // leaves no handle that the kernel would never release.
         let opened = if truncate && self.set_id_to_drop(req, ino) {
@@ -345,7 +428,6 @@ impl Filesystem for PhiFs {
             Ok(())
         }
         .and_then(|()| {
-            let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
             self.vault
                 .open_file_as(ino.0, truncate, writes.then(|| req.uid()))
         });
@@ -366,10 +448,15 @@ impl Filesystem for PhiFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        // Straight into the kernel's reply buffer (see `vault::read`).
-        reply.data_in_place(size as usize, |buf| {
-            self.vault.read_into(ino.0, offset, buf).map_err(errno)
-        });
+        match self.place(ino) {
+            // Straight into the kernel's reply buffer (see `vault::read`).
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| reply
+                .data_in_place(size as usize, |buf| {
+                    t.read_into(ino, offset, buf).map_err(errno)
+                })),
+            Ok(Place::SnapshotsDir) => reply.error(Errno::EISDIR),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn write(
@@ -384,6 +471,9 @@ impl Filesystem for PhiFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if let Err(e) = self.live(ino) {
+            return reply.error(e);
+        }
         let written = self.vault.write(ino.0, offset, data).and_then(|n| {
             // The kernel sets the flag for every write by a caller without
             // CAP_FSETID, whatever the mode.
@@ -408,7 +498,10 @@ impl Filesystem for PhiFs {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.vault.flush(ino.0))
+        match self.live(ino) {
+            Ok(ino) => empty(reply, self.vault.flush(ino)),
+            Err(_) => reply.ok(),
+        }
     }
 
     fn release(
@@ -421,6 +514,9 @@ impl Filesystem for PhiFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if self.live(ino).is_err() {
+            return reply.ok();
+        }
         match self.vault.release_file(ino.0) {
             Ok(released) => {
                 reply.ok();
@@ -440,14 +536,24 @@ impl Filesystem for PhiFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.vault.fsync(ino.0))
+        match self.live(ino) {
+            Ok(ino) => empty(reply, self.vault.fsync(ino)),
+            Err(_) => reply.ok(),
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.vault.getattr(ino.0) {
-            Ok(a) if a.kind == Kind::Dir => reply.opened(self.dirs.open(), FopenFlags::empty()),
+        let kind = match self.place(ino) {
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getattr(ino))
+                .map(|a| a.kind)
+                .map_err(errno),
+            Ok(Place::SnapshotsDir) => Ok(Kind::Dir),
+            Err(e) => Err(e),
+        };
+        match kind {
+            Ok(Kind::Dir) => reply.opened(self.dirs.open(), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -460,6 +566,7 @@ impl Filesystem for PhiFs {
         reply: ReplyEmpty,
     ) {
         self.dirs.release(fh);
+        self.listings.release(fh);
         reply.ok()
     }
 
@@ -471,10 +578,19 @@ impl Filesystem for PhiFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let res = self.walk_dir(ino, fh, offset, 256, |e| {
-            let name = OsStr::from_bytes(&e.name);
-            Ok(reply.add(INodeNo(e.ino), e.next, convert::file_type(e.kind), name))
-        });
+        let res = match self.place(ino) {
+            Ok(Place::Node { tree, ino, slot }) => on_tree!(tree, |t| {
+                self.walk_dir(t, ino, fh, offset, 256, |e| {
+                    let name = OsStr::from_bytes(&e.name);
+                    let node = INodeNo(self.entry_node(slot, ino, e));
+                    Ok(reply.add(node, e.next, convert::file_type(e.kind), name))
+                })
+            }),
+            Ok(Place::SnapshotsDir) => self.walk_snapshots(fh, offset, |node, next, name, _| {
+                Ok(reply.add(node, next, fuser::FileType::Directory, name))
+            }),
+            Err(e) => Err(e),
+        };
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -489,23 +605,27 @@ impl Filesystem for PhiFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let res = self.walk_dir(ino, fh, offset, 128, |e| {
-            let attr = match self.vault.getattr(e.ino) {
-                Ok(a) => a,
-                Err(VaultError::NotFound) => return Ok(false),
-                Err(err) => return Err(errno(err)),
-            };
-            let name = OsStr::from_bytes(&e.name);
-            let generation = Generation(self.vault.generation(e.ino));
-            Ok(reply.add(
-                INodeNo(e.ino),
-                e.next,
-                name,
-                &TTL,
-                &file_attr(&attr),
-                generation,
-            ))
-        });
+        let res = match self.place(ino) {
+            Ok(Place::Node { tree, ino, slot }) => on_tree!(tree, |t| {
+                self.walk_dir(t, ino, fh, offset, 128, |e| {
+                    let attr = match t.getattr(e.ino) {
+                        Ok(a) => a,
+                        Err(VaultError::NotFound) => return Ok(false),
+                        Err(err) => return Err(errno(err)),
+                    };
+                    let mut attr = node_attr(slot, &attr);
+                    attr.ino = INodeNo(self.entry_node(slot, ino, e));
+                    let name = OsStr::from_bytes(&e.name);
+                    let generation = Generation(self.vault.generation(e.ino));
+                    Ok(reply.add(attr.ino, e.next, name, &TTL, &attr, generation))
+                })
+            }),
+            Ok(Place::SnapshotsDir) => self.walk_snapshots(fh, offset, |node, next, name, attr| {
+                let generation = Generation(self.vault.generation(ROOT_INO));
+                Ok(reply.add(node, next, name, &TTL, &file_attr(attr), generation))
+            }),
+            Err(e) => Err(e),
+        };
         match res {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -515,12 +635,16 @@ impl Filesystem for PhiFs {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.vault.sync_dir())
+        // The past is as durable as it will ever be.
+        match self.live(ino) {
+            Ok(_) => empty(reply, self.vault.sync_dir()),
+            Err(_) => reply.ok(),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -549,6 +673,9 @@ impl Filesystem for PhiFs {
         _pos: u32,
         reply: ReplyEmpty,
     ) {
+        if let Err(e) = self.live(ino) {
+            return reply.error(e);
+        }
         let name = name(n);
         // Only an access ACL needs the caller's groups (see `Vault::setxattr`).
         let caller = if name == ACL_ACCESS_XATTR {
@@ -563,21 +690,34 @@ impl Filesystem for PhiFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.vault.getxattr(ino.0, name(n)) {
+        let value = match self.place(ino) {
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getxattr(ino, name(n))),
+            Ok(Place::SnapshotsDir) => Err(VaultError::NoAttr),
+            Err(e) => return reply.error(e),
+        };
+        match value {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.vault.listxattr(ino.0) {
+        let names = match self.place(ino) {
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.listxattr(ino)),
+            Ok(Place::SnapshotsDir) => Ok(Vec::new()),
+            Err(e) => return reply.error(e),
+        };
+        match names {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.vault.removexattr(ino.0, name(n)))
+        match self.live(ino) {
+            Ok(ino) => empty(reply, self.vault.removexattr(ino, name(n))),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -594,6 +734,10 @@ impl Filesystem for PhiFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let parent = match self.live_name(parent, n) {
+            Ok(p) => INodeNo(p),
+            Err(e) => return reply.error(e),
+        };
         let Some(kind) = kind_from_mode(mode | libc::S_IFREG) else {
             return reply.error(Errno::EINVAL);
         };
@@ -634,6 +778,9 @@ impl Filesystem for PhiFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        if let Err(e) = self.live(ino) {
+            return reply.error(e);
+        }
         // As the kernel's file_modified() would: anything but reserving
         // space beyond the end changes the file.
         let changes_data = mode & libc::FALLOC_FL_KEEP_SIZE == 0
@@ -652,16 +799,200 @@ impl Filesystem for PhiFs {
 }
 
 impl PhiFs {
-    /// Replies with a node, named by its number and its generation (which
-    /// file handles carry, see `Vault::generation`).
-    fn entry(&self, reply: ReplyEntry, res: crate::vault::Result<crate::vault::Attr>) {
+    /// Replies with a node of the live tree, named by its number and its
+    /// generation (which file handles carry, see `Vault::generation`).
+    fn entry(&self, reply: ReplyEntry, res: crate::vault::Result<Attr>) {
+        self.entry_in(reply, 0, res)
+    }
+
+    /// Replies with a node of the tree in `slot`.
+    fn entry_in(&self, reply: ReplyEntry, slot: u64, res: crate::vault::Result<Attr>) {
         match res {
             Ok(a) => {
                 let generation = Generation(self.vault.generation(a.ino));
-                reply.entry(&TTL, &file_attr(&a), generation)
+                reply.entry(&TTL, &node_attr(slot, &a), generation)
             }
             Err(e) => reply.error(errno(e)),
         }
+    }
+
+    /// Where node `node` lives (see `snapshots` for the numbering).
+    #[inline]
+    fn place(&self, node: INodeNo) -> Result<Place<'_>, Errno> {
+        match Node::of(node.0) {
+            Node::Tree { slot: 0, ino } => Ok(Place::Node {
+                tree: match self.at {
+                    None => Tree::Live(&self.vault),
+                    Some(at) => Tree::Past(self.vault.past(at)),
+                },
+                ino,
+                slot: 0,
+            }),
+            Node::Tree { slot, ino } => {
+                let at = self.slots.instant(slot).ok_or(Errno::ENOENT)?;
+                Ok(Place::Node {
+                    tree: Tree::Past(self.vault.past(at)),
+                    ino,
+                    slot,
+                })
+            }
+            Node::Dir if self.offers_snapshots() => Ok(Place::SnapshotsDir),
+            Node::Dir => Err(Errno::ENOENT),
+        }
+    }
+
+    /// Whether `.snapshots` is in this mount's root: not in a view of one
+    /// instant, nor in a read-only view of the live tree.
+    fn offers_snapshots(&self) -> bool {
+        self.at.is_none() && !self.vault.is_read_only()
+    }
+
+    /// `node`'s inode number, if it is of the live tree, which alone takes
+    /// changes; EROFS for the past.
+    #[inline]
+    fn live(&self, node: INodeNo) -> Result<u64, Errno> {
+        match Node::of(node.0) {
+            Node::Tree { slot: 0, ino } if self.at.is_none() => Ok(ino),
+            _ => Err(Errno::EROFS),
+        }
+    }
+
+    /// `parent`'s inode number, for a change of its entry `n`: EROFS in the
+    /// past, and for `.snapshots` in the root.
+    #[inline]
+    fn live_name(&self, parent: INodeNo, n: &OsStr) -> Result<u64, Errno> {
+        let parent = self.live(parent)?;
+        if parent == ROOT_INO && name(n) == snapshots::DIR_NAME && self.offers_snapshots() {
+            return Err(Errno::EROFS);
+        }
+        Ok(parent)
+    }
+
+    /// LOOKUP in directory `parent` of tree `t`, whose nodes carry `slot`.
+    fn lookup_in<T: TreeView>(
+        &self,
+        t: &T,
+        slot: u64,
+        parent: u64,
+        name: &[u8],
+        reply: ReplyEntry,
+    ) {
+        // Only the export operations send "." and ".." (the kernel resolves
+        // them in a path itself); a node that is gone must be ENOENT, which
+        // the kernel turns into ESTALE, never a cached negative entry.
+        let found = match name {
+            b"." => t.lookup_id(parent),
+            b".." if slot != 0 && parent == ROOT_INO => {
+                return reply.entry(&TTL, &file_attr(&self.snapshots_attr()), Generation(0))
+            }
+            b".." => t.lookup_parent(parent),
+            snapshots::DIR_NAME if slot == 0 && parent == ROOT_INO && self.offers_snapshots() => {
+                return reply.entry(&TTL, &file_attr(&self.snapshots_attr()), Generation(0))
+            }
+            _ => match t.lookup(parent, name) {
+                // Only this mount adds names to the store, and the kernel
+                // drops a cached "no such name" when it creates one: programs
+                // that test for a name before creating it (SQLite's journal
+                // at every transaction, editors, git, make) ask once. A
+                // read-only view of the live tree may run beside the writing
+                // daemon, so it does not cache them; the past never changes.
+                Err(VaultError::NotFound)
+                    if slot != 0 || self.at.is_some() || !self.vault.is_read_only() =>
+                {
+                    return reply.entry(&TTL, &convert::no_entry(), Generation(0))
+                }
+                res => res,
+            },
+        };
+        self.entry_in(reply, slot, found)
+    }
+
+    /// LOOKUP in `.snapshots`: any well-formed name of a second that has
+    /// passed since the store was made, listed or not.
+    fn lookup_snapshot(&self, name: &[u8], reply: ReplyEntry) {
+        match name {
+            b"." => return reply.entry(&TTL, &file_attr(&self.snapshots_attr()), Generation(0)),
+            b".." => return self.entry(reply, self.vault.getattr(ROOT_INO)),
+            _ => {}
+        }
+        let Some(sec) = snapshots::second_of(name).filter(|&s| snapshots::has_passed(s)) else {
+            return reply.error(Errno::ENOENT);
+        };
+        let at = snapshots::instant_of(sec);
+        // Before the store existed, its root did not either: ENOENT.
+        let root = match self.vault.past(at).getattr(ROOT_INO) {
+            Ok(root) => root,
+            Err(e) => return reply.error(errno(e)),
+        };
+        match self.slots.slot_of(at) {
+            Some(slot) => self.entry_in(reply, slot, Ok(root)),
+            None => reply.error(Errno::ENOSPC),
+        }
+    }
+
+    /// The attributes of `.snapshots` (see `snapshots::dir_attr`).
+    fn snapshots_attr(&self) -> Attr {
+        let born = self.vault.getattr(ROOT_INO).map_or(0, |a| a.btime);
+        snapshots::dir_attr(born)
+    }
+
+    /// The node number of entry `e` of directory `dir` in the tree of
+    /// `slot`; the ".." of a snapshot's root is `.snapshots`.
+    #[inline]
+    fn entry_node(&self, slot: u64, dir: u64, e: &crate::vault::DirEntry) -> u64 {
+        if slot != 0 && dir == ROOT_INO && e.name == b".." {
+            return snapshots::DIR_NODE;
+        }
+        node_id(slot, e.ino)
+    }
+
+    /// Feeds the entries of `.snapshots` after `offset` to `add` (node,
+    /// next offset, name, attributes) until it reports the reply buffer
+    /// full (true) or the listing ends.
+    fn walk_snapshots(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        mut add: impl FnMut(INodeNo, u64, &OsStr, &Attr) -> Result<bool, Errno>,
+    ) -> Result<(), Errno> {
+        let seconds = self.listings.seconds(fh, offset, || {
+            let tz = jiff::tz::TimeZone::system();
+            self.vault
+                .snapshot_instants(jiff::Timestamp::now(), &tz)
+                .map_err(errno)
+        })?;
+        let mut dir = self.snapshots_attr();
+        if offset < 1 && add(INodeNo(dir.ino), 1, OsStr::new("."), &dir)? {
+            return Ok(());
+        }
+        if offset < 2 {
+            let root = self.vault.getattr(ROOT_INO).map_err(errno)?;
+            if add(INodeNo(ROOT_INO), 2, OsStr::new(".."), &root)? {
+                return Ok(());
+            }
+        }
+        for (i, &sec) in seconds
+            .iter()
+            .enumerate()
+            .skip(offset.saturating_sub(2) as usize)
+        {
+            let at = snapshots::instant_of(sec);
+            let (Some(name), Ok(root)) = (
+                snapshots::name_of(sec),
+                self.vault.past(at).getattr(ROOT_INO),
+            ) else {
+                continue;
+            };
+            let Some(slot) = self.slots.slot_of(at) else {
+                break;
+            };
+            dir = root;
+            dir.ino = node_id(slot, ROOT_INO);
+            if add(INodeNo(dir.ino), i as u64 + 3, OsStr::new(&name), &dir)? {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Clears set-id bits where the kernel leaves it to us (see
@@ -684,11 +1015,12 @@ impl PhiFs {
         self.vault.has_set_id_to_drop(ino.0).unwrap_or(false) && !convert::has_cap_fsetid(req.pid())
     }
 
-    /// Feeds directory entries after `offset` to `add` until it reports the
-    /// reply buffer full (true) or the directory ends.
-    fn walk_dir(
+    /// Feeds directory entries of `ino` in tree `t` after `offset` to `add`
+    /// until it reports the reply buffer full (true) or the directory ends.
+    fn walk_dir<T: TreeView>(
         &self,
-        ino: INodeNo,
+        t: &T,
+        ino: u64,
         fh: FileHandle,
         offset: u64,
         batch: usize,
@@ -697,17 +1029,14 @@ impl PhiFs {
         let horizon = match self.dirs.horizon(fh) {
             Some(h) if offset != 0 => h,
             _ => {
-                let now = self.vault.listing_horizon().map_err(errno)?;
+                let now = t.listing_horizon().map_err(errno)?;
                 self.dirs.start(fh, now);
                 now
             }
         };
         let mut pos = offset;
         loop {
-            let entries = self
-                .vault
-                .readdir(ino.0, pos, horizon, batch)
-                .map_err(errno)?;
+            let entries = t.readdir(ino, pos, horizon, batch).map_err(errno)?;
             if entries.is_empty() {
                 return Ok(());
             }
@@ -719,6 +1048,14 @@ impl PhiFs {
             }
         }
     }
+}
+
+/// The kernel's view of `a`, a node of the tree in `slot`.
+#[inline]
+fn node_attr(slot: u64, a: &Attr) -> fuser::FileAttr {
+    let mut attr = file_attr(a);
+    attr.ino = INodeNo(node_id(slot, a.ino));
+    attr
 }
 
 fn empty(reply: ReplyEmpty, res: crate::vault::Result<()>) {

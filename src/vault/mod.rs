@@ -21,6 +21,7 @@ mod readahead;
 mod reserve;
 mod retention;
 mod settings;
+mod snapshots;
 #[cfg(test)]
 mod test_support;
 mod tree;
@@ -45,7 +46,7 @@ pub use key_slots::{
 pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
-pub use past::Past;
+pub use past::{Past, TreeView};
 pub use prune::{FileVerdicts, PruneClock, PruneError, PruneOptions, PruneReport, PruneStage};
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
@@ -55,6 +56,7 @@ pub use settings::{
     retention_policy, set_retention, unlock_store, PolicyChange, PolicySet, PolicyView,
     SetPolicyError, UnlockError, UnlockFor, Unlocked,
 };
+pub use snapshots::MAX_LISTED as MAX_SNAPSHOTS_LISTED;
 pub use tree::ListingHorizon;
 
 use crate::catalog::{Catalog, Ino};

@@ -9,13 +9,139 @@
 //! are those of `catalog::history`, kept at the group commit's resolution.
 //! Inode numbers are the store's own; a caller that shows the past beside
 //! the live tree gives them numbers of its own (see `fs`).
+//!
+//! [`TreeView`] is what the live tree and a past one have in common: a
+//! reader (the FUSE adapter) serves either without knowing which, or what
+//! a version is.
 
 use std::collections::HashMap;
 
 use super::tree::{dots, rows_after};
-use super::{Attr, DirEntry, Result, Vault, VaultError};
+use super::{Attr, DirEntry, ListingHorizon, Result, Vault, VaultError};
 use crate::catalog::{BlockRef, Ino, Kind, VersionReason, ROOT_INO};
 use crate::crypto::names::domain;
+
+/// A tree to read: the live one (`Vault`) or one instant of its past
+/// (`Past`). Callers are generic over it, so the live tree is served with
+/// no indirection.
+pub trait TreeView {
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr>;
+    fn getattr(&self, ino: Ino) -> Result<Attr>;
+    /// `ino` asked for by number (a file handle): NotFound once it is gone.
+    fn lookup_id(&self, ino: Ino) -> Result<Attr>;
+    /// The directory holding directory `dir`; the root is its own parent.
+    fn lookup_parent(&self, dir: Ino) -> Result<Attr>;
+    /// Where a listing started now ends (see [`ListingHorizon`]).
+    fn listing_horizon(&self) -> Result<ListingHorizon>;
+    fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>>;
+    fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize>;
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>>;
+    fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>>;
+}
+
+impl TreeView for Vault {
+    #[inline]
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        Vault::lookup(self, parent, name)
+    }
+    #[inline]
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        Vault::getattr(self, ino)
+    }
+    #[inline]
+    fn lookup_id(&self, ino: Ino) -> Result<Attr> {
+        Vault::lookup_id(self, ino)
+    }
+    #[inline]
+    fn lookup_parent(&self, dir: Ino) -> Result<Attr> {
+        Vault::lookup_parent(self, dir)
+    }
+    #[inline]
+    fn listing_horizon(&self) -> Result<ListingHorizon> {
+        Vault::listing_horizon(self)
+    }
+    #[inline]
+    fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>> {
+        Vault::readdir(self, dir, pos, horizon, max)
+    }
+    #[inline]
+    fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize> {
+        Vault::read_into(self, ino, offset, out)
+    }
+    #[inline]
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        Vault::readlink(self, ino)
+    }
+    #[inline]
+    fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        Vault::getxattr(self, ino, name)
+    }
+    #[inline]
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        Vault::listxattr(self, ino)
+    }
+}
+
+/// The past does not change: a listing of it needs no horizon.
+impl TreeView for Past<'_> {
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        Past::lookup(self, parent, name)
+    }
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        Past::getattr(self, ino)
+    }
+    fn lookup_id(&self, ino: Ino) -> Result<Attr> {
+        Past::getattr(self, ino)
+    }
+    fn lookup_parent(&self, dir: Ino) -> Result<Attr> {
+        let parent = match dir {
+            ROOT_INO => ROOT_INO,
+            _ => self
+                .vault
+                .catalog_to_read()?
+                .parent_at(dir, self.at)?
+                .ok_or(VaultError::NotFound)?,
+        };
+        Past::getattr(self, parent)
+    }
+    fn listing_horizon(&self) -> Result<ListingHorizon> {
+        self.vault.listing_horizon()
+    }
+    fn readdir(
+        &self,
+        dir: Ino,
+        pos: u64,
+        _horizon: ListingHorizon,
+        max: usize,
+    ) -> Result<Vec<DirEntry>> {
+        Past::readdir(self, dir, pos, max)
+    }
+    fn read_into(&self, ino: Ino, offset: u64, out: &mut [u8]) -> Result<usize> {
+        Past::read_into(self, ino, offset, out)
+    }
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        Past::readlink(self, ino)
+    }
+    fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        Past::getxattr(self, ino, name)
+    }
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        Past::listxattr(self, ino)
+    }
+}
 
 /// The tree at one instant.
 pub struct Past<'a> {
@@ -66,7 +192,7 @@ impl Past<'_> {
             Kind::File => match cat.version_at(ino, self.at)? {
                 Some(v) => {
                     let n = v.size.div_ceil(self.vault.block_size);
-                    let held = cat.version_extents(ino, v.version, 0, n)?.len() as u64;
+                    let held = cat.version_block_count(ino, v.version, n)?;
                     (v.size, held * self.vault.block_size)
                 }
                 None => (0, 0),
@@ -157,27 +283,43 @@ impl Past<'_> {
         self.vault.readlink(ino)
     }
 
-    /// The extended attributes `ino` had: (name, value) pairs.
+    /// The extended attributes `ino` had: (name, value) pairs, but for
+    /// those the live tree does not keep (see `refused`).
     pub fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let sealed = self.vault.catalog_to_read()?.xattrs_at(ino, self.at)?;
         let names = &self.vault.keys.names;
-        sealed
-            .into_iter()
-            .map(|(name, value)| {
-                Ok((
-                    names.decrypt(domain::XATTR_NAME, ino, &name)?,
-                    names.decrypt(domain::XATTR_VALUE, ino, &value)?,
-                ))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(sealed.len());
+        for (name, value) in sealed {
+            let name = names.decrypt(domain::XATTR_NAME, ino, &name)?;
+            if !self.refused(&name) {
+                out.push((name, names.decrypt(domain::XATTR_VALUE, ino, &value)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What the live tree answers "not supported" for (`Vault::refused`),
+    /// so that `ls -l` stops asking for `security.selinux` here too.
+    fn refused(&self, name: &[u8]) -> bool {
+        (name.starts_with(b"system.") && !(super::acl::is_acl(name) && self.vault.acls()))
+            || name == b"security.selinux"
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        self.xattrs(ino)?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or(VaultError::NoAttr)
+        if self.refused(name) {
+            return Err(VaultError::NotSupported);
+        }
+        let hash = self.vault.keys.names.lookup_hash(ino, name);
+        let sealed = self
+            .vault
+            .catalog_to_read()?
+            .xattr_at(ino, &hash, self.at)?
+            .ok_or(VaultError::NoAttr)?;
+        Ok(self
+            .vault
+            .keys
+            .names
+            .decrypt(domain::XATTR_VALUE, ino, &sealed)?)
     }
 
     /// All names, each followed by a NUL, as listxattr(2) returns them.
