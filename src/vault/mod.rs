@@ -9,6 +9,7 @@ mod cache;
 mod data;
 mod error;
 mod handles;
+mod history;
 mod info;
 mod key_slots;
 mod lifecycle;
@@ -17,6 +18,7 @@ mod past;
 mod read;
 mod readahead;
 mod reserve;
+mod restore;
 mod retention;
 mod settings;
 #[cfg(test)]
@@ -34,6 +36,7 @@ pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use data::Released;
 pub use error::{Result, VaultError};
+pub use history::{Deletion, PastEntry, PathVersion};
 pub use info::{store_info, InfoError, StoreInfo};
 pub use key_slots::{
     add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot, KeySlotError,
@@ -43,6 +46,9 @@ pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use past::Past;
+pub use restore::{
+    EngineTarget, Found, FsTarget, Placement, RestoreError, RestoreSummary, RestoreTarget,
+};
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,
