@@ -4,10 +4,12 @@
 mod info;
 mod init;
 mod log;
+mod ls;
 mod mount;
 mod mount_options;
 mod passphrase;
 mod passwd;
+mod restore;
 mod retention;
 mod time_spec;
 mod umount;
@@ -44,6 +46,8 @@ enum Command {
     Passwd(passwd::Args),
     Info(info::Args),
     Log(log::Args),
+    Ls(ls::Args),
+    Restore(restore::Args),
     Retention(retention::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
@@ -58,6 +62,8 @@ pub fn main() -> i32 {
         Command::Passwd(a) => passwd::run(a),
         Command::Info(a) => info::run(a),
         Command::Log(a) => log::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Restore(a) => restore::run(a),
         Command::Retention(a) => retention::run(a),
         Command::Daemon(a) => mount::run_daemon(a),
     };
