@@ -97,6 +97,7 @@ fn restore(
                 Placement::InPlace,
                 Box::new(FsTarget {
                     remove_extra_xattrs: true,
+                    fsync_files: true,
                 }),
             ),
             (None, None) => {
