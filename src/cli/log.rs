@@ -32,7 +32,8 @@ pub struct Args {
     /// Path inside the store, from its root.
     pub path: String,
     /// Follow the file now (or last) at PATH across its own renames,
-    /// rather than the history of the name.
+    /// rather than the history of the name; versions then carry the file's
+    /// own numbers (restore --at vN takes the numbers shown without it).
     #[arg(long)]
     pub follow: bool,
     /// Output format: `table` (or `text`) for people, `json` for scripts.
