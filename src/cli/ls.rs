@@ -212,6 +212,35 @@ fn listing_long(
     Ok(())
 }
 
+/// One entry of `ls --at --format json`: field names are stable.
+#[derive(serde::Serialize)]
+struct JsonEntry {
+    name: String,
+    kind: &'static str,
+    mode: u32,
+    mode_string: String,
+    nlink: u32,
+    uid: u32,
+    user: Option<String>,
+    gid: u32,
+    group: Option<String>,
+    size: u64,
+    rdev: u32,
+    mtime: String,
+    mtime_ns: i64,
+    atime_ns: i64,
+    ctime_ns: i64,
+    symlink_target: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonListing<'a> {
+    dir: &'a str,
+    at: String,
+    at_ns: i64,
+    entries: Vec<JsonEntry>,
+}
+
 fn listing_json(
     out: &mut String,
     vault: &Vault,
@@ -224,36 +253,37 @@ fn listing_json(
     let mut list = Vec::with_capacity(entries.len());
     for e in entries {
         let a = &e.attr;
-        let target = match a.kind {
+        let symlink_target = match a.kind {
             Kind::Symlink => Some(String::from_utf8_lossy(&past.readlink(a.ino)?).into_owned()),
             _ => None,
         };
-        list.push(json!({
-            "name": String::from_utf8_lossy(&e.name),
-            "kind": kind_name(a.kind),
-            "mode": a.perm,
-            "mode_string": mode_string(a.kind, a.perm),
-            "nlink": a.nlink,
-            "uid": a.uid,
-            "user": names.user(a.uid),
-            "gid": a.gid,
-            "group": names.group(a.gid),
-            "size": a.size,
-            "rdev": a.rdev,
-            "mtime": format_rfc3339(timestamp(a.mtime)),
-            "mtime_ns": a.mtime,
-            "atime_ns": a.atime,
-            "ctime_ns": a.ctime,
-            "symlink_target": target,
-        }));
+        list.push(JsonEntry {
+            name: String::from_utf8_lossy(&e.name).into_owned(),
+            kind: kind_name(a.kind),
+            mode: a.perm,
+            mode_string: mode_string(a.kind, a.perm),
+            nlink: a.nlink,
+            uid: a.uid,
+            user: names.user(a.uid),
+            gid: a.gid,
+            group: names.group(a.gid),
+            size: a.size,
+            rdev: a.rdev,
+            mtime: format_rfc3339(timestamp(a.mtime)),
+            mtime_ns: a.mtime,
+            atime_ns: a.atime,
+            ctime_ns: a.ctime,
+            symlink_target,
+        });
     }
-    let doc = json!({
-        "dir": dir,
-        "at": format_rfc3339(timestamp(at)),
-        "at_ns": at,
-        "entries": list,
-    });
-    outln!(out, "{doc:#}");
+    let doc = JsonListing {
+        dir,
+        at: format_rfc3339(timestamp(at)),
+        at_ns: at,
+        entries: list,
+    };
+    out.push_str(&serde_json::to_string_pretty(&doc)?);
+    out.push('\n');
     Ok(())
 }
 

@@ -22,6 +22,10 @@ use crate::catalog::{Ino, Kind};
 
 /// How much of a file is read from the past, and written, at a time.
 const CHUNK: usize = 8 << 20;
+/// How many threads read each chunk, a part each: reading the past is
+/// bound by the latency of the store's disk more than by decryption, so
+/// more reads in flight than cores pay.
+const READERS: usize = 4;
 
 /// What a restore can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +276,7 @@ impl Vault {
 }
 
 /// Writes `ino`'s content in `past` to `path` of `target`: read ahead on
-/// a thread of its own, each chunk decrypted in two halves at once, while
+/// a thread of its own, each chunk by `READERS` threads at once, while
 /// the target writes the chunk before. Returns the bytes written.
 fn copy_file(
     past: &Past<'_>,
@@ -287,19 +291,35 @@ fn copy_file(
             let mut offset = 0u64;
             loop {
                 let mut chunk = vec![0u8; CHUNK];
-                let (first, second) = chunk.split_at_mut(CHUNK / 2);
-                let (a, b) = rayon::join(
-                    || past.read_into(ino, offset, first),
-                    || past.read_into(ino, offset + (CHUNK / 2) as u64, second),
-                );
-                let read = match (a, b) {
-                    (Ok(a), Ok(b)) if a == CHUNK / 2 => a + b,
-                    (Ok(a), Ok(_)) => a,
-                    (Err(e), _) | (_, Err(e)) => {
-                        let _ = tx.send(Err(e.into()));
-                        return;
+                let parts: Vec<Result<usize>> = std::thread::scope(|p| {
+                    let handles: Vec<_> = chunk
+                        .chunks_mut(CHUNK / READERS)
+                        .enumerate()
+                        .map(|(i, part)| {
+                            let at = offset + (i * CHUNK / READERS) as u64;
+                            p.spawn(move || Ok(past.read_into(ino, at, part)?))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a reader thread panicked"))
+                        .collect()
+                });
+                let mut read = 0;
+                for part in parts {
+                    match part {
+                        Ok(n) => {
+                            read += n;
+                            if n < CHUNK / READERS {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
                     }
-                };
+                }
                 chunk.truncate(read);
                 offset += read as u64;
                 if tx.send(Ok(chunk)).is_err() || read == 0 {
