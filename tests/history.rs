@@ -615,3 +615,38 @@ fn a_model_run_is_reproduced_at_every_recorded_instant() {
         assert_eq!(names, top, "ls --at instant {i}");
     }
 }
+
+#[test]
+fn a_folder_removed_with_rm_r_comes_back_whole_at_its_printed_time() {
+    let v = Vault::mounted();
+    std::fs::create_dir_all(v.path("lab/2026/nov")).unwrap();
+    save(&v.path("lab/old.txt"), b"removed long before");
+    std::fs::remove_file(v.path("lab/old.txt")).unwrap();
+    save(&v.path("lab/2026/nov/result.txt"), b"potassium 4.1");
+    save(&v.path("lab/index.txt"), b"index");
+    syncfs(&v.mnt);
+    std::thread::sleep(Duration::from_millis(20));
+    common::ok(Command::new("rm").arg("-r").arg(v.path("lab")));
+    let gone = json(&v, "ls", &["/", "--deleted"]);
+    let list = gone["deleted"].as_array().unwrap();
+    let lab = list
+        .iter()
+        .find(|d| d["path"] == "/lab")
+        .unwrap_or_else(|| panic!("{gone:#}"));
+    assert_eq!(lab["kind"], "directory");
+    let dest = tempfile::tempdir().unwrap();
+    let at = lab["restore_at"].as_str().unwrap();
+    ok(
+        &v,
+        "restore",
+        &["/lab", "--at", at, "--to", dest.path().to_str().unwrap()],
+    );
+    let back = |p: &str| std::fs::read(dest.path().join(p)).ok();
+    assert_eq!(
+        back("lab/2026/nov/result.txt").as_deref(),
+        Some(&b"potassium 4.1"[..])
+    );
+    assert_eq!(back("lab/index.txt").as_deref(), Some(&b"index"[..]));
+    // Removed before the rm -r, it stays removed.
+    assert_eq!(back("lab/old.txt"), None);
+}

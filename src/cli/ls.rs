@@ -301,7 +301,7 @@ fn deleted_table(out: &mut String, dir: &str, gone: &[Deletion], names: &mut Nam
                 d.size.to_string(),
                 names.user_label(d.uid),
                 path,
-                format_rfc3339(timestamp(d.instant())),
+                format_rfc3339(timestamp(d.restore_at)),
             ]
         })
         .collect();
@@ -348,8 +348,8 @@ fn deleted_json(out: &mut String, dir: &str, gone: &[Deletion], names: &mut Name
                 "size": d.size,
                 "uid": d.uid,
                 "user": d.uid.and_then(|u| names.user(u)),
-                "restore_at": format_rfc3339(timestamp(d.instant())),
-                "restore_at_ns": d.instant(),
+                "restore_at": format_rfc3339(timestamp(d.restore_at)),
+                "restore_at_ns": d.restore_at,
             })
         })
         .collect();

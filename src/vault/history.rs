@@ -74,13 +74,16 @@ pub struct Deletion {
     pub size: u64,
     /// Who removed it, when known (files only: their deletion is a version).
     pub uid: Option<u32>,
+    /// The instant to restore it from: just before it went, or for a
+    /// directory, just before the removals that emptied it (`rm -r`).
+    pub restore_at: i64,
 }
 
-impl Deletion {
-    /// The instant to restore it from: just before it went.
-    pub fn instant(&self) -> i64 {
-        self.time - 1
-    }
+/// What `deleted_under` gathers about a directory's subtree.
+#[derive(Default)]
+struct Subtree {
+    last_change: i64,
+    removals: Vec<i64>,
 }
 
 impl Vault {
@@ -221,25 +224,67 @@ impl Vault {
         let cat = self.catalog_to_read()?;
         let mut out = Vec::new();
         let mut visited = HashSet::from([top]);
-        let mut stack = vec![(top, Vec::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            for span in cat.entries_ever(dir)? {
-                let name = self.open_name(dir, &span.sealed_name)?;
-                let mut rel = prefix.clone();
-                if !rel.is_empty() {
-                    rel.push(b'/');
-                }
-                rel.extend_from_slice(&name);
-                if span.kind == Kind::Dir && visited.insert(span.ino) {
-                    stack.push((span.ino, rel.clone()));
-                }
-                if let Some(d) = removal(&cat, &span, rel)? {
-                    out.push(d);
-                }
-            }
-        }
+        self.removals_in(&cat, top, &[], &mut visited, &mut out)?;
         out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.path.cmp(&b.path)));
         Ok(out)
+    }
+
+    /// The removals under `dir` (into `out`), and what restoring a removed
+    /// directory needs: the last change under it other than a removal, and
+    /// the times of the removals under it.
+    fn removals_in(
+        &self,
+        cat: &Catalog,
+        dir: Ino,
+        prefix: &[u8],
+        visited: &mut HashSet<Ino>,
+        out: &mut Vec<Deletion>,
+    ) -> Result<Subtree> {
+        let mut here = Subtree::default();
+        for span in cat.entries_ever(dir)? {
+            let name = self.open_name(dir, &span.sealed_name)?;
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                [prefix, b"/", &name].concat()
+            };
+            here.last_change = here.last_change.max(span.from);
+            if span.kind == Kind::File {
+                let made = cat.versions(span.ino)?.into_iter().rev().find(|v| {
+                    !matches!(v.reason, VersionReason::Deleted | VersionReason::Replaced)
+                });
+                if let Some(v) = made {
+                    here.last_change = here.last_change.max(v.time);
+                }
+            }
+            let inner = if span.kind == Kind::Dir && visited.insert(span.ino) {
+                Some(self.removals_in(cat, span.ino, &rel, visited, out)?)
+            } else {
+                None
+            };
+            if let Some(mut d) = removal(cat, &span, rel)? {
+                if let Some(inner) = &inner {
+                    // `rm -r` empties a folder before it removes it: give
+                    // it back as it was before the run of removals that
+                    // ended with it (those after the last other change).
+                    let first = inner
+                        .removals
+                        .iter()
+                        .filter(|t| **t > inner.last_change && **t <= d.time)
+                        .min();
+                    if let Some(first) = first {
+                        d.restore_at = first - 1;
+                    }
+                }
+                here.removals.push(d.time);
+                out.push(d);
+            }
+            if let Some(inner) = inner {
+                here.last_change = here.last_change.max(inner.last_change);
+                here.removals.extend(inner.removals);
+            }
+        }
+        Ok(here)
     }
 
     /// Every entry that was ever at `path`'s last component, oldest first,
@@ -325,6 +370,7 @@ fn removal(cat: &Catalog, span: &EntrySpan, path: Vec<u8>) -> Result<Option<Dele
         time: until,
         size,
         uid,
+        restore_at: until - 1,
     }))
 }
 
@@ -418,10 +464,10 @@ mod tests {
         assert_eq!(gone[0].path, b"sub/x");
         assert_eq!((gone[0].size, gone[0].uid), (5, Some(0)));
         assert!(gone[0].time > before);
-        let past = v.past(gone[0].instant());
+        let past = v.past(gone[0].restore_at);
         assert_eq!(past.resolve(b"/sub/x").unwrap(), ino);
         assert_eq!(v.path_history(b"/sub/x").unwrap().len(), 2);
-        let listed = v.list_at(b"/sub", gone[0].instant()).unwrap();
+        let listed = v.list_at(b"/sub", gone[0].restore_at).unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!((listed[0].attr.size, listed[0].attr.perm), (5, 0o600));
     }
