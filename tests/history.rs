@@ -393,6 +393,11 @@ fn restore_in_place_while_mounted_shows_at_once_and_loses_nothing() {
     assert_eq!(rows.len(), bad_versions + 1, "{rows:?}");
     assert_eq!(rows[0].1, good.len() as u64, "the restore is the newest");
     assert_eq!(rows[1].1, 23, "the bad version is kept");
+    // Restoring again changes nothing and adds no version.
+    let said = ok(&v, "restore", &["/record.txt", "--at", &before]);
+    assert!(said.contains("1 already as they were"), "{said}");
+    syncfs(&v.mnt);
+    assert_eq!(log_rows(&v, "/record.txt", false).len(), rows.len());
 }
 
 #[test]

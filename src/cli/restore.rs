@@ -22,8 +22,8 @@ use crate::vault::{
 it was at TIME: content byte for byte, mode, owner, group, access and modification times, \
 extended attributes and POSIX ACLs, symlinks, hard links, FIFOs and device nodes.
 
-Without --to, PATH is restored in place: each file is rewritten as a new version (the version it \
-replaces stays in the history), and what the directory did not hold then is deleted (it stays \
+Without --to, PATH is restored in place: each file that differs is rewritten as a new version (the \
+version it replaces stays in the history), and what the directory did not hold then is deleted (it stays \
 restorable too: `phivault ls STORE DIR --deleted`). Nothing is lost. While the store is mounted \
 this writes through the mount, which shows the result at once; otherwise it writes to the store \
 directly.
@@ -145,11 +145,14 @@ fn restore(
         sum.dirs,
         sum.links,
         sum.others,
-        if sum.removed > 0 {
-            format!(", {} removed (still in the history)", sum.removed)
-        } else {
-            String::new()
-        }
+        [
+            (sum.unchanged, "already as they were"),
+            (sum.removed, "removed (still in the history)")
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!(", {n} {what}"))
+        .collect::<String>()
     );
     Ok(sum)
 }

@@ -61,6 +61,9 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Names removed in place because the subtree did not hold them then.
     pub removed: u64,
+    /// Files left as they were in place: their content was the same then
+    /// (rewriting them would only have added versions).
+    pub unchanged: u64,
     /// What could not be given back and was skipped (an owner without
     /// root, an attribute the destination does not keep).
     pub warnings: Vec<String>,
@@ -93,6 +96,10 @@ pub trait RestoreTarget {
     fn symlink(&mut self, path: &Path, target: &[u8]) -> Result<()>;
     fn mknod(&mut self, path: &Path, kind: Kind, rdev: u32) -> Result<()>;
     fn link(&mut self, existing: &Path, path: &Path) -> Result<()>;
+    /// The size of file `path` now.
+    fn size_now(&mut self, path: &Path) -> Result<u64>;
+    /// Reads file `path` as it is now, at `offset`; 0 at its end.
+    fn read_now(&mut self, path: &Path, offset: u64, out: &mut [u8]) -> Result<usize>;
     /// Gives `path` the owner, extended attributes (exactly these), mode
     /// and times of `attr`, in that order (an ACL sets mode bits, a chown
     /// clears set-id bits). Returns what it could not give back.
@@ -186,6 +193,14 @@ impl Vault {
                         }
                         linked.insert(a.ino, path.clone());
                     }
+                    if exists
+                        && placement == Placement::InPlace
+                        && same_content(past, a, &path, target)?
+                    {
+                        progress(a.size);
+                        sum.unchanged += 1;
+                        continue;
+                    }
                     let written = copy_file(past, a.ino, &path, target, progress)?;
                     sum.files += 1;
                     sum.bytes += written;
@@ -273,6 +288,40 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// Whether file `path` of `target` holds what `a` held in `past`.
+fn same_content(
+    past: &Past<'_>,
+    a: &Attr,
+    path: &Path,
+    target: &mut dyn RestoreTarget,
+) -> Result<bool> {
+    if target.size_now(path)? != a.size {
+        return Ok(false);
+    }
+    let mut then = vec![0u8; CHUNK];
+    let mut now = vec![0u8; CHUNK];
+    let mut offset = 0u64;
+    while offset < a.size {
+        let n = past.read_into(a.ino, offset, &mut then)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut got = 0;
+        while got < n {
+            let m = target.read_now(path, offset + got as u64, &mut now[got..n])?;
+            if m == 0 {
+                return Ok(false);
+            }
+            got += m;
+        }
+        if then[..n] != now[..n] {
+            return Ok(false);
+        }
+        offset += n as u64;
+    }
+    Ok(true)
 }
 
 /// Writes `ino`'s content in `past` to `path` of `target`: read ahead on
@@ -555,6 +604,16 @@ impl RestoreTarget for FsTarget {
         std::fs::hard_link(existing, path).map_err(io_err(path))
     }
 
+    fn size_now(&mut self, path: &Path) -> Result<u64> {
+        Ok(std::fs::symlink_metadata(path).map_err(io_err(path))?.len())
+    }
+
+    fn read_now(&mut self, path: &Path, offset: u64, out: &mut [u8]) -> Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::open(path).map_err(io_err(path))?;
+        f.read_at(out, offset).map_err(io_err(path))
+    }
+
     fn set_attrs(
         &mut self,
         path: &Path,
@@ -834,6 +893,16 @@ impl RestoreTarget for EngineTarget<'_> {
             .create_node(&self.caller(), dir, &name, spec)
             .map_err(eng(path))?;
         Ok(())
+    }
+
+    fn size_now(&mut self, path: &Path) -> Result<u64> {
+        let ino = self.ino(path)?;
+        Ok(self.vault.getattr(ino).map_err(eng(path))?.size)
+    }
+
+    fn read_now(&mut self, path: &Path, offset: u64, out: &mut [u8]) -> Result<usize> {
+        let ino = self.ino(path)?;
+        self.vault.read_into(ino, offset, out).map_err(eng(path))
     }
 
     fn link(&mut self, existing: &Path, path: &Path) -> Result<()> {
