@@ -74,15 +74,25 @@ fn a_store_of_the_last_release_mounts_upgraded_with_its_files_and_versions() {
         .arg("log")
         .arg(&v.store)
         .arg("/charts/4711/note.txt")
+        .args(["--format", "json"])
         .arg("--passphrase-file")
         .arg(&v.pwfile)
         .stdin(Stdio::null()));
-    let log = String::from_utf8_lossy(&out.stdout);
-    let sizes: Vec<&str> = log
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .collect();
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut rows: Vec<&serde_json::Value> = log["versions"].as_array().unwrap().iter().collect();
+    rows.reverse();
+    let sizes: Vec<u64> = rows.iter().map(|r| r["size"].as_u64().unwrap()).collect();
     // Written, truncated by `>`, written: the release before; then ours.
-    assert_eq!(sizes, ["11", "0", "20", "11"], "{log}");
+    assert_eq!(sizes, [11, 0, 20, 11], "{log:#}");
+    // The release before kept no uids: who made those is unknown.
+    assert!(rows[0]["uid"].is_null(), "{log:#}");
+    let text = ok(Command::new(common::bin())
+        .arg("log")
+        .arg(&v.store)
+        .arg("/charts/4711/note.txt")
+        .arg("--passphrase-file")
+        .arg(&v.pwfile)
+        .stdin(Stdio::null()));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("unknown"), "{text}");
 }

@@ -44,6 +44,7 @@ pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
 pub use history::PastAttrs;
 pub use lost::LossCause;
+pub use past::{EntrySpan, PastDirRow};
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use types::*;
 

@@ -183,3 +183,154 @@ impl Catalog {
         Ok(n as u64)
     }
 }
+
+/// One directory entry as it was at an instant, with what `ls -l` shows of
+/// its inode then (see `Catalog::list_dir_attrs_at`).
+#[derive(Clone, Debug)]
+pub struct PastDirRow {
+    pub pos: i64,
+    pub sealed_name: Vec<u8>,
+    pub ino: Ino,
+    pub kind: Kind,
+    pub rdev: u32,
+    /// The inode row's size: a symlink's target length.
+    pub inode_size: u64,
+    pub btime: i64,
+    /// The attributes then; None if the inode had none yet (cannot happen
+    /// for an entry valid then, but a damaged catalog is not trusted).
+    pub attrs: Option<PastAttrs>,
+    /// The size of the file's version then (None: no version yet).
+    pub version_size: Option<u64>,
+    /// How many names the inode had then.
+    pub links: u32,
+}
+
+/// One name's tenure: `ino` was at (parent, hash) during [from, until).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntrySpan {
+    pub pos: i64,
+    pub parent: Ino,
+    pub sealed_name: Vec<u8>,
+    pub ino: Ino,
+    pub kind: Kind,
+    pub from: i64,
+    /// None while the entry is live.
+    pub until: Option<i64>,
+    /// Whether another entry of the same inode began when this one ended:
+    /// it was renamed (or linked) away rather than removed.
+    pub moved: bool,
+}
+
+impl Catalog {
+    /// Every entry `dir` held at `at`, with its inode's attributes, version
+    /// size and link count then, in position order: one query for a whole
+    /// directory (`ls -l --at`), where `Past::getattr` per entry would be
+    /// several.
+    pub fn list_dir_attrs_at(&self, dir: Ino, at: i64) -> Result<Vec<PastDirRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT d.id, d.name, d.ino, d.kind, i.rdev, i.size, i.btime,
+                    i.since, i.mode, i.uid, i.gid, i.atime, i.mtime, i.ctime,
+                    h.since, h.mode, h.uid, h.gid, h.atime, h.mtime, h.ctime,
+                    (SELECT v.size FROM versions v WHERE v.ino = d.ino AND v.time <= ?2
+                       ORDER BY v.version DESC LIMIT 1),
+                    (SELECT count(*) FROM dentries x INDEXED BY dentries_by_ino
+                       WHERE x.ino = d.ino AND x.valid_from <= ?2
+                         AND (x.valid_until IS NULL OR x.valid_until > ?2))
+             FROM dentries d INDEXED BY dentries_by_parent
+             JOIN inodes i ON i.ino = d.ino
+             LEFT JOIN inode_history h ON i.since > ?2 AND h.ino = d.ino
+               AND h.until = (SELECT min(until) FROM inode_history
+                              WHERE ino = d.ino AND until > ?2)
+             WHERE d.parent = ?1 AND d.valid_from <= ?2
+               AND (d.valid_until IS NULL OR d.valid_until > ?2)
+             ORDER BY d.id",
+        )?;
+        let rows = st.query_map(params![dir as i64, at], |r| {
+            let attrs_from = |base: usize| -> rusqlite::Result<Option<PastAttrs>> {
+                let since: Option<i64> = r.get(base)?;
+                Ok(match since {
+                    Some(since) if since <= at => Some(PastAttrs {
+                        mode: r.get(base + 1)?,
+                        uid: r.get(base + 2)?,
+                        gid: r.get(base + 3)?,
+                        atime: r.get(base + 4)?,
+                        mtime: r.get(base + 5)?,
+                        ctime: r.get(base + 6)?,
+                    }),
+                    _ => None,
+                })
+            };
+            let attrs = match attrs_from(7)? {
+                Some(a) => Some(a),
+                None => attrs_from(14)?,
+            };
+            Ok(PastDirRow {
+                pos: r.get(0)?,
+                sealed_name: r.get(1)?,
+                ino: r.get::<_, i64>(2)? as Ino,
+                kind: r.get(3)?,
+                rdev: r.get(4)?,
+                inode_size: r.get::<_, i64>(5)? as u64,
+                btime: r.get(6)?,
+                attrs,
+                version_size: r.get::<_, Option<i64>>(21)?.map(|s| s as u64),
+                links: r.get(22)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every entry ever named (parent, hash), oldest first: the inodes that
+    /// held that name over time.
+    pub fn entries_named(&self, parent: Ino, hash: &NameHash) -> Result<Vec<EntrySpan>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT d.id, d.name, d.ino, d.kind, d.valid_from, d.valid_until,
+                    EXISTS(SELECT 1 FROM dentries e INDEXED BY dentries_by_ino
+                           WHERE e.ino = d.ino AND e.valid_from = d.valid_until)
+             FROM dentries d INDEXED BY dentries_history
+             WHERE d.parent=?1 AND d.hash=?2 ORDER BY d.valid_from, d.id",
+        )?;
+        let rows = st.query_map(params![parent as i64, &hash[..]], |r| span(r, parent))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every entry `dir` ever held, live or ended, in position order.
+    pub fn entries_ever(&self, dir: Ino) -> Result<Vec<EntrySpan>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT d.id, d.name, d.ino, d.kind, d.valid_from, d.valid_until,
+                    EXISTS(SELECT 1 FROM dentries e INDEXED BY dentries_by_ino
+                           WHERE e.ino = d.ino AND e.valid_from = d.valid_until)
+             FROM dentries d INDEXED BY dentries_by_parent
+             WHERE d.parent=?1 ORDER BY d.id",
+        )?;
+        let rows = st.query_map(params![dir as i64], |r| span(r, dir))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every entry that `ino` ever had, oldest first.
+    pub fn entries_of_ino(&self, ino: Ino) -> Result<Vec<EntrySpan>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT d.id, d.name, d.ino, d.kind, d.valid_from, d.valid_until, 0, d.parent
+             FROM dentries d INDEXED BY dentries_by_ino
+             WHERE d.ino=?1 ORDER BY d.valid_from, d.id",
+        )?;
+        let rows = st.query_map(params![ino as i64], |r| {
+            let parent = r.get::<_, i64>(7)? as Ino;
+            span(r, parent)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn span(r: &rusqlite::Row<'_>, parent: Ino) -> rusqlite::Result<EntrySpan> {
+    Ok(EntrySpan {
+        pos: r.get(0)?,
+        parent,
+        sealed_name: r.get(1)?,
+        ino: r.get::<_, i64>(2)? as Ino,
+        kind: r.get(3)?,
+        from: r.get(4)?,
+        until: r.get(5)?,
+        moved: r.get(6)?,
+    })
+}

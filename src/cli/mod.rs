@@ -4,11 +4,13 @@
 mod info;
 mod init;
 mod log;
+mod ls;
 mod mount;
 mod mount_options;
 mod passphrase;
 mod passwd;
 mod prune;
+mod restore;
 mod retention;
 mod time_spec;
 mod umount;
@@ -46,6 +48,8 @@ enum Command {
     Info(info::Args),
     Log(log::Args),
     Prune(prune::Args),
+    Ls(ls::Args),
+    Restore(restore::Args),
     Retention(retention::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
@@ -61,6 +65,8 @@ pub fn main() -> i32 {
         Command::Info(a) => info::run(a),
         Command::Log(a) => log::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Restore(a) => restore::run(a),
         Command::Retention(a) => retention::run(a),
         Command::Daemon(a) => mount::run_daemon(a),
     };

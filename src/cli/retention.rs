@@ -5,18 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+pub use super::util::OutputFormat;
 use super::{passphrase, util};
 use crate::store::{RetentionPolicy, StoreDir};
 use crate::vault::{describe_policy, retention_policy, set_retention, PolicyChange};
-
-/// How a command prints what it reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// For people.
-    Text,
-    /// For scripts: one JSON document on stdout.
-    Json,
-}
 
 /// Show or change how long versions are kept.
 #[derive(clap::Args)]

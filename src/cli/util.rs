@@ -188,3 +188,143 @@ fn unescape(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// How a command prints what it reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people (also spelled `table`).
+    #[value(alias = "table")]
+    Text,
+    /// For scripts: one JSON document on stdout.
+    Json,
+}
+
+/// The user name of `uid` from the system's user database, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: pwd and result are out-parameters; buf is live and its
+        // length is passed.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: getpwuid_r succeeded: pw_name is a NUL-terminated string in buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+/// The group name of `gid` from the system's group database, if it has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: as in `user_name`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrgid_r(
+                gid,
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: getgrgid_r succeeded: gr_name is a NUL-terminated string in buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(grp.gr_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+/// Names of uids and gids, each looked up once.
+#[derive(Default)]
+pub struct Names {
+    users: std::collections::HashMap<u32, Option<String>>,
+    groups: std::collections::HashMap<u32, Option<String>>,
+}
+
+impl Names {
+    pub fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| user_name(uid))
+            .clone()
+    }
+
+    pub fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| group_name(gid))
+            .clone()
+    }
+
+    /// `name (uid)`, the uid alone if it has no name, "unknown" if None.
+    pub fn user_label(&mut self, uid: Option<u32>) -> String {
+        match uid {
+            None => "unknown".into(),
+            Some(u) => match self.user(u) {
+                Some(n) => format!("{n} ({u})"),
+                None => u.to_string(),
+            },
+        }
+    }
+}
+
+/// Opens `store` read-only (works beside a mounting daemon), asking for
+/// its passphrase.
+pub fn open_read_only(
+    store: &Path,
+    passphrase_file: Option<&Path>,
+) -> anyhow::Result<std::sync::Arc<crate::vault::Vault>> {
+    use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
+    let dir = crate::store::StoreDir::new(store);
+    let config =
+        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let pass = super::passphrase::existing(passphrase_file)?;
+    let (master, _) = unlock_master(&config, &pass)
+        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    Ok(Vault::open(
+        &dir,
+        &master,
+        &OpenOptions {
+            read_only: true,
+            ..OpenOptions::default()
+        },
+    )?)
+}
+
+/// An instant in ns since the epoch as a jiff timestamp.
+pub fn timestamp(ns: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_nanosecond(ns as i128).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// Writes `text` to stdout; an error (a closed pipe) is returned, not a panic.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

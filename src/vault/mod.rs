@@ -10,6 +10,7 @@ mod clock;
 mod data;
 mod error;
 mod handles;
+mod history;
 mod info;
 mod key_slots;
 mod lifecycle;
@@ -19,6 +20,7 @@ mod prune;
 mod read;
 mod readahead;
 mod reserve;
+mod restore;
 mod retention;
 mod settings;
 mod snapshots;
@@ -38,6 +40,7 @@ pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, T
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;
 pub use error::{Result, VaultError};
+pub use history::{Deletion, PastEntry, PathVersion};
 pub use info::{store_info, InfoError, StoreInfo};
 pub use key_slots::{
     add_passphrase, add_recovery_key, change_passphrase, list_slots, remove_slot, KeySlotError,
@@ -48,6 +51,9 @@ pub use lifecycle::{
 };
 pub use past::{Past, TreeView};
 pub use prune::{FileVerdicts, PruneClock, PruneError, PruneOptions, PruneReport, PruneStage};
+pub use restore::{
+    EngineTarget, Found, FsTarget, Placement, RestoreError, RestoreSummary, RestoreTarget,
+};
 pub use retention::{
     describe_policy, kept_at_least_until, retention_verdicts, validate_policy,
     validate_policy_change, PointKind, PolicyError, Reason, Reasons, Verdict, VersionPoint,

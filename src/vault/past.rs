@@ -283,17 +283,17 @@ impl Past<'_> {
         self.vault.readlink(ino)
     }
 
-    /// The extended attributes `ino` had: (name, value) pairs, but for
-    /// those the live tree does not keep (see `refused`).
+    /// Every extended attribute `ino` had, POSIX ACLs included whether or
+    /// not this vault applies them (a restore gives them all back):
+    /// (name, value) pairs. `listxattr` and `getxattr` answer as the live
+    /// tree does (see `refused`).
     pub fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let sealed = self.vault.catalog_to_read()?.xattrs_at(ino, self.at)?;
         let names = &self.vault.keys.names;
         let mut out = Vec::with_capacity(sealed.len());
         for (name, value) in sealed {
             let name = names.decrypt(domain::XATTR_NAME, ino, &name)?;
-            if !self.refused(&name) {
-                out.push((name, names.decrypt(domain::XATTR_VALUE, ino, &value)?));
-            }
+            out.push((name, names.decrypt(domain::XATTR_VALUE, ino, &value)?));
         }
         Ok(out)
     }
@@ -326,8 +326,10 @@ impl Past<'_> {
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         for (name, _) in self.xattrs(ino)? {
-            out.extend(name);
-            out.push(0);
+            if !self.refused(&name) {
+                out.extend(name);
+                out.push(0);
+            }
         }
         Ok(out)
     }
