@@ -201,61 +201,12 @@ pub enum OutputFormat {
 
 /// The user name of `uid` from the system's user database, if it has one.
 pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: pwd and result are out-parameters; buf is live and its
-        // length is passed.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: getpwuid_r succeeded: pw_name is a NUL-terminated string in buf.
-        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-        return Some(name.to_string_lossy().into_owned());
-    }
+    uzers::get_user_by_uid(uid).map(|u| u.name().to_string_lossy().into_owned())
 }
 
 /// The group name of `gid` from the system's group database, if it has one.
 pub fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: as in `user_name`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
-            return None;
-        }
-        // SAFETY: getgrgid_r succeeded: gr_name is a NUL-terminated string in buf.
-        let name = unsafe { std::ffi::CStr::from_ptr(grp.gr_name) };
-        return Some(name.to_string_lossy().into_owned());
-    }
+    uzers::get_group_by_gid(gid).map(|g| g.name().to_string_lossy().into_owned())
 }
 
 /// Names of uids and gids, each looked up once.
