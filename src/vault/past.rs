@@ -257,6 +257,13 @@ impl Past<'_> {
                 extents.into_iter().collect::<HashMap<u64, BlockRef>>(),
             )
         };
+        // A past version is rarely in any cache: have the kernel read all
+        // of this request's records at once, not one block after the other.
+        if stored.len() > 1 {
+            self.vault
+                .packs
+                .will_need(stored.values().map(|b| b.location));
+        }
         let end = size.min(offset + out.len() as u64);
         let mut pos = offset;
         while pos < end {
