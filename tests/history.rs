@@ -1,7 +1,8 @@
 //! Point-in-time recovery on real mounts with real programs: `log` across
 //! editor saves and users, `ls --at` and `--deleted`, `restore --at` in
 //! place (mounted and not) and to a new destination, TIME forms, and a
-//! model run that reproduces every recorded instant.
+//! model run that reproduces every recorded instant (`restore --at`, `ls
+//! --at`, and `.snapshots` for the instants that end a second).
 
 mod common;
 
@@ -549,6 +550,7 @@ fn a_model_run_is_reproduced_at_every_recorded_instant() {
     let names = ["a", "b", "c", "d/e", "d/f"];
     std::fs::create_dir(v.path("d")).unwrap();
     let mut recorded: Vec<(String, Tree)> = Vec::new();
+    let mut seconds: Vec<(String, Tree)> = Vec::new();
     for step in 0..40 {
         let name = names[rng.below(names.len() as u64) as usize];
         let p = v.path(name);
@@ -590,6 +592,23 @@ fn a_model_run_is_reproduced_at_every_recorded_instant() {
         }
         let t = instant(&v.mnt);
         recorded.push((t, snapshot(&v.mnt)));
+        if step % 8 == 0 {
+            // `.snapshots` names whole seconds: let this one end with no
+            // other change in it, and keep its name.
+            let second = jiff::Timestamp::now();
+            let next = second.as_second() + 1;
+            while jiff::Timestamp::now().as_second() < next {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let name = second.strftime("@GMT-%Y.%m.%d-%H.%M.%S").to_string();
+            seconds.push((name, recorded.last().unwrap().1.clone()));
+        }
+    }
+    // `.snapshots` on the live mount gives the same trees.
+    for (name, want) in &seconds {
+        let got = snapshot(&v.mnt.join(".snapshots").join(name));
+        assert_eq!(&got, want, ".snapshots/{name}");
     }
     let dest = tempfile::tempdir().unwrap();
     for (i, (t, want)) in recorded.iter().enumerate() {
