@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension};
 use super::{Ino, Result};
 
 /// The generation runs of a catalog, as of its open.
-#[derive(Debug, Default)]
-pub(super) struct Generations {
+#[derive(Clone, Debug, Default)]
+pub struct Generations {
     /// (first_ino, generation), ascending by first_ino.
     runs: Vec<(Ino, u64)>,
 }
@@ -59,7 +59,7 @@ impl Generations {
         Self::load(conn)
     }
 
-    pub(super) fn of(&self, ino: Ino) -> u64 {
+    pub fn of(&self, ino: Ino) -> u64 {
         let after = self.runs.partition_point(|&(first, _)| first <= ino);
         after.checked_sub(1).map_or(0, |i| self.runs[i].1)
     }

@@ -5,10 +5,11 @@ use rusqlite::{params, OptionalExtension};
 use super::*;
 
 impl Catalog {
-    /// The generation of inode `ino` (see `generations`), which with its
-    /// number names it in file handles.
-    pub fn generation(&self, ino: Ino) -> u64 {
-        self.generations.of(ino)
+    /// The inode generations (see `generations`), which with its number
+    /// name an inode in file handles. Fixed for as long as the catalog is
+    /// open: they change only when a read-write open starts a new one.
+    pub fn generations(&self) -> Generations {
+        self.generations.clone()
     }
 
     pub(super) fn with_rows<T>(&self, f: impl FnOnce(&mut row_cache::RowCache) -> T) -> Option<T> {

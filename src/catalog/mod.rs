@@ -42,6 +42,7 @@ use crate::store::{AppendOutcome, BlockLocation};
 pub use allocations::BlockRun;
 pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
+pub use generations::Generations;
 pub use history::PastAttrs;
 pub use lost::LossCause;
 pub use past::{EntrySpan, PastDirRow};

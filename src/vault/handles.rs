@@ -34,6 +34,6 @@ impl Vault {
     /// so that a number handed out again never opens the new node through
     /// an old handle (see `catalog::generations`).
     pub fn generation(&self, ino: Ino) -> u64 {
-        self.catalog.lock().generation(ino)
+        self.generations.of(ino)
     }
 }

@@ -204,6 +204,7 @@ impl Vault {
             block_size: config.block_size as u64,
             config,
             keys,
+            generations: catalog.generations(),
             catalog: Mutex::new(catalog),
             packs,
             space,

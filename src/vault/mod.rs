@@ -91,6 +91,9 @@ pub struct Vault {
     block_size: u64,
     keys: Keys,
     catalog: Mutex<Catalog>,
+    /// The catalog's inode generations, fixed while it is open: every
+    /// entry reply carries one, without taking the catalog's lock.
+    generations: crate::catalog::Generations,
     packs: PackStore,
     space: Arc<SpaceGuard>,
     /// Blocks allocated by fallocate and not written yet (see `reserve`).
