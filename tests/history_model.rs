@@ -11,11 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use phivault::catalog::{Ino, ROOT_INO};
-use phivault::crypto::{KdfParams, Passphrase};
-use phivault::store::StoreDir;
 use phivault::vault::{
-    create_store, read_config, unlock_master, Caller, InitOptions, Kind, ManualClock, NodeSpec,
-    OpenOptions, RenameMode, SetAttr, Vault,
+    Caller, Kind, ManualClock, NodeSpec, OpenOptions, RenameMode, SetAttr, Vault,
 };
 
 use common::Rng;
@@ -34,23 +31,11 @@ const NAMES: &[&str] = &["a", "b", "c", "dir/d", "dir/e"];
 const HOUR: i64 = 3_600_000_000_000;
 
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Arc<Vault> {
-    let store = StoreDir::new(dir.join("store"));
-    let pass = Passphrase::new(b"history model".to_vec());
-    let init = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
-    };
-    create_store(&store, &pass, &init).unwrap();
-    let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
     let opts = OpenOptions {
         clock,
         ..OpenOptions::default()
     };
-    Vault::open(&store, &master, &opts).unwrap()
+    common::open_engine_with(dir, true, opts)
 }
 
 fn split(path: &str, dir: Ino) -> (Ino, &[u8]) {

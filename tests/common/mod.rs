@@ -398,9 +398,22 @@ pub fn open_engine(
     create: bool,
     space_reserve: u64,
 ) -> std::sync::Arc<phivault::vault::Vault> {
+    let opts = phivault::vault::OpenOptions {
+        space_reserve,
+        ..phivault::vault::OpenOptions::default()
+    };
+    open_engine_with(dir, create, opts)
+}
+
+/// `open_engine` with options of the test's own (a clock, say).
+pub fn open_engine_with(
+    dir: &Path,
+    create: bool,
+    opts: phivault::vault::OpenOptions,
+) -> std::sync::Arc<phivault::vault::Vault> {
     use phivault::crypto::{KdfParams, Passphrase};
     use phivault::store::StoreDir;
-    use phivault::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions};
+    use phivault::vault::{create_store, read_config, unlock_master, InitOptions};
     let store = StoreDir::new(dir.join("store"));
     let pass = Passphrase::new(ENGINE_PASSPHRASE.to_vec());
     if create {
@@ -415,10 +428,6 @@ pub fn open_engine(
         create_store(&store, &pass, &init).unwrap();
     }
     let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
-    let opts = OpenOptions {
-        space_reserve,
-        ..OpenOptions::default()
-    };
     phivault::vault::Vault::open(&store, &master, &opts).unwrap()
 }
 
