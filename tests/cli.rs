@@ -1199,3 +1199,31 @@ fn help_explains_every_command() {
         }
     }
 }
+
+/// A command whose reader has gone (`phivault retention STORE | head -0`)
+/// ends quietly, as other Unix tools do, instead of panicking.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::fd::FromRawFd;
+    let v = Vault::init();
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors, which are owned below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned once each.
+    let (read_end, write_end) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read_end);
+    let out = Command::new(bin())
+        .arg("retention")
+        .arg(&v.store)
+        .stdout(Stdio::from(write_end))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+}

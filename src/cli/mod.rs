@@ -57,6 +57,14 @@ enum Command {
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Mount(_) | Command::Daemon(_)) {
+        // Commands that print (`log | head`) end quietly when the reader
+        // goes, as other Unix tools do: `println!` would panic on the
+        // broken pipe instead. The daemon keeps ignoring SIGPIPE.
+        // SAFETY: sets the disposition of one signal, before any thread
+        // starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Mount(a) => mount::run(a),
