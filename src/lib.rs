@@ -3,6 +3,7 @@
 //! `fs` (FUSE adapter) and `cli` on top of `vault` (the engine), which uses
 //! `catalog`, `store` and `crypto`.
 
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod crypto;

@@ -100,53 +100,10 @@ pub fn no_entry() -> FileAttr {
     }
 }
 
+/// The caller of request `req`; its groups and capabilities are read
+/// from /proc when a decision first needs them.
 pub fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-        groups: Vec::new(),
-    }
-}
-
-/// The caller, with its supplementary groups when `mode` asks for setgid:
-/// the only case the engine needs them, and reading /proc costs a syscall
-/// round on every create.
-pub fn caller_for_mode(req: &Request, mode: Option<u32>) -> Caller {
-    if mode.is_some_and(|m| m & libc::S_ISGID != 0) {
-        caller_with_groups(req)
-    } else {
-        caller(req)
-    }
-}
-
-/// The caller with its supplementary groups, read from /proc (the FUSE
-/// protocol does not carry them).
-pub fn caller_with_groups(req: &Request) -> Caller {
-    let mut c = caller(req);
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) {
-        if let Some(line) = status.lines().find(|l| l.starts_with("Groups:")) {
-            c.groups = line[7..]
-                .split_whitespace()
-                .filter_map(|g| g.parse().ok())
-                .collect();
-        }
-    }
-    c
-}
-
-/// Whether thread `pid` (FUSE passes the thread's id) holds CAP_FSETID,
-/// which keeps set-id bits through its writes. A caller whose status
-/// cannot be read (it exited) counts as without it, the safe side.
-pub fn has_cap_fsetid(pid: u32) -> bool {
-    const CAP_FSETID: u32 = 4;
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let caps = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
-            u64::from_str_radix(caps.trim(), 16).ok()
-        })
-        .is_some_and(|caps| caps & (1 << CAP_FSETID) != 0)
+    Caller::new(req.uid(), req.gid(), req.pid())
 }
 
 pub struct MountSettings<'a> {

@@ -26,12 +26,10 @@ use fuser::{
 };
 
 use crate::vault::{
-    Attr, Kind, NodeSpec, Past, Released, RenameMode, SetAttr, TimeSet, TreeView, Vault,
-    VaultError, ACL_ACCESS_XATTR, ROOT_INO,
+    Attr, Capability, Kind, NodeSpec, Past, Released, RenameMode, SetAttr, TimeSet, TreeView,
+    Vault, VaultError, ROOT_INO,
 };
-use convert::{
-    caller, caller_for_mode, caller_with_groups, file_attr, kernel_time_ns, kind_from_mode,
-};
+use convert::{caller, file_attr, kernel_time_ns, kind_from_mode};
 use dir_handles::DirHandles;
 use snapshots::{node_id, Listings, Node, Slots};
 
@@ -246,7 +244,7 @@ impl Filesystem for PhiFs {
                 || gid.is_some()
                 || (size.is_some() && self.set_id_to_drop(req, ino)),
         };
-        match self.vault.setattr(&caller_for_mode(req, mode), ino.0, &set) {
+        match self.vault.setattr(&caller(req), ino.0, &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
@@ -282,7 +280,7 @@ impl Filesystem for PhiFs {
             return reply.error(Errno::EINVAL);
         };
         let made = self.vault.create_node(
-            &caller_for_mode(req, Some(mode)),
+            &caller(req),
             parent,
             name(n),
             NodeSpec {
@@ -309,7 +307,7 @@ impl Filesystem for PhiFs {
             Err(e) => return reply.error(e),
         };
         let made = self.vault.create_node(
-            &caller_for_mode(req, Some(mode)),
+            &caller(req),
             parent,
             name(n),
             NodeSpec {
@@ -677,15 +675,9 @@ impl Filesystem for PhiFs {
             return reply.error(e);
         }
         let name = name(n);
-        // Only an access ACL needs the caller's groups (see `Vault::setxattr`).
-        let caller = if name == ACL_ACCESS_XATTR {
-            caller_with_groups(req)
-        } else {
-            caller(req)
-        };
         empty(
             reply,
-            self.vault.setxattr(&caller, ino.0, name, value, flags),
+            self.vault.setxattr(&caller(req), ino.0, name, value, flags),
         )
     }
 
@@ -742,7 +734,7 @@ impl Filesystem for PhiFs {
             return reply.error(Errno::EINVAL);
         };
         let attr = match self.vault.create_node(
-            &caller_for_mode(req, Some(mode)),
+            &caller(req),
             parent.0,
             name(n),
             NodeSpec {
@@ -1012,7 +1004,8 @@ impl PhiFs {
     /// it lacks CAP_FSETID. Asks /proc only for such files.
     fn set_id_to_drop(&self, req: &Request, ino: INodeNo) -> bool {
         // A file that cannot be read fails the request itself next.
-        self.vault.has_set_id_to_drop(ino.0).unwrap_or(false) && !convert::has_cap_fsetid(req.pid())
+        self.vault.has_set_id_to_drop(ino.0).unwrap_or(false)
+            && !caller(req).has_cap(Capability::Fsetid)
     }
 
     /// Feeds directory entries of `ino` in tree `t` after `offset` to `add`

@@ -1,33 +1,5 @@
 use crate::catalog::{Ino, Inode, Kind};
 
-/// Who asks. Supplementary groups matter for setgid rules.
-#[derive(Clone, Debug, Default)]
-pub struct Caller {
-    pub uid: u32,
-    pub gid: u32,
-    pub pid: u32,
-    pub groups: Vec<u32>,
-}
-
-impl Caller {
-    /// Root, as the engine's own callers (the CLI, tests) act.
-    pub fn root() -> Self {
-        Self {
-            uid: 0,
-            gid: 0,
-            pid: std::process::id(),
-            groups: Vec::new(),
-        }
-    }
-
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
-    pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups.contains(&gid)
-    }
-}
-
 /// What `stat` shows for an inode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attr {

@@ -27,6 +27,9 @@ pub enum VaultError {
     TooBig,
     #[error("operation not permitted")]
     NotPermitted,
+    /// A permission check refused the caller (EACCES).
+    #[error("permission denied")]
+    AccessDenied,
     #[error("operation not supported")]
     NotSupported,
     #[error("read-only mount")]
@@ -66,6 +69,7 @@ impl VaultError {
             Range => libc::ERANGE,
             TooBig => libc::E2BIG,
             NotPermitted => libc::EPERM,
+            AccessDenied => libc::EACCES,
             NotSupported => libc::EOPNOTSUPP,
             ReadOnly => libc::EROFS,
             Corrupt { .. } | Crypto(_) => libc::EIO,

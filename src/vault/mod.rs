@@ -6,6 +6,7 @@
 mod acl;
 mod attr;
 mod cache;
+mod caller;
 mod clock;
 mod data;
 mod error;
@@ -16,6 +17,7 @@ mod key_slots;
 mod lifecycle;
 mod names;
 mod past;
+mod permission;
 mod prune;
 mod read;
 mod readahead;
@@ -36,7 +38,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
-pub use attr::{Attr, Caller, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use attr::{Attr, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use caller::{Caller, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;
 pub use error::{Result, VaultError};
@@ -50,6 +53,7 @@ pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use past::{Past, TreeView};
+pub use permission::{MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use prune::{FileVerdicts, PruneClock, PruneError, PruneOptions, PruneReport, PruneStage};
 pub use restore::{
     EngineTarget, Found, FsTarget, Placement, RestoreError, RestoreSummary, RestoreTarget,
@@ -141,6 +145,12 @@ impl Vault {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// The store's audit trail, to append to; None for a read-only open.
+    /// SKELETON: the vault does not open it yet.
+    pub fn audit(&self) -> Option<&crate::audit::AuditLog> {
+        None
     }
 
     /// Tells the engine that the kernel reads far enough ahead by itself
