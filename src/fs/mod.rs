@@ -5,6 +5,7 @@
 //! a `mount --at` serves, and the instants under the hidden `.snapshots`
 //! directory at the root (see `snapshots`), whose nodes only ever read.
 
+mod audit;
 mod convert;
 mod dir_handles;
 mod drop_behind;
