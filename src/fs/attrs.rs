@@ -4,21 +4,24 @@
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, FileHandle, INodeNo, ReplyAttr, ReplyEmpty, ReplyStatfs, Request, TimeOrNow,
+    AccessFlags, Errno, FileHandle, INodeNo, ReplyAttr, ReplyEmpty, ReplyStatfs, Request, TimeOrNow,
 };
 
-use super::convert::{caller, file_attr, kernel_time_ns};
+use super::convert::{file_attr, kernel_time_ns};
 use super::{errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
-use crate::vault::{SetAttr, TimeSet};
+use crate::vault::{SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
 
 impl PhiFs {
     pub(super) fn do_getattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: Option<FileHandle>,
         reply: ReplyAttr,
     ) {
+        if let Err(e) = self.admit(req) {
+            return reply.error(e);
+        }
         match self.place(ino) {
             Ok(Place::Node { tree, ino, slot }) => match on_tree!(tree, |t| t.getattr(ino)) {
                 Ok(a) => reply.attr(&TTL, &node_attr(slot, &a)),
@@ -41,9 +44,13 @@ impl PhiFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         ctime: Option<SystemTime>,
-        _fh: Option<FileHandle>,
+        fh: Option<FileHandle>,
         reply: ReplyAttr,
     ) {
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
         if let Err(e) = self.live(ino) {
             return reply.error(e);
         }
@@ -63,15 +70,41 @@ impl PhiFs {
             // cases where the kernel sets it.
             drop_set_id: uid.is_some()
                 || gid.is_some()
-                || (size.is_some() && self.set_id_to_drop(req, ino)),
+                || (size.is_some() && self.set_id_to_drop(&who, ino)),
         };
-        match self.vault.setattr(&caller(req), ino.0, &set) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+        let was_searchable = self.searchable_before(ino.0, mode.or(uid).or(gid).is_some());
+        let set = self
+            .vault
+            .may_setattr(&who, ino.0, &set, fh.is_some())
+            .and_then(|()| self.vault.setattr(&who, ino.0, &set));
+        match set {
+            Ok(a) => {
+                reply.attr(&TTL, &file_attr(&a));
+                self.search_changed(ino.0, was_searchable);
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    pub(super) fn do_statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    /// Whether `ino` is a directory everyone may search, before a change
+    /// (`changes`) that may take that away.
+    pub(super) fn searchable_before(&self, ino: u64, changes: bool) -> bool {
+        changes && self.vault.searchable_by_all(ino).unwrap_or(false)
+    }
+
+    /// After a change of `dir`'s mode, owner or ACL, once it is replied
+    /// to: if everyone could search it before and not now, the kernel
+    /// forgets the entries it cached in it (see `entry_timeout`).
+    pub(super) fn search_changed(&self, dir: u64, was_searchable: bool) {
+        if was_searchable && !self.vault.searchable_by_all(dir).unwrap_or(true) {
+            self.kernel.forget_entries(INodeNo(dir), self.names_in(dir));
+        }
+    }
+
+    pub(super) fn do_statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        if let Err(e) = self.admit(req) {
+            return reply.error(e);
+        }
         match self.vault.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -87,13 +120,35 @@ impl PhiFs {
         }
     }
 
+    /// access(2), faccessat(2) and chdir: the only permission checks the
+    /// kernel asks for without default_permissions.
     pub(super) fn do_access(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _mask: AccessFlags,
+        req: &Request,
+        ino: INodeNo,
+        mask: AccessFlags,
         reply: ReplyEmpty,
     ) {
-        reply.ok()
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
+        let mask = mask.bits() as u32 & (MAY_READ | MAY_WRITE | MAY_EXEC);
+        let res = match self.place(ino) {
+            Ok(Place::Node {
+                tree: Tree::Live(v),
+                ino,
+                ..
+            }) => v.may_access(&who, ino, mask).map_err(errno),
+            // The past, and `.snapshots`, only ever read. Their read checks
+            // are not made yet (see `lookup`).
+            Ok(_) if mask & MAY_WRITE != 0 => Err(Errno::EROFS),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 }

@@ -12,17 +12,31 @@ use fuser::{
 use super::convert::{self, file_attr};
 use super::snapshots::{self, node_id};
 use super::{empty, errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
-use crate::vault::{Attr, Kind, TreeView, VaultError, ROOT_INO};
+use crate::vault::{Attr, Kind, TreeView, Vault, VaultError, ROOT_INO};
 
 impl PhiFs {
     pub(super) fn do_opendir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         reply: ReplyOpen,
     ) {
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
         let kind = match self.place(ino) {
+            Ok(Place::Node {
+                tree: Tree::Live(v),
+                ino,
+                ..
+            }) => v
+                .may_open(&who, ino, flags.0)
+                .and_then(|()| v.getattr(ino))
+                .map(|a| a.kind)
+                .map_err(errno),
+            // The past's read checks are not made yet (see `lookup`).
             Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getattr(ino))
                 .map(|a| a.kind)
                 .map_err(errno),
@@ -51,12 +65,15 @@ impl PhiFs {
 
     pub(super) fn do_readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        if let Err(e) = self.admit(req) {
+            return reply.error(e);
+        }
         let res = match self.place(ino) {
             Ok(Place::Node { tree, ino, slot }) => on_tree!(tree, |t| {
                 self.walk_dir(t, ino, fh, offset, 256, |e| {
@@ -78,14 +95,23 @@ impl PhiFs {
 
     pub(super) fn do_readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        if let Err(e) = self.admit(req) {
+            return reply.error(e);
+        }
         let res = match self.place(ino) {
             Ok(Place::Node { tree, ino, slot }) => on_tree!(tree, |t| {
+                // As LOOKUP's replies (see `entry_timeout`).
+                let timeout = if matches!(tree, Tree::Live(_)) {
+                    self.entry_timeout(ino)
+                } else {
+                    TTL
+                };
                 self.walk_dir(t, ino, fh, offset, 128, |e| {
                     let attr = match t.getattr(e.ino) {
                         Ok(a) => a,
@@ -96,7 +122,7 @@ impl PhiFs {
                     attr.ino = INodeNo(self.entry_node(slot, ino, e));
                     let name = OsStr::from_bytes(&e.name);
                     let generation = Generation(self.vault.generation(e.ino));
-                    Ok(reply.add(attr.ino, e.next, name, &TTL, &attr, generation))
+                    Ok(reply.add(attr.ino, e.next, name, &timeout, &attr, generation))
                 })
             }),
             Ok(Place::SnapshotsDir) => self.walk_snapshots(fh, offset, |node, next, name, attr| {
@@ -183,6 +209,28 @@ impl PhiFs {
             }
         }
         Ok(())
+    }
+
+    /// The names in live directory `dir`, "." and ".." aside.
+    pub(super) fn names_in(&self, dir: u64) -> Vec<Vec<u8>> {
+        let v: &Vault = &self.vault;
+        let mut names = Vec::new();
+        let Ok(horizon) = TreeView::listing_horizon(v) else {
+            return names;
+        };
+        let mut pos = 0;
+        while let Ok(entries) = TreeView::readdir(v, dir, pos, horizon, 512) {
+            if entries.is_empty() {
+                break;
+            }
+            for e in entries {
+                pos = e.next;
+                if e.name != b"." && e.name != b".." {
+                    names.push(e.name);
+                }
+            }
+        }
+        names
     }
 
     /// Feeds directory entries of `ino` in tree `t` after `offset` to `add`

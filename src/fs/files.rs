@@ -9,11 +9,15 @@ use fuser::{
 };
 
 use super::convert::{caller, file_attr, kind_from_mode};
-use super::{empty, errno, name, on_tree, PhiFs, Place, Tree, TTL};
-use crate::vault::{Capability, NodeSpec, Released, SetAttr};
+use super::{empty, errno, name, on_tree, PhiFs, Place, Tree};
+use crate::vault::{Caller, Capability, NodeSpec, Released, SetAttr};
 
 impl PhiFs {
     pub(super) fn do_open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         if self.live(ino).is_err() {
@@ -24,10 +28,13 @@ impl PhiFs {
                 Err(e) => reply.error(e),
             };
         }
+        if let Err(e) = self.vault.may_open(&who, ino.0, flags.0) {
+            return reply.error(errno(e));
+        }
         // Set-id bits go before the handle is registered, so a failure
         // leaves no handle that the kernel would never release.
-        let opened = if truncate && self.set_id_to_drop(req, ino) {
-            self.drop_set_id(req, ino)
+        let opened = if truncate && self.set_id_to_drop(&who, ino) {
+            self.drop_set_id(&who, ino)
         } else {
             Ok(())
         }
@@ -86,7 +93,7 @@ impl PhiFs {
             if wflags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
                 && self.vault.has_set_id_to_drop(ino.0)?
             {
-                self.drop_set_id(req, ino)?;
+                self.drop_set_id(&caller(req), ino)?;
             }
             Ok(n)
         });
@@ -160,16 +167,16 @@ impl PhiFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let parent = match self.live_name(parent, n) {
-            Ok(p) => INodeNo(p),
+        let (who, parent) = match self.creating(req, parent, n) {
+            Ok(p) => p,
             Err(e) => return reply.error(e),
         };
         let Some(kind) = kind_from_mode(mode | libc::S_IFREG) else {
             return reply.error(Errno::EINVAL);
         };
         let attr = match self.vault.create_node(
-            &caller(req),
-            parent.0,
+            &who,
+            parent,
             name(n),
             NodeSpec {
                 kind,
@@ -184,7 +191,7 @@ impl PhiFs {
         let _ = flags;
         match self.vault.open_file_as(attr.ino, false, Some(req.uid())) {
             Ok(()) => reply.created(
-                &TTL,
+                &self.entry_timeout(parent),
                 &file_attr(&attr),
                 Generation(self.vault.generation(attr.ino)),
                 FileHandle(0),
@@ -216,8 +223,9 @@ impl PhiFs {
             .vault
             .fallocate(ino.0, offset, length, mode)
             .and_then(|()| {
-                if changes_data && self.set_id_to_drop(req, ino) {
-                    self.drop_set_id(req, ino)?;
+                let who = caller(req);
+                if changes_data && self.set_id_to_drop(&who, ino) {
+                    self.drop_set_id(&who, ino)?;
                 }
                 Ok(())
             });
@@ -227,21 +235,20 @@ impl PhiFs {
     /// Clears set-id bits where the kernel leaves it to us (see
     /// `SetAttr::drop_set_id`), and has it forget the mode it cached: the
     /// replies to WRITE, OPEN and FALLOCATE carry no attributes.
-    pub(super) fn drop_set_id(&self, req: &Request, ino: INodeNo) -> crate::vault::Result<()> {
+    pub(super) fn drop_set_id(&self, who: &Caller, ino: INodeNo) -> crate::vault::Result<()> {
         let set = SetAttr {
             drop_set_id: true,
             ..SetAttr::default()
         };
-        self.vault.setattr(&caller(req), ino.0, &set)?;
+        self.vault.setattr(who, ino.0, &set)?;
         self.kernel.attributes_changed(ino);
         Ok(())
     }
 
     /// Whether `ino` has set-id bits that a change by this caller clears:
     /// it lacks CAP_FSETID. Asks /proc only for such files.
-    pub(super) fn set_id_to_drop(&self, req: &Request, ino: INodeNo) -> bool {
+    pub(super) fn set_id_to_drop(&self, who: &Caller, ino: INodeNo) -> bool {
         // A file that cannot be read fails the request itself next.
-        self.vault.has_set_id_to_drop(ino.0).unwrap_or(false)
-            && !caller(req).has_cap(Capability::Fsetid)
+        self.vault.has_set_id_to_drop(ino.0).unwrap_or(false) && !who.has_cap(Capability::Fsetid)
     }
 }

@@ -31,7 +31,7 @@ use fuser::{
     WriteFlags,
 };
 
-use crate::vault::{Attr, Past, Vault, VaultError, ROOT_INO};
+use crate::vault::{Attr, Caller, Past, Vault, VaultError, ROOT_INO};
 use convert::file_attr;
 use dir_handles::DirHandles;
 use snapshots::{node_id, Listings, Node, Slots};
@@ -49,8 +49,11 @@ const MAX_WRITE: u32 = 1 << 20;
 pub struct PhiFs {
     vault: Arc<Vault>,
     io_uring: IoUringMode,
-    /// Whether to ask the kernel to enforce POSIX ACLs (`-o noacl` not).
+    /// Whether the vault keeps POSIX ACLs (`-o noacl` not).
     posix_acls: bool,
+    /// `--allow-group`: the groups whose members (and root) alone get in;
+    /// empty for everyone.
+    allowed_groups: Vec<u32>,
     /// What the kernel is told to forget; its notifier comes from the
     /// mount once the session exists.
     kernel: Arc<KernelCache>,
@@ -96,6 +99,7 @@ impl PhiFs {
             vault,
             io_uring,
             posix_acls,
+            allowed_groups: Vec::new(),
             kernel: kernel.clone(),
             drop_behind: DropBehind::new(kernel),
             dirs: DirHandles::default(),
@@ -112,9 +116,50 @@ impl PhiFs {
         self
     }
 
+    /// Lets in only root and the members of `gids` (`--allow-group`).
+    pub fn allow_groups(mut self, gids: Vec<u32>) -> Self {
+        self.allowed_groups = gids;
+        self
+    }
+
     /// For the mount, to attach the session's notifier.
     pub fn kernel_cache(&self) -> Arc<KernelCache> {
         self.kernel.clone()
+    }
+}
+
+impl PhiFs {
+    /// Who sent `req`, built once per request and given to both the
+    /// permission check and the operation. EACCES for a caller
+    /// `--allow-group` shuts out: its primary group is tried first, so
+    /// /proc is read only for callers outside the groups.
+    #[inline]
+    fn admit(&self, req: &Request) -> Result<Caller, Errno> {
+        let who = convert::caller(req);
+        if self.allowed_groups.is_empty()
+            || who.is_root()
+            || self.allowed_groups.iter().any(|&g| who.in_group(g))
+        {
+            Ok(who)
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    /// How long the kernel may keep an entry of live directory `dir`
+    /// without asking again. Without default_permissions it does not check
+    /// search permission on a path it walks through cached entries, so an
+    /// entry of a directory that not everyone may search must be looked up
+    /// each time (timeout 0), as must the root's entries when
+    /// `--allow-group` shuts some callers out.
+    fn entry_timeout(&self, dir: u64) -> Duration {
+        if dir == ROOT_INO && !self.allowed_groups.is_empty() {
+            return Duration::ZERO;
+        }
+        match self.vault.searchable_by_all(dir) {
+            Ok(true) => TTL,
+            _ => Duration::ZERO,
+        }
     }
 }
 
@@ -161,10 +206,12 @@ impl Filesystem for PhiFs {
         // readers cached while it was in flight, so a read after the write
         // returned the bytes it replaced. Without it, the kernel waits for
         // the write and then invalidates that range, as for a synchronous one.
-        // The kernel checks POSIX ACLs and the vault keeps them (see
-        // `vault::acl`); without this the vault refuses them, as ext4
-        // mounted `noacl` does.
-        if self.posix_acls && config.add_capabilities(InitFlags::FUSE_POSIX_ACL).is_ok() {
+        // Not FUSE_POSIX_ACL: the kernel would then check permissions
+        // itself (it implies default_permissions), and a refused attempt
+        // would never reach the audit trail. The engine checks the ACLs
+        // the vault keeps (see `vault::acl`); with `-o noacl` the vault
+        // refuses them, as ext4 mounted `noacl` does.
+        if self.posix_acls {
             self.vault.enable_acls();
         }
         let over_io_uring = io_uring::request(self.io_uring, config)?;
