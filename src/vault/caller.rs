@@ -16,6 +16,7 @@ pub enum Capability {
     Fsetid = 4,
     SysAdmin = 21,
     Mknod = 27,
+    Setfcap = 31,
 }
 
 /// What /proc says of a caller beyond the request's uid and gid.
@@ -81,6 +82,13 @@ impl Caller {
 
     pub fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.groups().contains(&gid)
+    }
+
+    /// Whether a chmod or an access ACL set by the caller keeps the
+    /// set-group-ID bit of an inode of group `gid` (the kernel's
+    /// `in_group_or_capable`).
+    pub fn in_group_or_capable(&self, gid: u32) -> bool {
+        self.in_group(gid) || self.has_cap(Capability::Fsetid)
     }
 
     /// Whether the caller's effective capabilities hold `cap`.
