@@ -71,7 +71,7 @@ impl Acl {
             return Err(VaultError::NotSupported);
         }
         let body = &value[HEADER..];
-        if body.len() % ENTRY != 0 {
+        if !body.len().is_multiple_of(ENTRY) {
             return Err(VaultError::Invalid);
         }
         if body.is_empty() {

@@ -53,6 +53,10 @@ impl Vault {
     /// for write; the kernel's exec opens, flag `__FMODE_EXEC`, for exec).
     pub fn may_open(&self, caller: &Caller, ino: Ino, flags: i32) -> Result<()> {
         let a = self.getattr(ino)?;
+        // do_open's check, before may_open's.
+        if flags & libc::O_DIRECTORY != 0 && a.kind != Kind::Dir {
+            return Err(VaultError::NotDir);
+        }
         let mut want = if flags & FMODE_EXEC != 0 {
             MAY_EXEC
         } else {
@@ -144,7 +148,18 @@ impl Vault {
         self.may_delete(caller, dir, name)?;
         match &target {
             None => self.may_create(caller, new_dir)?,
-            Some(_) => self.may_delete(caller, new_dir, new_name)?,
+            Some(t) => {
+                self.may_delete(caller, new_dir, new_name)?;
+                // may_delete's own check of the victim's kind, which comes
+                // before the write check on a moving directory below.
+                if mode != RenameMode::Exchange {
+                    match (source.kind == Kind::Dir, t.kind == Kind::Dir) {
+                        (true, false) => return Err(VaultError::NotDir),
+                        (false, true) => return Err(VaultError::IsDir),
+                        _ => {}
+                    }
+                }
+            }
         }
         if dir != new_dir {
             // A directory moving elsewhere has its ".." rewritten.
@@ -217,7 +232,8 @@ impl Vault {
         }
         let owner = a.uid == caller.uid;
         if let Some(uid) = set.uid {
-            if !(owner && uid == a.uid) && !caller.has_cap(Capability::Chown) {
+            let may = owner && uid == a.uid;
+            if !may && !caller.has_cap(Capability::Chown) {
                 return Err(VaultError::NotPermitted);
             }
         }
