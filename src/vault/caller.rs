@@ -96,6 +96,12 @@ impl Caller {
         self.creds().caps & (1 << cap as u32) != 0
     }
 
+    /// Whether /proc was read for this caller (tests of laziness).
+    #[cfg(test)]
+    pub(crate) fn credentials_read(&self) -> bool {
+        self.creds.get().is_some()
+    }
+
     fn creds(&self) -> &Credentials {
         self.creds.get_or_init(|| read_credentials(self.pid))
     }

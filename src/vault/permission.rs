@@ -396,3 +396,126 @@ fn owner_or_capable(caller: &Caller, a: &Attr) -> bool {
 fn protected_hardlinks() -> bool {
     std::fs::read_to_string(PROTECTED_HARDLINKS).is_ok_and(|s| s.trim() == "1")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::test_support::open_vault;
+    use crate::vault::{NodeSpec, ROOT_INO};
+
+    const OWNER: u32 = 1000;
+    const GROUP: u32 = 2000;
+
+    /// A node owned by OWNER:GROUP with `mode`, made by root.
+    fn node(v: &Vault, name: &str, kind: Kind, mode: u32) -> Ino {
+        let spec = NodeSpec {
+            kind,
+            mode,
+            umask: 0,
+            rdev: 0,
+        };
+        let root = Caller::root();
+        let ino = v
+            .create_node(&root, ROOT_INO, name.as_bytes(), spec)
+            .unwrap()
+            .ino;
+        let set = SetAttr {
+            uid: Some(OWNER),
+            gid: Some(GROUP),
+            mode: Some(mode),
+            ..SetAttr::default()
+        };
+        v.setattr(&root, ino, &set).unwrap();
+        ino
+    }
+
+    /// A caller of the mount, /proc to be read when asked (this process's).
+    fn caller(uid: u32, gid: u32) -> Caller {
+        Caller::new(uid, gid, std::process::id())
+    }
+
+    #[test]
+    fn groups_are_read_only_when_the_owning_group_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let f = node(&v, "f", Kind::File, 0o640);
+        let g = node(&v, "g", Kind::File, 0o644);
+
+        // The owner: the owner's bits alone.
+        let owner = caller(OWNER, 1);
+        v.permission(&owner, f, MAY_READ | MAY_WRITE).unwrap();
+        assert!(!owner.credentials_read());
+
+        // Group and other agree on read: no need to know the groups.
+        let other = caller(3000, 3000);
+        v.permission(&other, g, MAY_READ).unwrap();
+        assert!(!other.credentials_read());
+        // The primary group decides without /proc either.
+        let member = caller(3000, GROUP);
+        v.permission(&member, f, MAY_READ).unwrap();
+        assert!(!member.credentials_read());
+
+        // They differ: the supplementary groups decide.
+        let other = caller(3000, 3000);
+        let _ = v.permission(&other, f, MAY_READ);
+        assert!(other.credentials_read());
+    }
+
+    #[test]
+    fn capabilities_are_asked_only_after_a_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let f = node(&v, "f", Kind::File, 0o600);
+        let granted = Caller::with_credentials(OWNER, 1, 0, vec![], 0);
+        v.permission(&granted, f, MAY_READ).unwrap();
+        let root_without = Caller::with_credentials(0, 0, 0, vec![], 0);
+        assert!(matches!(
+            v.permission(&root_without, f, MAY_READ),
+            Err(VaultError::AccessDenied)
+        ));
+        let read_search =
+            Caller::with_credentials(0, 0, 0, vec![], 1 << Capability::DacReadSearch as u32);
+        v.permission(&read_search, f, MAY_READ).unwrap();
+        assert!(v.permission(&read_search, f, MAY_WRITE).is_err());
+        // No x bit at all: not even CAP_DAC_OVERRIDE executes it.
+        assert!(v.permission(&Caller::root(), f, MAY_EXEC).is_err());
+    }
+
+    #[test]
+    fn searchable_by_all_asks_every_class_and_the_acl() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        v.enable_acls();
+        let open = node(&v, "open", Kind::Dir, 0o711);
+        let closed = node(&v, "closed", Kind::Dir, 0o710);
+        assert!(v.searchable_by_all(open).unwrap());
+        assert!(!v.searchable_by_all(closed).unwrap());
+        // u::rwx, u:4000:---, g::--x, m::--x, o::--x: user 4000 may not.
+        let acl = |named_perm: u16| {
+            let mut b = 2u32.to_le_bytes().to_vec();
+            for (tag, perm, id) in [
+                (1u16, 7u16, u32::MAX),
+                (2, named_perm, 4000),
+                (4, 1, u32::MAX),
+                (0x10, 1, u32::MAX),
+                (0x20, 1, u32::MAX),
+            ] {
+                b.extend(tag.to_le_bytes());
+                b.extend(perm.to_le_bytes());
+                b.extend(id.to_le_bytes());
+            }
+            b
+        };
+        let root = Caller::root();
+        v.setxattr(&root, open, acl::ACCESS, &acl(0), 0).unwrap();
+        assert!(!v.searchable_by_all(open).unwrap());
+        let named = Caller::with_credentials(4000, 4000, 0, vec![], 0);
+        assert!(matches!(
+            v.may_lookup(&named, open),
+            Err(VaultError::AccessDenied)
+        ));
+        v.setxattr(&root, open, acl::ACCESS, &acl(5), 0).unwrap();
+        assert!(v.searchable_by_all(open).unwrap());
+        v.may_lookup(&named, open).unwrap();
+    }
+}
