@@ -631,7 +631,9 @@ impl Vault {
             }
             if let Some(mode) = set.mode {
                 let mut mode = mode & 0o7777;
-                if !caller.is_root() && !caller.in_group(i.gid) && i.kind != Kind::Dir {
+                // setattr_prepare's rule, for directories too (with the
+                // gid the inode has after this change, as setattr_copy).
+                if !caller.in_group_or_capable(i.gid) {
                     mode &= !S_ISGID;
                 }
                 i.mode = mode;
