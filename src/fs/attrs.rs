@@ -9,6 +9,7 @@ use fuser::{
 
 use super::convert::{file_attr, kernel_time_ns};
 use super::{errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
+use crate::audit::Op;
 use crate::vault::{SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
 
 impl PhiFs {
@@ -47,12 +48,18 @@ impl PhiFs {
         fh: Option<FileHandle>,
         reply: ReplyAttr,
     ) {
+        let rec = self.audit.start(req, Op::Chmod, self.subject(ino)).attrs(
+            (mode, uid, gid),
+            size,
+            (atime, mtime),
+            fh.is_some(),
+        );
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         if let Err(e) = self.live(ino) {
-            return reply.error(e);
+            return reply.error(rec.failed(e));
         }
         let ts = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
@@ -77,12 +84,12 @@ impl PhiFs {
             .vault
             .may_setattr(&who, ino.0, &set, fh.is_some())
             .and_then(|()| self.vault.setattr(&who, ino.0, &set));
-        match set {
+        match rec.done(set.map_err(errno)) {
             Ok(a) => {
                 reply.attr(&TTL, &file_attr(&a));
                 self.search_changed(ino.0, was_searchable);
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -131,7 +138,7 @@ impl PhiFs {
     ) {
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(self.audit.search(req, self.subject(ino), e)),
         };
         let mask = mask.bits() as u32 & (MAY_READ | MAY_WRITE | MAY_EXEC);
         let res = match self.place(ino) {
@@ -148,7 +155,7 @@ impl PhiFs {
         };
         match res {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(self.audit.search(req, self.subject(ino), e)),
         }
     }
 }

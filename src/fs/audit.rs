@@ -13,10 +13,12 @@ mod who;
 
 use std::sync::Arc;
 
-use fuser::{Errno, FileHandle, Request};
+use fuser::{Errno, FileHandle, INodeNo, ReplyEmpty, ReplyEntry, Request, TimeOrNow};
 
+use super::snapshots::Node;
+use super::{errno, PhiFs};
 use crate::audit::{AuditError, AuditLog, Detail, Op, Record, Who};
-use crate::vault::{Attr, SetAttr, TimeSet, Vault};
+use crate::vault::{Attr, Vault};
 use handles::Handles;
 use who::Callers;
 
@@ -91,49 +93,6 @@ impl Trail {
         }
     }
 
-    /// The record of OPEN of `subject` with `flags`, which went as `res`
-    /// says: a handle for the kernel, numbered so that its WRITEs and its
-    /// RELEASE find who opened it. If the record cannot be appended, the
-    /// file is released again and the open fails.
-    pub fn open(
-        &self,
-        req: &Request,
-        subject: Subject<'_>,
-        flags: i32,
-        res: Result<(), Errno>,
-    ) -> Result<FileHandle, Errno> {
-        let rec = self.start(req, Op::Open, subject).flags(flags);
-        let live = match subject {
-            Subject::Node(ino) => Some(ino),
-            _ => None,
-        };
-        rec.opened(live, res)
-    }
-
-    /// The record of CREATE of entry `name` of `parent` (with `mode` and
-    /// `flags`), whose result is the new node, opened.
-    pub fn create(
-        &self,
-        req: &Request,
-        (parent, name): (u64, &[u8]),
-        (mode, flags): (u32, i32),
-        res: Result<Attr, Errno>,
-    ) -> Result<(Attr, FileHandle), Errno> {
-        let mut rec = self
-            .start(req, Op::Create, Subject::Entry(parent, name))
-            .flags(flags)
-            .mode(mode);
-        let (attr, res) = match res {
-            Ok(a) => {
-                rec.ino = a.ino;
-                (Some(a), Ok(()))
-            }
-            Err(e) => (None, Err(e)),
-        };
-        let fh = rec.opened(attr.as_ref().map(|a| a.ino), res)?;
-        Ok((attr.expect("a handle is only made for a created node"), fh))
-    }
-
     /// Counts bytes written through handle `fh`.
     pub fn wrote(&self, fh: FileHandle, bytes: usize) {
         self.handles.wrote(fh.0, bytes as u64);
@@ -141,7 +100,7 @@ impl Trail {
 
     /// RELEASE of handle `fh`, which went as `res` says: a handle that
     /// wrote gets a CLOSE record in the name of whoever opened it.
-    pub fn release(&self, fh: FileHandle, res: Result<(), Errno>) -> Result<(), Errno> {
+    pub fn release<T>(&self, fh: FileHandle, res: Result<T, Errno>) -> Result<T, Errno> {
         let Some(handle) = self.handles.close(fh.0) else {
             return res;
         };
@@ -162,24 +121,17 @@ impl Trail {
                 ..Detail::default()
             },
         };
-        rec.append_as(handle.opener.clone(), res)
+        let result = res.as_ref().map(|_| ()).map_err(|e| *e);
+        rec.append_as(handle.opener.clone(), result).and(res)
     }
 
-    /// A LOOKUP or ACCESS of `subject`: recorded (as a search) only when a
-    /// permission check refused it.
-    pub fn search<T>(
-        &self,
-        req: &Request,
-        subject: Subject<'_>,
-        res: Result<T, Errno>,
-    ) -> Result<T, Errno> {
-        match res {
-            Err(e) if is_denial(e) => self
-                .start(req, Op::Search, subject)
-                .done::<()>(Err(e))
-                .map(|()| unreachable!()),
-            res => res,
+    /// A LOOKUP or ACCESS of `subject` that failed with `e`: recorded (as
+    /// a search) only when a permission check refused it. Returns `e`.
+    pub fn search(&self, req: &Request, subject: Subject<'_>, e: Errno) -> Errno {
+        if is_denial(e) {
+            return self.start(req, Op::Search, subject).failed(e);
         }
+        e
     }
 
     fn path(&self, subject: Subject<'_>) -> Vec<u8> {
@@ -257,7 +209,7 @@ impl<'t> Pending<'t> {
     }
 
     /// The second path: where a rename or a link puts its node.
-    pub fn to_entry(mut self, parent: u64, name: &[u8]) -> Self {
+    pub fn onto(mut self, parent: u64, name: &[u8]) -> Self {
         if self.log.is_some() {
             self.target = Some(self.trail.path(Subject::Entry(parent, name)));
             if self.op == Op::Link {
@@ -274,38 +226,46 @@ impl<'t> Pending<'t> {
     }
 
     /// What a SETATTR changes: its operation is the first of truncate,
-    /// chmod, chown and utimes it does. None for a change of nothing the
-    /// trail covers (ctime alone).
-    pub fn set_attr(mut self, set: &SetAttr) -> Option<Self> {
+    /// chmod, chown and utimes it does. Not recorded: a change of nothing
+    /// the trail covers (ctime alone), and times set through a handle
+    /// (`by_handle`), which only the kernel does, storing the times it
+    /// keeps under the writeback cache when a writer closes.
+    pub fn attrs(
+        mut self,
+        (mode, uid, gid): (Option<u32>, Option<u32>, Option<u32>),
+        size: Option<u64>,
+        (atime, mtime): (Option<TimeOrNow>, Option<TimeOrNow>),
+        by_handle: bool,
+    ) -> Self {
         let now = crate::vault::now_ns();
-        let time = |t: Option<TimeSet>| {
+        let time = |t: Option<TimeOrNow>| {
             t.map(|t| match t {
-                TimeSet::Now => now,
-                TimeSet::At(ns) => ns,
+                TimeOrNow::Now => now,
+                TimeOrNow::SpecificTime(t) => super::convert::kernel_time_ns(t),
             })
         };
         self.detail = Detail {
-            mode: set.mode,
-            uid: set.uid,
-            gid: set.gid,
-            size: set.size,
-            atime: time(set.atime),
-            mtime: time(set.mtime),
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time(atime),
+            mtime: time(mtime),
             ..Detail::default()
         };
         let d = &self.detail;
-        self.op = if d.size.is_some() {
-            Op::Truncate
+        if d.size.is_some() {
+            self.op = Op::Truncate;
         } else if d.mode.is_some() {
-            Op::Chmod
+            self.op = Op::Chmod;
         } else if d.uid.is_some() || d.gid.is_some() {
-            Op::Chown
-        } else if d.atime.is_some() || d.mtime.is_some() {
-            Op::Utimes
+            self.op = Op::Chown;
+        } else if (d.atime.is_some() || d.mtime.is_some()) && !by_handle {
+            self.op = Op::Utimes;
         } else {
-            return None;
-        };
-        Some(self)
+            self.log = None;
+        }
+        self
     }
 
     /// Appends the record of an operation that went as `res` says; a
@@ -325,11 +285,26 @@ impl<'t> Pending<'t> {
         }
     }
 
-    /// Appends the record of an open of node `ino` (if it was opened) and
-    /// returns the handle made for it.
-    fn opened(self, ino: Option<u64>, res: Result<(), Errno>) -> Result<FileHandle, Errno> {
+    /// Appends the record of a request that failed with `e` before its
+    /// operation ran (a refusal, a bad argument); returns the errno to
+    /// reply with.
+    pub fn failed(self, e: Errno) -> Errno {
+        match self.done::<()>(Err(e)) {
+            Err(e) => e,
+            Ok(()) => unreachable!("an error stays an error"),
+        }
+    }
+
+    /// Appends the record of an open of node `ino` that went as `res`
+    /// says, and returns the handle made for it (0 for a node of the
+    /// past, or when there is no trail). If the record cannot be appended,
+    /// the file is released again and the open fails.
+    pub fn opened(mut self, ino: Option<u64>, res: Result<(), Errno>) -> Result<FileHandle, Errno> {
         if self.log.is_none() {
             return res.map(|()| FileHandle(0));
+        }
+        if let Some(ino) = ino {
+            self.ino = ino;
         }
         let who = self.trail.callers.who(self.ids.0, self.ids.1, self.ids.2);
         let fh = match (ino, &res) {
@@ -376,6 +351,43 @@ impl<'t> Pending<'t> {
                 Err(Errno::from_i32(append_errno(&e)))
             }
         }
+    }
+}
+
+impl PhiFs {
+    /// What node `node` is, for a record.
+    pub(super) fn subject(&self, node: INodeNo) -> Subject<'static> {
+        match Node::of(node.0) {
+            Node::Tree { slot: 0, ino } => Subject::Node(ino),
+            Node::Tree { slot, ino } => match self.slots.instant(slot) {
+                Some(at) => Subject::Snapshot { at, ino },
+                None => Subject::Node(node.0),
+            },
+            Node::Dir => Subject::SnapshotsDir,
+        }
+    }
+
+    /// Replies with the node a request made (see `entry`), once its
+    /// record is appended.
+    pub(super) fn entry_recorded(
+        &self,
+        reply: ReplyEntry,
+        dir: u64,
+        rec: Pending<'_>,
+        res: crate::vault::Result<Attr>,
+    ) {
+        match rec.done(res.map_err(errno)) {
+            Ok(a) => self.entry(reply, dir, Ok(a)),
+            Err(e) => reply.error(e),
+        }
+    }
+}
+
+/// Replies to a request that returns nothing, once its record is appended.
+pub(super) fn empty_recorded(reply: ReplyEmpty, rec: Pending<'_>, res: crate::vault::Result<()>) {
+    match rec.done(res.map_err(errno)) {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }
 

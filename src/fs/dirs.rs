@@ -12,6 +12,7 @@ use fuser::{
 use super::convert::{self, file_attr};
 use super::snapshots::{self, node_id};
 use super::{empty, errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
+use crate::audit::Op;
 use crate::vault::{Attr, Kind, TreeView, Vault, VaultError, ROOT_INO};
 
 impl PhiFs {
@@ -22,9 +23,13 @@ impl PhiFs {
         flags: OpenFlags,
         reply: ReplyOpen,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::OpenDir, self.subject(ino))
+            .flags(flags.0);
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let kind = match self.place(ino) {
             Ok(Place::Node {
@@ -44,9 +49,12 @@ impl PhiFs {
             Err(e) => Err(e),
         };
         match kind {
-            Ok(Kind::Dir) => reply.opened(self.dirs.open(), FopenFlags::empty()),
-            Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(e),
+            Ok(Kind::Dir) => match rec.done(Ok(())) {
+                Ok(()) => reply.opened(self.dirs.open(), FopenFlags::empty()),
+                Err(e) => reply.error(e),
+            },
+            Ok(_) => reply.error(rec.failed(Errno::ENOTDIR)),
+            Err(e) => reply.error(rec.failed(e)),
         }
     }
 

@@ -8,28 +8,37 @@ use fuser::{
     ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite, Request, WriteFlags,
 };
 
+use super::audit::Subject;
 use super::convert::{caller, file_attr, kind_from_mode};
 use super::{empty, errno, name, on_tree, PhiFs, Place, Tree};
+use crate::audit::Op;
 use crate::vault::{Caller, Capability, NodeSpec, Released, SetAttr};
 
 impl PhiFs {
     pub(super) fn do_open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let rec = self
+            .audit
+            .start(req, Op::Open, self.subject(ino))
+            .flags(flags.0);
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         if self.live(ino).is_err() {
             // The past is read-only, and its content never changes.
             return match self.place(ino) {
-                Ok(_) if writes || truncate => reply.error(Errno::EROFS),
-                Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-                Err(e) => reply.error(e),
+                Ok(_) if writes || truncate => reply.error(rec.failed(Errno::EROFS)),
+                Ok(_) => match rec.opened(None, Ok(())) {
+                    Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+                    Err(e) => reply.error(e),
+                },
+                Err(e) => reply.error(rec.failed(e)),
             };
         }
         if let Err(e) = self.vault.may_open(&who, ino.0, flags.0) {
-            return reply.error(errno(e));
+            return reply.error(rec.failed(errno(e)));
         }
         // Set-id bits go before the handle is registered, so a failure
         // leaves no handle that the kernel would never release.
@@ -42,9 +51,9 @@ impl PhiFs {
             self.vault
                 .open_file_as(ino.0, truncate, writes.then(|| req.uid()))
         });
-        match opened {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno(e)),
+        match rec.opened(Some(ino.0), opened.map_err(errno)) {
+            Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -76,7 +85,7 @@ impl PhiFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         data: &[u8],
         wflags: WriteFlags,
@@ -98,7 +107,10 @@ impl PhiFs {
             Ok(n)
         });
         match written {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                self.audit.wrote(fh, n);
+                reply.written(n as u32)
+            }
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -122,7 +134,7 @@ impl PhiFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         _flush: bool,
@@ -131,14 +143,15 @@ impl PhiFs {
         if self.live(ino).is_err() {
             return reply.ok();
         }
-        match self.vault.release_file(ino.0) {
+        let released = self.vault.release_file(ino.0).map_err(errno);
+        match self.audit.release(fh, released) {
             Ok(released) => {
                 reply.ok();
                 if released == Released::WrittenWhole {
                     self.drop_behind.written_whole(ino);
                 }
             }
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -167,12 +180,17 @@ impl PhiFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::Create, Subject::Entry(parent.0, name(n)))
+            .flags(flags)
+            .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let Some(kind) = kind_from_mode(mode | libc::S_IFREG) else {
-            return reply.error(Errno::EINVAL);
+            return reply.error(rec.failed(Errno::EINVAL));
         };
         let attr = match self.vault.create_node(
             &who,
@@ -186,18 +204,18 @@ impl PhiFs {
             },
         ) {
             Ok(a) => a,
-            Err(e) => return reply.error(errno(e)),
+            Err(e) => return reply.error(rec.failed(errno(e))),
         };
-        let _ = flags;
-        match self.vault.open_file_as(attr.ino, false, Some(req.uid())) {
-            Ok(()) => reply.created(
+        let opened = self.vault.open_file_as(attr.ino, false, Some(req.uid()));
+        match rec.opened(Some(attr.ino), opened.map_err(errno)) {
+            Ok(fh) => reply.created(
                 &self.entry_timeout(parent),
                 &file_attr(&attr),
                 Generation(self.vault.generation(attr.ino)),
-                FileHandle(0),
+                fh,
                 FopenFlags::FOPEN_KEEP_CACHE,
             ),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.error(e),
         }
     }
 

@@ -66,6 +66,8 @@ pub struct PhiFs {
     /// The instants named under `.snapshots` so far, and its listings.
     slots: Slots,
     listings: Listings,
+    /// The record of each request the audit trail covers.
+    audit: audit::Trail,
 }
 
 /// A tree, read through `TreeView`: each request is served by code made
@@ -97,6 +99,7 @@ impl PhiFs {
     pub fn new(vault: Arc<Vault>, io_uring: IoUringMode, posix_acls: bool) -> Self {
         let kernel = Arc::new(KernelCache::default());
         Self {
+            audit: audit::Trail::new(vault.clone()),
             vault,
             io_uring,
             posix_acls,

@@ -9,16 +9,18 @@ use std::time::Duration;
 
 use fuser::{Errno, Generation, INodeNo, RenameFlags, ReplyData, ReplyEmpty, ReplyEntry, Request};
 
+use super::audit::{empty_recorded, Subject};
 use super::convert::{self, file_attr, kind_from_mode};
 use super::snapshots::{self};
-use super::{empty, errno, name, node_attr, on_tree, PhiFs, Place, Tree, TTL};
+use super::{errno, name, node_attr, on_tree, PhiFs, Place, Tree, TTL};
+use crate::audit::Op;
 use crate::vault::{Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, VaultError, ROOT_INO};
 
 impl PhiFs {
     pub(super) fn do_lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(self.audit.search(req, self.subject(parent), e)),
         };
         match self.place(parent) {
             Ok(Place::Node { tree, ino, slot }) => {
@@ -31,7 +33,8 @@ impl PhiFs {
                     (Tree::Past(_), _) => Ok(()),
                 };
                 if let Err(e) = searched {
-                    return reply.error(errno(e));
+                    let subject = Subject::Entry(ino, name(n));
+                    return reply.error(self.audit.search(req, subject, errno(e)));
                 }
                 on_tree!(tree, |t| self.lookup_in(t, slot, ino, name(n), reply))
             }
@@ -66,12 +69,16 @@ impl PhiFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::Mknod, Subject::Entry(parent.0, name(n)))
+            .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let Some(kind) = kind_from_mode(mode) else {
-            return reply.error(Errno::EINVAL);
+            return reply.error(rec.failed(Errno::EINVAL));
         };
         let made = self.vault.create_node(
             &who,
@@ -84,7 +91,7 @@ impl PhiFs {
                 rdev,
             },
         );
-        self.entry(reply, parent, made)
+        self.entry_recorded(reply, parent, rec, made)
     }
 
     pub(super) fn do_mkdir(
@@ -96,9 +103,13 @@ impl PhiFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::Mkdir, Subject::Entry(parent.0, name(n)))
+            .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let made = self.vault.create_node(
             &who,
@@ -111,20 +122,30 @@ impl PhiFs {
                 rdev: 0,
             },
         );
-        self.entry(reply, parent, made)
+        self.entry_recorded(reply, parent, rec, made)
     }
 
     pub(super) fn do_unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let rec = self
+            .audit
+            .start(req, Op::Unlink, Subject::Entry(parent.0, name(n)));
         match self.deleting(req, parent, n) {
-            Ok((who, parent)) => empty(reply, self.vault.unlink(&who, parent, name(n))),
-            Err(e) => reply.error(e),
+            Ok((who, parent)) => {
+                empty_recorded(reply, rec, self.vault.unlink(&who, parent, name(n)))
+            }
+            Err(e) => reply.error(rec.failed(e)),
         }
     }
 
     pub(super) fn do_rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let rec = self
+            .audit
+            .start(req, Op::Rmdir, Subject::Entry(parent.0, name(n)));
         match self.deleting(req, parent, n) {
-            Ok((who, parent)) => empty(reply, self.vault.rmdir(&who, parent, name(n))),
-            Err(e) => reply.error(e),
+            Ok((who, parent)) => {
+                empty_recorded(reply, rec, self.vault.rmdir(&who, parent, name(n)))
+            }
+            Err(e) => reply.error(rec.failed(e)),
         }
     }
 
@@ -136,14 +157,17 @@ impl PhiFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let target = target.as_os_str().as_bytes();
+        let rec = self
+            .audit
+            .start(req, Op::Symlink, Subject::Entry(parent.0, name(link)))
+            .target(target);
         let (who, parent) = match self.creating(req, parent, link) {
             Ok(p) => p,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
-        let made = self
-            .vault
-            .symlink(&who, parent, name(link), target.as_os_str().as_bytes());
-        self.entry(reply, parent, made)
+        let made = self.vault.symlink(&who, parent, name(link), target);
+        self.entry_recorded(reply, parent, rec, made)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -157,32 +181,33 @@ impl PhiFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::Rename, Subject::Entry(parent.0, name(n)))
+            .onto(newparent.0, name(newname));
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let (parent, newparent) = match (
             self.live_name(parent, n),
             self.live_name(newparent, newname),
         ) {
             (Ok(p), Ok(np)) => (p, np),
-            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+            (Err(e), _) | (_, Err(e)) => return reply.error(rec.failed(e)),
         };
         let mode = match flags.bits() {
             0 => RenameMode::Replace,
             f if f == libc::RENAME_NOREPLACE => RenameMode::NoReplace,
             f if f == libc::RENAME_EXCHANGE => RenameMode::Exchange,
-            _ => return reply.error(Errno::EINVAL),
+            _ => return reply.error(rec.failed(Errno::EINVAL)),
         };
         let (n, newname) = (name(n), name(newname));
-        match self
+        let renamed = self
             .vault
             .may_rename(&who, parent, n, newparent, newname, mode)
-            .and_then(|()| self.vault.rename(&who, parent, n, newparent, newname, mode))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+            .and_then(|()| self.vault.rename(&who, parent, n, newparent, newname, mode));
+        empty_recorded(reply, rec, renamed)
     }
 
     pub(super) fn do_link(
@@ -193,19 +218,23 @@ impl PhiFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::Link, self.subject(ino))
+            .onto(newparent.0, name(newname));
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         let (ino, np) = match (self.live(ino), self.live_name(newparent, newname)) {
             (Ok(ino), Ok(np)) => (ino, np),
-            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+            (Err(e), _) | (_, Err(e)) => return reply.error(rec.failed(e)),
         };
         let linked = self
             .vault
             .may_link(&who, ino, np)
             .and_then(|()| self.vault.link(ino, np, name(newname)));
-        self.entry(reply, np, linked)
+        self.entry_recorded(reply, np, rec, linked)
     }
 
     /// The caller and the live directory `parent`, for a new entry `n`

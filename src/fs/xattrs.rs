@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr, Request};
 
 use super::{errno, name, on_tree, PhiFs, Place, Tree};
+use crate::audit::Op;
 use crate::vault::VaultError;
 
 /// The access ACL, which is part of the mode.
@@ -22,12 +23,16 @@ impl PhiFs {
         _pos: u32,
         reply: ReplyEmpty,
     ) {
+        let rec = self
+            .audit
+            .start(req, Op::SetXattr, self.subject(ino))
+            .xattr(name(n));
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         if let Err(e) = self.live(ino) {
-            return reply.error(e);
+            return reply.error(rec.failed(e));
         }
         let name = name(n);
         let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
@@ -35,6 +40,7 @@ impl PhiFs {
             .vault
             .may_setxattr(&who, ino.0, name)
             .and_then(|()| self.vault.setxattr(&who, ino.0, name, value, flags));
+        let set = rec.done(set.map_err(errno));
         self.xattr_changed(reply, ino, name, was_searchable, set)
     }
 
@@ -47,10 +53,10 @@ impl PhiFs {
         ino: INodeNo,
         name: &[u8],
         was_searchable: bool,
-        res: crate::vault::Result<()>,
+        res: Result<(), Errno>,
     ) {
         if let Err(e) = res {
-            return reply.error(errno(e));
+            return reply.error(e);
         }
         if name == ACCESS_ACL {
             self.kernel.attributes_changed(ino);
@@ -106,12 +112,16 @@ impl PhiFs {
     }
 
     pub(super) fn do_removexattr(&self, req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let rec = self
+            .audit
+            .start(req, Op::RemoveXattr, self.subject(ino))
+            .xattr(name(n));
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(rec.failed(e)),
         };
         if let Err(e) = self.live(ino) {
-            return reply.error(e);
+            return reply.error(rec.failed(e));
         }
         let name = name(n);
         let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
@@ -119,6 +129,7 @@ impl PhiFs {
             .vault
             .may_setxattr(&who, ino.0, name)
             .and_then(|()| self.vault.removexattr(ino.0, name));
+        let removed = rec.done(removed.map_err(errno));
         self.xattr_changed(reply, ino, name, was_searchable, removed)
     }
 }
