@@ -17,7 +17,7 @@ use fuser::{Errno, FileHandle, INodeNo, ReplyEmpty, ReplyEntry, Request, TimeOrN
 
 use super::snapshots::Node;
 use super::{errno, PhiFs};
-use crate::audit::{AuditError, AuditLog, Detail, Op, Record, Who};
+use crate::audit::{AuditLog, Detail, Op, Record, Who};
 use crate::vault::{Attr, Vault};
 use handles::Handles;
 use who::Callers;
@@ -348,7 +348,7 @@ impl<'t> Pending<'t> {
             Ok(_) => res,
             Err(e) => {
                 tracing::error!("audit trail: {e}; the request fails");
-                Err(Errno::from_i32(append_errno(&e)))
+                Err(Errno::from_i32(e.errno()))
             }
         }
     }
@@ -408,19 +408,4 @@ impl Created for Attr {
 
 fn is_denial(e: Errno) -> bool {
     matches!(e.code(), libc::EACCES | libc::EPERM)
-}
-
-/// The errno an append failed with: its I/O error's, else EIO.
-fn append_errno(e: &AuditError) -> i32 {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if let Some(code) = c
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.raw_os_error())
-        {
-            return code;
-        }
-        cause = c.source();
-    }
-    libc::EIO
 }
