@@ -227,9 +227,11 @@ impl<'t> Pending<'t> {
 
     /// What a SETATTR changes: its operation is the first of truncate,
     /// chmod, chown and utimes it does. Not recorded: a change of nothing
-    /// the trail covers (ctime alone), and times set through a handle
-    /// (`by_handle`), which only the kernel does, storing the times it
-    /// keeps under the writeback cache when a writer closes.
+    /// the trail covers (ctime alone), and the kernel storing the times it
+    /// keeps under the writeback cache: through a handle (`by_handle`) when
+    /// a writer closes, which no system call does, or after a change of
+    /// the inode (link, rename, xattr), an mtime alone that is already
+    /// the node's.
     pub fn attrs(
         mut self,
         (mode, uid, gid): (Option<u32>, Option<u32>, Option<u32>),
@@ -260,12 +262,28 @@ impl<'t> Pending<'t> {
             self.op = Op::Chmod;
         } else if d.uid.is_some() || d.gid.is_some() {
             self.op = Op::Chown;
-        } else if (d.atime.is_some() || d.mtime.is_some()) && !by_handle {
+        } else if (d.atime.is_some() || d.mtime.is_some())
+            && !by_handle
+            && !self.mtime_kept(atime.is_none(), d.mtime)
+        {
             self.op = Op::Utimes;
         } else {
             self.log = None;
         }
         self
+    }
+
+    /// Whether a SETATTR of `mtime` alone (`alone`) sets the mtime the
+    /// node has already.
+    fn mtime_kept(&self, alone: bool, mtime: Option<i64>) -> bool {
+        alone
+            && self.log.is_some()
+            && mtime.is_some()
+            && self
+                .trail
+                .vault
+                .getattr(self.ino)
+                .is_ok_and(|a| Some(a.mtime) == mtime)
     }
 
     /// Appends the record of an operation that went as `res` says; a
