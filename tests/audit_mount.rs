@@ -69,6 +69,11 @@ fn listing(recs: &[Record]) -> String {
         .collect()
 }
 
+/// The node a recorded mkdir made.
+fn mkdir_parent(recs: &[Record], path: &str) -> u64 {
+    one(recs, Op::Mkdir, path).ino
+}
+
 /// A mount other users can reach: allow_other, and the test's private
 /// directory opened for them to pass through.
 fn shared_mount() -> Vault {
@@ -180,6 +185,42 @@ fn a_refused_open_of_another_users_file_is_recorded_with_eacces() {
     assert_eq!(refused[0].result, libc::EACCES);
     assert_eq!(refused[0].who.login_uid, Some(bob));
     assert!(refused[0].denied());
+}
+
+#[test]
+fn refused_creates_and_searches_are_recorded_with_their_paths() {
+    let v = shared_mount();
+    let (alice, _) = user_ids("phi-alice");
+    let (bob, _) = user_ids("phi-bob");
+    let script = format!(
+        "cd '{}' && mkdir open shut && chmod 755 open && chmod 700 shut && touch shut/x",
+        v.mnt.display()
+    );
+    common::ok_output(&run_as(Some("phi-alice"), alice, &script), "alice's dirs");
+    let tries = format!(
+        "cd '{}'; mkdir open/new; touch open/file; cat shut/x; true",
+        v.mnt.display()
+    );
+    common::ok_output(&run_as(Some("phi-bob"), bob, &tries), "bob tries");
+    let recs = records(&v);
+    let mkdir = one(&recs, Op::Mkdir, "/open/new");
+    assert_eq!(
+        (mkdir.who.uid, mkdir.result, mkdir.ino),
+        (bob, libc::EACCES, 0)
+    );
+    let create = one(&recs, Op::Create, "/open/file");
+    assert_eq!((create.who.uid, create.result), (bob, libc::EACCES));
+    // One record per LOOKUP that reached the daemon (the kernel may ask
+    // twice in one path walk).
+    let searches = of(&recs, Op::Search, "/shut/x");
+    assert!(!searches.is_empty(), "{}", listing(&recs));
+    for s in searches {
+        assert_eq!(
+            (s.who.uid, s.result, s.parent),
+            (bob, libc::EACCES, mkdir_parent(&recs, "/shut"))
+        );
+        assert_eq!(s.who.comm, "cat");
+    }
 }
 
 #[test]
