@@ -8,7 +8,6 @@ use fuser::{
     ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite, Request, WriteFlags,
 };
 
-use super::audit::Subject;
 use super::convert::{caller, file_attr, kind_from_mode};
 use super::{empty, errno, name, on_tree, PhiFs, Place, Tree};
 use crate::audit::Op;
@@ -182,7 +181,7 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Create, Subject::Entry(parent.0, name(n)))
+            .start(req, Op::Create, self.entry_subject(parent, name(n)))
             .flags(flags)
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {

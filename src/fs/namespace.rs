@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fuser::{Errno, Generation, INodeNo, RenameFlags, ReplyData, ReplyEmpty, ReplyEntry, Request};
 
-use super::audit::{empty_recorded, Subject};
+use super::audit::empty_recorded;
 use super::convert::{self, file_attr, kind_from_mode};
 use super::snapshots::{self};
 use super::{errno, name, node_attr, on_tree, PhiFs, Place, Tree, TTL};
@@ -20,7 +20,12 @@ impl PhiFs {
     pub(super) fn do_lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(self.audit.search(req, self.subject(parent), e)),
+            Err(e) => {
+                return reply.error(
+                    self.audit
+                        .search(req, self.entry_subject(parent, name(n)), e),
+                )
+            }
         };
         match self.place(parent) {
             Ok(Place::Node { tree, ino, slot }) => {
@@ -33,7 +38,7 @@ impl PhiFs {
                     (Tree::Past(_), _) => Ok(()),
                 };
                 if let Err(e) = searched {
-                    let subject = Subject::Entry(ino, name(n));
+                    let subject = self.entry_subject(parent, name(n));
                     return reply.error(self.audit.search(req, subject, errno(e)));
                 }
                 on_tree!(tree, |t| self.lookup_in(t, slot, ino, name(n), reply))
@@ -71,7 +76,7 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Mknod, Subject::Entry(parent.0, name(n)))
+            .start(req, Op::Mknod, self.entry_subject(parent, name(n)))
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
@@ -105,7 +110,7 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Mkdir, Subject::Entry(parent.0, name(n)))
+            .start(req, Op::Mkdir, self.entry_subject(parent, name(n)))
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
@@ -128,7 +133,7 @@ impl PhiFs {
     pub(super) fn do_unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let rec = self
             .audit
-            .start(req, Op::Unlink, Subject::Entry(parent.0, name(n)));
+            .start(req, Op::Unlink, self.entry_subject(parent, name(n)));
         match self.deleting(req, parent, n) {
             Ok((who, parent)) => {
                 empty_recorded(reply, rec, self.vault.unlink(&who, parent, name(n)))
@@ -140,7 +145,7 @@ impl PhiFs {
     pub(super) fn do_rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let rec = self
             .audit
-            .start(req, Op::Rmdir, Subject::Entry(parent.0, name(n)));
+            .start(req, Op::Rmdir, self.entry_subject(parent, name(n)));
         match self.deleting(req, parent, n) {
             Ok((who, parent)) => {
                 empty_recorded(reply, rec, self.vault.rmdir(&who, parent, name(n)))
@@ -160,7 +165,7 @@ impl PhiFs {
         let target = target.as_os_str().as_bytes();
         let rec = self
             .audit
-            .start(req, Op::Symlink, Subject::Entry(parent.0, name(link)))
+            .start(req, Op::Symlink, self.entry_subject(parent, name(link)))
             .target(target);
         let (who, parent) = match self.creating(req, parent, link) {
             Ok(p) => p,
@@ -183,8 +188,8 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Rename, Subject::Entry(parent.0, name(n)))
-            .onto(newparent.0, name(newname));
+            .start(req, Op::Rename, self.entry_subject(parent, name(n)))
+            .onto(self.entry_subject(newparent, name(newname)));
         let who = match self.admit(req) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
@@ -221,7 +226,7 @@ impl PhiFs {
         let rec = self
             .audit
             .start(req, Op::Link, self.subject(ino))
-            .onto(newparent.0, name(newname));
+            .onto(self.entry_subject(newparent, name(newname)));
         let who = match self.admit(req) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
