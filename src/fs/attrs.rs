@@ -73,10 +73,20 @@ impl PhiFs {
                 || (size.is_some() && self.set_id_to_drop(&who, ino)),
         };
         let was_searchable = self.searchable_before(ino.0, mode.or(uid).or(gid).is_some());
-        let set = self
-            .vault
-            .may_setattr(&who, ino.0, &set, fh.is_some())
-            .and_then(|()| self.vault.setattr(&who, ino.0, &set));
+        // With the writeback cache the kernel keeps a file's mtime and
+        // sends it when it writes the inode back, from the writer's request
+        // (fuse_flush_times): mtime and ctime with the handle. utimensat
+        // never sends a handle (only truncate does), so no caller can ask
+        // for this, and the writer's open was checked.
+        let kernel_flushes_times = fh.is_some()
+            && mode.or(uid).or(gid).is_none()
+            && size.is_none()
+            && atime.is_none();
+        let checked = match kernel_flushes_times {
+            true => Ok(()),
+            false => self.vault.may_setattr(&who, ino.0, &set, fh.is_some()),
+        };
+        let set = checked.and_then(|()| self.vault.setattr(&who, ino.0, &set));
         match set {
             Ok(a) => {
                 reply.attr(&TTL, &file_attr(&a));
