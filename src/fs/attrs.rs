@@ -7,7 +7,7 @@ use fuser::{
     AccessFlags, Errno, FileHandle, INodeNo, ReplyAttr, ReplyEmpty, ReplyStatfs, Request, TimeOrNow,
 };
 
-use super::convert::{file_attr, kernel_time_ns};
+use super::convert::{self, file_attr, kernel_time_ns};
 use super::{errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::vault::{SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
 
@@ -78,13 +78,13 @@ impl PhiFs {
         // (fuse_flush_times): mtime and ctime with the handle. utimensat
         // never sends a handle (only truncate does), so no caller can ask
         // for this, and the writer's open was checked.
-        let kernel_flushes_times = fh.is_some()
-            && mode.or(uid).or(gid).is_none()
-            && size.is_none()
-            && atime.is_none();
+        let kernel_flushes_times =
+            fh.is_some() && mode.or(uid).or(gid).is_none() && size.is_none() && atime.is_none();
         let checked = match kernel_flushes_times {
             true => Ok(()),
-            false => self.vault.may_setattr(&who, ino.0, &set, fh.is_some()),
+            false => self
+                .vault
+                .may_setattr(&who, ino.0, &as_asked(&set), fh.is_some()),
         };
         let set = checked.and_then(|()| self.vault.setattr(&who, ino.0, &set));
         match set {
@@ -150,9 +150,13 @@ impl PhiFs {
                 ino,
                 ..
             }) => v.may_access(&who, ino, mask).map_err(errno),
-            // The past, and `.snapshots`, only ever read. Their read checks
-            // are not made yet (see `lookup`).
+            // The past, and `.snapshots`, only ever read.
             Ok(_) if mask & MAY_WRITE != 0 => Err(Errno::EROFS),
+            Ok(Place::Node {
+                tree: Tree::Past(p),
+                ino,
+                ..
+            }) => self.past_may(&p, &who, ino, mask).map_err(errno),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
@@ -160,5 +164,24 @@ impl PhiFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+}
+
+/// The SETATTR as the caller asked for it, for the permission check. For a
+/// regular file the writeback cache has the kernel send its own clock's
+/// mtime instead of "now" (iattr_to_fattr, trust_local_cmtime), so
+/// utimensat(UTIME_NOW, UTIME_NOW), which only needs write permission,
+/// arrives as atime now with an mtime of this instant. An mtime within a
+/// second of now with atime now is taken for that: a caller who could ask
+/// for it otherwise (utimensat(UTIME_NOW, t)) sets no time it could not
+/// set by writing.
+fn as_asked(set: &SetAttr) -> SetAttr {
+    let now = convert::time_ns(SystemTime::now());
+    match (set.atime, set.mtime) {
+        (Some(TimeSet::Now), Some(TimeSet::At(t))) if (now - t).abs() < 1_000_000_000 => SetAttr {
+            mtime: Some(TimeSet::Now),
+            ..set.clone()
+        },
+        _ => set.clone(),
     }
 }

@@ -14,6 +14,7 @@ mod files;
 mod io_uring;
 mod kernel_cache;
 mod namespace;
+mod past;
 mod read_ahead;
 mod snapshots;
 mod xattrs;

@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr, Request};
 
 use super::{errno, name, on_tree, PhiFs, Place, Tree};
-use crate::vault::VaultError;
+use crate::vault::{TreeView, VaultError, MAY_READ};
 
 /// The access ACL, which is part of the mode.
 const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
@@ -79,8 +79,16 @@ impl PhiFs {
             }) => v
                 .may_getxattr(&who, ino, name(n))
                 .and_then(|()| v.getxattr(ino, name(n))),
-            // The past's read checks are not made yet (see `lookup`).
-            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getxattr(ino, name(n))),
+            // xattr_permission: user.* needs read permission.
+            Ok(Place::Node {
+                tree: Tree::Past(p),
+                ino,
+                ..
+            }) => match name(n).starts_with(b"user.") {
+                true => self.past_may(&p, &who, ino, MAY_READ),
+                false => Ok(()),
+            }
+            .and_then(|()| p.getxattr(ino, name(n))),
             Ok(Place::SnapshotsDir) => Err(VaultError::NoAttr),
             Err(e) => return reply.error(e),
         };
