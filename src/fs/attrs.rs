@@ -9,7 +9,7 @@ use fuser::{
 
 use super::convert::{self, file_attr, kernel_time_ns};
 use super::{errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
-use crate::vault::{SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
+use crate::vault::{Kind, SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
 
 impl PhiFs {
     pub(super) fn do_getattr(
@@ -72,7 +72,6 @@ impl PhiFs {
                 || gid.is_some()
                 || (size.is_some() && self.set_id_to_drop(&who, ino)),
         };
-        let was_searchable = self.searchable_before(ino.0, mode.or(uid).or(gid).is_some());
         // With the writeback cache the kernel keeps a file's mtime and
         // sends it when it writes the inode back, from the writer's request
         // (fuse_flush_times): mtime and ctime with the handle. utimensat
@@ -89,24 +88,23 @@ impl PhiFs {
         let set = checked.and_then(|()| self.vault.setattr(&who, ino.0, &set));
         match set {
             Ok(a) => {
+                let dir_changed = a.kind == Kind::Dir && mode.or(uid).or(gid).is_some();
+                let was_searchable = dir_changed.then(|| self.searchable.take(ino.0));
                 reply.attr(&TTL, &file_attr(&a));
-                self.search_changed(ino.0, was_searchable);
+                if let Some(was) = was_searchable {
+                    self.search_changed(ino.0, was);
+                }
             }
             Err(e) => reply.error(errno(e)),
         }
     }
 
-    /// Whether `ino` is a directory everyone may search, before a change
-    /// (`changes`) that may take that away.
-    pub(super) fn searchable_before(&self, ino: u64, changes: bool) -> bool {
-        changes && self.vault.searchable_by_all(ino).unwrap_or(false)
-    }
-
     /// After a change of `dir`'s mode, owner or ACL, once it is replied
-    /// to: if everyone could search it before and not now, the kernel
-    /// forgets the entries it cached in it (see `entry_timeout`).
-    pub(super) fn search_changed(&self, dir: u64, was_searchable: bool) {
-        if was_searchable && !self.vault.searchable_by_all(dir).unwrap_or(true) {
+    /// to: if everyone could search it before (as `entry_timeout` last
+    /// said; None when it did not, so maybe) and not now, the kernel
+    /// forgets the entries it cached in it.
+    pub(super) fn search_changed(&self, dir: u64, was_searchable: Option<bool>) {
+        if was_searchable.unwrap_or(true) && !self.vault.searchable_by_all(dir).unwrap_or(true) {
             self.kernel.forget_entries(INodeNo(dir), self.names_in(dir));
         }
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{PhiFs, TTL};
-use crate::vault::{Attr, Caller, Past, Result, TreeView, Vault, VaultError, ROOT_INO};
+use crate::vault::{Attr, Caller, Past, Result, Vault, VaultError, ROOT_INO};
 
 const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
 

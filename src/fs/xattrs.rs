@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr, Request};
 
 use super::{errno, name, on_tree, PhiFs, Place, Tree};
-use crate::vault::{TreeView, VaultError, MAY_READ};
+use crate::vault::{VaultError, MAY_READ};
 
 /// The access ACL, which is part of the mode.
 const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
@@ -30,12 +30,11 @@ impl PhiFs {
             return reply.error(e);
         }
         let name = name(n);
-        let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
         let set = self
             .vault
             .may_setxattr(&who, ino.0, name)
             .and_then(|()| self.vault.setxattr(&who, ino.0, name, value, flags));
-        self.xattr_changed(reply, ino, name, was_searchable, set)
+        self.xattr_changed(reply, ino, name, set)
     }
 
     /// Replies to a SETXATTR or REMOVEXATTR of `name`. An access ACL is
@@ -46,15 +45,16 @@ impl PhiFs {
         reply: ReplyEmpty,
         ino: INodeNo,
         name: &[u8],
-        was_searchable: bool,
         res: crate::vault::Result<()>,
     ) {
         if let Err(e) = res {
             return reply.error(errno(e));
         }
-        if name == ACCESS_ACL {
-            self.kernel.attributes_changed(ino);
+        if name != ACCESS_ACL {
+            return reply.ok();
         }
+        let was_searchable = self.searchable.take(ino.0);
+        self.kernel.attributes_changed(ino);
         reply.ok();
         self.search_changed(ino.0, was_searchable);
     }
@@ -122,12 +122,11 @@ impl PhiFs {
             return reply.error(e);
         }
         let name = name(n);
-        let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
         let removed = self
             .vault
             .may_setxattr(&who, ino.0, name)
             .and_then(|()| self.vault.removexattr(ino.0, name));
-        self.xattr_changed(reply, ino, name, was_searchable, removed)
+        self.xattr_changed(reply, ino, name, removed)
     }
 }
 
