@@ -14,7 +14,9 @@ use super::convert::{self, file_attr, kind_from_mode};
 use super::snapshots::{self};
 use super::{errno, name, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::audit::Op;
-use crate::vault::{Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, VaultError, ROOT_INO};
+use crate::vault::{
+    Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, VaultError, MAY_EXEC, ROOT_INO,
+};
 
 impl PhiFs {
     pub(super) fn do_lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
@@ -34,14 +36,24 @@ impl PhiFs {
                 let searched = match (&tree, name(n)) {
                     (_, b"." | b"..") => Ok(()),
                     (Tree::Live(v), _) => v.may_lookup(&who, ino),
-                    // The past's own checks: see `past_may` (not yet).
-                    (Tree::Past(_), _) => Ok(()),
+                    (Tree::Past(p), _) => self.past_may(p, &who, ino, MAY_EXEC),
                 };
                 if let Err(e) = searched {
                     let subject = self.entry_subject(parent, name(n));
                     return reply.error(self.audit.search(req, subject, errno(e)));
                 }
-                on_tree!(tree, |t| self.lookup_in(t, slot, ino, name(n), reply))
+                let timeout = match &tree {
+                    Tree::Live(_) => self.entry_timeout(ino),
+                    Tree::Past(p) => self.past_entry_timeout(p, ino),
+                };
+                on_tree!(tree, |t| self.lookup_in(
+                    t,
+                    slot,
+                    ino,
+                    name(n),
+                    timeout,
+                    reply
+                ))
             }
             Ok(Place::SnapshotsDir) => self.lookup_snapshot(name(n), reply),
             Err(e) => reply.error(e),
@@ -298,15 +310,9 @@ impl PhiFs {
         slot: u64,
         parent: u64,
         name: &[u8],
+        timeout: Duration,
         reply: ReplyEntry,
     ) {
-        // The live tree's entries as `entry_timeout` says; the past never
-        // changes, its permissions included.
-        let timeout = if slot == 0 && self.at.is_none() {
-            self.entry_timeout(parent)
-        } else {
-            TTL
-        };
         // Only the export operations send "." and ".." (the kernel resolves
         // them in a path itself); a node that is gone must be ENOENT, which
         // the kernel turns into ESTALE, never a cached negative entry.
@@ -317,7 +323,7 @@ impl PhiFs {
             }
             b".." => t.lookup_parent(parent),
             snapshots::DIR_NAME if slot == 0 && parent == ROOT_INO && self.offers_snapshots() => {
-                return reply.entry(&TTL, &file_attr(&self.snapshots_attr()), Generation(0))
+                return reply.entry(&timeout, &file_attr(&self.snapshots_attr()), Generation(0))
             }
             _ => match t.lookup(parent, name) {
                 // Only this mount adds names to the store, and the kernel
