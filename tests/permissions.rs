@@ -1044,24 +1044,19 @@ fn the_mount_decides_as_the_kernel_does() {
             let m = native(w, &call_of(&mnt, &op));
             log.push(format!("{i}: {} {op:?} -> {n}", w.name));
             i += 1;
-            if n == libc::EACCES && m == libc::EPERM && sticky_delete(&tree, w, &op) {
-                // The kernel's limit, not ours: in a sticky directory it
-                // applies the sticky rule itself (`may_delete` calls
-                // `check_sticky` after a `fuse_permission` that, without
-                // default_permissions, lets everything through), so a
-                // delete by someone who may not write there either is
-                // refused with EPERM before phivault is asked, where a
-                // native filesystem says EACCES. Both refuse; only the
-                // errno differs.
+            if vfs_answers_first(&tree, w, &op, n, m)
+                || unsearched_source(w, &op, n, m, &native_root)
+            {
                 continue;
             }
             assert_eq!(
                 n,
                 m,
-                "PERM_SEED={seed} (op {i}): {} {op:?}: natively {}, through the mount {}\nthe ops before:\n{}",
+                "PERM_SEED={seed} (op {i}): {} {op:?}: natively {}, through the mount {}\n{}the ops before:\n{}",
                 w.name,
                 std::io::Error::from_raw_os_error(n),
                 std::io::Error::from_raw_os_error(m),
+                involved(&tree, &op),
                 log[log.len().saturating_sub(12)..].join("\n")
             );
         }
@@ -1076,25 +1071,103 @@ fn the_mount_decides_as_the_kernel_does() {
     vault.unmount();
 }
 
-/// Whether `op` deletes a name in a sticky directory whose sticky rule
-/// refuses `w` (neither the directory's nor the entry's owner, no
-/// CAP_FOWNER): where the kernel answers EPERM itself.
-fn sticky_delete(tree: &[Node], w: &Who, op: &Op) -> bool {
-    let removed: Vec<&str> = match op {
-        Op::Unlink(p) | Op::Rmdir(p) => vec![p],
-        Op::Rename(a, b) => vec![a, b],
-        _ => return false,
-    };
+/// The kernel's limit, not phivault's: without default_permissions,
+/// `fuse_permission` lets every check but exec and access(2) through, and
+/// the VFS goes on to checks of its own that a native filesystem reaches
+/// only once the caller passed the permission checks. So where a native
+/// filesystem refuses (EACCES, or EPERM from the sticky rule), the mount
+/// answers, before phivault is asked, with the next check's errno:
+/// - `may_delete` (unlink, rmdir, both ends of a rename): ENOTDIR for
+///   rmdir of a non-directory or a directory renamed over one, EISDIR for
+///   unlink of a directory or the reverse. (The VFS does not apply the
+///   sticky rule itself: FUSE hides S_ISVTX from it, `fuse_change_attributes_common`
+///   clears it from i_mode without default_permissions, so phivault
+///   applies that rule, with the native errno.)
+/// - `vfs_link` after `may_create`: EPERM for a directory;
+/// - `may_open`: EPERM for O_NOATIME by anyone but the owner (or
+///   CAP_FOWNER), where the native refusal is EACCES.
+///
+/// Both refuse; only the errno differs, and only in exactly these cases.
+fn vfs_answers_first(tree: &[Node], w: &Who, op: &Op, native_errno: i32, mount_errno: i32) -> bool {
+    let node = |p: &str| tree.iter().find(|n| n.path == p);
     let capable = w.uid == 0 && !w.drop_caps;
-    removed.into_iter().any(|p| {
-        let (dir, _) = split(p);
-        let node = tree.iter().find(|n| n.path == p);
-        let parent = tree.iter().find(|n| n.path == dir);
-        match (node, parent) {
-            (Some(node), Some(parent)) => {
-                parent.mode & 0o1000 != 0 && node.uid != w.uid && parent.uid != w.uid && !capable
-            }
-            _ => false,
+    let is_dir = |p: &str| node(p).is_some_and(|n| n.dir);
+    let exists = |p: &str| node(p).is_some();
+    let refused = matches!(native_errno, libc::EACCES | libc::EPERM);
+    match (op, mount_errno) {
+        (Op::Unlink(p), libc::EISDIR) => refused && is_dir(p),
+        (Op::Rmdir(p), libc::ENOTDIR) => refused && exists(p) && !is_dir(p),
+        (Op::Rename(a, b), libc::ENOTDIR) => refused && is_dir(a) && exists(b) && !is_dir(b),
+        (Op::Rename(a, b), libc::EISDIR) => refused && !is_dir(a) && is_dir(b),
+        (Op::Link(a, _), libc::EPERM) => native_errno == libc::EACCES && is_dir(a),
+        (Op::Open(p, flags), libc::EPERM) => {
+            native_errno == libc::EACCES
+                && flags & libc::O_NOATIME != 0
+                && !capable
+                && node(p).is_some_and(|n| n.uid != w.uid)
         }
-    })
+        _ => false,
+    }
+}
+
+/// The other limit: the VFS never asks the filesystem for search
+/// permission in the last directory of a path it walks to a parent
+/// (`filename_parentat`: its `may_lookup` is a `fuse_permission` that lets
+/// it through). phivault checks it when the kernel looks the last name up
+/// (LOOKUP), which for a rename comes only after the walk of the second
+/// path. So a rename whose source directory the caller may reach but not
+/// search (natively EACCES) fails through the mount with the error of the
+/// walk to the target's directory, if that walk fails (ENOENT, ENOTDIR).
+fn unsearched_source(w: &Who, op: &Op, native_errno: i32, mount_errno: i32, root: &Path) -> bool {
+    let Op::Rename(a, b) = op else { return false };
+    let (from, to) = (split(a).0, split(b).0);
+    native_errno == libc::EACCES
+        && matches!(mount_errno, libc::ENOENT | libc::ENOTDIR)
+        && native(w, &call_of(root, &Op::Access(from.to_string(), 1))) == libc::EACCES
+        && native(w, &call_of(root, &Op::Stat(join(from, ".")))) == libc::EACCES
+        && native(w, &call_of(root, &Op::Stat(join(to, ".")))) == mount_errno
+}
+
+/// The nodes an operation names and their parents, for a failure message.
+fn involved(tree: &[Node], op: &Op) -> String {
+    let paths: Vec<&String> = match op {
+        Op::Rename(a, b) | Op::Link(a, b) => vec![a, b],
+        Op::Stat(p)
+        | Op::Open(p, _)
+        | Op::Exec(p)
+        | Op::Access(p, _)
+        | Op::Create(p, _)
+        | Op::Mkdir(p, _)
+        | Op::Unlink(p)
+        | Op::Rmdir(p)
+        | Op::Chmod(p, _)
+        | Op::Chown(p, _, _)
+        | Op::Utimes(p, _)
+        | Op::Truncate(p)
+        | Op::GetXattr(p, _)
+        | Op::SetXattr(p, _, _)
+        | Op::RemoveXattr(p, _) => vec![p],
+    };
+    let mut out = String::new();
+    for p in paths {
+        let mut at = p.as_str();
+        loop {
+            if let Some(n) = tree.iter().find(|n| n.path == at) {
+                out += &format!(
+                    "  {:?} {} {}:{} {:o} acl {:?}\n",
+                    n.path,
+                    if n.dir { "dir" } else { "file" },
+                    n.uid,
+                    n.gid,
+                    n.mode,
+                    n.access_acl
+                );
+            }
+            if at.is_empty() {
+                break;
+            }
+            at = split(at).0;
+        }
+    }
+    out
 }
