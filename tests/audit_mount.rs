@@ -362,3 +362,48 @@ fn ten_thousand_opens_survive_a_kill_9_of_the_daemon() {
         "gaps in the sequence"
     );
 }
+
+#[test]
+fn a_read_of_the_past_names_its_snapshot_and_the_path_then() {
+    let v = Vault::mounted();
+    std::fs::create_dir(v.path("ward")).unwrap();
+    std::fs::write(v.path("ward/old.txt"), b"then").unwrap();
+    // A snapshot names a second that has passed.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let sec = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    std::fs::rename(v.path("ward"), v.path("wing")).unwrap();
+    let out = common::sh(&format!("TZ=UTC date -d @{sec} +@GMT-%Y.%m.%d-%H.%M.%S"));
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let then = v.path(&format!(".snapshots/{name}/ward/old.txt"));
+    assert_eq!(std::fs::read(&then).unwrap(), b"then");
+    let recs = records(&v);
+    let open = one(&recs, Op::Open, &format!("/.snapshots/{name}/ward/old.txt"));
+    assert_eq!((open.result, open.who.uid), (0, 0));
+}
+
+#[test]
+fn an_outsider_of_allow_group_is_refused_and_recorded() {
+    require_programs(&["setpriv"]);
+    let v = Vault::mounted_with(&["-o", "allow_other", "--allow-group", "phi-staff"]);
+    std::fs::set_permissions(v.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(v.path("open.txt"), b"x").unwrap();
+    std::fs::set_permissions(v.path("open.txt"), PermissionsExt::from_mode(0o644)).unwrap();
+    let (carol, _) = user_ids("phi-carol");
+    let out = run_as(
+        Some("phi-carol"),
+        carol,
+        &format!("cat '{}'", v.path("open.txt").display()),
+    );
+    assert!(!out.status.success(), "phi-carol is not in phi-staff");
+    let recs = records(&v);
+    let refused: Vec<_> = recs.iter().filter(|r| r.who.uid == carol).collect();
+    assert!(!refused.is_empty(), "{}", listing(&recs));
+    for r in refused {
+        assert_eq!(r.result, libc::EACCES, "{}", listing(&recs));
+        assert_eq!(r.who.login_uid, Some(carol));
+    }
+}
