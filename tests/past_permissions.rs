@@ -78,7 +78,11 @@ fn the_past_refuses_what_its_modes_refused_then() {
 
     as_user(OTHER, "cat", &[&then.join("open/public")]).expect("a 0644 file of the past");
     for (what, prog, path) in [
-        ("stat below a 0700 directory", "stat", then.join("private/chart")),
+        (
+            "stat below a 0700 directory",
+            "stat",
+            then.join("private/chart"),
+        ),
         ("cat of a 0600 file", "cat", then.join("open/notes")),
         ("ls of a 0700 directory", "ls", then.join("private")),
     ] {
