@@ -163,17 +163,22 @@ impl PhiFs {
     /// each time (timeout 0), as must the root's entries when
     /// `--allow-group` shuts some callers out.
     fn entry_timeout(&self, dir: u64) -> Duration {
-        if dir == ROOT_INO && !self.allowed_groups.is_empty() {
-            return Duration::ZERO;
-        }
-        let generation = self.vault.generation(dir);
-        let open = self
-            .searchable
-            .get_or(dir, generation, || self.vault.searchable_by_all(dir).ok());
-        match open {
+        self.entry_timeout_of(dir, self.searchable_by_all(dir))
+    }
+
+    /// `entry_timeout` of `dir`, which everyone may search or not (`open`).
+    fn entry_timeout_of(&self, dir: u64, open: bool) -> Duration {
+        match open && (dir != ROOT_INO || self.allowed_groups.is_empty()) {
             true => TTL,
             false => Duration::ZERO,
         }
+    }
+
+    /// Whether everyone may search live directory `dir` (see `SearchCache`).
+    fn searchable_by_all(&self, dir: u64) -> bool {
+        let generation = self.vault.generation(dir);
+        self.searchable
+            .get_or(dir, generation, || self.vault.searchable_by_all(dir).ok())
     }
 }
 

@@ -33,8 +33,12 @@ impl PhiFs {
             Ok(Place::Node { tree, ino, slot }) => {
                 // The export operations' "." and ".." name a node by its
                 // number, which the kernel checked when it handed it out.
+                // A directory everyone may search needs no check (and no
+                // read of its mode) for anyone.
+                let open = matches!(tree, Tree::Live(_)) && self.searchable_by_all(ino);
                 let searched = match (&tree, name(n)) {
                     (_, b"." | b"..") => Ok(()),
+                    (Tree::Live(_), _) if open => Ok(()),
                     (Tree::Live(v), _) => v.may_lookup(&who, ino),
                     (Tree::Past(p), _) => self.past_may(p, &who, ino, MAY_EXEC),
                 };
@@ -43,7 +47,7 @@ impl PhiFs {
                     return reply.error(self.audit.search(req, subject, errno(e)));
                 }
                 let timeout = match &tree {
-                    Tree::Live(_) => self.entry_timeout(ino),
+                    Tree::Live(_) => self.entry_timeout_of(ino, open),
                     Tree::Past(p) => self.past_entry_timeout(p, ino),
                 };
                 on_tree!(tree, |t| self.lookup_in(
