@@ -726,3 +726,72 @@ fn ten_million_records_queried_in_under_a_second() {
         assert!(took < Duration::from_secs(1), "{name}: {took:?}");
     }
 }
+
+/// The child of `appended_records_survive_kill_9`: appends until killed,
+/// saying which records `append` returned for. Never synced: what survives
+/// does so because it was in the OS.
+#[test]
+#[ignore]
+fn kill_9_child() {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("AUDIT_KILL_DIR") else {
+        return;
+    };
+    let opts = WriterOptions {
+        sync_interval: Duration::from_secs(3600),
+        ..quiet()
+    };
+    let log = AuditLog::open(Path::new(&dir), keys(), opts).unwrap();
+    let mut out = std::io::stdout().lock();
+    for i in 1.. {
+        let seq = log.append(rec(i)).unwrap();
+        writeln!(out, "acked {seq}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn appended_records_survive_kill_9() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "audit::tests::kill_9_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("AUDIT_KILL_DIR", d.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acked = 0u64;
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        if let Some(seq) = line.unwrap().strip_prefix("acked ") {
+            acked = seq.parse().unwrap();
+            if acked >= 3000 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(acked >= 3000, "the child stopped at {acked}");
+    let got = reader(d.path()).query(&Query::default()).unwrap();
+    assert!(got.len() as u64 >= acked);
+    assert_eq!(
+        got.iter()
+            .map(|r| r.seq)
+            .take(acked as usize)
+            .collect::<Vec<_>>(),
+        (1..=acked).collect::<Vec<_>>()
+    );
+    // Reopened, the trail goes on and verifies.
+    let log = AuditLog::open(d.path(), keys(), quiet()).unwrap();
+    let next = log.append(rec(0)).unwrap();
+    assert!(next > acked);
+    log.sync().unwrap();
+    let v = reader(d.path()).verify(&|_, _| {}).unwrap();
+    assert_eq!((v.records, v.problem), (next, None));
+}
