@@ -5,6 +5,7 @@
 
 mod acl;
 mod attr;
+mod audit_retention;
 mod cache;
 mod caller;
 mod clock;
@@ -39,6 +40,7 @@ use parking_lot::Mutex;
 
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use audit_retention::{AuditKeep, AuditKeepError, MIN_AUDIT_KEEP};
 pub use caller::{Caller, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;
