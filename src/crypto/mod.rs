@@ -10,7 +10,7 @@ pub mod names;
 mod slots;
 
 pub use block::{BlockId, BlockSealer, CiphertextBuf, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
-pub use keys::{Keys, MasterKey};
+pub use keys::{AuditKeys, Keys, MasterKey};
 pub use names::NameCipher;
 pub use slots::{unlock, KdfParams, KeySlot, Passphrase, SlotKind};
 

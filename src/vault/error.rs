@@ -50,6 +50,8 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 pub type Result<T> = std::result::Result<T, VaultError>;
@@ -81,6 +83,7 @@ impl VaultError {
             Catalog(CatalogError::Io { source, .. }) => io_errno(source),
             Catalog(CatalogError::Sql(e)) => sql_errno(e),
             Catalog(_) => libc::EIO,
+            Audit(e) => e.errno(),
         }
     }
 }

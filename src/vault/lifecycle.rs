@@ -170,6 +170,12 @@ impl Vault {
             Some(StoreLock::acquire(dir)?)
         };
         let keys = Keys::derive(master);
+        let audit_keys = master.audit_keys();
+        let audit = if opts.read_only {
+            None
+        } else {
+            Some(super::audit::open_log(dir, &audit_keys)?)
+        };
         let index_cipher = Keys::derive(master).pack_index;
         let seal_index = Arc::new(move |pack: PackId, index: &[u8]| -> Vec<u8> {
             let mut nonce = [0u8; 12];
@@ -223,6 +229,8 @@ impl Vault {
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
             checkpointer: Mutex::new(None),
+            audit,
+            audit_keys,
             _lock: lock,
         });
         if !opts.read_only {
@@ -460,6 +468,9 @@ impl Vault {
         self.record_sealed_packs()?;
         active?;
         self.sync_all()?;
+        if let Some(audit) = &self.audit {
+            audit.sync()?;
+        }
         // Waits for a background copy in progress, and closes its connection
         // so that the final checkpoint can truncate the WAL.
         self.checkpointer.lock().take();

@@ -5,6 +5,7 @@
 
 mod acl;
 mod attr;
+mod audit;
 mod audit_retention;
 mod cache;
 mod caller;
@@ -129,6 +130,9 @@ pub struct Vault {
     closed: AtomicBool,
     /// Used by the flusher only; opened at its first copy, closed at shutdown.
     checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
+    /// The audit trail's writer: only with a read-write open.
+    audit: Option<crate::audit::AuditLog>,
+    audit_keys: crate::crypto::AuditKeys,
     _lock: Option<StoreLock>,
 }
 
@@ -147,12 +151,6 @@ impl Vault {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
-    }
-
-    /// The store's audit trail, to append to; None for a read-only open.
-    /// SKELETON: the vault does not open it yet.
-    pub fn audit(&self) -> Option<&crate::audit::AuditLog> {
-        None
     }
 
     /// Tells the engine that the kernel reads far enough ahead by itself
