@@ -773,14 +773,17 @@ fn retention_set_and_prune_leave_a_trail_that_verifies() {
     // when a record is a month younger than its first).
     let mut left = store.seqs(&[]);
     left.reverse();
-    assert_eq!(left, recent, "the old records went, every recent one stayed");
+    assert_eq!(
+        left, recent,
+        "the old records went, every recent one stayed"
+    );
 }
 
 /// Edits the trail's segment files as an intruder with a script would:
 /// frames are `len u32` then `len` bytes starting with `seq u64`, after a
 /// 16-byte segment header (docs in src/audit/frame.rs). ACTION is one of
 /// flip SEQ, delete SEQ, swap SEQ (with the next), copy SEQ (insert a
-/// second copy after it), cut (the last frame).
+/// second copy after it), garble SEQ (its length), cut (the last frame).
 const TAMPER: &str = r#"
 import os, struct, sys
 d, action = sys.argv[1], sys.argv[2]
@@ -810,6 +813,8 @@ for name in segs:
             frames[k], frames[k + 1] = frames[k + 1], frames[k]
         elif action == 'copy':
             frames.insert(k + 1, frames[k])
+        elif action == 'garble':
+            frames[k] = b'\xff' * 4 + frames[k][4:]
     else:
         continue
     open(p, 'wb').write(head + b''.join(frames))
@@ -881,4 +886,48 @@ fn verify_finds_an_inserted_record() {
 #[test]
 fn verify_finds_a_truncated_trail() {
     assert_verify("cut", None, 7, "seq 20");
+}
+
+#[test]
+fn verify_finds_an_unreadable_frame() {
+    assert_verify("garble", Some(7), 8, "cannot read");
+}
+
+#[test]
+fn a_store_made_before_the_audit_section_keeps_six_years_and_its_mac() {
+    let v = common::Vault::from_fixture("store-f35037b");
+    let toml = std::fs::read_to_string(v.store.join("vault.toml")).unwrap();
+    assert!(!toml.contains("[audit]"), "the fixture predates [audit]");
+    // A prune unlocks it for writing (authenticating a format-1 policy),
+    // applies the default audit retention, and leaves it without [audit].
+    common::ok(
+        Command::new(bin())
+            .arg("prune")
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    let out = common::ok(Command::new(bin()).arg("retention").arg(&v.store));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("audit-keep:")).unwrap();
+    assert!(
+        line.contains("6 years") && line.ends_with("(default)"),
+        "{text}"
+    );
+    assert!(text.contains("authenticated:  yes"), "{text}");
+    // Its MAC verifies at each unlock, and the trail verifies.
+    let out = common::run(
+        Command::new(bin())
+            .args(["audit", "verify"])
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
