@@ -119,7 +119,6 @@ pub fn mount_config(s: &MountSettings<'_>) -> Config {
     let mut opts = vec![
         MountOption::FSName(s.source.to_string()),
         MountOption::Subtype("phivault".into()),
-        MountOption::DefaultPermissions,
         if s.read_only {
             MountOption::RO
         } else {

@@ -1,15 +1,15 @@
 //! POSIX access control lists, in the form the kernel hands them over as
 //! `system.posix_acl_access` and `system.posix_acl_default`.
 //!
-//! With `FUSE_POSIX_ACL` the kernel checks ACLs itself and leaves the rest
-//! to the filesystem, which is what this module does as the kernel's own
-//! filesystems do (fs/posix_acl.c): an access ACL sets the mode's
+//! The engine checks them (`permits`, for `Vault::permission`) and keeps
+//! them as the kernel's own filesystems do (fs/posix_acl.c): an access ACL
+//! is checked when set as the kernel would (`from_xattr`), sets the mode's
 //! permission bits (and is dropped when the mode says all it says), a chmod
 //! rewrites the ACL's owner, mask and other entries, and a new inode in a
 //! directory with a default ACL gets that ACL, masked by the mode asked
 //! for, instead of the umask.
 
-use super::{Result, VaultError};
+use super::{Caller, Result, VaultError};
 
 pub const ACCESS: &[u8] = b"system.posix_acl_access";
 pub const DEFAULT: &[u8] = b"system.posix_acl_default";
@@ -41,7 +41,7 @@ struct Entry {
 }
 
 /// An ACL, entries in the kernel's order (owner, named users, owning group,
-/// named groups, mask, other), which the kernel checked before sending it.
+/// named groups, mask, other), as `from_xattr` admits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acl {
     entries: Vec<Entry>,
@@ -57,11 +57,25 @@ pub struct ModeBits {
 }
 
 impl Acl {
-    pub fn parse(value: &[u8]) -> Result<Acl> {
-        let body = value.get(HEADER..).ok_or(VaultError::Invalid)?;
-        let version = u32::from_le_bytes(value[..HEADER].try_into().unwrap());
-        if version != VERSION || body.is_empty() || body.len() % ENTRY != 0 {
+    /// An ACL as setxattr(2) hands it over, checked as the kernel checks
+    /// one (`posix_acl_from_xattr`, then `posix_acl_valid`): another
+    /// version is EOPNOTSUPP; a size that is not whole entries, an unknown
+    /// tag or permission bit, an unmapped id, or entries out of the order
+    /// owner, users, owning group, groups, mask, other (the mask required
+    /// when users or groups are named) EINVAL. Ids need not be sorted or
+    /// unique: the kernel does not ask that either. None is the empty ACL
+    /// (a bare header), which the kernel takes as removing the ACL.
+    pub fn from_xattr(value: &[u8]) -> Result<Option<Acl>> {
+        let header = value.get(..HEADER).ok_or(VaultError::Invalid)?;
+        if u32::from_le_bytes(header.try_into().unwrap()) != VERSION {
+            return Err(VaultError::NotSupported);
+        }
+        let body = &value[HEADER..];
+        if !body.len().is_multiple_of(ENTRY) {
             return Err(VaultError::Invalid);
+        }
+        if body.is_empty() {
+            return Ok(None);
         }
         let entries: Vec<Entry> = body
             .chunks_exact(ENTRY)
@@ -71,14 +85,103 @@ impl Acl {
                 id: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
             })
             .collect();
-        let has = |tag| entries.iter().any(|e| e.tag == tag);
-        let known = entries
-            .iter()
-            .all(|e| matches!(e.tag, USER_OBJ | USER | GROUP_OBJ | GROUP | MASK | OTHER));
-        if !known || !has(USER_OBJ) || !has(GROUP_OBJ) || !has(OTHER) {
-            return Err(VaultError::Invalid);
+        let acl = Acl { entries };
+        acl.check()?;
+        Ok(Some(acl))
+    }
+
+    /// An ACL as stored (it was checked when it was set).
+    pub fn parse(value: &[u8]) -> Result<Acl> {
+        Acl::from_xattr(value)?.ok_or(VaultError::Invalid)
+    }
+
+    /// `posix_acl_valid`, and `posix_acl_from_xattr`'s refusal of an id
+    /// that maps to no one (-1).
+    fn check(&self) -> Result<()> {
+        #[derive(PartialEq)]
+        enum State {
+            Owner,
+            Users,
+            Groups,
+            Other,
+            Done,
         }
-        Ok(Acl { entries })
+        let mut state = State::Owner;
+        let mut needs_mask = false;
+        for e in &self.entries {
+            if u32::from(e.perm) & !RWX != 0 {
+                return Err(VaultError::Invalid);
+            }
+            state = match (e.tag, state) {
+                (USER_OBJ, State::Owner) => State::Users,
+                (USER, State::Users) if e.id != u32::MAX => {
+                    needs_mask = true;
+                    State::Users
+                }
+                (GROUP_OBJ, State::Users) => State::Groups,
+                (GROUP, State::Groups) if e.id != u32::MAX => {
+                    needs_mask = true;
+                    State::Groups
+                }
+                (MASK, State::Groups) => State::Other,
+                (OTHER, State::Other) => State::Done,
+                (OTHER, State::Groups) if !needs_mask => State::Done,
+                _ => return Err(VaultError::Invalid),
+            };
+        }
+        if state == State::Done {
+            Ok(())
+        } else {
+            Err(VaultError::Invalid)
+        }
+    }
+
+    /// `posix_acl_permission` for a caller who does not own the inode
+    /// (`acl_permission_check` answered for the owner already): the first
+    /// named user entry that is the caller, limited by the mask; else
+    /// every group entry the caller is in, of which one must grant all of
+    /// `want` (limited by the mask, the owning group's too); else, if the
+    /// caller is in none of them, the other entry.
+    pub fn permits(&self, caller: &Caller, owner: u32, group: u32, want: u32) -> bool {
+        let want = want & RWX;
+        let grants = |e: &Entry| u32::from(e.perm) & want == want;
+        let mask = self.entries.iter().find(|e| e.tag == MASK);
+        let masked = |e: &Entry| match mask {
+            Some(m) => u32::from(e.perm & m.perm) & want == want,
+            None => grants(e),
+        };
+        let mut found = false;
+        for e in &self.entries {
+            match e.tag {
+                USER_OBJ if caller.uid == owner => return grants(e),
+                USER if caller.uid == e.id => return masked(e),
+                GROUP_OBJ | GROUP => {
+                    let gid = if e.tag == GROUP_OBJ { group } else { e.id };
+                    if caller.in_group(gid) {
+                        found = true;
+                        if grants(e) {
+                            return masked(e);
+                        }
+                    }
+                }
+                OTHER => return !found && grants(e),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// Whether every entry a caller can match grants `want`, through the
+    /// mask where it applies.
+    pub fn grants_everyone(&self, want: u32) -> bool {
+        let mask = self.entries.iter().find(|e| e.tag == MASK);
+        self.entries.iter().all(|e| {
+            let perm = match (e.tag, mask) {
+                (USER | GROUP_OBJ | GROUP, Some(m)) => e.perm & m.perm,
+                _ => e.perm,
+            };
+            u32::from(perm) & want == want
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -189,6 +292,85 @@ mod tests {
         assert!(Acl::parse(&v1).is_err());
         let no_other = acl(&[(USER_OBJ, 7, 0), (GROUP_OBJ, 5, 0)]).to_bytes();
         assert!(Acl::parse(&no_other).is_err());
+    }
+
+    /// What ext4 answered for each (setxattr of system.posix_acl_access).
+    #[test]
+    fn acls_are_admitted_and_refused_as_the_kernel_does() {
+        const X: u32 = u32::MAX;
+        let check = |entries: &[(u16, u16, u32)]| {
+            Acl::from_xattr(&acl(entries).to_bytes()).map(|a| a.is_some())
+        };
+        let named = [
+            (USER_OBJ, 6, X),
+            (USER, 6, 1000),
+            (GROUP_OBJ, 4, X),
+            (MASK, 6, X),
+            (OTHER, 0, X),
+        ];
+        assert!(check(&named).unwrap());
+        // Neither sorted nor unique ids are asked for.
+        let dup = [
+            (USER_OBJ, 6, X),
+            (USER, 6, 1001),
+            (USER, 4, 1000),
+            (USER, 4, 1000),
+            (GROUP_OBJ, 4, X),
+            (MASK, 6, X),
+            (OTHER, 0, X),
+        ];
+        assert!(check(&dup).unwrap());
+        assert!(check(&[
+            (USER_OBJ, 6, X),
+            (GROUP_OBJ, 4, X),
+            (MASK, 6, X),
+            (OTHER, 0, X)
+        ])
+        .unwrap());
+        for bad in [
+            &[
+                (USER_OBJ, 6, X),
+                (USER, 6, 1000),
+                (GROUP_OBJ, 4, X),
+                (OTHER, 0, X),
+            ][..],
+            &[(USER_OBJ, 8, X), (GROUP_OBJ, 4, X), (OTHER, 0, X)],
+            &[
+                (USER_OBJ, 6, X),
+                (USER, 6, X),
+                (GROUP_OBJ, 4, X),
+                (MASK, 6, X),
+                (OTHER, 0, X),
+            ],
+            &[(GROUP_OBJ, 4, X), (USER_OBJ, 6, X), (OTHER, 0, X)],
+            &[
+                (USER_OBJ, 6, X),
+                (GROUP_OBJ, 4, X),
+                (OTHER, 0, X),
+                (OTHER, 0, X),
+            ],
+            &[
+                (USER_OBJ, 6, X),
+                (GROUP_OBJ, 4, X),
+                (0x40, 0, X),
+                (OTHER, 0, X),
+            ],
+        ] {
+            assert!(matches!(check(bad), Err(VaultError::Invalid)), "{bad:?}");
+        }
+        assert!(!check(&[]).unwrap(), "a bare header removes the ACL");
+        let mut v1 = acl(&named).to_bytes();
+        v1[0] = 1;
+        assert!(matches!(
+            Acl::from_xattr(&v1),
+            Err(VaultError::NotSupported)
+        ));
+        assert!(matches!(
+            Acl::from_xattr(&v1[..5]),
+            Err(VaultError::NotSupported)
+        ));
+        let odd = &acl(&named).to_bytes()[..13];
+        assert!(matches!(Acl::from_xattr(odd), Err(VaultError::Invalid)));
     }
 
     #[test]

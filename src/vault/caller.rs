@@ -16,6 +16,7 @@ pub enum Capability {
     Fsetid = 4,
     SysAdmin = 21,
     Mknod = 27,
+    Setfcap = 31,
 }
 
 /// What /proc says of a caller beyond the request's uid and gid.
@@ -83,9 +84,22 @@ impl Caller {
         self.gid == gid || self.groups().contains(&gid)
     }
 
+    /// Whether a chmod or an access ACL set by the caller keeps the
+    /// set-group-ID bit of an inode of group `gid` (the kernel's
+    /// `in_group_or_capable`).
+    pub fn in_group_or_capable(&self, gid: u32) -> bool {
+        self.in_group(gid) || self.has_cap(Capability::Fsetid)
+    }
+
     /// Whether the caller's effective capabilities hold `cap`.
     pub fn has_cap(&self, cap: Capability) -> bool {
         self.creds().caps & (1 << cap as u32) != 0
+    }
+
+    /// Whether /proc was read for this caller (tests of laziness).
+    #[cfg(test)]
+    pub(crate) fn credentials_read(&self) -> bool {
+        self.creds.get().is_some()
     }
 
     fn creds(&self) -> &Credentials {

@@ -879,7 +879,7 @@ impl Vault {
     }
 
     /// A best-effort path for messages (any one name of a hard-linked file).
-    pub fn path_of(&self, ino: Ino) -> Option<String> {
+    pub fn path_for_message(&self, ino: Ino) -> Option<String> {
         let cat = self.catalog.lock();
         let mut parts = Vec::new();
         let mut cur = ino;

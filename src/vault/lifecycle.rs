@@ -228,6 +228,7 @@ impl Vault {
             time: opts.clock.clone(),
             read_only: opts.read_only,
             closed: AtomicBool::new(false),
+            paths: Default::default(),
             checkpointer: Mutex::new(None),
             audit,
             audit_keys,
@@ -270,7 +271,9 @@ impl Vault {
             }
         }
         for (ino, version) in fell_back {
-            let path = self.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
+            let path = self
+                .path_for_message(ino)
+                .unwrap_or_else(|| format!("inode {ino}"));
             tracing::warn!("{path}: version {version} was not on disk after a crash; the file fell back to the version before it");
         }
         let cat = self.catalog.lock();

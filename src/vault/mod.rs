@@ -20,6 +20,7 @@ mod key_slots;
 mod lifecycle;
 mod names;
 mod past;
+mod paths;
 mod permission;
 mod prune;
 mod read;
@@ -130,6 +131,8 @@ pub struct Vault {
     clock: AtomicI64,
     read_only: bool,
     closed: AtomicBool,
+    /// Directory paths for the audit trail (see `paths`).
+    paths: paths::DirPaths,
     /// Used by the flusher only; opened at its first copy, closed at shutdown.
     checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
     /// The audit trail's writer: only with a read-write open.

@@ -357,7 +357,7 @@ impl Vault {
             self.count_freed_blocks(opts, &lost_users, report, &mut freed_by_pack)?;
         }
         for mut d in details {
-            d.path = self.path_of(d.ino);
+            d.path = self.path_for_message(d.ino);
             report.details.push(d);
         }
         Ok(freed_by_pack)

@@ -195,7 +195,7 @@ impl Vault {
                 Ok(open(rec)?)
             });
         result.map_err(|e| {
-            let path = self.path_of(ino).unwrap_or_else(|| format!("inode {ino}"));
+            let path = self.path_for_message(ino).unwrap_or_else(|| format!("inode {ino}"));
             tracing::error!(
                 "integrity error reading {path}, block {idx} (bytes {}..{}), pack {} offset {}: {e}",
                 idx * self.block_size,

@@ -333,6 +333,9 @@ impl Vault {
             Ok(())
         })?;
         drop((cat, open));
+        if want_dir {
+            self.dirs_changed();
+        }
         self.deallocate_if_orphaned(target.0)
     }
 
@@ -390,11 +393,13 @@ impl Vault {
         let file = replaced.and_then(|i| self.files.lock().get(&i).cloned());
         let open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
+        let mut moves_dir = false;
         cat.tx_commit(|c| {
             let (src_ino, src_kind) = c.lookup(parent, &src_hash)?.ok_or(VaultError::NotFound)?;
             Self::dir_of(c, parent)?;
             Self::dir_of(c, new_parent)?;
             let existing = c.lookup(new_parent, &dst.hash)?;
+            moves_dir = src_kind == Kind::Dir || existing.is_some_and(|(_, k)| k == Kind::Dir);
             if existing.is_some_and(|(i, _)| i == src_ino) {
                 return Ok(()); // same inode under both names: POSIX says do nothing
             }
@@ -481,6 +486,9 @@ impl Vault {
             Self::touch_dirs(c, parent, new_parent, t)
         })?;
         drop((cat, open));
+        if moves_dir {
+            self.dirs_changed();
+        }
         match replaced {
             Some(ino) => self.deallocate_if_orphaned(ino),
             None => Ok(()),
@@ -623,7 +631,9 @@ impl Vault {
             }
             if let Some(mode) = set.mode {
                 let mut mode = mode & 0o7777;
-                if !caller.is_root() && !caller.in_group(i.gid) && i.kind != Kind::Dir {
+                // setattr_prepare's rule, for directories too (with the
+                // gid the inode has after this change, as setattr_copy).
+                if !caller.in_group_or_capable(i.gid) {
                     mode &= !S_ISGID;
                 }
                 i.mode = mode;

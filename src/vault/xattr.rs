@@ -45,8 +45,8 @@ impl Vault {
     }
 
     /// `caller` matters for an access ACL only: setting one clears the
-    /// set-group-ID bit unless the caller is in the file's group or root,
-    /// as `posix_acl_update_mode` does.
+    /// set-group-ID bit unless the caller is in the file's group or has
+    /// CAP_FSETID, as `posix_acl_update_mode` does.
     pub fn setxattr(
         &self,
         caller: &Caller,
@@ -60,13 +60,14 @@ impl Vault {
             return Err(VaultError::TooBig);
         }
         let hash = self.xattr_key(ino, name)?;
+        // Checked as the kernel checks an ACL before it sets one; an empty
+        // one (a bare header) removes the ACL.
         let access_acl = match name {
-            acl::ACCESS => Some(Acl::parse(value)?),
-            acl::DEFAULT => {
-                // Kept as it came, but only if it is an ACL.
-                Acl::parse(value)?;
-                None
-            }
+            acl::ACCESS | acl::DEFAULT => match Acl::from_xattr(value)? {
+                None => return self.remove_acl(ino, name),
+                Some(acl) if name == acl::ACCESS => Some(acl),
+                Some(_) => None,
+            },
             _ => None,
         };
         self.claim_space(NEW_NAME_BYTES + value.len() as u64)?;
@@ -87,7 +88,7 @@ impl Vault {
                 Some(acl) => {
                     let bits = acl.mode_bits();
                     i.mode = (i.mode & !0o777) | bits.perm;
-                    if !caller.is_root() && !caller.in_group(i.gid) {
+                    if !caller.in_group_or_capable(i.gid) {
                         i.mode &= !S_ISGID;
                     }
                     // An ACL the mode says all of is not kept, as on ext4.
@@ -97,10 +98,10 @@ impl Vault {
                         c.xattr_remove(ino, &hash, t.at)?;
                     }
                 }
-                // Only a directory has a default ACL, as on ext4.
+                // Only a directory has a default ACL (`set_posix_acl`).
                 None if name == acl::DEFAULT => {
                     if i.kind != Kind::Dir {
-                        return Err(VaultError::NotPermitted);
+                        return Err(VaultError::AccessDenied);
                     }
                     store_acl(c, ino, &hash, &sealed_name, &sealed_value, t.at)?
                 }
@@ -167,6 +168,22 @@ impl Vault {
     }
 
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        if acl::is_acl(name) {
+            return self.remove_acl(ino, name);
+        }
+        self.remove_xattr(ino, name)
+    }
+
+    /// Removing an ACL the inode does not have does nothing, and succeeds,
+    /// as `set_posix_acl` of none does (a default ACL of a file included).
+    fn remove_acl(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        match self.remove_xattr(ino, name) {
+            Err(VaultError::NoAttr) => Ok(()),
+            done => done,
+        }
+    }
+
+    fn remove_xattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
         let hash = self.xattr_key(ino, name)?;
         let t = self.tick();

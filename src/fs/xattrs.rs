@@ -1,0 +1,145 @@
+//! Extended attributes (POSIX ACLs among them): GET, SET, LIST, REMOVE.
+
+use std::ffi::OsStr;
+
+use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr, Request};
+
+use super::{errno, name, on_tree, PhiFs, Place, Tree};
+use crate::audit::Op;
+use crate::vault::VaultError;
+
+/// The access ACL, which is part of the mode.
+const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
+
+impl PhiFs {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn do_setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        n: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _pos: u32,
+        reply: ReplyEmpty,
+    ) {
+        let rec = self
+            .audit
+            .start(req, Op::SetXattr, self.subject(ino))
+            .xattr(name(n));
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(rec.failed(e)),
+        };
+        if let Err(e) = self.live(ino) {
+            return reply.error(rec.failed(e));
+        }
+        let name = name(n);
+        let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
+        let set = self
+            .vault
+            .may_setxattr(&who, ino.0, name)
+            .and_then(|()| self.vault.setxattr(&who, ino.0, name, value, flags));
+        let set = rec.done(set.map_err(errno));
+        self.xattr_changed(reply, ino, name, was_searchable, set)
+    }
+
+    /// Replies to a SETXATTR or REMOVEXATTR of `name`. An access ACL is
+    /// the mode too: the kernel forgets the mode it cached, and the
+    /// entries it cached in a directory not everyone may search any more.
+    fn xattr_changed(
+        &self,
+        reply: ReplyEmpty,
+        ino: INodeNo,
+        name: &[u8],
+        was_searchable: bool,
+        res: Result<(), Errno>,
+    ) {
+        if let Err(e) = res {
+            return reply.error(e);
+        }
+        if name == ACCESS_ACL {
+            self.kernel.attributes_changed(ino);
+        }
+        reply.ok();
+        self.search_changed(ino.0, was_searchable);
+    }
+
+    pub(super) fn do_getxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        n: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(e),
+        };
+        let value = match self.place(ino) {
+            Ok(Place::Node {
+                tree: Tree::Live(v),
+                ino,
+                ..
+            }) => v
+                .may_getxattr(&who, ino, name(n))
+                .and_then(|()| v.getxattr(ino, name(n))),
+            // The past's read checks are not made yet (see `lookup`).
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getxattr(ino, name(n))),
+            Ok(Place::SnapshotsDir) => Err(VaultError::NoAttr),
+            Err(e) => return reply.error(e),
+        };
+        match value {
+            Ok(v) => xattr_reply(reply, &v, size),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    pub(super) fn do_listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if let Err(e) = self.admit(req) {
+            return reply.error(e);
+        }
+        let names = match self.place(ino) {
+            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.listxattr(ino)),
+            Ok(Place::SnapshotsDir) => Ok(Vec::new()),
+            Err(e) => return reply.error(e),
+        };
+        match names {
+            Ok(v) => xattr_reply(reply, &v, size),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    pub(super) fn do_removexattr(&self, req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let rec = self
+            .audit
+            .start(req, Op::RemoveXattr, self.subject(ino))
+            .xattr(name(n));
+        let who = match self.admit(req) {
+            Ok(who) => who,
+            Err(e) => return reply.error(rec.failed(e)),
+        };
+        if let Err(e) = self.live(ino) {
+            return reply.error(rec.failed(e));
+        }
+        let name = name(n);
+        let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
+        let removed = self
+            .vault
+            .may_setxattr(&who, ino.0, name)
+            .and_then(|()| self.vault.removexattr(ino.0, name));
+        let removed = rec.done(removed.map_err(errno));
+        self.xattr_changed(reply, ino, name, was_searchable, removed)
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32)
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE)
+    } else {
+        reply.data(value)
+    }
+}
