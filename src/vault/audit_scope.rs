@@ -8,11 +8,14 @@ use super::{Result, Vault};
 use crate::audit::NodeSpan;
 use crate::catalog::{Kind, NodeInterval, ROOT_INO};
 
-/// How far a span reaches past the catalog's instants on either side. An
-/// audit record is stamped when the request is recorded, not at the
-/// catalog's tick of the change it describes: an unlink or a rename away is
-/// recorded just after the entry ended, a create just around its start.
-pub const EDGE_SLACK_NS: i64 = 1_000_000_000;
+/// How far a span reaches past the end of the catalog's interval (its
+/// start needs nothing: a change's tick is taken before its record). A record
+/// is stamped when the request is answered, after the catalog's tick of
+/// the change it describes: the rename or unlink that ended an entry is
+/// recorded just after the entry's end (by as long as the change waited for
+/// the catalog). Records of the node in its new place within this much
+/// after a rename away are counted with the old place too.
+pub const AFTER_SLACK_NS: i64 = 500_000_000;
 
 /// What `--path` covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,17 +77,17 @@ impl Vault {
     }
 }
 
-/// The intervals as inclusive spans widened by `EDGE_SLACK_NS`, those of
-/// one inode that overlap or touch merged.
+/// The intervals as inclusive spans, each end widened by `AFTER_SLACK_NS`,
+/// those of one inode that overlap or touch merged.
 fn merge(mut all: Vec<NodeInterval>) -> Vec<NodeSpan> {
     all.sort_by_key(|n| (n.ino, n.from));
     let mut out: Vec<NodeSpan> = Vec::with_capacity(all.len());
     for n in all {
-        let from_ns = n.from.saturating_sub(EDGE_SLACK_NS);
+        let from_ns = n.from;
         let until_ns = if n.until == i64::MAX {
             i64::MAX
         } else {
-            n.until.saturating_add(EDGE_SLACK_NS - 1)
+            n.until.saturating_add(AFTER_SLACK_NS - 1)
         };
         match out.last_mut() {
             Some(last) if last.ino == n.ino && from_ns <= last.until_ns.saturating_add(1) => {
@@ -115,7 +118,7 @@ mod tests {
 
     #[test]
     fn spans_of_one_inode_merge_and_those_apart_stay_apart() {
-        let s = EDGE_SLACK_NS;
+        let (a, s) = (AFTER_SLACK_NS, 1_000_000_000);
         let got = merge(vec![
             iv(7, 10 * s, 20 * s),
             iv(5, 0, i64::MAX),
@@ -123,9 +126,9 @@ mod tests {
             iv(7, 40 * s, 50 * s),
         ]);
         let want = [
-            (5, -s, i64::MAX),
-            (7, 9 * s, 31 * s - 1),
-            (7, 39 * s, 51 * s - 1),
+            (5, 0, i64::MAX),
+            (7, 10 * s, 30 * s + a - 1),
+            (7, 40 * s, 50 * s + a - 1),
         ];
         let got: Vec<_> = got.iter().map(|n| (n.ino, n.from_ns, n.until_ns)).collect();
         assert_eq!(got, want);

@@ -44,7 +44,7 @@ use parking_lot::Mutex;
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
 pub use audit_retention::{AuditKeep, AuditKeepError, MIN_AUDIT_KEEP};
-pub use audit_scope::{AuditScope, EDGE_SLACK_NS};
+pub use audit_scope::{AuditScope, AFTER_SLACK_NS};
 pub use caller::{Caller, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;
