@@ -931,3 +931,101 @@ fn a_store_made_before_the_audit_section_keeps_six_years_and_its_mac() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `script` with sh as `user`, its login uid set as a login sets it.
+fn as_user(user: &str, script: &str) -> Output {
+    let (uid, gid) = user_ids(user);
+    common::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo {uid} > /proc/self/loginuid || exit 97; \
+         exec setpriv --reuid={uid} --regid={gid} --init-groups sh -c \"$0\""
+            ))
+            .arg(script),
+    )
+}
+
+#[test]
+fn a_mounted_store_answers_who_opened_a_folder_and_who_was_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    common::require_programs(&["setpriv", "sync"]);
+    let v = common::Vault::mounted_with(&["-o", "allow_other"]);
+    std::fs::set_permissions(v.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let (alice, alice_gid) = user_ids("phi-alice");
+    let (bob, _) = user_ids("phi-bob");
+    let folder = v.path("patients/4711");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::set_permissions(v.path("patients"), PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&folder, PermissionsExt::from_mode(0o755)).unwrap();
+    let chart = folder.join("chart.txt");
+    std::fs::write(&chart, b"allergies: none\n").unwrap();
+    std::os::unix::fs::chown(&chart, Some(alice), Some(alice_gid)).unwrap();
+    std::fs::set_permissions(&chart, PermissionsExt::from_mode(0o600)).unwrap();
+    let cat = format!("cat '{}' > /dev/null", chart.display());
+    common::ok_output(&as_user("phi-alice", &cat), "alice reads her chart");
+    let refused = as_user("phi-bob", &cat);
+    assert!(
+        !refused.status.success(),
+        "bob must not read alice's 0600 file"
+    );
+    std::fs::rename(&folder, v.path("patients/4712")).unwrap();
+    common::ok(Command::new("sync").arg("-f").arg(&v.mnt));
+
+    let audit = |args: &[&str]| -> serde_json::Value {
+        let out = common::ok(
+            Command::new(bin())
+                .arg("audit")
+                .arg(&v.store)
+                .args(args)
+                .args(["--format", "json", "--passphrase-file"])
+                .arg(&v.pwfile),
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let opens = audit(&["--path", "/patients/4711", "--op", "open"]);
+    let who: Vec<(u64, String)> = opens
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["who"]["uid"].as_u64().unwrap(),
+                r["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(who.contains(&(alice as u64, "ok".into())), "{opens:#}");
+    assert!(who.contains(&(bob as u64, "EACCES".into())), "{opens:#}");
+    let refusals = audit(&["--denied", "--user", "phi-bob"]);
+    let r = &refusals[0];
+    assert_eq!(r["path"], "/patients/4711/chart.txt", "{refusals:#}");
+    assert_eq!(r["who"]["comm"], "cat");
+    assert_eq!(r["who"]["login_user"], "phi-bob");
+    // The folder's new name has its rename, not the opens before it.
+    let renamed = audit(&["--path", "/patients/4712"]);
+    let ops: Vec<&str> = renamed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["op"].as_str().unwrap())
+        .collect();
+    assert!(
+        ops.contains(&"rename") && !ops.contains(&"open"),
+        "{renamed:#}"
+    );
+
+    let out = common::run(
+        Command::new(bin())
+            .args(["audit", "verify"])
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify while mounted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
