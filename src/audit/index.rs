@@ -13,6 +13,8 @@ use super::trail::{self, Trail};
 use super::{AuditError, ChainHead, IoAt, Query, Record};
 use crate::crypto::AuditKeys;
 
+const SCHEMA: i64 = 2;
+
 /// Records indexed per transaction.
 const BATCH: usize = 20_000;
 
@@ -47,19 +49,31 @@ impl Index {
             let c = Connection::open(&path)?;
             c.execute_batch(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=2000;
-                 PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;
-                 CREATE TABLE IF NOT EXISTS rec(
-                     seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,
-                     uid INTEGER NOT NULL, luid INTEGER, op INTEGER NOT NULL,
-                     result INTEGER NOT NULL, ino INTEGER NOT NULL, parent INTEGER NOT NULL,
-                     seg INTEGER NOT NULL, off INTEGER NOT NULL, len INTEGER NOT NULL);
-                 CREATE INDEX IF NOT EXISTS rec_time ON rec(time);
-                 CREATE INDEX IF NOT EXISTS rec_uid ON rec(uid, time);
-                 CREATE INDEX IF NOT EXISTS rec_luid ON rec(luid, time) WHERE luid IS NOT NULL;
-                 CREATE INDEX IF NOT EXISTS rec_ino ON rec(ino, time);
-                 CREATE INDEX IF NOT EXISTS rec_parent ON rec(parent, time) WHERE parent <> 0;
-                 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);",
+                 PRAGMA temp_store=MEMORY; PRAGMA cache_size=-131072;",
             )?;
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version != SCHEMA {
+                // Derived data: an index of another layout is rebuilt.
+                c.execute_batch(&format!(
+                    "BEGIN IMMEDIATE;
+                     DROP TABLE IF EXISTS rec; DROP TABLE IF EXISTS meta;
+                     CREATE TABLE rec(
+                         seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,
+                         -- luid: the login uid where it is not uid (the
+                         -- only case a uid filter needs it for).
+                         uid INTEGER NOT NULL, luid INTEGER, op INTEGER NOT NULL,
+                         result INTEGER NOT NULL, ino INTEGER NOT NULL, parent INTEGER NOT NULL,
+                         seg INTEGER NOT NULL, off INTEGER NOT NULL, len INTEGER NOT NULL);
+                     CREATE INDEX rec_time ON rec(time);
+                     CREATE INDEX rec_uid ON rec(uid, time);
+                     CREATE INDEX rec_luid ON rec(luid, time) WHERE luid IS NOT NULL;
+                     CREATE INDEX rec_ino ON rec(ino, time);
+                     CREATE INDEX rec_parent ON rec(parent, time) WHERE parent <> 0;
+                     CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);
+                     PRAGMA user_version = {SCHEMA};
+                     COMMIT;"
+                ))?;
+            }
             c
         } else {
             let c = Connection::open_with_flags(
@@ -153,7 +167,7 @@ impl Index {
                     p.seq as i64,
                     r.time_ns,
                     r.who.uid,
-                    r.who.login_uid,
+                    r.who.login_uid.filter(|&l| l != r.who.uid),
                     r.op.code(),
                     r.result,
                     r.ino as i64,
@@ -239,7 +253,7 @@ impl Index {
                 " AND seq IN (SELECT r.seq FROM temp.spans s JOIN rec r
                       ON r.ino = s.ino AND r.time BETWEEN s.f AND s.u
                   UNION SELECT r.seq FROM temp.spans s JOIN rec r
-                      ON r.parent = s.ino AND r.time BETWEEN s.f AND s.u)",
+                      ON r.parent = s.ino AND r.parent <> 0 AND r.time BETWEEN s.f AND s.u)",
             );
         }
         sql.push_str(if q.newest_first {

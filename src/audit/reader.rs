@@ -86,9 +86,18 @@ impl AuditReader {
             return Ok(all);
         };
         if ix.writable() {
-            match ix.catch_up(&self.trail, &self.keys, true, &|| false) {
-                Ok(_) => return Ok(Vec::new()),
-                Err(e) => tracing::debug!("audit index not updated ({e}): reading the tail"),
+            // Busy: the writer's indexer holds it for a batch; take turns
+            // with it (each batch gets nearer the end) rather than decrypt
+            // the backlog here for this query alone.
+            loop {
+                match ix.catch_up(&self.trail, &self.keys, true, &|| false) {
+                    Ok(_) => return Ok(Vec::new()),
+                    Err(e) if busy(&e) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => {
+                        tracing::info!("audit index not updated ({e}): reading the tail");
+                        break;
+                    }
+                }
             }
         }
         ix.catch_up(&self.trail, &self.keys, false, &|| false)
@@ -177,4 +186,11 @@ impl AuditReader {
             };
         }
     }
+}
+
+fn busy(e: &AuditError) -> bool {
+    matches!(e, AuditError::Index(e) if matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    ))
 }

@@ -35,3 +35,71 @@ impl Vault {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::audit::{Op, Query, Record};
+    use crate::crypto::{KdfParams, Passphrase};
+    use crate::store::StoreDir;
+    use crate::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions, Vault};
+
+    fn open(store: &StoreDir, read_only: bool) -> Arc<Vault> {
+        let pass = Passphrase::new(b"audit unit test".to_vec());
+        if !store.exists() {
+            let init = InitOptions {
+                kdf: KdfParams {
+                    memory_kib: 8192,
+                    iterations: 1,
+                    parallelism: 1,
+                },
+                ..InitOptions::default()
+            };
+            create_store(store, &pass, &init).unwrap();
+        }
+        let (master, _) = unlock_master(&read_config(store).unwrap(), &pass).unwrap();
+        let opts = OpenOptions {
+            read_only,
+            ..OpenOptions::default()
+        };
+        Vault::open(store, &master, &opts).unwrap()
+    }
+
+    fn record(path: &str) -> Record {
+        Record {
+            seq: 0,
+            time_ns: crate::vault::now_ns(),
+            who: Default::default(),
+            op: Op::Open,
+            path: path.as_bytes().to_vec(),
+            target: None,
+            ino: 1,
+            parent: 0,
+            detail: Default::default(),
+            result: 0,
+        }
+    }
+
+    #[test]
+    fn a_writable_vault_holds_the_trail_and_a_read_only_one_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let store = StoreDir::new(d.path().join("store"));
+        let v = open(&store, false);
+        let log = v.audit().expect("a read-write open holds the trail");
+        assert_eq!(log.append(record("/a")).unwrap(), 1);
+        // A read-only open beside the writer (the CLI while mounted).
+        let ro = open(&store, true);
+        assert!(ro.audit().is_none());
+        let seen = ro.audit_reader().unwrap().query(&Query::default()).unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].path, b"/a");
+        v.shutdown().unwrap();
+        drop((v, ro));
+        // Reopened, the chain goes on.
+        let v = open(&store, false);
+        assert_eq!(v.audit().unwrap().append(record("/b")).unwrap(), 2);
+        let report = v.audit_reader().unwrap().verify(&|_, _| {}).unwrap();
+        assert_eq!((report.records, report.problem), (2, None));
+    }
+}
