@@ -44,8 +44,9 @@ pub struct Args {
     #[arg(short, long)]
     pub foreground: bool,
     /// Mount options, comma-separated, as in fstab. phivault's own:
-    /// allow_other; noacl (no POSIX ACLs: setfacl fails, as on ext4 mounted
-    /// noacl; refused for a store that holds ACLs). Generic flags: ro/rw,
+    /// allow_other; allow_group=GROUP (see --allow-group); noacl (no POSIX
+    /// ACLs: setfacl fails, as on ext4 mounted noacl; refused for a store
+    /// that holds ACLs). Generic flags: ro/rw,
     /// nosuid/suid, nodev/dev, noexec/exec, noatime, relatime, strictatime,
     /// atime, nodiratime, nosymfollow, sync/async, dirsync, lazytime. The
     /// default is rw,nosuid,nodev,relatime: a share's set-user-id bits and
@@ -55,6 +56,12 @@ pub struct Args {
     /// that set them do (touch -a). An unknown option is an error.
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
+    /// Let in only root and the members of GROUP (a name or gid;
+    /// repeatable; fstab: allow_group=GROUP). Everyone else's requests are
+    /// refused (EACCES) and recorded in the audit trail. Only with
+    /// allow_other, which lets other users in at all.
+    #[arg(long = "allow-group", value_name = "GROUP")]
+    pub allow_group: Vec<String>,
     /// Create the store without asking if it does not exist.
     #[arg(long)]
     pub create: bool,
@@ -141,6 +148,10 @@ pub fn run(mut a: Args) -> anyhow::Result<()> {
         // The past only reads.
         a.options.push("ro".into());
     }
+    // The daemon reads them from the options, as from an fstab line.
+    let groups = std::mem::take(&mut a.allow_group);
+    a.options
+        .extend(groups.into_iter().map(|g| format!("allow_group={g}")));
     let opts = MountOptions::parse(&a.options)?;
     if opts.remount && at.is_some() {
         bail!("--at mounts a new read-only view; it cannot remount one");
@@ -622,7 +633,8 @@ fn serve(
         threads: tuning.threads as usize,
         flags: &flags.to_fuser(),
     });
-    let mut fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls);
+    let mut fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls)
+        .allow_groups(opts.allow_groups.clone());
     if let Some(at) = at {
         fs = fs.at_instant(at);
     }

@@ -206,6 +206,9 @@ const MS_NOSYMFOLLOW: libc::c_ulong = 256;
 #[derive(Debug, Default)]
 pub struct MountOptions {
     pub allow_other: bool,
+    /// `allow_group=GROUP`: the gids whose members (and root) alone get
+    /// in; empty for everyone the mount lets in.
+    pub allow_groups: Vec<u32>,
     pub posix_acls: bool,
     /// `remount`: change the flags of the mount already there.
     pub remount: bool,
@@ -231,6 +234,14 @@ impl MountOptions {
         for opt in words {
             o.take(opt)?;
         }
+        // A remount keeps the groups the mount was made with.
+        if !o.remount && !o.allow_groups.is_empty() && !o.allow_other {
+            bail!(
+                "allow_group (--allow-group) admits a group's members among the other users \
+                 that allow_other lets in; add allow_other (-o allow_other), or leave \
+                 allow_group out: without allow_other only you get in anyway"
+            );
+        }
         Ok(o)
     }
 
@@ -240,6 +251,12 @@ impl MountOptions {
             return Ok(());
         }
         let key = opt.split_once('=').map_or(opt, |(k, _)| k);
+        if let Some(group) = opt.strip_prefix("allow_group=") {
+            if !self.remount {
+                self.allow_groups.push(gid_of(group)?);
+            }
+            return Ok(());
+        }
         match opt {
             "allow_other" => self.allow_other = true,
             "acl" => self.posix_acls = true,
@@ -259,7 +276,8 @@ impl MountOptions {
                 bail!("mount option '{opt}' is not supported; use allow_other")
             }
             _ => bail!(
-                "unknown mount option '{opt}'; phivault takes allow_other, noacl, ro/rw, \
+                "unknown mount option '{opt}'; phivault takes allow_other, allow_group=GROUP, \
+                 noacl, ro/rw, \
                  remount and the generic flags nosuid/suid, nodev/dev, noexec/exec, noatime, \
                  relatime, strictatime, atime, nodiratime, nosymfollow, sync/async, dirsync \
                  and lazytime (see `phivault mount --help`); nothing was mounted"
@@ -296,6 +314,20 @@ impl MountOptions {
             ..current
         };
         self.flags.iter().fold(base, |f, &o| f.with(o))
+    }
+}
+
+/// The gid of group `name` (or a number), resolved once at mount.
+fn gid_of(name: &str) -> anyhow::Result<u32> {
+    if let Some(g) = uzers::get_group_by_name(name) {
+        return Ok(g.gid());
+    }
+    match name.parse::<u32>() {
+        Ok(gid) if uzers::get_group_by_gid(gid).is_some() => Ok(gid),
+        _ => bail!(
+            "allow_group={name}: there is no group {name:?} on this system (see getent group); \
+             nothing was mounted"
+        ),
     }
 }
 
@@ -379,6 +411,22 @@ mod tests {
         let strict = Flags::from_mountinfo("rw,nosuid,nodev", "rw");
         let f = parse("ro,nosuid,nodev,remount,user_id=0").unwrap();
         assert_eq!(f.remount_flags(strict).atime, Atime::Always);
+    }
+
+    #[test]
+    fn allow_group_needs_allow_other_and_a_real_group() {
+        let o = parse("allow_other,allow_group=root,allow_group=0").unwrap();
+        assert_eq!(o.allow_groups, vec![0, 0]);
+        let err = parse("allow_group=root").unwrap_err().to_string();
+        assert!(err.contains("allow_other"), "{err}");
+        let err = parse("allow_other,allow_group=no-such-group-here")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no group \"no-such-group-here\""), "{err}");
+        assert!(parse("remount,allow_group=root")
+            .unwrap()
+            .allow_groups
+            .is_empty());
     }
 
     #[test]

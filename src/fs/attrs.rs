@@ -7,10 +7,10 @@ use fuser::{
     AccessFlags, Errno, FileHandle, INodeNo, ReplyAttr, ReplyEmpty, ReplyStatfs, Request, TimeOrNow,
 };
 
-use super::convert::{file_attr, kernel_time_ns};
+use super::convert::{self, file_attr, kernel_time_ns};
 use super::{errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::audit::Op;
-use crate::vault::{SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
+use crate::vault::{Kind, SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
 
 impl PhiFs {
     pub(super) fn do_getattr(
@@ -79,31 +79,39 @@ impl PhiFs {
                 || gid.is_some()
                 || (size.is_some() && self.set_id_to_drop(&who, ino)),
         };
-        let was_searchable = self.searchable_before(ino.0, mode.or(uid).or(gid).is_some());
-        let set = self
-            .vault
-            .may_setattr(&who, ino.0, &set, fh.is_some())
-            .and_then(|()| self.vault.setattr(&who, ino.0, &set));
+        // With the writeback cache the kernel keeps a file's mtime and
+        // sends it when it writes the inode back, from the writer's request
+        // (fuse_flush_times): mtime and ctime with the handle. utimensat
+        // never sends a handle (only truncate does), so no caller can ask
+        // for this, and the writer's open was checked.
+        let kernel_flushes_times =
+            fh.is_some() && mode.or(uid).or(gid).is_none() && size.is_none() && atime.is_none();
+        let checked = match kernel_flushes_times {
+            true => Ok(()),
+            false => self
+                .vault
+                .may_setattr(&who, ino.0, &as_asked(&set), fh.is_some()),
+        };
+        let set = checked.and_then(|()| self.vault.setattr(&who, ino.0, &set));
         match rec.done(set.map_err(errno)) {
             Ok(a) => {
+                let dir_changed = a.kind == Kind::Dir && mode.or(uid).or(gid).is_some();
+                let was_searchable = dir_changed.then(|| self.searchable.take(ino.0));
                 reply.attr(&TTL, &file_attr(&a));
-                self.search_changed(ino.0, was_searchable);
+                if let Some(was) = was_searchable {
+                    self.search_changed(ino.0, was);
+                }
             }
             Err(e) => reply.error(e),
         }
     }
 
-    /// Whether `ino` is a directory everyone may search, before a change
-    /// (`changes`) that may take that away.
-    pub(super) fn searchable_before(&self, ino: u64, changes: bool) -> bool {
-        changes && self.vault.searchable_by_all(ino).unwrap_or(false)
-    }
-
     /// After a change of `dir`'s mode, owner or ACL, once it is replied
-    /// to: if everyone could search it before and not now, the kernel
-    /// forgets the entries it cached in it (see `entry_timeout`).
-    pub(super) fn search_changed(&self, dir: u64, was_searchable: bool) {
-        if was_searchable && !self.vault.searchable_by_all(dir).unwrap_or(true) {
+    /// to: if everyone could search it before (as `entry_timeout` last
+    /// said; None when it did not, so maybe) and not now, the kernel
+    /// forgets the entries it cached in it.
+    pub(super) fn search_changed(&self, dir: u64, was_searchable: Option<bool>) {
+        if was_searchable.unwrap_or(true) && !self.vault.searchable_by_all(dir).unwrap_or(true) {
             self.kernel.forget_entries(INodeNo(dir), self.names_in(dir));
         }
     }
@@ -147,9 +155,13 @@ impl PhiFs {
                 ino,
                 ..
             }) => v.may_access(&who, ino, mask).map_err(errno),
-            // The past, and `.snapshots`, only ever read. Their read checks
-            // are not made yet (see `lookup`).
+            // The past, and `.snapshots`, only ever read.
             Ok(_) if mask & MAY_WRITE != 0 => Err(Errno::EROFS),
+            Ok(Place::Node {
+                tree: Tree::Past(p),
+                ino,
+                ..
+            }) => self.past_may(&p, &who, ino, mask).map_err(errno),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
@@ -157,5 +169,24 @@ impl PhiFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(self.audit.search(req, self.subject(ino), e)),
         }
+    }
+}
+
+/// The SETATTR as the caller asked for it, for the permission check. For a
+/// regular file the writeback cache has the kernel send its own clock's
+/// mtime instead of "now" (iattr_to_fattr, trust_local_cmtime), so
+/// utimensat(UTIME_NOW, UTIME_NOW), which only needs write permission,
+/// arrives as atime now with an mtime of this instant. An mtime within a
+/// second of now with atime now is taken for that: a caller who could ask
+/// for it otherwise (utimensat(UTIME_NOW, t)) sets no time it could not
+/// set by writing.
+fn as_asked(set: &SetAttr) -> SetAttr {
+    let now = convert::time_ns(SystemTime::now());
+    match (set.atime, set.mtime) {
+        (Some(TimeSet::Now), Some(TimeSet::At(t))) if (now - t).abs() < 1_000_000_000 => SetAttr {
+            mtime: Some(TimeSet::Now),
+            ..set.clone()
+        },
+        _ => set.clone(),
     }
 }

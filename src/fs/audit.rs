@@ -31,8 +31,12 @@ pub enum Subject<'a> {
     Entry(u64, &'a [u8]),
     /// A node as it was at instant `at`, under `.snapshots`.
     Snapshot { at: i64, ino: u64 },
+    /// Entry `name` of directory `dir` as it was at instant `at`.
+    SnapshotEntry { at: i64, dir: u64, name: &'a [u8] },
     /// `.snapshots` itself.
     SnapshotsDir,
+    /// Entry `name` of `.snapshots`.
+    SnapshotsEntry(&'a [u8]),
 }
 
 /// The audit trail of one mount.
@@ -78,7 +82,8 @@ impl Trail {
                     .flatten();
                 (ino.unwrap_or(0), parent)
             }
-            Subject::SnapshotsDir => (0, 0),
+            Subject::SnapshotEntry { dir, .. } => (0, dir),
+            Subject::SnapshotsDir | Subject::SnapshotsEntry(_) => (0, 0),
         };
         Pending {
             trail: self,
@@ -138,26 +143,33 @@ impl Trail {
         let named = match subject {
             Subject::Node(ino) => self.vault.path_of(ino),
             Subject::Entry(parent, name) => self.vault.entry_path(parent, name),
-            Subject::Snapshot { at, ino } => self.vault.path_at(ino, at).map(|p| {
-                let sec = at.div_euclid(1_000_000_000);
-                let mut path = b"/.snapshots/".to_vec();
-                path.extend_from_slice(
-                    super::snapshots::name_of(sec)
-                        .unwrap_or_default()
-                        .as_bytes(),
-                );
-                if p != b"/" {
-                    path.extend_from_slice(&p);
-                }
-                path
+            Subject::Snapshot { at, ino } => self.snapshot_path(at, ino),
+            Subject::SnapshotEntry { at, dir, name } => self.snapshot_path(at, dir).map(|mut p| {
+                p.push(b'/');
+                p.extend_from_slice(name);
+                p
             }),
             Subject::SnapshotsDir => Ok(b"/.snapshots".to_vec()),
+            Subject::SnapshotsEntry(name) => Ok([&b"/.snapshots/"[..], name].concat()),
         };
         // A path the catalog cannot give is still a record of the request.
         named.unwrap_or_else(|e| {
             tracing::warn!("audit: no path for {subject:?}: {e}");
             Vec::new()
         })
+    }
+}
+
+impl Trail {
+    /// "/.snapshots/NAME/PATH" of node `ino` as it was at instant `at`.
+    fn snapshot_path(&self, at: i64, ino: u64) -> crate::vault::Result<Vec<u8>> {
+        let past = self.vault.path_at(ino, at)?;
+        let name = super::snapshots::name_of(at.div_euclid(1_000_000_000)).unwrap_or_default();
+        let mut path = [&b"/.snapshots/"[..], name.as_bytes()].concat();
+        if past != b"/" {
+            path.extend_from_slice(&past);
+        }
+        Ok(path)
     }
 }
 
@@ -209,10 +221,10 @@ impl<'t> Pending<'t> {
     }
 
     /// The second path: where a rename or a link puts its node.
-    pub fn onto(mut self, parent: u64, name: &[u8]) -> Self {
+    pub fn onto(mut self, entry: Subject<'_>) -> Self {
         if self.log.is_some() {
-            self.target = Some(self.trail.path(Subject::Entry(parent, name)));
-            if self.op == Op::Link {
+            self.target = Some(self.trail.path(entry));
+            if let (Op::Link, Subject::Entry(parent, _)) = (self.op, entry) {
                 self.parent = parent;
             }
         }
@@ -227,9 +239,11 @@ impl<'t> Pending<'t> {
 
     /// What a SETATTR changes: its operation is the first of truncate,
     /// chmod, chown and utimes it does. Not recorded: a change of nothing
-    /// the trail covers (ctime alone), and times set through a handle
-    /// (`by_handle`), which only the kernel does, storing the times it
-    /// keeps under the writeback cache when a writer closes.
+    /// the trail covers (ctime alone), and the kernel storing the times it
+    /// keeps under the writeback cache: through a handle (`by_handle`) when
+    /// a writer closes, which no system call does, or after a change of
+    /// the inode (link, rename, xattr), an mtime alone that is already
+    /// the node's.
     pub fn attrs(
         mut self,
         (mode, uid, gid): (Option<u32>, Option<u32>, Option<u32>),
@@ -260,7 +274,10 @@ impl<'t> Pending<'t> {
             self.op = Op::Chmod;
         } else if d.uid.is_some() || d.gid.is_some() {
             self.op = Op::Chown;
-        } else if (d.atime.is_some() || d.mtime.is_some()) && !by_handle {
+        } else if (d.atime.is_some() || d.mtime.is_some())
+            && !by_handle
+            && !self.mtime_kept(atime.is_none(), d.mtime)
+        {
             self.op = Op::Utimes;
         } else {
             self.log = None;
@@ -268,9 +285,25 @@ impl<'t> Pending<'t> {
         self
     }
 
+    /// Whether a SETATTR of `mtime` alone (`alone`) sets the mtime the
+    /// node has already.
+    fn mtime_kept(&self, alone: bool, mtime: Option<i64>) -> bool {
+        alone
+            && self.log.is_some()
+            && mtime.is_some()
+            && self
+                .trail
+                .vault
+                .getattr(self.ino)
+                .is_ok_and(|a| Some(a.mtime) == mtime)
+    }
+
     /// Appends the record of an operation that went as `res` says; a
     /// result that creates a node (mkdir, mknod, symlink, link) names it.
     pub fn done<T: Created>(mut self, res: Result<T, Errno>) -> Result<T, Errno> {
+        if self.log.is_none() {
+            return res;
+        }
         if let Ok(v) = &res {
             if let Some(ino) = v.node() {
                 self.ino = ino;
@@ -364,6 +397,15 @@ impl PhiFs {
                 None => Subject::Node(node.0),
             },
             Node::Dir => Subject::SnapshotsDir,
+        }
+    }
+
+    /// What entry `name` of directory `dir` is, for a record.
+    pub(super) fn entry_subject<'a>(&self, dir: INodeNo, name: &'a [u8]) -> Subject<'a> {
+        match self.subject(dir) {
+            Subject::Node(ino) => Subject::Entry(ino, name),
+            Subject::Snapshot { at, ino } => Subject::SnapshotEntry { at, dir: ino, name },
+            _ => Subject::SnapshotsEntry(name),
         }
     }
 

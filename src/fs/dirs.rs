@@ -13,7 +13,7 @@ use super::convert::{self, file_attr};
 use super::snapshots::{self, node_id};
 use super::{empty, errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::audit::Op;
-use crate::vault::{Attr, Kind, TreeView, Vault, VaultError, ROOT_INO};
+use crate::vault::{Attr, Kind, TreeView, Vault, VaultError, MAY_READ, ROOT_INO};
 
 impl PhiFs {
     pub(super) fn do_opendir(
@@ -41,8 +41,13 @@ impl PhiFs {
                 .and_then(|()| v.getattr(ino))
                 .map(|a| a.kind)
                 .map_err(errno),
-            // The past's read checks are not made yet (see `lookup`).
-            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getattr(ino))
+            Ok(Place::Node {
+                tree: Tree::Past(p),
+                ino,
+                ..
+            }) => self
+                .past_may(&p, &who, ino, MAY_READ)
+                .and_then(|()| p.getattr(ino))
                 .map(|a| a.kind)
                 .map_err(errno),
             Ok(Place::SnapshotsDir) => Ok(Kind::Dir),
@@ -115,10 +120,9 @@ impl PhiFs {
         let res = match self.place(ino) {
             Ok(Place::Node { tree, ino, slot }) => on_tree!(tree, |t| {
                 // As LOOKUP's replies (see `entry_timeout`).
-                let timeout = if matches!(tree, Tree::Live(_)) {
-                    self.entry_timeout(ino)
-                } else {
-                    TTL
+                let timeout = match &tree {
+                    Tree::Live(_) => self.entry_timeout(ino),
+                    Tree::Past(p) => self.past_entry_timeout(p, ino),
                 };
                 self.walk_dir(t, ino, fh, offset, 128, |e| {
                     let attr = match t.getattr(e.ino) {

@@ -8,11 +8,13 @@ use fuser::{
     ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite, Request, WriteFlags,
 };
 
-use super::audit::Subject;
 use super::convert::{caller, file_attr, kind_from_mode};
 use super::{empty, errno, name, on_tree, PhiFs, Place, Tree};
 use crate::audit::Op;
-use crate::vault::{Caller, Capability, NodeSpec, Released, SetAttr};
+use crate::vault::{Caller, Capability, NodeSpec, Released, SetAttr, MAY_EXEC, MAY_READ};
+
+/// The kernel's open flag for an exec (`__FMODE_EXEC`).
+const FMODE_EXEC: i32 = 0x20;
 
 impl PhiFs {
     pub(super) fn do_open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -28,13 +30,23 @@ impl PhiFs {
         let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         if self.live(ino).is_err() {
             // The past is read-only, and its content never changes.
-            return match self.place(ino) {
-                Ok(_) if writes || truncate => reply.error(rec.failed(Errno::EROFS)),
-                Ok(_) => match rec.opened(None, Ok(())) {
-                    Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
-                    Err(e) => reply.error(e),
-                },
-                Err(e) => reply.error(rec.failed(e)),
+            let mask = match flags.0 & FMODE_EXEC {
+                0 => MAY_READ,
+                _ => MAY_EXEC,
+            };
+            let checked = match self.place(ino) {
+                Ok(_) if writes || truncate => Err(Errno::EROFS),
+                Ok(Place::Node {
+                    tree: Tree::Past(p),
+                    ino,
+                    ..
+                }) => self.past_may(&p, &who, ino, mask).map_err(errno),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            return match rec.opened(None, checked) {
+                Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(e),
             };
         }
         if let Err(e) = self.vault.may_open(&who, ino.0, flags.0) {
@@ -182,7 +194,7 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Create, Subject::Entry(parent.0, name(n)))
+            .start(req, Op::Create, self.entry_subject(parent, name(n)))
             .flags(flags)
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {

@@ -15,7 +15,9 @@ mod files;
 mod io_uring;
 mod kernel_cache;
 mod namespace;
+mod past;
 mod read_ahead;
+mod search_cache;
 mod snapshots;
 mod xattrs;
 
@@ -35,6 +37,7 @@ use fuser::{
 use crate::vault::{Attr, Caller, Past, Vault, VaultError, ROOT_INO};
 use convert::file_attr;
 use dir_handles::DirHandles;
+use search_cache::SearchCache;
 use snapshots::{node_id, Listings, Node, Slots};
 
 pub use convert::{mount_config, MountSettings};
@@ -55,6 +58,8 @@ pub struct PhiFs {
     /// `--allow-group`: the groups whose members (and root) alone get in;
     /// empty for everyone.
     allowed_groups: Vec<u32>,
+    /// Which directories everyone may search (see `entry_timeout`).
+    searchable: SearchCache,
     /// What the kernel is told to forget; its notifier comes from the
     /// mount once the session exists.
     kernel: Arc<KernelCache>,
@@ -104,6 +109,7 @@ impl PhiFs {
             io_uring,
             posix_acls,
             allowed_groups: Vec::new(),
+            searchable: SearchCache::default(),
             kernel: kernel.clone(),
             drop_behind: DropBehind::new(kernel),
             dirs: DirHandles::default(),
@@ -157,13 +163,22 @@ impl PhiFs {
     /// each time (timeout 0), as must the root's entries when
     /// `--allow-group` shuts some callers out.
     fn entry_timeout(&self, dir: u64) -> Duration {
-        if dir == ROOT_INO && !self.allowed_groups.is_empty() {
-            return Duration::ZERO;
+        self.entry_timeout_of(dir, self.searchable_by_all(dir))
+    }
+
+    /// `entry_timeout` of `dir`, which everyone may search or not (`open`).
+    fn entry_timeout_of(&self, dir: u64, open: bool) -> Duration {
+        match open && (dir != ROOT_INO || self.allowed_groups.is_empty()) {
+            true => TTL,
+            false => Duration::ZERO,
         }
-        match self.vault.searchable_by_all(dir) {
-            Ok(true) => TTL,
-            _ => Duration::ZERO,
-        }
+    }
+
+    /// Whether everyone may search live directory `dir` (see `SearchCache`).
+    fn searchable_by_all(&self, dir: u64) -> bool {
+        let generation = self.vault.generation(dir);
+        self.searchable
+            .get_or(dir, generation, || self.vault.searchable_by_all(dir).ok())
     }
 }
 

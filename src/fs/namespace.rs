@@ -9,34 +9,55 @@ use std::time::Duration;
 
 use fuser::{Errno, Generation, INodeNo, RenameFlags, ReplyData, ReplyEmpty, ReplyEntry, Request};
 
-use super::audit::{empty_recorded, Subject};
+use super::audit::empty_recorded;
 use super::convert::{self, file_attr, kind_from_mode};
 use super::snapshots::{self};
 use super::{errno, name, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::audit::Op;
-use crate::vault::{Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, VaultError, ROOT_INO};
+use crate::vault::{
+    Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, VaultError, MAY_EXEC, ROOT_INO,
+};
 
 impl PhiFs {
     pub(super) fn do_lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         let who = match self.admit(req) {
             Ok(who) => who,
-            Err(e) => return reply.error(self.audit.search(req, self.subject(parent), e)),
+            Err(e) => {
+                return reply.error(
+                    self.audit
+                        .search(req, self.entry_subject(parent, name(n)), e),
+                )
+            }
         };
         match self.place(parent) {
             Ok(Place::Node { tree, ino, slot }) => {
                 // The export operations' "." and ".." name a node by its
                 // number, which the kernel checked when it handed it out.
+                // A directory everyone may search needs no check (and no
+                // read of its mode) for anyone.
+                let open = matches!(tree, Tree::Live(_)) && self.searchable_by_all(ino);
                 let searched = match (&tree, name(n)) {
                     (_, b"." | b"..") => Ok(()),
+                    (Tree::Live(_), _) if open => Ok(()),
                     (Tree::Live(v), _) => v.may_lookup(&who, ino),
-                    // The past's own checks: see `past_may` (not yet).
-                    (Tree::Past(_), _) => Ok(()),
+                    (Tree::Past(p), _) => self.past_may(p, &who, ino, MAY_EXEC),
                 };
                 if let Err(e) = searched {
-                    let subject = Subject::Entry(ino, name(n));
+                    let subject = self.entry_subject(parent, name(n));
                     return reply.error(self.audit.search(req, subject, errno(e)));
                 }
-                on_tree!(tree, |t| self.lookup_in(t, slot, ino, name(n), reply))
+                let timeout = match &tree {
+                    Tree::Live(_) => self.entry_timeout_of(ino, open),
+                    Tree::Past(p) => self.past_entry_timeout(p, ino),
+                };
+                on_tree!(tree, |t| self.lookup_in(
+                    t,
+                    slot,
+                    ino,
+                    name(n),
+                    timeout,
+                    reply
+                ))
             }
             Ok(Place::SnapshotsDir) => self.lookup_snapshot(name(n), reply),
             Err(e) => reply.error(e),
@@ -71,7 +92,7 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Mknod, Subject::Entry(parent.0, name(n)))
+            .start(req, Op::Mknod, self.entry_subject(parent, name(n)))
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
@@ -105,7 +126,7 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Mkdir, Subject::Entry(parent.0, name(n)))
+            .start(req, Op::Mkdir, self.entry_subject(parent, name(n)))
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
@@ -128,7 +149,7 @@ impl PhiFs {
     pub(super) fn do_unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let rec = self
             .audit
-            .start(req, Op::Unlink, Subject::Entry(parent.0, name(n)));
+            .start(req, Op::Unlink, self.entry_subject(parent, name(n)));
         match self.deleting(req, parent, n) {
             Ok((who, parent)) => {
                 empty_recorded(reply, rec, self.vault.unlink(&who, parent, name(n)))
@@ -140,7 +161,7 @@ impl PhiFs {
     pub(super) fn do_rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
         let rec = self
             .audit
-            .start(req, Op::Rmdir, Subject::Entry(parent.0, name(n)));
+            .start(req, Op::Rmdir, self.entry_subject(parent, name(n)));
         match self.deleting(req, parent, n) {
             Ok((who, parent)) => {
                 empty_recorded(reply, rec, self.vault.rmdir(&who, parent, name(n)))
@@ -160,7 +181,7 @@ impl PhiFs {
         let target = target.as_os_str().as_bytes();
         let rec = self
             .audit
-            .start(req, Op::Symlink, Subject::Entry(parent.0, name(link)))
+            .start(req, Op::Symlink, self.entry_subject(parent, name(link)))
             .target(target);
         let (who, parent) = match self.creating(req, parent, link) {
             Ok(p) => p,
@@ -183,8 +204,8 @@ impl PhiFs {
     ) {
         let rec = self
             .audit
-            .start(req, Op::Rename, Subject::Entry(parent.0, name(n)))
-            .onto(newparent.0, name(newname));
+            .start(req, Op::Rename, self.entry_subject(parent, name(n)))
+            .onto(self.entry_subject(newparent, name(newname)));
         let who = match self.admit(req) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
@@ -221,7 +242,7 @@ impl PhiFs {
         let rec = self
             .audit
             .start(req, Op::Link, self.subject(ino))
-            .onto(newparent.0, name(newname));
+            .onto(self.entry_subject(newparent, name(newname)));
         let who = match self.admit(req) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
@@ -293,15 +314,9 @@ impl PhiFs {
         slot: u64,
         parent: u64,
         name: &[u8],
+        timeout: Duration,
         reply: ReplyEntry,
     ) {
-        // The live tree's entries as `entry_timeout` says; the past never
-        // changes, its permissions included.
-        let timeout = if slot == 0 && self.at.is_none() {
-            self.entry_timeout(parent)
-        } else {
-            TTL
-        };
         // Only the export operations send "." and ".." (the kernel resolves
         // them in a path itself); a node that is gone must be ENOENT, which
         // the kernel turns into ESTALE, never a cached negative entry.
@@ -312,7 +327,7 @@ impl PhiFs {
             }
             b".." => t.lookup_parent(parent),
             snapshots::DIR_NAME if slot == 0 && parent == ROOT_INO && self.offers_snapshots() => {
-                return reply.entry(&TTL, &file_attr(&self.snapshots_attr()), Generation(0))
+                return reply.entry(&timeout, &file_attr(&self.snapshots_attr()), Generation(0))
             }
             _ => match t.lookup(parent, name) {
                 // Only this mount adds names to the store, and the kernel

@@ -6,7 +6,7 @@ use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr, Request};
 
 use super::{errno, name, on_tree, PhiFs, Place, Tree};
 use crate::audit::Op;
-use crate::vault::VaultError;
+use crate::vault::{VaultError, MAY_READ};
 
 /// The access ACL, which is part of the mode.
 const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
@@ -35,32 +35,26 @@ impl PhiFs {
             return reply.error(rec.failed(e));
         }
         let name = name(n);
-        let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
         let set = self
             .vault
             .may_setxattr(&who, ino.0, name)
             .and_then(|()| self.vault.setxattr(&who, ino.0, name, value, flags));
         let set = rec.done(set.map_err(errno));
-        self.xattr_changed(reply, ino, name, was_searchable, set)
+        self.xattr_changed(reply, ino, name, set)
     }
 
     /// Replies to a SETXATTR or REMOVEXATTR of `name`. An access ACL is
     /// the mode too: the kernel forgets the mode it cached, and the
     /// entries it cached in a directory not everyone may search any more.
-    fn xattr_changed(
-        &self,
-        reply: ReplyEmpty,
-        ino: INodeNo,
-        name: &[u8],
-        was_searchable: bool,
-        res: Result<(), Errno>,
-    ) {
+    fn xattr_changed(&self, reply: ReplyEmpty, ino: INodeNo, name: &[u8], res: Result<(), Errno>) {
         if let Err(e) = res {
             return reply.error(e);
         }
-        if name == ACCESS_ACL {
-            self.kernel.attributes_changed(ino);
+        if name != ACCESS_ACL {
+            return reply.ok();
         }
+        let was_searchable = self.searchable.take(ino.0);
+        self.kernel.attributes_changed(ino);
         reply.ok();
         self.search_changed(ino.0, was_searchable);
     }
@@ -85,8 +79,16 @@ impl PhiFs {
             }) => v
                 .may_getxattr(&who, ino, name(n))
                 .and_then(|()| v.getxattr(ino, name(n))),
-            // The past's read checks are not made yet (see `lookup`).
-            Ok(Place::Node { tree, ino, .. }) => on_tree!(tree, |t| t.getxattr(ino, name(n))),
+            // xattr_permission: user.* needs read permission.
+            Ok(Place::Node {
+                tree: Tree::Past(p),
+                ino,
+                ..
+            }) => match name(n).starts_with(b"user.") {
+                true => self.past_may(&p, &who, ino, MAY_READ),
+                false => Ok(()),
+            }
+            .and_then(|()| p.getxattr(ino, name(n))),
             Ok(Place::SnapshotsDir) => Err(VaultError::NoAttr),
             Err(e) => return reply.error(e),
         };
@@ -124,13 +126,12 @@ impl PhiFs {
             return reply.error(rec.failed(e));
         }
         let name = name(n);
-        let was_searchable = self.searchable_before(ino.0, name == ACCESS_ACL);
         let removed = self
             .vault
             .may_setxattr(&who, ino.0, name)
             .and_then(|()| self.vault.removexattr(ino.0, name));
         let removed = rec.done(removed.map_err(errno));
-        self.xattr_changed(reply, ino, name, was_searchable, removed)
+        self.xattr_changed(reply, ino, name, removed)
     }
 }
 

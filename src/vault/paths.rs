@@ -268,4 +268,23 @@ mod tests {
         assert_eq!(v.path_of(g).unwrap(), format!("<deleted>/{g}").as_bytes());
         v.release_file(f).unwrap();
     }
+
+    /// What naming a file three directories down costs (run with
+    /// --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn measure_path_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let a = mkdir(&v, ROOT_INO, b"a");
+        let b = mkdir(&v, a, b"b");
+        let c = mkdir(&v, b, b"c");
+        let f = file(&v, c, b"f.txt");
+        let n = 100_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(v.path_of(f).unwrap());
+        }
+        println!("path_of: {:?} each", t.elapsed() / n);
+    }
 }

@@ -308,13 +308,24 @@ impl Vault {
     /// `inode_permission`: a read-only vault refuses writes (`sb_permission`),
     /// then `generic_permission`.
     fn inode_permission(&self, caller: &Caller, a: &Attr, mask: u32) -> Result<()> {
+        self.inode_permission_with(caller, a, mask, || self.access_acl(a))
+    }
+
+    /// `inode_permission` with `a`'s access ACL read by `acl` when needed.
+    fn inode_permission_with(
+        &self,
+        caller: &Caller,
+        a: &Attr,
+        mask: u32,
+        acl: impl FnOnce() -> Result<Option<Acl>>,
+    ) -> Result<()> {
         if mask & MAY_WRITE != 0
             && self.is_read_only()
             && matches!(a.kind, Kind::File | Kind::Dir | Kind::Symlink)
         {
             return Err(VaultError::ReadOnly);
         }
-        if self.acl_permission_check(caller, a, mask)? {
+        if self.acl_permission_check(caller, a, mask, acl)? {
             return Ok(());
         }
         let mask = mask & (MAY_READ | MAY_WRITE | MAY_EXEC);
@@ -337,14 +348,20 @@ impl Vault {
     /// not read); the ACL for others when there is one and the group bits
     /// (its mask) are not empty; else the group's bits for a member, asked
     /// only when they differ from the others' in the bits that matter.
-    fn acl_permission_check(&self, caller: &Caller, a: &Attr, mask: u32) -> Result<bool> {
+    fn acl_permission_check(
+        &self,
+        caller: &Caller,
+        a: &Attr,
+        mask: u32,
+        acl: impl FnOnce() -> Result<Option<Acl>>,
+    ) -> Result<bool> {
         let mask = mask & (MAY_READ | MAY_WRITE | MAY_EXEC);
         let mut mode = a.perm;
         if caller.uid == a.uid {
             return Ok(mask & !(mode >> 6) == 0);
         }
         if mode & S_IRWXG != 0 {
-            if let Some(acl) = self.access_acl(a)? {
+            if let Some(acl) = acl()? {
                 return Ok(acl.permits(caller, a.uid, a.gid, mask));
             }
         }
@@ -352,6 +369,33 @@ impl Vault {
             mode >>= 3;
         }
         Ok(mask & !mode & 0o7 == 0)
+    }
+
+    /// `inode_permission` for a node of the past, which the caller read
+    /// from its tree: attributes `a` and the bytes of its access ACL as
+    /// they were then (the live ones may differ, or be gone).
+    pub fn past_permission(
+        &self,
+        caller: &Caller,
+        a: &Attr,
+        acl: Option<&[u8]>,
+        mask: u32,
+    ) -> Result<()> {
+        self.inode_permission_with(caller, a, mask, || match acl {
+            Some(bytes) => Acl::from_xattr(bytes),
+            None => Ok(None),
+        })
+    }
+
+    /// `searchable_by_all` for a directory of the past (see `past_permission`).
+    pub fn past_searchable_by_all(a: &Attr, acl: Option<&[u8]>) -> Result<bool> {
+        if a.kind != Kind::Dir || a.perm & S_IXUGO != S_IXUGO {
+            return Ok(false);
+        }
+        Ok(match acl.map(Acl::from_xattr).transpose()?.flatten() {
+            Some(acl) => acl.grants_everyone(MAY_EXEC),
+            None => true,
+        })
     }
 
     fn xattr_permission(&self, caller: &Caller, a: &Attr, name: &[u8], mask: u32) -> Result<()> {

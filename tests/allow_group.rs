@@ -1,0 +1,115 @@
+//! `--allow-group` on a real mount with `allow_other`: members of the group
+//! get in, everyone else is refused EACCES on every request, also for paths
+//! a member walked just before (the kernel's cached entries), and root
+//! still gets in.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{require_programs, user_ids, Vault};
+
+const MEMBER: &str = "phi-alice";
+const OUTSIDER: &str = "phi-carol";
+const GROUP: &str = "phi-staff";
+
+/// Runs `script` in bash as `user`, with the user's supplementary groups.
+fn as_user(user: &str, script: &str) -> Output {
+    let (uid, gid) = user_ids(user);
+    common::run(
+        Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--init-groups")
+            .args(["bash", "-c", script]),
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn open_to_all(dir: &Path) {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// What a user sees of the share: each step's exit status, and the
+/// "Permission denied" it printed if any.
+const WALK: &str = r#"
+cd "$MNT"
+stat -c '%s' shared/notes >/dev/null 2>&1; echo "stat rc=$?"
+ls shared >/dev/null 2>&1; echo "ls rc=$?"
+cat shared/notes >/dev/null 2>&1; echo "cat rc=$?"
+echo x 2>/dev/null > "shared/by-$USER_NAME"; echo "create rc=$?"
+stat -c '%s' shared/notes 2>&1 | grep -o 'Permission denied' | head -1
+ls / "$MNT" 2>&1 >/dev/null | grep -o 'Permission denied' | head -1
+"#;
+
+fn walk(user: &str, mnt: &Path) -> String {
+    text(&as_user(
+        user,
+        &format!("export MNT='{}' USER_NAME={user}; {WALK}", mnt.display()),
+    ))
+}
+
+#[test]
+fn only_members_of_the_allowed_group_get_in() {
+    require_programs(&["setpriv", "stat", "ls", "cat"]);
+    user_ids(MEMBER);
+    user_ids(OUTSIDER);
+    let v = Vault::mounted_with(&["-o", "allow_other", "--allow-group", GROUP]);
+    open_to_all(v.dir.path());
+    fs::create_dir(v.path("shared")).unwrap();
+    fs::set_permissions(v.path("shared"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(v.path("shared/notes"), "visit notes\n").unwrap();
+    fs::set_permissions(v.path("shared/notes"), fs::Permissions::from_mode(0o666)).unwrap();
+
+    let member = walk(MEMBER, &v.mnt);
+    for ok in ["stat rc=0", "ls rc=0", "cat rc=0", "create rc=0"] {
+        assert!(member.contains(ok), "{MEMBER} (in {GROUP}):\n{member}");
+    }
+    assert!(v.path("shared/by-phi-alice").exists());
+
+    // Right after the member's walk, with whatever the kernel cached of it.
+    let outsider = walk(OUTSIDER, &v.mnt);
+    for refused in ["stat rc=1", "ls rc=2", "cat rc=1", "create rc=1"] {
+        assert!(
+            outsider.contains(refused),
+            "{OUTSIDER} (not in {GROUP}) got in:\n{outsider}"
+        );
+    }
+    assert!(
+        outsider.contains("Permission denied"),
+        "{OUTSIDER} was refused, but not with EACCES:\n{outsider}"
+    );
+    assert!(!v.path("shared/by-phi-carol").exists());
+
+    // Root is always let in.
+    assert_eq!(
+        fs::read_to_string(v.path("shared/notes")).unwrap(),
+        "visit notes\n"
+    );
+    assert!(fs::read_dir(&v.mnt).unwrap().count() >= 1);
+}
+
+#[test]
+fn allow_group_without_allow_other_or_with_an_unknown_group_mounts_nothing() {
+    let v = Vault::init();
+    let out = common::run(v.mount_cmd(&["--allow-group", GROUP]));
+    assert!(!out.status.success(), "mounted without allow_other");
+    assert!(text(&out).contains("allow_other"), "{}", text(&out));
+    let out = common::run(v.mount_cmd(&["-o", "allow_other", "--allow-group", "phi-nobody-such"]));
+    assert!(!out.status.success(), "mounted with an unknown group");
+    assert!(
+        text(&out).contains("no group \"phi-nobody-such\""),
+        "{}",
+        text(&out)
+    );
+}
