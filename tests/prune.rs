@@ -66,6 +66,7 @@ fn set_policy(dir: &Path, pass: &[u8], p: RetentionPolicy) {
         keep_yearly: Some(p.keep_yearly),
         min_versions: Some(p.min_versions),
         lock_days: Some(p.lock_days),
+        audit_keep: None,
     };
     set_retention(&store_of(dir), &Passphrase::new(pass.to_vec()), &change).unwrap();
 }

@@ -25,6 +25,7 @@ pub mod page_cache;
 mod past;
 mod row_cache;
 mod schema;
+mod scope;
 mod scratch;
 mod stats;
 mod types;
@@ -47,6 +48,7 @@ pub use history::PastAttrs;
 pub use lost::LossCause;
 pub use past::{EntrySpan, PastDirRow};
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use scope::NodeInterval;
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,10 @@
 //! The command line: one file per subcommand. All output formatting lives here;
 //! `anyhow` is used only at this edge.
 
+mod audit;
+mod audit_export;
+mod audit_format;
+mod audit_verify;
 mod info;
 mod init;
 mod log;
@@ -51,6 +55,7 @@ enum Command {
     Ls(ls::Args),
     Restore(restore::Args),
     Retention(retention::Args),
+    Audit(audit::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
 }
@@ -65,6 +70,8 @@ pub fn main() -> i32 {
         // starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    // What a command that succeeded exits with (`audit verify`: what it found).
+    let mut status = 0;
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Mount(a) => mount::run(a),
@@ -76,10 +83,11 @@ pub fn main() -> i32 {
         Command::Ls(a) => ls::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Retention(a) => retention::run(a),
+        Command::Audit(a) => audit::run(a).map(|code| status = code),
         Command::Daemon(a) => mount::run_daemon(a),
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => status,
         Err(e) => {
             if is_broken_pipe(&e) {
                 return 0;

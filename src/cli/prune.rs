@@ -152,6 +152,12 @@ fn print_report(r: &PruneReport, dry: bool, verbose: bool) {
             h(back.unsigned_abs())
         );
     }
+    if let Some(a) = &r.audit {
+        println!(
+            "audit:    {} records removed in {} segments (older than [audit] keep); the trail starts at seq {}",
+            a.records, a.segments, a.first_seq
+        );
+    }
     if r.stopped {
         println!("stopped before the end; run prune again to carry on");
     }

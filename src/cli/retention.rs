@@ -8,7 +8,9 @@ use anyhow::Context;
 pub use super::util::OutputFormat;
 use super::{passphrase, util};
 use crate::store::{RetentionPolicy, StoreDir};
-use crate::vault::{describe_policy, retention_policy, set_retention, PolicyChange};
+use crate::vault::{
+    describe_policy, retention_policy, set_retention, AuditKeep, PolicyChange, PolicyView,
+};
 
 /// Show or change how long versions are kept.
 #[derive(clap::Args)]
@@ -18,7 +20,12 @@ period during which no version can be removed by anyone. Showing needs no passph
 `retention STORE set --keep-daily 90 ...` changes the numbers given and keeps the others; \
 it asks for a passphrase, because the policy is authenticated with the store's master key \
 (a vault.toml edited by hand is refused at the next unlock). lock-days can be raised, never \
-lowered: every version was promised it when written. docs/retention.md gives the exact rules."
+lowered: every version was promised it when written. docs/retention.md gives the exact rules.
+
+The audit trail has its own retention, `audit-keep` (vault.toml's `[audit] keep`, covered by \
+the same MAC): prune removes audit records older than it, and version retention never removes \
+an audit record. Default 6 years (HIPAA's documentation period), at least 1 year, or \
+'forever'."
 )]
 pub struct Args {
     pub store: PathBuf,
@@ -64,6 +71,14 @@ pub struct SetArgs {
     /// No version younger than this many days can be removed (can be raised, never lowered).
     #[arg(long, value_name = "DAYS")]
     pub lock_days: Option<u32>,
+    /// Keep audit records this long: years, months, weeks or days (`6 years`,
+    /// `18 months`), at least 1 year; or `forever`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_audit_keep)]
+    pub audit_keep: Option<AuditKeep>,
+}
+
+fn parse_audit_keep(s: &str) -> Result<AuditKeep, String> {
+    AuditKeep::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -84,10 +99,16 @@ fn show(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {
         let mut v = serde_json::to_value(p)?;
         v["authenticated"] = view.has_mac.into();
         v["format"] = view.format.into();
+        v["audit-keep"] = view.audit_keep.clone().into();
+        v["audit-keep-days"] = AuditKeep::parse(&view.audit_keep)
+            .ok()
+            .and_then(|k| k.days())
+            .into();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     print_policy(p);
+    print_audit(&view);
     if view.has_mac {
         println!("authenticated:  yes (policy-mac, checked at every unlock)");
     } else {
@@ -123,6 +144,14 @@ fn print_policy(p: &RetentionPolicy) {
     );
 }
 
+fn print_audit(view: &PolicyView) {
+    let default = if view.audit_set { "" } else { " (default)" };
+    println!(
+        "audit-keep:     {:>7}  audit records younger than this are never pruned{default}",
+        view.audit_keep
+    );
+}
+
 /// What the policy means, in words (from the retention rules).
 fn print_words(p: &RetentionPolicy) {
     println!();
@@ -142,11 +171,12 @@ fn set(dir: &StoreDir, s: SetArgs) -> anyhow::Result<()> {
         keep_yearly: s.keep_yearly,
         min_versions: s.min_versions,
         lock_days: s.lock_days,
+        audit_keep: s.audit_keep,
     };
     anyhow::ensure!(
         !change.is_empty(),
         "nothing to set: give one or more of --keep-all-days, --keep-hourly, --keep-daily, \
-         --keep-weekly, --keep-monthly, --keep-yearly, --min-versions, --lock-days"
+         --keep-weekly, --keep-monthly, --keep-yearly, --min-versions, --lock-days, --audit-keep"
     );
     let pass = passphrase::existing(s.passphrase_file.as_deref())?;
     let done = set_retention(dir, &pass, &change)?;
@@ -154,12 +184,16 @@ fn set(dir: &StoreDir, s: SetArgs) -> anyhow::Result<()> {
     if done.was_unauthenticated {
         println!("The policy on disk was not authenticated; it is now set and authenticated.");
     }
-    if done.before == done.after {
+    if done.before == done.after && done.audit_before == done.audit_after {
         println!("The policy already had these values.");
     } else {
         println!("Set the retention policy:");
     }
     print_policy(&done.after);
+    println!(
+        "audit-keep:     {:>7}  audit records younger than this are never pruned",
+        done.audit_after
+    );
     print_words(&done.after);
     println!("A mounted store applies the new policy from its next mount.");
     Ok(())

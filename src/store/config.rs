@@ -47,6 +47,28 @@ impl Default for RetentionPolicy {
     }
 }
 
+/// `[audit]`: the audit trail's own retention, apart from the versions'
+/// (version retention never removes an audit record). Stores made before
+/// it have no such section: `AuditSettings::default()` applies to them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct AuditSettings {
+    /// How long records are kept: a duration in years, months, weeks or
+    /// days ("6 years", "18 months"), or "forever". The engine checks it.
+    pub keep: String,
+}
+
+/// HIPAA's documentation period (45 CFR 164.316(b)(2)).
+pub const DEFAULT_AUDIT_KEEP: &str = "6 years";
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            keep: DEFAULT_AUDIT_KEEP.into(),
+        }
+    }
+}
+
 /// vault.toml: everything needed to open the store except a passphrase.
 /// Holds no secret: key slots contain only wrapped keys.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,6 +82,9 @@ pub struct VaultConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_mac: Option<String>,
     pub retention: RetentionPolicy,
+    /// Absent until set (`retention set --audit-keep`): the default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSettings>,
     #[serde(rename = "slot")]
     pub slots: Vec<KeySlot>,
 }
@@ -110,7 +135,9 @@ impl VaultConfig {
     /// string, the format, the vault id (so a policy cannot be carried over
     /// from a store that shares the master key, such as a recovered copy), the
     /// block size (a hand edit of it would misread every file) and the eight
-    /// policy numbers. Key slots are not covered: each authenticates itself
+    /// policy numbers, then the `[audit]` section when there is one (a store
+    /// made before it keeps its MAC; removing the section breaks it). Key
+    /// slots are not covered: each authenticates itself
     /// (AES-GCM-SIV under its passphrase's key).
     pub fn authenticated_bytes(&self) -> Vec<u8> {
         let mut out = b"phivault vault.toml policy\0".to_vec();
@@ -131,7 +158,17 @@ impl VaultConfig {
         ] {
             out.extend(n.to_le_bytes());
         }
+        if let Some(audit) = &self.audit {
+            out.extend(b"audit\0");
+            out.extend((audit.keep.len() as u32).to_le_bytes());
+            out.extend(audit.keep.as_bytes());
+        }
         out
+    }
+
+    /// The `[audit]` settings, or the defaults when the file has none.
+    pub fn audit_settings(&self) -> AuditSettings {
+        self.audit.clone().unwrap_or_default()
     }
 
     pub fn save(&self, dir: &StoreDir) -> Result<()> {
@@ -160,6 +197,7 @@ mod tests {
             block_size: 65536,
             policy_mac: Some("00".repeat(32)),
             retention: RetentionPolicy::default(),
+            audit: None,
             slots: vec![],
         }
         .save(&dir)

@@ -11,7 +11,10 @@ mod lock;
 mod pack;
 mod space;
 
-pub use config::{RetentionPolicy, VaultConfig, FORMAT_UNAUTHENTICATED, FORMAT_VERSION};
+pub use config::{
+    AuditSettings, RetentionPolicy, VaultConfig, DEFAULT_AUDIT_KEEP, FORMAT_UNAUTHENTICATED,
+    FORMAT_VERSION,
+};
 pub use flush::{overwrites_skip_journal, wal_flush_covers_packs};
 pub use layout::StoreDir;
 pub use lock::{StoreLock, CONFIG_LOCK_FILE};

@@ -118,6 +118,7 @@ pub fn create_store(dir: &StoreDir, pass: &Passphrase, opts: &InitOptions) -> Re
         block_size: opts.block_size,
         policy_mac: None,
         retention: RetentionPolicy::default(),
+        audit: Some(crate::store::AuditSettings::default()),
         slots: vec![slot],
     };
     config.policy_mac = Some(super::settings::policy_mac(&master, &config));

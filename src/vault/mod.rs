@@ -6,6 +6,8 @@
 mod acl;
 mod attr;
 mod audit;
+mod audit_retention;
+mod audit_scope;
 mod cache;
 mod caller;
 mod clock;
@@ -41,6 +43,8 @@ use parking_lot::Mutex;
 
 pub use acl::ACCESS as ACL_ACCESS_XATTR;
 pub use attr::{Attr, DirEntry, FsStats, NodeSpec, RenameMode, SetAttr, TimeSet};
+pub use audit_retention::{AuditKeep, AuditKeepError, MIN_AUDIT_KEEP};
+pub use audit_scope::{AuditScope, AFTER_SLACK_NS};
 pub use caller::{Caller, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use data::Released;

@@ -23,9 +23,10 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{
-    retention_verdicts, validate_policy, PointKind, PolicyError, Vault, VaultError, Verdict,
-    VersionPoint,
+    retention_verdicts, validate_policy, AuditKeep, AuditKeepError, PointKind, PolicyError, Vault,
+    VaultError, Verdict, VersionPoint,
 };
+use crate::audit::{AuditError, AuditPruneReport};
 use crate::catalog::gc::ExtentSpan;
 use crate::catalog::{Catalog, CatalogError, Ino, Kind, VersionReason, VersionRow};
 use crate::store::{PackId, RetentionPolicy, StoreError, VaultConfig};
@@ -46,6 +47,10 @@ pub enum PruneError {
     },
     #[error("the retention policy in vault.toml is not valid: {0}")]
     Policy(#[from] PolicyError),
+    #[error("vault.toml's [audit] keep is not valid: {0}")]
+    AuditKeep(#[from] AuditKeepError),
+    #[error("pruning the audit trail: {0}")]
+    Audit(#[from] AuditError),
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -124,6 +129,9 @@ pub struct PruneReport {
     pub stopped: bool,
     /// With `details`: each file that loses a version.
     pub details: Vec<FileVerdicts>,
+    /// What the audit trail's own retention (`[audit] keep`) removed; None
+    /// on a dry run or a store without a trail.
+    pub audit: Option<AuditPruneReport>,
 }
 
 impl PruneReport {
@@ -197,11 +205,42 @@ impl Vault {
         if !stopped(opts) {
             self.delete_doomed_packs(opts, &mut report)?;
         }
+        if !stopped(opts) && !opts.dry_run {
+            report.audit = self.prune_audit(report.now)?;
+        }
         report.stopped = stopped(opts);
         if !opts.dry_run {
             self.sync_all()?;
         }
         Ok(report)
+    }
+
+    /// Removes the audit records older than `[audit] keep` (whole segments;
+    /// the trail leaves an anchor). Version retention never reaches them:
+    /// this is the only way they go. The longer of the setting the store
+    /// was opened with (its MAC checked then) and the one vault.toml holds
+    /// now applies, as for the lock: an unauthenticated file can only make
+    /// it keep more.
+    fn prune_audit(&self, now: i64) -> Result<Option<AuditPruneReport>, PruneError> {
+        if self.audit().is_none() {
+            return Ok(None);
+        }
+        let opened = AuditKeep::parse(&self.config.audit_settings().keep)?;
+        let on_disk = VaultConfig::load(&self.dir)
+            .ok()
+            .and_then(|c| AuditKeep::parse(&c.audit_settings().keep).ok());
+        let now = Timestamp::from_nanosecond(now as i128).map_err(|_| VaultError::Invalid)?;
+        let cutoffs = std::iter::once(opened)
+            .chain(on_disk)
+            .map(|k| k.cutoff_ns(now));
+        // None (forever) anywhere keeps everything.
+        let Some(cutoff) = cutoffs
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|c| c.into_iter().min())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.audit_reader()?.prune(cutoff)?))
     }
 
     /// What `clock` reads now, in ns since the epoch.

@@ -7,10 +7,12 @@
 
 use std::path::PathBuf;
 
+use super::audit_retention::AuditKeep;
 use super::retention::{validate_policy_change, PolicyError};
 use crate::crypto::{unlock, CryptoError, MasterKey, Passphrase};
 use crate::store::{
-    RetentionPolicy, StoreDir, StoreError, VaultConfig, FORMAT_UNAUTHENTICATED, FORMAT_VERSION,
+    AuditSettings, RetentionPolicy, StoreDir, StoreError, VaultConfig, FORMAT_UNAUTHENTICATED,
+    FORMAT_VERSION,
 };
 
 /// A store whose master key is in memory and whose vault.toml's MAC checked
@@ -145,11 +147,13 @@ pub struct PolicyChange {
     pub keep_yearly: Option<u32>,
     pub min_versions: Option<u32>,
     pub lock_days: Option<u32>,
+    /// `[audit] keep`: how long the audit trail keeps its records.
+    pub audit_keep: Option<AuditKeep>,
 }
 
 impl PolicyChange {
     pub fn is_empty(&self) -> bool {
-        self.as_array().iter().all(Option::is_none)
+        self.as_array().iter().all(Option::is_none) && self.audit_keep.is_none()
     }
 
     fn as_array(&self) -> [Option<u32>; 8] {
@@ -206,6 +210,9 @@ pub enum SetPolicyError {
 pub struct PolicySet {
     pub before: RetentionPolicy,
     pub after: RetentionPolicy,
+    /// `[audit] keep` before and after, as stored.
+    pub audit_before: String,
+    pub audit_after: String,
     /// The policy on disk had no valid MAC (a hand edit, or a format-1 file)
     /// and is now authenticated again.
     pub was_unauthenticated: bool,
@@ -226,6 +233,12 @@ pub fn set_retention(
         let before = cfg.retention.clone();
         let after = change.applied_to(&before);
         validate_policy_change(&before, &after)?;
+        let audit_before = cfg.audit_settings().keep;
+        if let Some(keep) = &change.audit_keep {
+            cfg.audit = Some(AuditSettings {
+                keep: keep.to_string(),
+            });
+        }
         // A format-1 file is upgraded; one whose MAC fails is repaired.
         let was_unauthenticated = authenticate(cfg, &master).unwrap_or(true);
         cfg.format = FORMAT_VERSION;
@@ -234,6 +247,8 @@ pub fn set_retention(
         Ok(PolicySet {
             before,
             after,
+            audit_before,
+            audit_after: cfg.audit_settings().keep,
             was_unauthenticated,
         })
     })
@@ -246,6 +261,10 @@ pub struct PolicyView {
     pub format: u32,
     /// Whether the file carries a MAC at all (format 2).
     pub has_mac: bool,
+    /// `[audit] keep` as stored, or the default when the file has none.
+    pub audit_keep: String,
+    /// Whether the file has an `[audit]` section (else the default applies).
+    pub audit_set: bool,
 }
 
 pub fn retention_policy(dir: &StoreDir) -> Result<PolicyView, StoreError> {
@@ -253,6 +272,8 @@ pub fn retention_policy(dir: &StoreDir) -> Result<PolicyView, StoreError> {
     Ok(PolicyView {
         has_mac: config.format == FORMAT_VERSION && config.policy_mac.is_some(),
         format: config.format,
+        audit_keep: config.audit_settings().keep,
+        audit_set: config.audit.is_some(),
         policy: config.retention,
     })
 }
@@ -269,6 +290,7 @@ mod tests {
             block_size: 65536,
             policy_mac: None,
             retention: RetentionPolicy::default(),
+            audit: None,
             slots: vec![],
         };
         c.policy_mac = Some(policy_mac(master, &c));
@@ -294,6 +316,19 @@ mod tests {
         edits.push(c);
         let mut c = good.clone();
         c.policy_mac = Some("not hex".into());
+        edits.push(c);
+        let mut with_audit = good.clone();
+        with_audit.audit = Some(AuditSettings::default());
+        edits.push(with_audit.clone());
+        with_audit.policy_mac = Some(policy_mac(&master, &with_audit));
+        assert!(!authenticate(&mut with_audit.clone(), &master).unwrap());
+        let mut c = with_audit.clone();
+        c.audit = Some(AuditSettings {
+            keep: "1 year".into(),
+        });
+        edits.push(c);
+        let mut c = with_audit.clone();
+        c.audit = None;
         edits.push(c);
         for mut c in edits {
             assert!(
