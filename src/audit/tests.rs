@@ -561,7 +561,7 @@ fn a_reader_works_beside_a_writer() {
         std::thread::spawn(move || {
             for i in 1..=N {
                 log.append(rec(i)).unwrap();
-                if i % 500 == 0 {
+                if i.is_multiple_of(500) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
