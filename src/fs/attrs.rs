@@ -54,13 +54,10 @@ impl PhiFs {
             (atime, mtime),
             fh.is_some(),
         );
-        let who = match self.admit(req) {
+        let who = match self.changing(req, ino) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
         };
-        if let Err(e) = self.live(ino) {
-            return reply.error(rec.failed(e));
-        }
         let ts = |t: TimeOrNow| match t {
             TimeOrNow::Now => TimeSet::Now,
             TimeOrNow::SpecificTime(t) => TimeSet::At(kernel_time_ns(t)),

@@ -90,29 +90,8 @@ impl PhiFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let rec = self
-            .audit
-            .start(req, Op::Mknod, self.entry_subject(parent, name(n)))
-            .mode(mode);
-        let (who, parent) = match self.creating(req, parent, n) {
-            Ok(p) => p,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let Some(kind) = kind_from_mode(mode) else {
-            return reply.error(rec.failed(Errno::EINVAL));
-        };
-        let made = self.vault.create_node(
-            &who,
-            parent,
-            name(n),
-            NodeSpec {
-                kind,
-                mode,
-                umask,
-                rdev,
-            },
-        );
-        self.entry_recorded(reply, parent, rec, made)
+        let kind = kind_from_mode(mode);
+        self.make_node(req, Op::Mknod, parent, n, kind, mode, umask, rdev, reply)
     }
 
     pub(super) fn do_mkdir(
@@ -124,23 +103,54 @@ impl PhiFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.make_node(
+            req,
+            Op::Mkdir,
+            parent,
+            n,
+            Some(Kind::Dir),
+            mode,
+            umask,
+            0,
+            reply,
+        )
+    }
+
+    /// MKNOD and MKDIR: a node of `kind` (None: a mode of no kind, EINVAL
+    /// once the caller may create in `parent`), recorded as `op`.
+    #[allow(clippy::too_many_arguments)]
+    fn make_node(
+        &self,
+        req: &Request,
+        op: Op,
+        parent: INodeNo,
+        n: &OsStr,
+        kind: Option<Kind>,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         let rec = self
             .audit
-            .start(req, Op::Mkdir, self.entry_subject(parent, name(n)))
+            .start(req, op, self.entry_subject(parent, name(n)))
             .mode(mode);
         let (who, parent) = match self.creating(req, parent, n) {
             Ok(p) => p,
             Err(e) => return reply.error(rec.failed(e)),
+        };
+        let Some(kind) = kind else {
+            return reply.error(rec.failed(Errno::EINVAL));
         };
         let made = self.vault.create_node(
             &who,
             parent,
             name(n),
             NodeSpec {
-                kind: Kind::Dir,
+                kind,
                 mode,
                 umask,
-                rdev: 0,
+                rdev,
             },
         );
         self.entry_recorded(reply, parent, rec, made)
@@ -270,6 +280,13 @@ impl PhiFs {
         let parent = self.live_name(parent, n)?;
         self.vault.may_create(&who, parent).map_err(errno)?;
         Ok((who, parent))
+    }
+
+    /// The caller and live node `ino`, for a change of it.
+    pub(super) fn changing(&self, req: &Request, ino: INodeNo) -> Result<Caller, Errno> {
+        let who = self.admit(req)?;
+        self.live(ino)?;
+        Ok(who)
     }
 
     /// The caller and the live directory `parent`, for the removal of its

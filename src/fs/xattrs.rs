@@ -27,13 +27,10 @@ impl PhiFs {
             .audit
             .start(req, Op::SetXattr, self.subject(ino))
             .xattr(name(n));
-        let who = match self.admit(req) {
+        let who = match self.changing(req, ino) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
         };
-        if let Err(e) = self.live(ino) {
-            return reply.error(rec.failed(e));
-        }
         let name = name(n);
         let set = self
             .vault
@@ -118,13 +115,10 @@ impl PhiFs {
             .audit
             .start(req, Op::RemoveXattr, self.subject(ino))
             .xattr(name(n));
-        let who = match self.admit(req) {
+        let who = match self.changing(req, ino) {
             Ok(who) => who,
             Err(e) => return reply.error(rec.failed(e)),
         };
-        if let Err(e) = self.live(ino) {
-            return reply.error(rec.failed(e));
-        }
         let name = name(n);
         let removed = self
             .vault
