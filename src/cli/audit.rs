@@ -32,7 +32,7 @@ removexattr)
   --since/--until TIME       as `restore` takes them: 2026-11-01, '2 weeks ago', yesterday
 
 Example: who opened anything under /patients/4711 last month, and who was refused:
-  phivault audit /srv/phi-store --path /patients/4711 --since 'last month' --op open
+  phivault audit /srv/phi-store --path /patients/4711 --since '1 month ago' --op open
   phivault audit /srv/phi-store --path /patients/4711 --denied
 
 --follow prints new records as they are recorded (oldest first), until interrupted; with \
