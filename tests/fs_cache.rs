@@ -95,3 +95,55 @@ fn a_directory_only_some_may_search_is_asked_at_every_walk() {
     let refused = stat_as("phi-alice", &file).expect_err("the ACL entry is gone");
     assert!(refused.contains("Permission denied"), "{refused}");
 }
+
+/// `stat` of `path` as root without any capability.
+fn stat_as_powerless_root(path: &Path) -> Result<(), String> {
+    let out = common::run(
+        Command::new("setpriv")
+            .args(["--inh-caps=-all", "--bounding-set=-all", "stat", "-c", "%s"])
+            .arg(path),
+    );
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// Without allow_other only the mounting user (root here) gets in, so the
+/// entries of a directory root owns and may search stay cached: every
+/// caller is root, and the owner's bits decide. Those of a directory
+/// someone else owns do not, since a root without capabilities may not
+/// walk where a root with them just did.
+#[test]
+fn without_allow_other_the_owner_bits_decide_for_the_mounting_user() {
+    require_programs(&["setpriv", "stat"]);
+    let v = Vault::mounted();
+    let own = v.path("extracting");
+    fs::create_dir(&own).unwrap();
+    chmod(&own, 0o700);
+    fs::write(own.join("a.c"), "int a;\n").unwrap();
+    let theirs = v.path("alice-home");
+    fs::create_dir(&theirs).unwrap();
+    fs::write(theirs.join("notes.txt"), "x\n").unwrap();
+    let (alice, alice_gid) = user_ids("phi-alice");
+    std::os::unix::fs::chown(&theirs, Some(alice), Some(alice_gid)).unwrap();
+    chmod(&theirs, 0o700);
+
+    stat_as_powerless_root(&own.join("a.c")).expect("root owns and may search it");
+    // Root with CAP_DAC_READ_SEARCH walks alice's directory first...
+    assert!(theirs.join("notes.txt").exists());
+    // ...and a root without it may not use that walk.
+    let refused = stat_as_powerless_root(&theirs.join("notes.txt"))
+        .expect_err("a powerless root used a capable root's walk");
+    assert!(refused.contains("Permission denied"), "{refused}");
+    // Taking the owner's x bit away shuts root's powerless processes out.
+    chmod(&own, 0o600);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match stat_as_powerless_root(&own.join("a.c")) {
+            Err(refused) => break assert!(refused.contains("Permission denied"), "{refused}"),
+            Ok(()) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(()) => panic!("the cached entry still lets a stat through 2 s after chmod 600"),
+        }
+    }
+}

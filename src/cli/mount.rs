@@ -20,7 +20,7 @@ use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
 use crate::store::{StoreDir, StoreLock};
-use crate::vault::{read_config, unlock_store, OpenOptions, UnlockFor, Unlocked, Vault};
+use crate::vault::{read_config, unlock_store, Admitted, OpenOptions, UnlockFor, Unlocked, Vault};
 
 /// Unlock a store and mount it.
 #[derive(clap::Args)]
@@ -633,7 +633,15 @@ fn serve(
         threads: tuning.threads as usize,
         flags: &flags.to_fuser(),
     });
+    // The kernel names the mounting user as the daemon's real uid
+    // (`user_id=`), and lets only that user in without allow_other.
+    let admitted = match opts.allow_other {
+        true => Admitted::Everyone,
+        // SAFETY: getuid cannot fail.
+        false => Admitted::User(unsafe { libc::getuid() }),
+    };
     let mut fs = PhiFs::new(vault.clone(), tuning.io_uring, opts.posix_acls)
+        .admitting(admitted)
         .allow_groups(opts.allow_groups.clone());
     if let Some(at) = at {
         fs = fs.at_instant(at);

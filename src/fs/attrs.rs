@@ -104,11 +104,12 @@ impl PhiFs {
     }
 
     /// After a change of `dir`'s mode, owner or ACL, once it is replied
-    /// to: if everyone could search it before (as `entry_timeout` last
-    /// said; None when it did not, so maybe) and not now, the kernel
-    /// forgets the entries it cached in it.
+    /// to: if every admitted caller could search it before (as
+    /// `entry_timeout` last said; None when it did not, so maybe) and not
+    /// now, the kernel forgets the entries it cached in it.
     pub(super) fn search_changed(&self, dir: u64, was_searchable: Option<bool>) {
-        if was_searchable.unwrap_or(true) && !self.vault.searchable_by_all(dir).unwrap_or(true) {
+        let now = self.vault.searchable_by(dir, self.admitted);
+        if was_searchable.unwrap_or(true) && !now.unwrap_or(true) {
             self.kernel.forget_entries(INodeNo(dir), self.names_in(dir));
         }
     }

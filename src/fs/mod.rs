@@ -34,7 +34,7 @@ use fuser::{
     WriteFlags,
 };
 
-use crate::vault::{Attr, Caller, Past, Vault, VaultError, ROOT_INO};
+use crate::vault::{Admitted, Attr, Caller, Past, Vault, VaultError, ROOT_INO};
 use convert::file_attr;
 use dir_handles::DirHandles;
 use search_cache::SearchCache;
@@ -58,7 +58,9 @@ pub struct PhiFs {
     /// `--allow-group`: the groups whose members (and root) alone get in;
     /// empty for everyone.
     allowed_groups: Vec<u32>,
-    /// Which directories everyone may search (see `entry_timeout`).
+    /// Who the kernel lets in at all (`allow_other` or the mounting user).
+    admitted: Admitted,
+    /// Which directories everyone admitted may search (see `entry_timeout`).
     searchable: SearchCache,
     /// What the kernel is told to forget; its notifier comes from the
     /// mount once the session exists.
@@ -109,6 +111,7 @@ impl PhiFs {
             io_uring,
             posix_acls,
             allowed_groups: Vec::new(),
+            admitted: Admitted::Everyone,
             searchable: SearchCache::default(),
             kernel: kernel.clone(),
             drop_behind: DropBehind::new(kernel),
@@ -123,6 +126,12 @@ impl PhiFs {
     /// read-only and without `.snapshots`, instead of the live one.
     pub fn at_instant(mut self, at: i64) -> Self {
         self.at = Some(at);
+        self
+    }
+
+    /// Says who the kernel lets in (see `Admitted`); until told, everyone.
+    pub fn admitting(mut self, admitted: Admitted) -> Self {
+        self.admitted = admitted;
         self
     }
 
@@ -159,14 +168,15 @@ impl PhiFs {
     /// How long the kernel may keep an entry of live directory `dir`
     /// without asking again. Without default_permissions it does not check
     /// search permission on a path it walks through cached entries, so an
-    /// entry of a directory that not everyone may search must be looked up
-    /// each time (timeout 0), as must the root's entries when
-    /// `--allow-group` shuts some callers out.
+    /// entry of a directory that not every caller the mount admits may
+    /// search must be looked up each time (timeout 0), as must the root's
+    /// entries when `--allow-group` shuts some callers out.
     fn entry_timeout(&self, dir: u64) -> Duration {
-        self.entry_timeout_of(dir, self.searchable_by_all(dir))
+        self.entry_timeout_of(dir, self.searchable_by_admitted(dir))
     }
 
-    /// `entry_timeout` of `dir`, which everyone may search or not (`open`).
+    /// `entry_timeout` of `dir`, which every admitted caller may search or
+    /// not (`open`).
     fn entry_timeout_of(&self, dir: u64, open: bool) -> Duration {
         match open && (dir != ROOT_INO || self.allowed_groups.is_empty()) {
             true => TTL,
@@ -174,11 +184,13 @@ impl PhiFs {
         }
     }
 
-    /// Whether everyone may search live directory `dir` (see `SearchCache`).
-    fn searchable_by_all(&self, dir: u64) -> bool {
+    /// Whether every admitted caller may search live directory `dir` (see
+    /// `SearchCache`).
+    fn searchable_by_admitted(&self, dir: u64) -> bool {
         let generation = self.vault.generation(dir);
-        self.searchable
-            .get_or(dir, generation, || self.vault.searchable_by_all(dir).ok())
+        self.searchable.get_or(dir, generation, || {
+            self.vault.searchable_by(dir, self.admitted).ok()
+        })
     }
 }
 

@@ -35,7 +35,7 @@ impl PhiFs {
                 // number, which the kernel checked when it handed it out.
                 // A directory everyone may search needs no check (and no
                 // read of its mode) for anyone.
-                let open = matches!(tree, Tree::Live(_)) && self.searchable_by_all(ino);
+                let open = matches!(tree, Tree::Live(_)) && self.searchable_by_admitted(ino);
                 let searched = match (&tree, name(n)) {
                     (_, b"." | b"..") => Ok(()),
                     (Tree::Live(_), _) if open => Ok(()),

@@ -30,7 +30,7 @@ impl PhiFs {
         }
         let open = t.getattr(dir).and_then(|a| {
             let acl = access_acl(t, &a)?;
-            Vault::past_searchable_by_all(&a, acl.as_deref())
+            Vault::past_searchable_by(&a, acl.as_deref(), self.admitted)
         });
         match open {
             Ok(true) => TTL,

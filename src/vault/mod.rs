@@ -59,7 +59,7 @@ pub use lifecycle::{
     create_store, format_utc, read_config, rfc3339_now, unlock_master, InitOptions, OpenOptions,
 };
 pub use past::{Past, TreeView};
-pub use permission::{MAY_EXEC, MAY_READ, MAY_WRITE};
+pub use permission::{Admitted, MAY_EXEC, MAY_READ, MAY_WRITE};
 pub use prune::{FileVerdicts, PruneClock, PruneError, PruneOptions, PruneReport, PruneStage};
 pub use restore::{
     EngineTarget, Found, FsTarget, Placement, RestoreError, RestoreSummary, RestoreTarget,

@@ -27,11 +27,54 @@ const S_ISGID: u32 = 0o2000;
 const S_ISVTX: u32 = 0o1000;
 const S_IXGRP: u32 = 0o0010;
 const S_IXUGO: u32 = 0o0111;
+const S_IXUSR: u32 = 0o0100;
 const S_IRWXG: u32 = 0o0070;
 /// The kernel's open flag for an exec (`__FMODE_EXEC`), which asks for
 /// MAY_EXEC instead of read.
 const FMODE_EXEC: i32 = 0x20;
 const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
+
+/// Who a mount lets in at all: the kernel refuses everyone else before
+/// phivault is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// `allow_other`: every user.
+    Everyone,
+    /// No `allow_other`: only processes whose real, effective and saved
+    /// uids are all this one, the user who mounted.
+    User(u32),
+}
+
+/// Whether every caller `admitted` passes the search check of directory
+/// `d`, whose access ACL `acl` reads.
+///
+/// With only user U let in, a directory U owns with the owner's x bit is
+/// searchable by all of them whatever their groups and capabilities (the
+/// owner class never looks further). A caller's fsuid can differ from U
+/// only with CAP_SETUID, which could set it back to U anyway. This is what
+/// keeps the kernel's entries of the 0700 directories `tar` makes while
+/// extracting, and of private home trees.
+fn searchable(
+    d: &Attr,
+    admitted: Admitted,
+    acl: impl FnOnce() -> Result<Option<Acl>>,
+) -> Result<bool> {
+    if d.kind != Kind::Dir {
+        return Ok(false);
+    }
+    if let Admitted::User(uid) = admitted {
+        if d.uid == uid && d.perm & S_IXUSR != 0 {
+            return Ok(true);
+        }
+    }
+    if d.perm & S_IXUGO != S_IXUGO {
+        return Ok(false);
+    }
+    Ok(match acl()? {
+        Some(acl) => acl.grants_everyone(MAY_EXEC),
+        None => true,
+    })
+}
 
 impl Vault {
     /// `inode_permission`: whether `caller` may `mask` inode `ino`.
@@ -291,18 +334,12 @@ impl Vault {
         self.permission(caller, ino, mask)
     }
 
-    /// Whether every caller may search directory `dir`: then the kernel may
-    /// keep the entries it looked up in it for everyone; otherwise each
-    /// caller's LOOKUP must reach the engine (entry timeout 0).
-    pub fn searchable_by_all(&self, dir: Ino) -> Result<bool> {
+    /// Whether every caller `admitted` may search directory `dir`: then the
+    /// kernel may keep the entries it looked up in it for all of them;
+    /// otherwise each caller's LOOKUP must reach the engine (entry timeout 0).
+    pub fn searchable_by(&self, dir: Ino, admitted: Admitted) -> Result<bool> {
         let d = self.getattr(dir)?;
-        if d.kind != Kind::Dir || d.perm & S_IXUGO != S_IXUGO {
-            return Ok(false);
-        }
-        Ok(match self.access_acl(&d)? {
-            Some(acl) => acl.grants_everyone(MAY_EXEC),
-            None => true,
-        })
+        searchable(&d, admitted, || self.access_acl(&d))
     }
 
     /// `inode_permission`: a read-only vault refuses writes (`sb_permission`),
@@ -387,14 +424,10 @@ impl Vault {
         })
     }
 
-    /// `searchable_by_all` for a directory of the past (see `past_permission`).
-    pub fn past_searchable_by_all(a: &Attr, acl: Option<&[u8]>) -> Result<bool> {
-        if a.kind != Kind::Dir || a.perm & S_IXUGO != S_IXUGO {
-            return Ok(false);
-        }
-        Ok(match acl.map(Acl::from_xattr).transpose()?.flatten() {
-            Some(acl) => acl.grants_everyone(MAY_EXEC),
-            None => true,
+    /// `searchable_by` for a directory of the past (see `past_permission`).
+    pub fn past_searchable_by(a: &Attr, acl: Option<&[u8]>, admitted: Admitted) -> Result<bool> {
+        searchable(a, admitted, || {
+            acl.map(Acl::from_xattr).transpose().map(Option::flatten)
         })
     }
 
@@ -526,14 +559,14 @@ mod tests {
     }
 
     #[test]
-    fn searchable_by_all_asks_every_class_and_the_acl() {
+    fn searchable_by_everyone_asks_every_class_and_the_acl() {
         let dir = tempfile::tempdir().unwrap();
         let v = open_vault(dir.path());
         v.enable_acls();
         let open = node(&v, "open", Kind::Dir, 0o711);
         let closed = node(&v, "closed", Kind::Dir, 0o710);
-        assert!(v.searchable_by_all(open).unwrap());
-        assert!(!v.searchable_by_all(closed).unwrap());
+        assert!(v.searchable_by(open, Admitted::Everyone).unwrap());
+        assert!(!v.searchable_by(closed, Admitted::Everyone).unwrap());
         // u::rwx, u:4000:---, g::--x, m::--x, o::--x: user 4000 may not.
         let acl = |named_perm: u16| {
             let mut b = 2u32.to_le_bytes().to_vec();
@@ -552,14 +585,37 @@ mod tests {
         };
         let root = Caller::root();
         v.setxattr(&root, open, acl::ACCESS, &acl(0), 0).unwrap();
-        assert!(!v.searchable_by_all(open).unwrap());
+        assert!(!v.searchable_by(open, Admitted::Everyone).unwrap());
         let named = Caller::with_credentials(4000, 4000, 0, vec![], 0);
         assert!(matches!(
             v.may_lookup(&named, open),
             Err(VaultError::AccessDenied)
         ));
         v.setxattr(&root, open, acl::ACCESS, &acl(5), 0).unwrap();
-        assert!(v.searchable_by_all(open).unwrap());
+        assert!(v.searchable_by(open, Admitted::Everyone).unwrap());
         v.may_lookup(&named, open).unwrap();
+    }
+
+    #[test]
+    fn searchable_by_the_one_user_admitted_asks_only_the_owner_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        // As `tar` leaves a directory it is still filling.
+        let private = node(&v, "private", Kind::Dir, 0o700);
+        let no_owner_x = node(&v, "no-owner-x", Kind::Dir, 0o611);
+        let file = node(&v, "file", Kind::File, 0o755);
+        assert!(!v.searchable_by(private, Admitted::Everyone).unwrap());
+        assert!(v.searchable_by(private, Admitted::User(OWNER)).unwrap());
+        assert!(!v.searchable_by(private, Admitted::User(OWNER + 1)).unwrap());
+        // The owner is refused whatever the others may do.
+        assert!(!v.searchable_by(no_owner_x, Admitted::User(OWNER)).unwrap());
+        assert!(!v.searchable_by(file, Admitted::User(OWNER)).unwrap());
+        // Each admitted caller passes, whatever its groups and capabilities.
+        for who in [
+            Caller::with_credentials(OWNER, GROUP, 0, vec![], 0),
+            Caller::with_credentials(OWNER, 12345, 0, vec![], 0),
+        ] {
+            v.may_lookup(&who, private).unwrap();
+        }
     }
 }
