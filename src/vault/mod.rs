@@ -131,8 +131,8 @@ pub struct Vault {
     clock: AtomicI64,
     read_only: bool,
     closed: AtomicBool,
-    /// Directory paths for the audit trail (see `paths`).
-    paths: paths::DirPaths,
+    /// Paths of nodes for the audit trail (see `paths`).
+    paths: paths::PathCache,
     /// Used by the flusher only; opened at its first copy, closed at shutdown.
     checkpointer: Mutex<Option<crate::catalog::Checkpointer>>,
     /// The audit trail's writer: only with a read-write open.

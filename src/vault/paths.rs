@@ -1,7 +1,8 @@
 //! The path of a node as it is now (or was at an instant), for the audit
-//! trail: its names walked up to the root through the catalog. The paths of
-//! directories are kept until a directory is renamed or removed, so that an
-//! open costs one entry lookup and one name decryption.
+//! trail: its names walked up to the root through the catalog. The paths
+//! found are kept: a directory's until a directory is renamed or removed,
+//! any other node's until it loses a name. An open of a file named before
+//! then costs no catalog read at all.
 //!
 //! Never fails for a node that has no name: it names what it can instead.
 
@@ -13,54 +14,79 @@ use parking_lot::Mutex;
 use super::{Result, Vault};
 use crate::catalog::{Catalog, Ino, ROOT_INO};
 
-/// Directory paths kept at most; the cache starts over when full.
-const MAX_DIRS: usize = 16_384;
+/// Paths kept at most; the cache starts over when full.
+const MAX_PATHS: usize = 65_536;
 /// Deeper than any path the kernel can hand us (PATH_MAX / 2): a loop.
 const MAX_DEPTH: usize = 2048;
 
-/// The paths of directories, valid while no directory has been renamed or
-/// removed since they were read (`epoch`).
+/// The paths of nodes as they are now. Every change of a name counts in
+/// `changes`; a change of a directory also bumps `dirs_epoch`, which drops
+/// every kept path, while a change of another node drops only its own.
+///
+/// A path read from the catalog is kept only if no change at all happened
+/// since the read began (`Seen`), so a path read just before a rename is
+/// never kept after it.
 #[derive(Default)]
-pub(super) struct DirPaths {
-    epoch: AtomicU64,
+pub(super) struct PathCache {
+    dirs_epoch: AtomicU64,
+    changes: AtomicU64,
     kept: Mutex<Kept>,
 }
 
 #[derive(Default)]
 struct Kept {
-    epoch: u64,
+    dirs_epoch: u64,
     paths: HashMap<Ino, Vec<u8>>,
 }
 
-impl DirPaths {
+/// The cache's counters when a walk through the catalog began.
+#[derive(Clone, Copy)]
+struct Seen {
+    dirs_epoch: u64,
+    changes: u64,
+}
+
+impl PathCache {
     /// A directory was renamed or removed: every kept path may be wrong.
-    /// Call it after the change is in the catalog, so a path read before
-    /// it is kept under an epoch that no longer holds.
+    /// Call it after the change is in the catalog.
     pub(super) fn dirs_changed(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.dirs_epoch.fetch_add(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Acquire)
+    /// Node `ino` (not a directory) lost a name: unlinked, renamed or
+    /// replaced. Call it after the change is in the catalog.
+    pub(super) fn node_changed(&self, ino: Ino) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.kept.lock().paths.remove(&ino);
     }
 
-    fn get(&self, dir: Ino, epoch: u64) -> Option<Vec<u8>> {
+    fn seen(&self) -> Seen {
+        Seen {
+            dirs_epoch: self.dirs_epoch.load(Ordering::Acquire),
+            changes: self.changes.load(Ordering::Acquire),
+        }
+    }
+
+    fn get(&self, ino: Ino, seen: Seen) -> Option<Vec<u8>> {
         let kept = self.kept.lock();
-        (kept.epoch == epoch)
-            .then(|| kept.paths.get(&dir).cloned())
+        (kept.dirs_epoch == seen.dirs_epoch)
+            .then(|| kept.paths.get(&ino).cloned())
             .flatten()
     }
 
-    fn put(&self, dir: Ino, path: &[u8], epoch: u64) {
+    fn put(&self, ino: Ino, path: &[u8], seen: Seen) {
         let mut kept = self.kept.lock();
-        if epoch < kept.epoch {
+        // Checked under the lock that `node_changed` removes under.
+        if self.changes.load(Ordering::Acquire) != seen.changes || seen.dirs_epoch < kept.dirs_epoch
+        {
             return;
         }
-        if epoch > kept.epoch || kept.paths.len() >= MAX_DIRS {
+        if seen.dirs_epoch > kept.dirs_epoch || kept.paths.len() >= MAX_PATHS {
             kept.paths.clear();
-            kept.epoch = epoch;
+            kept.dirs_epoch = seen.dirs_epoch;
         }
-        kept.paths.insert(dir, path.to_vec());
+        kept.paths.insert(ino, path.to_vec());
     }
 }
 
@@ -81,18 +107,18 @@ impl Vault {
         if ino == ROOT_INO {
             return Ok(b"/".to_vec());
         }
-        let epoch = self.paths.epoch();
-        if let Some(p) = self.paths.get(ino, epoch) {
+        let seen = self.paths.seen();
+        if let Some(p) = self.paths.get(ino, seen) {
             return Ok(p);
         }
         let cat = self.catalog_to_read()?;
-        if let Some(p) = self.walk_up(&cat, ino, When::Now, epoch)? {
+        if let Some(p) = self.walk_up(&cat, ino, When::Now, seen)? {
             return Ok(p);
         }
         // No live name: the last one it had, in a directory that is alive.
         let last = cat.entries_of_ino(ino)?.pop();
         if let Some(e) = last {
-            if let Some(mut p) = self.walk_up(&cat, e.parent, When::Now, epoch)? {
+            if let Some(mut p) = self.walk_up(&cat, e.parent, When::Now, seen)? {
                 let name = self.open_name(e.parent, &e.sealed_name)?;
                 join(&mut p, &name);
                 return Ok(p);
@@ -109,7 +135,7 @@ impl Vault {
         }
         let cat = self.catalog_to_read()?;
         Ok(self
-            .walk_up(&cat, ino, When::At(at), 0)?
+            .walk_up(&cat, ino, When::At(at), self.paths.seen())?
             .unwrap_or_else(|| deleted(ino)))
     }
 
@@ -134,9 +160,9 @@ impl Vault {
     }
 
     /// Walks from `ino` up to the root; None if some node on the way has
-    /// no name (then). Keeps the directories' paths found on the way when
-    /// reading the live tree.
-    fn walk_up(&self, cat: &Catalog, ino: Ino, when: When, epoch: u64) -> Result<Option<Vec<u8>>> {
+    /// no name (then). Keeps the paths found on the way when reading the
+    /// live tree.
+    fn walk_up(&self, cat: &Catalog, ino: Ino, when: When, seen: Seen) -> Result<Option<Vec<u8>>> {
         // (node, its name), from `ino` upwards.
         let mut names: Vec<(Ino, Vec<u8>)> = Vec::new();
         let mut cur = ino;
@@ -147,7 +173,7 @@ impl Vault {
                 break;
             }
             if let When::Now = when {
-                if let Some(p) = self.paths.get(cur, epoch) {
+                if let Some(p) = self.paths.get(cur, seen) {
                     base = Some(p);
                     break;
                 }
@@ -161,19 +187,23 @@ impl Vault {
         let Some(mut path) = base else {
             return Ok(None);
         };
-        for (i, (node, name)) in names.iter().rev().enumerate() {
+        for (node, name) in names.iter().rev() {
             join(&mut path, name);
-            // All but `ino` itself are directories.
-            if matches!(when, When::Now) && i + 1 < names.len() {
-                self.paths.put(*node, &path, epoch);
+            if let When::Now = when {
+                self.paths.put(*node, &path, seen);
             }
         }
         Ok(Some(path))
     }
 
-    /// A directory was renamed or removed (see `DirPaths`).
+    /// A directory was renamed or removed (see `PathCache`).
     pub(super) fn dirs_changed(&self) {
         self.paths.dirs_changed();
+    }
+
+    /// Node `ino`, not a directory, lost a name (see `PathCache`).
+    pub(super) fn node_renamed(&self, ino: Ino) {
+        self.paths.node_changed(ino);
     }
 }
 
@@ -267,6 +297,46 @@ mod tests {
         v.rmdir(&root, ROOT_INO, b"a").unwrap();
         assert_eq!(v.path_of(g).unwrap(), format!("<deleted>/{g}").as_bytes());
         v.release_file(f).unwrap();
+    }
+
+    /// A file's path is kept after the first walk, and forgotten when the
+    /// file loses a name in any of the ways a name goes.
+    #[test]
+    fn kept_paths_of_files_follow_every_change_of_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = open_vault(dir.path());
+        let root = Caller::root();
+        let a = mkdir(&v, ROOT_INO, b"a");
+        let f = file(&v, a, b"f");
+        let g = file(&v, a, b"g");
+        assert_eq!(v.path_of(f).unwrap(), b"/a/f");
+        // Renamed, then replaced by another file.
+        v.rename(&root, a, b"f", a, b"f2", RenameMode::Replace)
+            .unwrap();
+        assert_eq!(v.path_of(f).unwrap(), b"/a/f2");
+        assert_eq!(v.path_of(g).unwrap(), b"/a/g");
+        v.rename(&root, a, b"f2", a, b"g", RenameMode::Replace)
+            .unwrap();
+        assert_eq!(v.path_of(f).unwrap(), b"/a/g");
+        // The replaced one is named by its last name (see `path_of`).
+        assert_eq!(v.path_of(g).unwrap(), b"/a/g");
+        // Exchanged with another.
+        let h = file(&v, a, b"h");
+        assert_eq!(v.path_of(h).unwrap(), b"/a/h");
+        v.rename(&root, a, b"g", a, b"h", RenameMode::Exchange)
+            .unwrap();
+        assert_eq!(v.path_of(f).unwrap(), b"/a/h");
+        assert_eq!(v.path_of(h).unwrap(), b"/a/g");
+        // A second name, then the first one unlinked: the other is named.
+        v.link(f, ROOT_INO, b"top").unwrap();
+        assert_eq!(v.path_of(f).unwrap(), b"/a/h");
+        v.unlink(&root, a, b"h").unwrap();
+        assert_eq!(v.path_of(f).unwrap(), b"/top");
+        // A directory above renamed: every kept path goes.
+        assert_eq!(v.path_of(h).unwrap(), b"/a/g");
+        v.rename(&root, ROOT_INO, b"a", ROOT_INO, b"b", RenameMode::Replace)
+            .unwrap();
+        assert_eq!(v.path_of(h).unwrap(), b"/b/g");
     }
 
     /// What naming a file three directories down costs (run with

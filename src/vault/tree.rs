@@ -306,8 +306,10 @@ impl Vault {
         let file = self.files.lock().get(&target.0).cloned();
         let open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
+        let mut removed = target.0;
         cat.tx_commit(|c| {
             let (ino, kind) = c.lookup(parent, &hash)?.ok_or(VaultError::NotFound)?;
+            removed = ino;
             let mut dir = Self::dir_of(c, parent)?;
             match (kind == Kind::Dir, want_dir) {
                 (true, false) => return Err(VaultError::IsDir),
@@ -333,8 +335,9 @@ impl Vault {
             Ok(())
         })?;
         drop((cat, open));
-        if want_dir {
-            self.dirs_changed();
+        match want_dir {
+            true => self.dirs_changed(),
+            false => self.node_renamed(removed),
         }
         self.deallocate_if_orphaned(target.0)
     }
@@ -394,12 +397,16 @@ impl Vault {
         let open = file.as_ref().map(|f| f.lock());
         let cat = self.catalog.lock();
         let mut moves_dir = false;
+        // The nodes whose names change (the moved one, the one replaced or
+        // exchanged), for the path cache.
+        let mut renamed = [None, None];
         cat.tx_commit(|c| {
             let (src_ino, src_kind) = c.lookup(parent, &src_hash)?.ok_or(VaultError::NotFound)?;
             Self::dir_of(c, parent)?;
             Self::dir_of(c, new_parent)?;
             let existing = c.lookup(new_parent, &dst.hash)?;
             moves_dir = src_kind == Kind::Dir || existing.is_some_and(|(_, k)| k == Kind::Dir);
+            renamed = [Some(src_ino), existing.map(|(i, _)| i)];
             if existing.is_some_and(|(i, _)| i == src_ino) {
                 return Ok(()); // same inode under both names: POSIX says do nothing
             }
@@ -486,8 +493,12 @@ impl Vault {
             Self::touch_dirs(c, parent, new_parent, t)
         })?;
         drop((cat, open));
-        if moves_dir {
-            self.dirs_changed();
+        match moves_dir {
+            true => self.dirs_changed(),
+            false => renamed
+                .into_iter()
+                .flatten()
+                .for_each(|i| self.node_renamed(i)),
         }
         match replaced {
             Some(ino) => self.deallocate_if_orphaned(ino),
