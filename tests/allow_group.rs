@@ -1,7 +1,7 @@
 //! `--allow-group` on a real mount with `allow_other`: members of the group
 //! get in, everyone else is refused EACCES on every request, also for paths
-//! a member walked just before (the kernel's cached entries), and root
-//! still gets in.
+//! a member walked just before (the kernel's cached entries), root still
+//! gets in, and a remount cannot change the groups.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{require_programs, user_ids, Vault};
+use common::{bin, require_programs, user_ids, Vault};
 
 const MEMBER: &str = "phi-alice";
 const OUTSIDER: &str = "phi-carol";
@@ -59,17 +59,24 @@ fn walk(user: &str, mnt: &Path) -> String {
     ))
 }
 
-#[test]
-fn only_members_of_the_allowed_group_get_in() {
-    require_programs(&["setpriv", "stat", "ls", "cat"]);
-    user_ids(MEMBER);
-    user_ids(OUTSIDER);
+/// A mount that lets in only `GROUP`, with a directory and a file in it
+/// that everyone may read and write.
+fn share() -> Vault {
     let v = Vault::mounted_with(&["-o", "allow_other", "--allow-group", GROUP]);
     open_to_all(v.dir.path());
     fs::create_dir(v.path("shared")).unwrap();
     fs::set_permissions(v.path("shared"), fs::Permissions::from_mode(0o777)).unwrap();
     fs::write(v.path("shared/notes"), "visit notes\n").unwrap();
     fs::set_permissions(v.path("shared/notes"), fs::Permissions::from_mode(0o666)).unwrap();
+    v
+}
+
+#[test]
+fn only_members_of_the_allowed_group_get_in() {
+    require_programs(&["setpriv", "stat", "ls", "cat"]);
+    user_ids(MEMBER);
+    user_ids(OUTSIDER);
+    let v = share();
 
     let member = walk(MEMBER, &v.mnt);
     for ok in ["stat rc=0", "ls rc=0", "cat rc=0", "create rc=0"] {
@@ -112,4 +119,44 @@ fn allow_group_without_allow_other_or_with_an_unknown_group_mounts_nothing() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn a_remount_cannot_change_the_allowed_groups() {
+    let mut v = Vault::mounted_with(&["-o", "allow_other", "--allow-group", GROUP]);
+    for other in [
+        "allow_group=phi-lab".to_string(),
+        format!("allow_group={GROUP},allow_group=phi-lab"),
+    ] {
+        let out = remount(&v, &other);
+        assert!(!out.status.success(), "remount,{other} succeeded");
+        assert!(
+            text(&out).contains("allow_group is fixed when mounting"),
+            "{}",
+            text(&out)
+        );
+    }
+    // As mount(8) does from an fstab line: the same groups again.
+    let out = remount(&v, &format!("ro,allow_other,allow_group={GROUP}"));
+    common::ok_output(&out, "remount,ro repeating the mount's allow_group");
+    let out = remount(&v, "rw");
+    common::ok_output(&out, "remount,rw without allow_group");
+
+    // A mount without groups gains none.
+    v.unmount();
+    v.mount(&["-o", "allow_other"]);
+    let out = remount(&v, &format!("allow_group={GROUP}"));
+    assert!(!out.status.success(), "remount added allow_group");
+    assert!(text(&out).contains("lets in everyone"), "{}", text(&out));
+}
+
+/// `phivault mount -o remount,OPTS` of `v`'s mount, as mount.phivault runs it.
+fn remount(v: &Vault, opts: &str) -> Output {
+    common::run(
+        Command::new(bin())
+            .arg("mount")
+            .arg(&v.store)
+            .arg(&v.mnt)
+            .args(["-o", &format!("remount,{opts}")]),
+    )
 }
