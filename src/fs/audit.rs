@@ -16,7 +16,7 @@ use std::sync::Arc;
 use fuser::{Errno, FileHandle, INodeNo, ReplyEmpty, ReplyEntry, Request, TimeOrNow};
 
 use super::snapshots::Node;
-use super::{errno, PhiFs};
+use super::PhiFs;
 use crate::audit::{AuditLog, Detail, Op, Record, Who};
 use crate::vault::{Attr, Vault};
 use handles::Handles;
@@ -409,25 +409,24 @@ impl PhiFs {
         }
     }
 
-    /// Replies with the node a request made (see `entry`), once its
-    /// record is appended.
+    /// Replies with the node a request made in live directory `dir` (see
+    /// `entry`), as `made` says `(dir, node)`, once its record is appended.
     pub(super) fn entry_recorded(
         &self,
         reply: ReplyEntry,
-        dir: u64,
         rec: Pending<'_>,
-        res: crate::vault::Result<Attr>,
+        made: Result<(u64, Attr), Errno>,
     ) {
-        match rec.done(res.map_err(errno)) {
-            Ok(a) => self.entry(reply, dir, Ok(a)),
+        match rec.done(made) {
+            Ok((dir, a)) => self.entry(reply, dir, Ok(a)),
             Err(e) => reply.error(e),
         }
     }
 }
 
 /// Replies to a request that returns nothing, once its record is appended.
-pub(super) fn empty_recorded(reply: ReplyEmpty, rec: Pending<'_>, res: crate::vault::Result<()>) {
-    match rec.done(res.map_err(errno)) {
+pub(super) fn empty_recorded(reply: ReplyEmpty, rec: Pending<'_>, res: Result<(), Errno>) {
+    match rec.done(res) {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(e),
     }
@@ -445,6 +444,13 @@ impl Created for () {}
 impl Created for Attr {
     fn node(&self) -> Option<u64> {
         Some(self.ino)
+    }
+}
+
+/// A node made in a directory: (directory, node).
+impl Created for (u64, Attr) {
+    fn node(&self) -> Option<u64> {
+        Some(self.1.ino)
     }
 }
 
