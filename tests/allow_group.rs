@@ -1,7 +1,8 @@
 //! `--allow-group` on a real mount with `allow_other`: members of the group
 //! get in, everyone else is refused EACCES on every request, also for paths
-//! a member walked just before (the kernel's cached entries), root still
-//! gets in, and a remount cannot change the groups.
+//! a member walked just before (the kernel's cached entries), each of
+//! their attempts is recorded in the audit trail, root still gets in, and
+//! a remount cannot change the groups.
 
 mod common;
 
@@ -119,6 +120,81 @@ fn allow_group_without_allow_other_or_with_an_unknown_group_mounts_nothing() {
         "{}",
         text(&out)
     );
+}
+
+/// The refused records of `user` in `v`'s trail, as `phivault audit --format
+/// json` lists them while the store is mounted.
+fn refused_records(v: &Vault, user: &str) -> Vec<serde_json::Value> {
+    let out = common::run(
+        Command::new(bin())
+            .arg("audit")
+            .arg(&v.store)
+            .args(["--format", "json", "--user", user, "--denied"])
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    common::ok_output(&out, "phivault audit --denied");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array().expect("a JSON array of records").clone()
+}
+
+/// The program a record names, its operation and path.
+fn what(r: &serde_json::Value) -> (&str, &str, &str) {
+    fn s(v: &serde_json::Value) -> &str {
+        v.as_str().unwrap_or_default()
+    }
+    (s(&r["who"]["comm"]), s(&r["op"]), s(&r["path"]))
+}
+
+#[test]
+fn every_refused_request_of_an_outsider_is_recorded() {
+    require_programs(&["setpriv", "stat", "ls", "cat"]);
+    let (carol, _) = user_ids(OUTSIDER);
+    user_ids(MEMBER);
+    let v = share();
+    // A member first, so that the kernel holds what it may keep of the
+    // root and its entries.
+    let script = r#"
+stat -c %s "$MNT" >/dev/null && stat -f "$MNT" >/dev/null && ls "$MNT" >/dev/null \
+  && cat "$MNT/shared/notes" >/dev/null && echo member ok
+"#;
+    let env = format!("export MNT='{}';", v.mnt.display());
+    let member = text(&as_user(MEMBER, &format!("{env}{script}")));
+    assert!(member.contains("member ok"), "{MEMBER}:\n{member}");
+
+    let script = r#"
+stat -c %s "$MNT"; echo "stat rc=$?"
+stat -f "$MNT"; echo "statfs rc=$?"
+ls "$MNT"; echo "ls rc=$?"
+cat "$MNT/shared/notes"; echo "cat rc=$?"
+"#;
+    let outsider = text(&as_user(OUTSIDER, &format!("{env}{script}")));
+    for refused in ["stat rc=1", "statfs rc=1", "ls rc=2", "cat rc=1"] {
+        assert!(outsider.contains(refused), "{OUTSIDER} got in:\n{outsider}");
+    }
+
+    let recs = refused_records(&v, OUTSIDER);
+    let listing: Vec<_> = recs.iter().map(what).collect();
+    for r in &recs {
+        assert_eq!(r["who"]["uid"], carol, "{r}");
+        assert_eq!(r["errno"], libc::EACCES, "{r}");
+        assert_eq!(r["result"], "EACCES", "{r}");
+    }
+    // stat(1) of the mountpoint and of its filesystem, whatever the kernel
+    // cached for the member; ls and cat, whichever request of theirs came
+    // first.
+    for want in [("stat", "stat", "/"), ("stat", "statfs", "/")] {
+        assert!(listing.contains(&want), "no {want:?} in {listing:?}");
+    }
+    for program in ["ls", "cat"] {
+        assert!(
+            listing.iter().any(|&(comm, _, _)| comm == program),
+            "no refusal of {program} in {listing:?}"
+        );
+    }
+    // A member's stat, statfs and readdir are not recorded at all.
+    let member_recs = refused_records(&v, MEMBER);
+    assert!(member_recs.is_empty(), "{member_recs:?}");
 }
 
 #[test]

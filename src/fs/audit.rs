@@ -18,7 +18,7 @@ use fuser::{Errno, FileHandle, INodeNo, ReplyEmpty, ReplyEntry, Request, TimeOrN
 use super::snapshots::Node;
 use super::PhiFs;
 use crate::audit::{AuditLog, Detail, Op, Record, Who};
-use crate::vault::{Attr, Vault};
+use crate::vault::{Attr, Caller, Vault};
 use handles::Handles;
 use who::Callers;
 
@@ -421,6 +421,17 @@ impl PhiFs {
             Ok((dir, a)) => self.entry(reply, dir, Ok(a)),
             Err(e) => reply.error(e),
         }
+    }
+
+    /// The caller of `req`, if `--allow-group` lets it in. A caller shut
+    /// out of a request that no other record covers (stat, readdir,
+    /// statfs, listxattr, readlink; getxattr does the same, naming the
+    /// attribute) is recorded as `op` of `node`, one record a request, so
+    /// that every attempt of an outsider is in the trail under their name.
+    /// Members' such requests are not recorded, and cost nothing here.
+    pub(super) fn admit_as(&self, req: &Request, op: Op, node: INodeNo) -> Result<Caller, Errno> {
+        self.admit(req)
+            .map_err(|e| self.audit.start(req, op, self.subject(node)).failed(e))
     }
 }
 

@@ -86,7 +86,7 @@ impl PhiFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ReadDir, ino) {
             return reply.error(e);
         }
         let res = match self.place(ino) {
@@ -116,7 +116,7 @@ impl PhiFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ReadDir, ino) {
             return reply.error(e);
         }
         let res = match self.place(ino) {

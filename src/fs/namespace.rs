@@ -65,7 +65,7 @@ impl PhiFs {
     }
 
     pub(super) fn do_readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ReadLink, ino) {
             return reply.error(e);
         }
         let target = match self.place(ino) {

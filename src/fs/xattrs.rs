@@ -74,7 +74,11 @@ impl PhiFs {
         size: u32,
         reply: ReplyXattr,
     ) {
-        let who = match self.admit(req) {
+        let admitted = self.admit(req).map_err(|e| {
+            let rec = self.audit.start(req, Op::GetXattr, self.subject(ino));
+            rec.xattr(name(n)).failed(e)
+        });
+        let who = match admitted {
             Ok(who) => who,
             Err(e) => return reply.error(e),
         };
@@ -106,7 +110,7 @@ impl PhiFs {
     }
 
     pub(super) fn do_listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ListXattr, ino) {
             return reply.error(e);
         }
         let names = match self.place(ino) {
