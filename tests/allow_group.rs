@@ -1,7 +1,8 @@
 //! `--allow-group` on a real mount with `allow_other`: members of the group
 //! get in, everyone else is refused EACCES on every request, also for paths
-//! a member walked just before (the kernel's cached entries), and root
-//! still gets in.
+//! a member walked just before (the kernel's cached entries), each of
+//! their attempts is recorded in the audit trail, root still gets in, and
+//! a remount cannot change the groups.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{require_programs, user_ids, Vault};
+use common::{bin, require_programs, user_ids, Vault};
 
 const MEMBER: &str = "phi-alice";
 const OUTSIDER: &str = "phi-carol";
@@ -59,17 +60,24 @@ fn walk(user: &str, mnt: &Path) -> String {
     ))
 }
 
-#[test]
-fn only_members_of_the_allowed_group_get_in() {
-    require_programs(&["setpriv", "stat", "ls", "cat"]);
-    user_ids(MEMBER);
-    user_ids(OUTSIDER);
+/// A mount that lets in only `GROUP`, with a directory and a file in it
+/// that everyone may read and write.
+fn share() -> Vault {
     let v = Vault::mounted_with(&["-o", "allow_other", "--allow-group", GROUP]);
     open_to_all(v.dir.path());
     fs::create_dir(v.path("shared")).unwrap();
     fs::set_permissions(v.path("shared"), fs::Permissions::from_mode(0o777)).unwrap();
     fs::write(v.path("shared/notes"), "visit notes\n").unwrap();
     fs::set_permissions(v.path("shared/notes"), fs::Permissions::from_mode(0o666)).unwrap();
+    v
+}
+
+#[test]
+fn only_members_of_the_allowed_group_get_in() {
+    require_programs(&["setpriv", "stat", "ls", "cat"]);
+    user_ids(MEMBER);
+    user_ids(OUTSIDER);
+    let v = share();
 
     let member = walk(MEMBER, &v.mnt);
     for ok in ["stat rc=0", "ls rc=0", "cat rc=0", "create rc=0"] {
@@ -112,4 +120,119 @@ fn allow_group_without_allow_other_or_with_an_unknown_group_mounts_nothing() {
         "{}",
         text(&out)
     );
+}
+
+/// The refused records of `user` in `v`'s trail, as `phivault audit --format
+/// json` lists them while the store is mounted.
+fn refused_records(v: &Vault, user: &str) -> Vec<serde_json::Value> {
+    let out = common::run(
+        Command::new(bin())
+            .arg("audit")
+            .arg(&v.store)
+            .args(["--format", "json", "--user", user, "--denied"])
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    common::ok_output(&out, "phivault audit --denied");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array().expect("a JSON array of records").clone()
+}
+
+/// The program a record names, its operation and path.
+fn what(r: &serde_json::Value) -> (&str, &str, &str) {
+    fn s(v: &serde_json::Value) -> &str {
+        v.as_str().unwrap_or_default()
+    }
+    (s(&r["who"]["comm"]), s(&r["op"]), s(&r["path"]))
+}
+
+#[test]
+fn every_refused_request_of_an_outsider_is_recorded() {
+    require_programs(&["setpriv", "stat", "ls", "cat"]);
+    let (carol, _) = user_ids(OUTSIDER);
+    user_ids(MEMBER);
+    let v = share();
+    // A member first, so that the kernel holds what it may keep of the
+    // root and its entries.
+    let script = r#"
+stat -c %s "$MNT" >/dev/null && stat -f "$MNT" >/dev/null && ls "$MNT" >/dev/null \
+  && cat "$MNT/shared/notes" >/dev/null && echo member ok
+"#;
+    let env = format!("export MNT='{}';", v.mnt.display());
+    let member = text(&as_user(MEMBER, &format!("{env}{script}")));
+    assert!(member.contains("member ok"), "{MEMBER}:\n{member}");
+
+    let script = r#"
+stat -c %s "$MNT"; echo "stat rc=$?"
+stat -f "$MNT"; echo "statfs rc=$?"
+ls "$MNT"; echo "ls rc=$?"
+cat "$MNT/shared/notes"; echo "cat rc=$?"
+"#;
+    let outsider = text(&as_user(OUTSIDER, &format!("{env}{script}")));
+    for refused in ["stat rc=1", "statfs rc=1", "ls rc=2", "cat rc=1"] {
+        assert!(outsider.contains(refused), "{OUTSIDER} got in:\n{outsider}");
+    }
+
+    let recs = refused_records(&v, OUTSIDER);
+    let listing: Vec<_> = recs.iter().map(what).collect();
+    for r in &recs {
+        assert_eq!(r["who"]["uid"], carol, "{r}");
+        assert_eq!(r["errno"], libc::EACCES, "{r}");
+        assert_eq!(r["result"], "EACCES", "{r}");
+    }
+    // stat(1) of the mountpoint and of its filesystem, whatever the kernel
+    // cached for the member; ls and cat, whichever request of theirs came
+    // first.
+    for want in [("stat", "stat", "/"), ("stat", "statfs", "/")] {
+        assert!(listing.contains(&want), "no {want:?} in {listing:?}");
+    }
+    for program in ["ls", "cat"] {
+        assert!(
+            listing.iter().any(|&(comm, _, _)| comm == program),
+            "no refusal of {program} in {listing:?}"
+        );
+    }
+    // A member's stat, statfs and readdir are not recorded at all.
+    let member_recs = refused_records(&v, MEMBER);
+    assert!(member_recs.is_empty(), "{member_recs:?}");
+}
+
+#[test]
+fn a_remount_cannot_change_the_allowed_groups() {
+    let mut v = Vault::mounted_with(&["-o", "allow_other", "--allow-group", GROUP]);
+    for other in [
+        "allow_group=phi-lab".to_string(),
+        format!("allow_group={GROUP},allow_group=phi-lab"),
+    ] {
+        let out = remount(&v, &other);
+        assert!(!out.status.success(), "remount,{other} succeeded");
+        assert!(
+            text(&out).contains("allow_group is fixed when mounting"),
+            "{}",
+            text(&out)
+        );
+    }
+    // As mount(8) does from an fstab line: the same groups again.
+    let out = remount(&v, &format!("ro,allow_other,allow_group={GROUP}"));
+    common::ok_output(&out, "remount,ro repeating the mount's allow_group");
+    let out = remount(&v, "rw");
+    common::ok_output(&out, "remount,rw without allow_group");
+
+    // A mount without groups gains none.
+    v.unmount();
+    v.mount(&["-o", "allow_other"]);
+    let out = remount(&v, &format!("allow_group={GROUP}"));
+    assert!(!out.status.success(), "remount added allow_group");
+    assert!(text(&out).contains("lets in everyone"), "{}", text(&out));
+}
+
+/// `phivault mount -o remount,OPTS` of `v`'s mount, as mount.phivault runs it.
+fn remount(v: &Vault, opts: &str) -> Output {
+    common::run(
+        Command::new(bin())
+            .arg("mount")
+            .arg(&v.store)
+            .arg(&v.mnt)
+            .args(["-o", &format!("remount,{opts}")]),
+    )
 }

@@ -5,7 +5,10 @@
 //! Version 1, little-endian: version u8, op u8, result i32, uid gid pid u32,
 //! ino parent u64, a u16 of the optional fields present (bit order below),
 //! the present fixed-size ones, then the byte strings comm, exe, path,
-//! [target], [xattr], each as a LEB128 length and its bytes.
+//! [target], [xattr], each as a LEB128 length and its bytes. The op is
+//! `Op::code`, its place in `Op::ALL`: operations are only ever added at
+//! the end, so every record written before keeps its meaning (a build
+//! older than an op it meets reads that record as of a newer format).
 
 use super::record::{Detail, Op, Record, Who};
 
@@ -265,6 +268,74 @@ mod tests {
             encode(&rec, &mut b);
             assert_eq!(decode(rec.seq, rec.time_ns, &b), Some(rec.clone()));
             assert_eq!(decode(rec.seq, rec.time_ns, &b[..b.len() - 1]), None);
+        }
+    }
+
+    /// Bytes written by the build before the operations of `--allow-group`
+    /// refusals (stat, readdir, ...) were added: an open of "/a" by uid
+    /// 1001 with login uid 1000, refused EACCES, flags O_RDONLY, and a
+    /// removexattr, the last op of that build.
+    #[test]
+    fn records_written_before_new_ops_still_decode() {
+        #[rustfmt::skip]
+        let open: &[u8] = &[
+            1, 0, 13, 0, 0, 0,                  // version, op open, EACCES
+            0xe9, 3, 0, 0, 0xe9, 3, 0, 0, 7, 0, 0, 0, // uid gid pid
+            5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, // ino parent
+            0b1001, 0,                          // login uid, flags
+            0xe8, 3, 0, 0, 0, 0, 0, 0,          // login uid 1000, flags 0
+            3, b'c', b'a', b't', 0, 2, b'/', b'a', // comm, exe, path
+        ];
+        let rec = decode(9, 10, open).expect("an old open decodes");
+        assert_eq!(rec.op, Op::Open);
+        assert_eq!((rec.who.uid, rec.who.gid, rec.who.pid), (1001, 1001, 7));
+        assert_eq!((rec.who.login_uid, rec.who.session_id), (Some(1000), None));
+        assert_eq!((rec.ino, rec.parent, rec.result), (5, 1, libc::EACCES));
+        assert_eq!((rec.detail.flags, rec.who.comm.as_str()), (Some(0), "cat"));
+        assert_eq!(rec.path, b"/a");
+        #[rustfmt::skip]
+        let removexattr: &[u8] = &[
+            1, 17, 0, 0, 0, 0,                  // version, op removexattr, ok
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // uid gid pid
+            5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ino parent
+            0, 4,                               // xattr
+            0, 0, 2, b'/', b'a', 6, b'u', b's', b'e', b'r', b'.', b'x',
+        ];
+        let rec = decode(1, 2, removexattr).expect("an old removexattr decodes");
+        assert_eq!(rec.op, Op::RemoveXattr);
+        assert_eq!(rec.detail.xattr.as_deref(), Some(&b"user.x"[..]));
+    }
+
+    /// The codes of the first build's operations, which records on disk
+    /// hold: an op added in the wrong place would renumber them.
+    #[test]
+    fn op_codes_never_move() {
+        let first = [
+            "open",
+            "create",
+            "opendir",
+            "close",
+            "search",
+            "unlink",
+            "rmdir",
+            "rename",
+            "link",
+            "symlink",
+            "mkdir",
+            "mknod",
+            "truncate",
+            "chmod",
+            "chown",
+            "utimes",
+            "setxattr",
+            "removexattr",
+        ];
+        for (code, name) in first.into_iter().enumerate() {
+            assert_eq!(Op::from_code(code as u8).map(Op::name), Some(name));
+        }
+        for op in Op::ALL {
+            assert_eq!(Op::from_code(op.code()), Some(op));
+            assert_eq!(Op::from_name(op.name()), Some(op));
         }
     }
 }

@@ -29,10 +29,23 @@ pub enum Op {
     Utimes,
     SetXattr,
     RemoveXattr,
+    // The requests below are recorded only when `--allow-group` refused
+    // them (a member's are not): no other record covers them, and an
+    // outsider's every attempt is recorded.
+    /// GETATTR (stat).
+    Stat,
+    /// READDIR or READDIRPLUS.
+    ReadDir,
+    /// STATFS (df).
+    StatFs,
+    GetXattr,
+    ListXattr,
+    ReadLink,
 }
 
 impl Op {
-    pub const ALL: [Op; 18] = [
+    /// In code order: new operations go at the end.
+    pub const ALL: [Op; 24] = [
         Op::Open,
         Op::Create,
         Op::OpenDir,
@@ -51,6 +64,12 @@ impl Op {
         Op::Utimes,
         Op::SetXattr,
         Op::RemoveXattr,
+        Op::Stat,
+        Op::ReadDir,
+        Op::StatFs,
+        Op::GetXattr,
+        Op::ListXattr,
+        Op::ReadLink,
     ];
 
     /// The name the CLI shows and `--op` takes.
@@ -74,6 +93,12 @@ impl Op {
             Op::Utimes => "utimes",
             Op::SetXattr => "setxattr",
             Op::RemoveXattr => "removexattr",
+            Op::Stat => "stat",
+            Op::ReadDir => "readdir",
+            Op::StatFs => "statfs",
+            Op::GetXattr => "getxattr",
+            Op::ListXattr => "listxattr",
+            Op::ReadLink => "readlink",
         }
     }
 

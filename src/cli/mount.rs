@@ -280,6 +280,7 @@ fn remount(store: &Path, mp: &Path, opts: &MountOptions) -> anyhow::Result<()> {
     let current = Flags::from_mountinfo(&m.options, &m.super_options);
     let wanted = opts.remount_flags(current);
     refuse_what_remount_cannot_change(&m, &current, &wanted, opts)?;
+    refuse_other_groups(store, mp, opts)?;
     remount_flags(mp, &wanted)
         .with_context(|| format!("cannot remount {}; nothing was changed", mp.display()))
 }
@@ -311,6 +312,121 @@ fn refuse_what_remount_cannot_change(
         bail!("allow_other is fixed when mounting; unmount {mp} and mount it with allow_other");
     }
     Ok(())
+}
+
+/// allow_group is the daemon's, which a remount cannot reach: it only
+/// changes the mount's flags (mount(2)). A remount may repeat the groups
+/// the mount was made with, as mount(8) does from the fstab line, and
+/// refuses any other; without allow_group they stay as mounted.
+fn refuse_other_groups(store: &Path, mp: &Path, opts: &MountOptions) -> anyhow::Result<()> {
+    if !opts.names_allow_group {
+        return Ok(());
+    }
+    let Some(running) = groups_served(store, mp) else {
+        bail!(
+            "allow_group is fixed when mounting, and no phivault process serving {} from {} \
+             says which groups it lets in; leave allow_group out of the remount, or unmount \
+             {} and mount it with the groups wanted",
+            mp.display(),
+            store.display(),
+            mp.display()
+        );
+    };
+    if same_groups(&running, &opts.allow_groups) {
+        return Ok(());
+    }
+    let names = |gids: &[u32]| match gids {
+        [] => "everyone allow_other lets in".to_string(),
+        _ => gids
+            .iter()
+            .map(|&g| {
+                uzers::get_group_by_gid(g)
+                    .map_or(g.to_string(), |g| g.name().to_string_lossy().into_owned())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    bail!(
+        "allow_group is fixed when mounting: {} lets in {}, not {}; unmount it and mount it with \
+         the groups wanted",
+        mp.display(),
+        names(&running),
+        names(&opts.allow_groups)
+    )
+}
+
+fn same_groups(a: &[u32], b: &[u32]) -> bool {
+    let set = |g: &[u32]| {
+        g.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<u32>>()
+    };
+    set(a) == set(b)
+}
+
+/// The command lines of the processes that serve a mount.
+#[derive(clap::Parser)]
+struct Served {
+    #[command(subcommand)]
+    by: ServedBy,
+}
+
+#[derive(clap::Subcommand)]
+enum ServedBy {
+    /// `phivault mount --foreground`.
+    Mount(Args),
+    Daemon(DaemonArgs),
+}
+
+/// The groups the phivault process serving `store` at `mp` lets in, read
+/// from its command line; None if there is no such process.
+fn groups_served(store: &Path, mp: &Path) -> Option<Vec<u32>> {
+    use clap::Parser;
+    use std::os::unix::ffi::OsStrExt;
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name();
+        if !pid.as_bytes().iter().all(u8::is_ascii_digit) || pid == me.as_str() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<&std::ffi::OsStr> = raw
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(std::ffi::OsStr::from_bytes)
+            .collect();
+        if !matches!(
+            argv.get(1).map(|a| a.as_bytes()),
+            Some(b"mount" | b"daemon")
+        ) {
+            continue;
+        }
+        let Ok(served) = Served::try_parse_from(&argv) else {
+            continue;
+        };
+        let (s, m, options) = match served.by {
+            ServedBy::Daemon(d) => (d.store, d.mountpoint, d.options),
+            ServedBy::Mount(a) if a.foreground => {
+                let groups = a.allow_group.iter().map(|g| format!("allow_group={g}"));
+                let options = a.options.iter().cloned().chain(groups).collect();
+                (a.store, a.mountpoint, options)
+            }
+            ServedBy::Mount(_) => continue,
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if cwd.join(&s) != store || cwd.join(&m) != mp {
+            continue;
+        }
+        match MountOptions::parse(&options) {
+            Ok(o) if !o.remount => return Some(o.allow_groups),
+            _ => continue,
+        }
+    }
+    None
 }
 
 fn remount_flags(mp: &Path, f: &Flags) -> anyhow::Result<()> {
@@ -783,5 +899,57 @@ fn open_when_free(
                     .with_context(|| format!("cannot open store {}", dir.root().display()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// What `groups_served` finds in the command lines of a daemon that
+    /// `mount` started and of a `mount --foreground` (systemd's unit).
+    #[test]
+    fn serving_command_lines_name_their_groups() {
+        let daemon = ["phivault", "daemon", "/s", "/m", "--options", "allow_other"];
+        let daemon = daemon
+            .into_iter()
+            .chain(["--options", "allow_group=root", "--threads", "8"]);
+        let Ok(Served {
+            by: ServedBy::Daemon(d),
+        }) = Served::try_parse_from(daemon)
+        else {
+            panic!("a daemon's command line does not parse");
+        };
+        assert_eq!(d.options, ["allow_other", "allow_group=root"]);
+        assert_eq!((d.store, d.mountpoint), ("/s".into(), "/m".into()));
+        let fg = [
+            "phivault",
+            "mount",
+            "s",
+            "/m",
+            "-o",
+            "allow_other",
+            "--allow-group=0",
+        ];
+        let Ok(Served {
+            by: ServedBy::Mount(a),
+        }) = Served::try_parse_from(fg.into_iter().chain(["--foreground"]))
+        else {
+            panic!("a foreground mount's command line does not parse");
+        };
+        assert!(a.foreground);
+        assert_eq!(
+            (a.options, a.allow_group),
+            (vec!["allow_other".into()], vec!["0".into()])
+        );
+    }
+
+    #[test]
+    fn groups_are_the_same_in_any_order() {
+        assert!(same_groups(&[5, 7], &[7, 5, 5]));
+        assert!(same_groups(&[], &[]));
+        assert!(!same_groups(&[5], &[5, 7]));
+        assert!(!same_groups(&[], &[0]));
     }
 }

@@ -212,6 +212,9 @@ pub struct MountOptions {
     pub posix_acls: bool,
     /// `remount`: change the flags of the mount already there.
     pub remount: bool,
+    /// Whether the options name allow_group at all: a remount may only
+    /// repeat the groups the mount was made with.
+    pub names_allow_group: bool,
     /// The options are mount(8)'s rendering of the mount's line in
     /// mountinfo (they carry the FUSE options only mountinfo shows).
     from_mountinfo: bool,
@@ -234,7 +237,8 @@ impl MountOptions {
         for opt in words {
             o.take(opt)?;
         }
-        // A remount keeps the groups the mount was made with.
+        // A remount can only repeat the groups the mount was made with
+        // (see `mount::refuse_other_groups`).
         if !o.remount && !o.allow_groups.is_empty() && !o.allow_other {
             bail!(
                 "allow_group (--allow-group) admits a group's members among the other users \
@@ -252,9 +256,8 @@ impl MountOptions {
         }
         let key = opt.split_once('=').map_or(opt, |(k, _)| k);
         if let Some(group) = opt.strip_prefix("allow_group=") {
-            if !self.remount {
-                self.allow_groups.push(gid_of(group)?);
-            }
+            self.names_allow_group = true;
+            self.allow_groups.push(gid_of(group)?);
             return Ok(());
         }
         match opt {
@@ -423,10 +426,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no group \"no-such-group-here\""), "{err}");
-        assert!(parse("remount,allow_group=root")
-            .unwrap()
-            .allow_groups
-            .is_empty());
+    }
+
+    #[test]
+    fn a_remount_names_its_groups_for_the_check_against_the_mount() {
+        // mount(8) repeats an fstab line's allow_group on a remount.
+        let o = parse("remount,ro,allow_group=root,allow_other").unwrap();
+        assert!(o.remount && o.names_allow_group);
+        assert_eq!(o.allow_groups, vec![0]);
+        let o = parse("remount,ro,nosuid,nodev,user_id=0").unwrap();
+        assert!(!o.names_allow_group && o.allow_groups.is_empty());
+        // Without allow_other, as mountinfo lists a mount made without it.
+        assert!(parse("remount,allow_group=root").unwrap().names_allow_group);
+        let err = parse("remount,allow_group=no-such-group-here")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no group"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use fuser::{
 };
 
 use super::convert::{self, file_attr, kernel_time_ns};
-use super::{errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
+use super::{errno, node_attr, on_tree, PhiFs, Place, Tree};
 use crate::audit::Op;
 use crate::vault::{Kind, SetAttr, TimeSet, MAY_EXEC, MAY_READ, MAY_WRITE};
 
@@ -20,15 +20,16 @@ impl PhiFs {
         _fh: Option<FileHandle>,
         reply: ReplyAttr,
     ) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::Stat, ino) {
             return reply.error(e);
         }
+        let timeout = self.attr_timeout(ino);
         match self.place(ino) {
             Ok(Place::Node { tree, ino, slot }) => match on_tree!(tree, |t| t.getattr(ino)) {
-                Ok(a) => reply.attr(&TTL, &node_attr(slot, &a)),
+                Ok(a) => reply.attr(&timeout, &node_attr(slot, &a)),
                 Err(e) => reply.error(errno(e)),
             },
-            Ok(Place::SnapshotsDir) => reply.attr(&TTL, &file_attr(&self.snapshots_attr())),
+            Ok(Place::SnapshotsDir) => reply.attr(&timeout, &file_attr(&self.snapshots_attr())),
             Err(e) => reply.error(e),
         }
     }
@@ -94,7 +95,7 @@ impl PhiFs {
             Ok(a) => {
                 let dir_changed = a.kind == Kind::Dir && mode.or(uid).or(gid).is_some();
                 let was_searchable = dir_changed.then(|| self.searchable.take(ino.0));
-                reply.attr(&TTL, &file_attr(&a));
+                reply.attr(&self.attr_timeout(ino), &file_attr(&a));
                 if let Some(was) = was_searchable {
                     self.search_changed(ino.0, was);
                 }
@@ -114,8 +115,8 @@ impl PhiFs {
         }
     }
 
-    pub(super) fn do_statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        if let Err(e) = self.admit(req) {
+    pub(super) fn do_statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        if let Err(e) = self.admit_as(req, Op::StatFs, ino) {
             return reply.error(e);
         }
         match self.vault.statfs() {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use fuser::{Errno, FileHandle, INodeNo, ReplyEmpty, ReplyEntry, Request, TimeOrNow};
 
 use super::snapshots::Node;
-use super::{errno, PhiFs};
+use super::PhiFs;
 use crate::audit::{AuditLog, Detail, Op, Record, Who};
-use crate::vault::{Attr, Vault};
+use crate::vault::{Attr, Caller, Vault};
 use handles::Handles;
 use who::Callers;
 
@@ -409,25 +409,35 @@ impl PhiFs {
         }
     }
 
-    /// Replies with the node a request made (see `entry`), once its
-    /// record is appended.
+    /// Replies with the node a request made in live directory `dir` (see
+    /// `entry`), as `made` says `(dir, node)`, once its record is appended.
     pub(super) fn entry_recorded(
         &self,
         reply: ReplyEntry,
-        dir: u64,
         rec: Pending<'_>,
-        res: crate::vault::Result<Attr>,
+        made: Result<(u64, Attr), Errno>,
     ) {
-        match rec.done(res.map_err(errno)) {
-            Ok(a) => self.entry(reply, dir, Ok(a)),
+        match rec.done(made) {
+            Ok((dir, a)) => self.entry(reply, dir, Ok(a)),
             Err(e) => reply.error(e),
         }
+    }
+
+    /// The caller of `req`, if `--allow-group` lets it in. A caller shut
+    /// out of a request that no other record covers (stat, readdir,
+    /// statfs, listxattr, readlink; getxattr does the same, naming the
+    /// attribute) is recorded as `op` of `node`, one record a request, so
+    /// that every attempt of an outsider is in the trail under their name.
+    /// Members' such requests are not recorded, and cost nothing here.
+    pub(super) fn admit_as(&self, req: &Request, op: Op, node: INodeNo) -> Result<Caller, Errno> {
+        self.admit(req)
+            .map_err(|e| self.audit.start(req, op, self.subject(node)).failed(e))
     }
 }
 
 /// Replies to a request that returns nothing, once its record is appended.
-pub(super) fn empty_recorded(reply: ReplyEmpty, rec: Pending<'_>, res: crate::vault::Result<()>) {
-    match rec.done(res.map_err(errno)) {
+pub(super) fn empty_recorded(reply: ReplyEmpty, rec: Pending<'_>, res: Result<(), Errno>) {
+    match rec.done(res) {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(e),
     }
@@ -445,6 +455,13 @@ impl Created for () {}
 impl Created for Attr {
     fn node(&self) -> Option<u64> {
         Some(self.ino)
+    }
+}
+
+/// A node made in a directory: (directory, node).
+impl Created for (u64, Attr) {
+    fn node(&self) -> Option<u64> {
+        Some(self.1.ino)
     }
 }
 

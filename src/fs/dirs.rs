@@ -13,7 +13,7 @@ use super::convert::{self, file_attr};
 use super::snapshots::{self, node_id};
 use super::{empty, errno, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::audit::Op;
-use crate::vault::{Attr, Kind, TreeView, Vault, VaultError, MAY_READ, ROOT_INO};
+use crate::vault::{Attr, Caller, Kind, TreeView, Vault, VaultError, MAY_READ, ROOT_INO};
 
 impl PhiFs {
     pub(super) fn do_opendir(
@@ -27,39 +27,41 @@ impl PhiFs {
             .audit
             .start(req, Op::OpenDir, self.subject(ino))
             .flags(flags.0);
-        let who = match self.admit(req) {
-            Ok(who) => who,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let kind = match self.place(ino) {
-            Ok(Place::Node {
+        let opened = self
+            .admit(req)
+            .and_then(|who| self.dir_kind(&who, ino, flags.0))
+            .and_then(|kind| match kind {
+                Kind::Dir => Ok(()),
+                _ => Err(Errno::ENOTDIR),
+            });
+        match rec.done(opened) {
+            Ok(()) => reply.opened(self.dirs.open(), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// The kind of node `ino`, which `who` may open with `flags`.
+    fn dir_kind(&self, who: &Caller, ino: INodeNo, flags: i32) -> Result<Kind, Errno> {
+        match self.place(ino)? {
+            Place::Node {
                 tree: Tree::Live(v),
                 ino,
                 ..
-            }) => v
-                .may_open(&who, ino, flags.0)
+            } => v
+                .may_open(who, ino, flags)
                 .and_then(|()| v.getattr(ino))
                 .map(|a| a.kind)
                 .map_err(errno),
-            Ok(Place::Node {
+            Place::Node {
                 tree: Tree::Past(p),
                 ino,
                 ..
-            }) => self
-                .past_may(&p, &who, ino, MAY_READ)
+            } => self
+                .past_may(&p, who, ino, MAY_READ)
                 .and_then(|()| p.getattr(ino))
                 .map(|a| a.kind)
                 .map_err(errno),
-            Ok(Place::SnapshotsDir) => Ok(Kind::Dir),
-            Err(e) => Err(e),
-        };
-        match kind {
-            Ok(Kind::Dir) => match rec.done(Ok(())) {
-                Ok(()) => reply.opened(self.dirs.open(), FopenFlags::empty()),
-                Err(e) => reply.error(e),
-            },
-            Ok(_) => reply.error(rec.failed(Errno::ENOTDIR)),
-            Err(e) => reply.error(rec.failed(e)),
+            Place::SnapshotsDir => Ok(Kind::Dir),
         }
     }
 
@@ -84,7 +86,7 @@ impl PhiFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ReadDir, ino) {
             return reply.error(e);
         }
         let res = match self.place(ino) {
@@ -114,7 +116,7 @@ impl PhiFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ReadDir, ino) {
             return reply.error(e);
         }
         let res = match self.place(ino) {

@@ -22,50 +22,56 @@ impl PhiFs {
             .audit
             .start(req, Op::Open, self.subject(ino))
             .flags(flags.0);
-        let who = match self.admit(req) {
-            Ok(who) => who,
-            Err(e) => return reply.error(rec.failed(e)),
+        let opened = match self.admit(req) {
+            Ok(who) if self.live(ino).is_err() => {
+                rec.opened(None, self.may_open_past(&who, ino, flags.0))
+            }
+            Ok(who) => rec.opened(Some(ino.0), self.open_live(req, &who, ino, flags.0)),
+            Err(e) => Err(rec.failed(e)),
         };
-        let truncate = flags.0 & libc::O_TRUNC != 0;
-        let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        if self.live(ino).is_err() {
-            // The past is read-only, and its content never changes.
-            let mask = match flags.0 & FMODE_EXEC {
-                0 => MAY_READ,
-                _ => MAY_EXEC,
-            };
-            let checked = match self.place(ino) {
-                Ok(_) if writes || truncate => Err(Errno::EROFS),
-                Ok(Place::Node {
-                    tree: Tree::Past(p),
-                    ino,
-                    ..
-                }) => self.past_may(&p, &who, ino, mask).map_err(errno),
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            };
-            return match rec.opened(None, checked) {
-                Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
-                Err(e) => reply.error(e),
-            };
-        }
-        if let Err(e) = self.vault.may_open(&who, ino.0, flags.0) {
-            return reply.error(rec.failed(errno(e)));
-        }
-        // Set-id bits go before the handle is registered, so a failure
-        // leaves no handle that the kernel would never release.
-        let opened = if truncate && self.set_id_to_drop(&who, ino) {
-            self.drop_set_id(&who, ino)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| {
-            self.vault
-                .open_file_as(ino.0, truncate, writes.then(|| req.uid()))
-        });
-        match rec.opened(Some(ino.0), opened.map_err(errno)) {
+        match opened {
             Ok(fh) => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
+        }
+    }
+
+    /// OPEN of live node `ino` with `flags` by `who`, once allowed.
+    fn open_live(
+        &self,
+        req: &Request,
+        who: &Caller,
+        ino: INodeNo,
+        flags: i32,
+    ) -> Result<(), Errno> {
+        self.vault.may_open(who, ino.0, flags).map_err(errno)?;
+        let truncate = flags & libc::O_TRUNC != 0;
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        // Set-id bits go before the handle is registered, so a failure
+        // leaves no handle that the kernel would never release.
+        if truncate && self.set_id_to_drop(who, ino) {
+            self.drop_set_id(who, ino).map_err(errno)?;
+        }
+        self.vault
+            .open_file_as(ino.0, truncate, writes.then(|| req.uid()))
+            .map_err(errno)
+    }
+
+    /// Whether `who` may OPEN node `ino` of the past (or `.snapshots`)
+    /// with `flags`: the past is read-only, and its content never changes.
+    fn may_open_past(&self, who: &Caller, ino: INodeNo, flags: i32) -> Result<(), Errno> {
+        let mask = match flags & FMODE_EXEC {
+            0 => MAY_READ,
+            _ => MAY_EXEC,
+        };
+        let changes = flags & (libc::O_ACCMODE | libc::O_TRUNC) != libc::O_RDONLY;
+        match self.place(ino)? {
+            _ if changes => Err(Errno::EROFS),
+            Place::Node {
+                tree: Tree::Past(p),
+                ino,
+                ..
+            } => self.past_may(&p, who, ino, mask).map_err(errno),
+            _ => Ok(()),
         }
     }
 
@@ -197,26 +203,15 @@ impl PhiFs {
             .start(req, Op::Create, self.entry_subject(parent, name(n)))
             .flags(flags)
             .mode(mode);
-        let (who, parent) = match self.creating(req, parent, n) {
-            Ok(p) => p,
+        let spec = kind_from_mode(mode | libc::S_IFREG).map(|kind| NodeSpec {
+            kind,
+            mode,
+            umask,
+            rdev: 0,
+        });
+        let (parent, attr) = match self.new_node(req, parent, n, spec) {
+            Ok(made) => made,
             Err(e) => return reply.error(rec.failed(e)),
-        };
-        let Some(kind) = kind_from_mode(mode | libc::S_IFREG) else {
-            return reply.error(rec.failed(Errno::EINVAL));
-        };
-        let attr = match self.vault.create_node(
-            &who,
-            parent,
-            name(n),
-            NodeSpec {
-                kind,
-                mode,
-                umask,
-                rdev: 0,
-            },
-        ) {
-            Ok(a) => a,
-            Err(e) => return reply.error(rec.failed(errno(e))),
         };
         let opened = self.vault.open_file_as(attr.ino, false, Some(req.uid()));
         match rec.opened(Some(attr.ino), opened.map_err(errno)) {

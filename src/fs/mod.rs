@@ -184,6 +184,17 @@ impl PhiFs {
         }
     }
 
+    /// How long the kernel may keep the attributes of `node`. Not the
+    /// root's when `--allow-group` shuts callers out: the kernel would
+    /// answer an outsider's stat of the mountpoint from a member's, and
+    /// that attempt would be neither refused nor recorded.
+    fn attr_timeout(&self, node: INodeNo) -> Duration {
+        match node.0 == ROOT_INO && !self.allowed_groups.is_empty() {
+            true => Duration::ZERO,
+            false => TTL,
+        }
+    }
+
     /// Whether every admitted caller may search live directory `dir` (see
     /// `SearchCache`).
     fn searchable_by_admitted(&self, dir: u64) -> bool {

@@ -15,7 +15,7 @@ use super::snapshots::{self};
 use super::{errno, name, node_attr, on_tree, PhiFs, Place, Tree, TTL};
 use crate::audit::Op;
 use crate::vault::{
-    Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, VaultError, MAY_EXEC, ROOT_INO,
+    Attr, Caller, Kind, NodeSpec, RenameMode, TreeView, Vault, VaultError, MAY_EXEC, ROOT_INO,
 };
 
 impl PhiFs {
@@ -65,7 +65,7 @@ impl PhiFs {
     }
 
     pub(super) fn do_readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ReadLink, ino) {
             return reply.error(e);
         }
         let target = match self.place(ino) {
@@ -135,49 +135,41 @@ impl PhiFs {
             .audit
             .start(req, op, self.entry_subject(parent, name(n)))
             .mode(mode);
-        let (who, parent) = match self.creating(req, parent, n) {
-            Ok(p) => p,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let Some(kind) = kind else {
-            return reply.error(rec.failed(Errno::EINVAL));
-        };
-        let made = self.vault.create_node(
-            &who,
-            parent,
-            name(n),
-            NodeSpec {
-                kind,
-                mode,
-                umask,
-                rdev,
-            },
-        );
-        self.entry_recorded(reply, parent, rec, made)
+        let spec = kind.map(|kind| NodeSpec {
+            kind,
+            mode,
+            umask,
+            rdev,
+        });
+        self.entry_recorded(reply, rec, self.new_node(req, parent, n, spec))
     }
 
     pub(super) fn do_unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        let rec = self
-            .audit
-            .start(req, Op::Unlink, self.entry_subject(parent, name(n)));
-        match self.deleting(req, parent, n) {
-            Ok((who, parent)) => {
-                empty_recorded(reply, rec, self.vault.unlink(&who, parent, name(n)))
-            }
-            Err(e) => reply.error(rec.failed(e)),
-        }
+        self.remove(req, Op::Unlink, parent, n, reply, Vault::unlink)
     }
 
     pub(super) fn do_rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        self.remove(req, Op::Rmdir, parent, n, reply, Vault::rmdir)
+    }
+
+    /// UNLINK and RMDIR of entry `n` of `parent`, recorded as `op`: `remove`
+    /// takes it out once the caller may delete it.
+    fn remove(
+        &self,
+        req: &Request,
+        op: Op,
+        parent: INodeNo,
+        n: &OsStr,
+        reply: ReplyEmpty,
+        remove: fn(&Vault, &Caller, u64, &[u8]) -> crate::vault::Result<()>,
+    ) {
         let rec = self
             .audit
-            .start(req, Op::Rmdir, self.entry_subject(parent, name(n)));
-        match self.deleting(req, parent, n) {
-            Ok((who, parent)) => {
-                empty_recorded(reply, rec, self.vault.rmdir(&who, parent, name(n)))
-            }
-            Err(e) => reply.error(rec.failed(e)),
-        }
+            .start(req, op, self.entry_subject(parent, name(n)));
+        let removed = self
+            .deleting(req, parent, n)
+            .and_then(|(who, parent)| remove(&self.vault, &who, parent, name(n)).map_err(errno));
+        empty_recorded(reply, rec, removed)
     }
 
     pub(super) fn do_symlink(
@@ -193,12 +185,11 @@ impl PhiFs {
             .audit
             .start(req, Op::Symlink, self.entry_subject(parent, name(link)))
             .target(target);
-        let (who, parent) = match self.creating(req, parent, link) {
-            Ok(p) => p,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let made = self.vault.symlink(&who, parent, name(link), target);
-        self.entry_recorded(reply, parent, rec, made)
+        let made = self.creating(req, parent, link).and_then(|(who, parent)| {
+            let made = self.vault.symlink(&who, parent, name(link), target);
+            made.map(|a| (parent, a)).map_err(errno)
+        });
+        self.entry_recorded(reply, rec, made)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -216,28 +207,21 @@ impl PhiFs {
             .audit
             .start(req, Op::Rename, self.entry_subject(parent, name(n)))
             .onto(self.entry_subject(newparent, name(newname)));
-        let who = match self.admit(req) {
-            Ok(who) => who,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let (parent, newparent) = match (
-            self.live_name(parent, n),
-            self.live_name(newparent, newname),
-        ) {
-            (Ok(p), Ok(np)) => (p, np),
-            (Err(e), _) | (_, Err(e)) => return reply.error(rec.failed(e)),
-        };
-        let mode = match flags.bits() {
-            0 => RenameMode::Replace,
-            f if f == libc::RENAME_NOREPLACE => RenameMode::NoReplace,
-            f if f == libc::RENAME_EXCHANGE => RenameMode::Exchange,
-            _ => return reply.error(rec.failed(Errno::EINVAL)),
-        };
-        let (n, newname) = (name(n), name(newname));
-        let renamed = self
-            .vault
-            .may_rename(&who, parent, n, newparent, newname, mode)
-            .and_then(|()| self.vault.rename(&who, parent, n, newparent, newname, mode));
+        let renamed = self.admit(req).and_then(|who| {
+            let parent = self.live_name(parent, n)?;
+            let newparent = self.live_name(newparent, newname)?;
+            let mode = match flags.bits() {
+                0 => RenameMode::Replace,
+                f if f == libc::RENAME_NOREPLACE => RenameMode::NoReplace,
+                f if f == libc::RENAME_EXCHANGE => RenameMode::Exchange,
+                _ => return Err(Errno::EINVAL),
+            };
+            let (n, newname) = (name(n), name(newname));
+            self.vault
+                .may_rename(&who, parent, n, newparent, newname, mode)
+                .and_then(|()| self.vault.rename(&who, parent, n, newparent, newname, mode))
+                .map_err(errno)
+        });
         empty_recorded(reply, rec, renamed)
     }
 
@@ -253,19 +237,32 @@ impl PhiFs {
             .audit
             .start(req, Op::Link, self.subject(ino))
             .onto(self.entry_subject(newparent, name(newname)));
-        let who = match self.admit(req) {
-            Ok(who) => who,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let (ino, np) = match (self.live(ino), self.live_name(newparent, newname)) {
-            (Ok(ino), Ok(np)) => (ino, np),
-            (Err(e), _) | (_, Err(e)) => return reply.error(rec.failed(e)),
-        };
-        let linked = self
-            .vault
-            .may_link(&who, ino, np)
-            .and_then(|()| self.vault.link(ino, np, name(newname)));
-        self.entry_recorded(reply, np, rec, linked)
+        let linked = self.admit(req).and_then(|who| {
+            let ino = self.live(ino)?;
+            let dir = self.live_name(newparent, newname)?;
+            self.vault
+                .may_link(&who, ino, dir)
+                .and_then(|()| self.vault.link(ino, dir, name(newname)))
+                .map(|a| (dir, a))
+                .map_err(errno)
+        });
+        self.entry_recorded(reply, rec, linked)
+    }
+
+    /// A node made as `spec` says as entry `n` of live directory `parent`,
+    /// once the caller may create it there (EINVAL then for no `spec`, a
+    /// mode of no kind): the directory and the node's attributes.
+    pub(super) fn new_node(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        spec: Option<NodeSpec>,
+    ) -> Result<(u64, Attr), Errno> {
+        let (who, parent) = self.creating(req, parent, n)?;
+        let spec = spec.ok_or(Errno::EINVAL)?;
+        let made = self.vault.create_node(&who, parent, name(n), spec);
+        made.map(|a| (parent, a)).map_err(errno)
     }
 
     /// The caller and the live directory `parent`, for a new entry `n`

@@ -6,7 +6,7 @@ use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr, Request};
 
 use super::{errno, name, on_tree, PhiFs, Place, Tree};
 use crate::audit::Op;
-use crate::vault::{VaultError, MAY_READ};
+use crate::vault::{Caller, VaultError, MAY_READ};
 
 /// The access ACL, which is part of the mode.
 const ACCESS_ACL: &[u8] = b"system.posix_acl_access";
@@ -23,21 +23,31 @@ impl PhiFs {
         _pos: u32,
         reply: ReplyEmpty,
     ) {
-        let rec = self
-            .audit
-            .start(req, Op::SetXattr, self.subject(ino))
-            .xattr(name(n));
-        let who = match self.changing(req, ino) {
-            Ok(who) => who,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
+        self.change_xattr(req, Op::SetXattr, ino, n, reply, |who, name| {
+            self.vault.setxattr(who, ino.0, name, value, flags)
+        })
+    }
+
+    /// SETXATTR and REMOVEXATTR of attribute `n` of live node `ino`,
+    /// recorded as `op`: `change` makes the change once the caller may.
+    fn change_xattr(
+        &self,
+        req: &Request,
+        op: Op,
+        ino: INodeNo,
+        n: &OsStr,
+        reply: ReplyEmpty,
+        change: impl FnOnce(&Caller, &[u8]) -> crate::vault::Result<()>,
+    ) {
         let name = name(n);
-        let set = self
-            .vault
-            .may_setxattr(&who, ino.0, name)
-            .and_then(|()| self.vault.setxattr(&who, ino.0, name, value, flags));
-        let set = rec.done(set.map_err(errno));
-        self.xattr_changed(reply, ino, name, set)
+        let rec = self.audit.start(req, op, self.subject(ino)).xattr(name);
+        let changed = self.changing(req, ino).and_then(|who| {
+            self.vault
+                .may_setxattr(&who, ino.0, name)
+                .and_then(|()| change(&who, name))
+                .map_err(errno)
+        });
+        self.xattr_changed(reply, ino, name, rec.done(changed))
     }
 
     /// Replies to a SETXATTR or REMOVEXATTR of `name`. An access ACL is
@@ -64,7 +74,11 @@ impl PhiFs {
         size: u32,
         reply: ReplyXattr,
     ) {
-        let who = match self.admit(req) {
+        let admitted = self.admit(req).map_err(|e| {
+            let rec = self.audit.start(req, Op::GetXattr, self.subject(ino));
+            rec.xattr(name(n)).failed(e)
+        });
+        let who = match admitted {
             Ok(who) => who,
             Err(e) => return reply.error(e),
         };
@@ -96,7 +110,7 @@ impl PhiFs {
     }
 
     pub(super) fn do_listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if let Err(e) = self.admit(req) {
+        if let Err(e) = self.admit_as(req, Op::ListXattr, ino) {
             return reply.error(e);
         }
         let names = match self.place(ino) {
@@ -111,21 +125,9 @@ impl PhiFs {
     }
 
     pub(super) fn do_removexattr(&self, req: &Request, ino: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        let rec = self
-            .audit
-            .start(req, Op::RemoveXattr, self.subject(ino))
-            .xattr(name(n));
-        let who = match self.changing(req, ino) {
-            Ok(who) => who,
-            Err(e) => return reply.error(rec.failed(e)),
-        };
-        let name = name(n);
-        let removed = self
-            .vault
-            .may_setxattr(&who, ino.0, name)
-            .and_then(|()| self.vault.removexattr(ino.0, name));
-        let removed = rec.done(removed.map_err(errno));
-        self.xattr_changed(reply, ino, name, removed)
+        self.change_xattr(req, Op::RemoveXattr, ino, n, reply, |_, name| {
+            self.vault.removexattr(ino.0, name)
+        })
     }
 }
 
