@@ -1,10 +1,11 @@
-//! The vault's audit trail: opened with a read-write vault (created in
-//! stores made before it), readable from any open, synced at shutdown.
+//! The vault's audit trail: appended to by a read-write vault (created in
+//! stores made before it) and by a read-only one that serves requests,
+//! beside each other; readable from any open; synced at shutdown.
 
 use std::path::PathBuf;
 
 use super::{Result, Vault};
-use crate::audit::{AuditLog, AuditReader, WriterOptions};
+use crate::audit::{AuditError, AuditLog, AuditReader, WriterOptions};
 use crate::crypto::AuditKeys;
 use crate::store::StoreDir;
 
@@ -12,16 +13,42 @@ pub(super) fn audit_dir(dir: &StoreDir) -> PathBuf {
     dir.root().join("audit")
 }
 
-pub(super) fn open_log(dir: &StoreDir, keys: &AuditKeys) -> Result<AuditLog> {
-    Ok(AuditLog::open(
-        &audit_dir(dir),
-        keys.clone(),
-        WriterOptions::default(),
-    )?)
+/// The trail, to append to. A read-only open on a read-only filesystem
+/// (a write-protected backup disk) gets None: nothing can be recorded
+/// there, and the mount says so (`fs::audit`). Any other failure is an
+/// error: requests are not served unrecorded for a fault that can be fixed.
+pub(super) fn open_log(
+    dir: &StoreDir,
+    keys: &AuditKeys,
+    read_only: bool,
+) -> Result<Option<AuditLog>> {
+    let opts = WriterOptions {
+        // The read-write daemon and the readers keep the index.
+        index_interval: if read_only {
+            None
+        } else {
+            WriterOptions::default().index_interval
+        },
+        ..WriterOptions::default()
+    };
+    match AuditLog::open(&audit_dir(dir), keys.clone(), opts) {
+        Ok(log) => Ok(Some(log)),
+        Err(AuditError::Io { path, source }) if read_only && on_read_only_fs(&source) => {
+            tracing::debug!("audit trail not opened: {}: {source}", path.display());
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn on_read_only_fs(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EROFS)
 }
 
 impl Vault {
-    /// The store's audit trail, to append to; None for a read-only open.
+    /// The store's audit trail, to append to. None for a read-only open
+    /// that did not ask to record requests, or whose store is on a
+    /// read-only filesystem.
     pub fn audit(&self) -> Option<&AuditLog> {
         self.audit.as_ref()
     }
