@@ -73,6 +73,10 @@ mod tests {
     use crate::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions, Vault};
 
     fn open(store: &StoreDir, read_only: bool) -> Arc<Vault> {
+        open_with(store, read_only, false)
+    }
+
+    fn open_with(store: &StoreDir, read_only: bool, record_requests: bool) -> Arc<Vault> {
         let pass = Passphrase::new(b"audit unit test".to_vec());
         if !store.exists() {
             let init = InitOptions {
@@ -88,6 +92,7 @@ mod tests {
         let (master, _) = unlock_master(&read_config(store).unwrap(), &pass).unwrap();
         let opts = OpenOptions {
             read_only,
+            record_requests,
             ..OpenOptions::default()
         };
         Vault::open(store, &master, &opts).unwrap()
@@ -128,5 +133,33 @@ mod tests {
         assert_eq!(v.audit().unwrap().append(record("/b")).unwrap(), 2);
         let report = v.audit_reader().unwrap().verify(&|_, _| {}).unwrap();
         assert_eq!((report.records, report.problem), (2, None));
+    }
+
+    #[test]
+    fn a_read_only_open_that_serves_requests_appends_beside_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let store = StoreDir::new(d.path().join("store"));
+        let rw = open(&store, false);
+        let ro = open_with(&store, true, true);
+        let ro_log = ro
+            .audit()
+            .expect("a serving read-only open holds the trail");
+        let rw_log = rw.audit().unwrap();
+        assert_eq!(rw_log.append(record("/live")).unwrap(), 1);
+        assert_eq!(ro_log.append(record("/past")).unwrap(), 2);
+        assert_eq!(rw_log.append(record("/live")).unwrap(), 3);
+        ro.shutdown().unwrap();
+        rw.shutdown().unwrap();
+        drop((rw, ro));
+        let reader = open(&store, true).audit_reader().unwrap();
+        let paths: Vec<Vec<u8>> = reader
+            .query(&Query::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(paths, [&b"/live"[..], b"/past", b"/live"]);
+        let report = reader.verify(&|_, _| {}).unwrap();
+        assert_eq!((report.records, report.problem), (3, None));
     }
 }
