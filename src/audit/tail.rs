@@ -20,7 +20,7 @@ pub struct Tail {
     /// The segment to append to; None: the next append starts one.
     pub active: Option<Segment>,
     pub head: ChainHead,
-    /// The newest segment as the writers' lock file named it when this
+    /// The newest segment as the writers' board named it when this
     /// writer last looked: when it names another, some writer rolled.
     pub newest: u64,
 }
@@ -134,7 +134,7 @@ fn remove_segment(trail: &Trail, first_seq: u64) -> Result<(), AuditError> {
 
 /// Starts segment `first_seq` and makes it the one appended to: the
 /// records before it are made durable first (a head written later covers
-/// them), and other writers are told through the lock file.
+/// them), and other writers are told through the board.
 pub fn roll(
     trail: &Trail,
     held: &Held,
@@ -147,6 +147,7 @@ pub fn roll(
         old.file.sync_data().at(&path)?;
     }
     let path = trail.segment_path(first_seq);
+    held.writing();
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -162,33 +163,41 @@ pub fn roll(
         first_time,
     });
     tail.newest = first_seq;
-    held.set_newest_segment(first_seq)?;
     written?;
+    held.wrote(first_seq, SEGMENT_HEADER);
     trail.fsync_dir()
 }
 
 /// Brings `tail` up to the end of the trail, past the records other
 /// writers appended since this one last looked; a record torn by a writer
-/// that died is cut. Two syscalls when nobody else appended.
+/// that died is cut, a segment it was starting removed. No syscall when
+/// the board is as this writer left it.
 pub fn catch_up(
     trail: &Trail,
     keys: &AuditKeys,
     held: &Held,
     tail: &mut Tail,
 ) -> Result<(), AuditError> {
-    let newest = held.newest_segment()?;
-    let rolled = newest != tail.newest;
+    let seen = held.seen();
+    let mine = tail.active.as_ref().map(|s| (s.first_seq, s.size));
+    if !seen.under_way && seen.newest == tail.newest && mine == Some((seen.newest, seen.end)) {
+        return Ok(());
+    }
+    let same_newest = seen.newest == tail.newest;
     if let Some(seg) = &tail.active {
         let path = trail.segment_path(seg.first_seq);
         let len = seg.file.metadata().at(&path)?.len();
         if len != seg.size {
-            follow_active(trail, keys, tail, len, !rolled)?;
+            follow_active(trail, keys, tail, len, same_newest)?;
         }
     }
-    if rolled {
+    // A writer that died while starting a segment left no word of it.
+    if !same_newest || seen.under_way {
         follow_newer_segments(trail, keys, tail)?;
-        tail.newest = newest;
     }
+    tail.newest = tail.active.as_ref().map_or(seen.newest, |s| s.first_seq);
+    let end = tail.active.as_ref().map_or(0, |s| s.size);
+    held.wrote(tail.newest, end);
     Ok(())
 }
 

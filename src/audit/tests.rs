@@ -896,11 +896,17 @@ fn a_record_torn_by_a_dead_writer_is_cut_by_the_live_one() {
     }
     let seg = &segments(d.path())[0];
     let clean_len = std::fs::metadata(seg).unwrap().len();
-    // What a second writer got out before it was killed: a frame's start.
+    // What a second writer got out before it was killed: a frame's start,
+    // its write marked under way on the board, the lock released by death.
     let mut torn = Vec::new();
     frame::seal(&keys(), &rec(4), &[0; 32], &mut Vec::new(), &mut torn);
+    let dead = super::lock::WritersLock::open(&super::trail::Trail::new(d.path())).unwrap();
+    let held = dead.lock().unwrap();
+    held.writing();
     let mut f = std::fs::OpenOptions::new().append(true).open(seg).unwrap();
     f.write_all(&torn[..torn.len() / 2]).unwrap();
+    drop(held);
+    drop(dead);
     assert_eq!(live.append(rec(4)).unwrap(), 4);
     live.sync().unwrap();
     let (_, frames) = frames_of(seg);

@@ -87,9 +87,11 @@ impl AuditLog {
         let (active, head) =
             tail::recover(&trail, &keys, &mut segments, anchor.first_seq, anchor.chain)?;
         let newest = segments.last().copied().unwrap_or(0);
-        if held.newest_segment()? != newest {
-            held.set_newest_segment(newest)?;
-        }
+        let end = active
+            .as_ref()
+            .filter(|s| s.first_seq == newest)
+            .map_or(0, |s| s.size);
+        held.wrote(newest, end);
         let head_file = trail.open_head_file()?;
         let synced = trail.head(&keys).ok().flatten().unwrap_or_default();
         if trail.index_path().exists() {
@@ -151,12 +153,16 @@ impl AuditLog {
             &mut st.frame,
         );
         let active = st.tail.active.as_mut().expect("an active segment");
+        held.writing();
         if let Err(e) = (&*active.file).write_all(&st.frame) {
             // Leave no partial frame behind for the next append to follow.
-            let _ = active.file.set_len(active.size);
+            if active.file.set_len(active.size).is_ok() {
+                held.wrote(active.first_seq, active.size);
+            }
             return Err(e).at(&sh.trail.segment_path(active.first_seq));
         }
         active.size += st.frame.len() as u64;
+        held.wrote(active.first_seq, active.size);
         st.tail.head = ChainHead { seq, mac: chain };
         Ok(seq)
     }
