@@ -1,25 +1,31 @@
 //! The writers' lock, `STORE/audit/lock`: every process that appends to
 //! the trail (a read-write daemon, read-only mounts and `--at` views of the
-//! same store) holds it with flock(LOCK_EX) around each append, recovery,
-//! segment roll and head write, and nowhere else.
+//! same store) holds it around each append, recovery, segment roll and
+//! head write, and nowhere else.
 //!
-//! The file's first bytes, mapped shared by every writer, are a board
-//! where the holder leaves what the next one must know: the newest
-//! segment (its first seq), how long it is, and whether a write to the
-//! trail was under way. A writer that finds the board as it left it knows
-//! that nobody appended since, without a syscall; one that died in the
-//! middle of a write leaves it marked under way, and the next holder looks
-//! at the segments themselves. Only live writers read it: recovery at open
-//! looks at the segments and rewrites it, so it need not be durable.
+//! The file's first page, mapped shared by every writer, holds the lock
+//! itself, a process-shared robust mutex (taken without a syscall when
+//! free; flock cost more than a third of an append), and a board where the
+//! holder leaves what the next one must know: the newest segment (its
+//! first seq), how long it is, and whether a write to the trail was under
+//! way. A writer that finds the board as it left it knows that nobody
+//! appended since. One that died holding the lock leaves it to the next
+//! holder marked under way (the mutex being robust), and that holder looks
+//! at the segments themselves.
+//!
+//! The page lives only while writers do: each holds a shared flock on the
+//! file for its life, and the first writer to open it with no other alive
+//! (after a reboot, say) sets it up afresh. Recovery at open looks at the
+//! segments and rewrites the board, so none of it need be durable.
 
+use std::cell::UnsafeCell;
 use std::fs::{File, OpenOptions};
+use std::marker::PhantomData;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::{Mutex, MutexGuard};
 
 use super::trail::Trail;
 use super::{AuditError, IoAt};
@@ -32,6 +38,7 @@ struct Board {
     newest: AtomicU64,
     end: AtomicU64,
     under_way: AtomicU64,
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
 }
 
 /// What the board says, read under the lock.
@@ -46,21 +53,28 @@ pub struct Seen {
 }
 
 pub struct WritersLock {
-    /// flock belongs to the open file description, which every thread of
-    /// this process shares: the mutex makes one thread at a time its holder.
-    file: Mutex<File>,
+    /// Open for the writer's life: its shared flock says a writer lives.
+    _presence: File,
     board: NonNull<Board>,
     path: PathBuf,
 }
 
-// SAFETY: the board is only read and written through atomics.
+// SAFETY: the board is used through atomics and the pthread mutex, which
+// is made for threads of several processes.
 unsafe impl Send for WritersLock {}
 unsafe impl Sync for WritersLock {}
 
-/// The lock, held until dropped.
+/// The lock, held until dropped, by the thread that took it.
 pub struct Held<'a> {
-    file: MutexGuard<'a, File>,
     board: &'a Board,
+    _not_send: PhantomData<*const ()>,
+}
+
+fn os_error(rc: libc::c_int, path: &Path) -> Result<(), AuditError> {
+    match rc {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)).at(path),
+    }
 }
 
 impl WritersLock {
@@ -74,6 +88,10 @@ impl WritersLock {
             .mode(0o600)
             .open(&path)
             .at(&path)?;
+        // Writers open one at a time, so that only one can find itself
+        // alone and set the page up.
+        let dir = File::open(trail.dir()).at(trail.dir())?;
+        dir.lock().at(trail.dir())?;
         // Never shrunk: another writer may have it mapped.
         if file.metadata().at(&path)?.len() < MAPPED as u64 {
             file.set_len(MAPPED as u64).at(&path)?;
@@ -93,22 +111,81 @@ impl WritersLock {
         if at == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error()).at(&path);
         }
-        Ok(WritersLock {
-            file: Mutex::new(file),
+        let lock = WritersLock {
             board: NonNull::new(at.cast()).expect("mmap returns no null mapping"),
+            _presence: file,
             path,
-        })
+        };
+        let alone = lock._presence.try_lock().is_ok();
+        if alone {
+            lock.set_up()?;
+        }
+        // From exclusive to shared, or shared from the start.
+        lock._presence.lock_shared().at(&lock.path)?;
+        Ok(lock)
+    }
+
+    /// A fresh mutex, and a board that sends the first holder to the
+    /// segments. Only with no other writer alive.
+    fn set_up(&self) -> Result<(), AuditError> {
+        let board = self.board();
+        board.under_way.store(1, Ordering::Relaxed);
+        // SAFETY: attr is initialized before use and destroyed after; the
+        // mutex is in the mapping, which nobody else uses now.
+        unsafe {
+            let mut attr = std::mem::zeroed::<libc::pthread_mutexattr_t>();
+            os_error(libc::pthread_mutexattr_init(&mut attr), &self.path)?;
+            let made = os_error(
+                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                &self.path,
+            )
+            .and_then(|()| {
+                os_error(
+                    libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
+                    &self.path,
+                )
+            })
+            .and_then(|()| {
+                os_error(
+                    libc::pthread_mutex_init(board.mutex.get(), &attr),
+                    &self.path,
+                )
+            });
+            libc::pthread_mutexattr_destroy(&mut attr);
+            made
+        }
+    }
+
+    fn board(&self) -> &Board {
+        // SAFETY: mapped, page-aligned and zero-filled at first, so a
+        // valid Board, for as long as `self`.
+        unsafe { self.board.as_ref() }
     }
 
     /// Waits for every other writer to be done, and keeps them out.
     pub fn lock(&self) -> Result<Held<'_>, AuditError> {
-        let file = self.file.lock();
-        file.lock().at(&self.path)?;
+        let board = self.board();
+        // SAFETY: the mutex was set up by the first writer alive.
+        let rc = unsafe { libc::pthread_mutex_lock(board.mutex.get()) };
+        if rc == libc::EOWNERDEAD {
+            tracing::warn!(
+                "{}: a writer of the audit trail died holding its lock; checking the trail's end",
+                self.path.display()
+            );
+            board.under_way.store(1, Ordering::Relaxed);
+            // SAFETY: this thread holds the mutex.
+            let rc = unsafe { libc::pthread_mutex_consistent(board.mutex.get()) };
+            if let Err(e) = os_error(rc, &self.path) {
+                // SAFETY: this thread holds the mutex.
+                unsafe { libc::pthread_mutex_unlock(board.mutex.get()) };
+                return Err(e);
+            }
+        } else {
+            os_error(rc, &self.path)?;
+        }
         Ok(Held {
-            file,
-            // SAFETY: mapped, page-aligned and zero-filled at first, so a
-            // valid Board, for as long as `self`.
-            board: unsafe { self.board.as_ref() },
+            board,
+            _not_send: PhantomData,
         })
     }
 }
@@ -121,8 +198,7 @@ impl Drop for WritersLock {
 }
 
 impl Held<'_> {
-    /// What the last holder left. flock is a full barrier between holders,
-    /// so relaxed loads see what they stored.
+    /// What the last holder left (the mutex orders it before this).
     pub fn seen(&self) -> Seen {
         Seen {
             newest: self.board.newest.load(Ordering::Relaxed),
@@ -147,7 +223,7 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        // Fails only for a bad descriptor; closing it would release it too.
-        let _ = self.file.unlock();
+        // SAFETY: taken by this thread in `lock` (Held is not Send).
+        unsafe { libc::pthread_mutex_unlock(self.board.mutex.get()) };
     }
 }

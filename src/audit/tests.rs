@@ -939,3 +939,51 @@ fn the_head_file_never_moves_back() {
     drop(behind);
     assert_eq!(head(), 11);
 }
+
+/// A writer killed while appending beside a live one (a read-only daemon
+/// beside the read-write one), perhaps holding the lock: the live one
+/// goes on after the last record the dead one completed, cuts what it
+/// tore, and the chain holds.
+#[test]
+fn a_writer_killed_beside_a_live_one_breaks_no_chain() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let live = AuditLog::open(d.path(), keys(), small_segments()).unwrap();
+    assert_eq!(live.append(rec(0)).unwrap(), 1);
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "audit::tests::kill_9_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("AUDIT_KILL_DIR", d.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut acked = 0u64;
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines {
+            if line.unwrap().starts_with("acked ") {
+                acked += 1;
+                // Appending beside the child, so both hold the lock in turn.
+                live.append(rec(acked)).unwrap();
+                if acked >= 500 + round * 100 {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL, at any point of an append
+        child.wait().unwrap();
+        let next = live.append(rec(0)).unwrap();
+        assert!(
+            next > 2 * acked,
+            "round {round}: {next} after {acked} acked"
+        );
+    }
+    live.sync().unwrap();
+    let v = reader(d.path()).verify(&|_, _| {}).unwrap();
+    assert_eq!(v.problem, None);
+    assert_eq!(v.records, live.head().seq);
+}
