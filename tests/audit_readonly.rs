@@ -197,3 +197,23 @@ fn a_live_mount_and_a_past_view_record_into_one_chain() {
     assert_eq!(after.len(), 1, "{recs:#?}");
     assert_verifies(&v, "after a fresh mount appended");
 }
+
+/// Only a read-only filesystem lets a read-only mount go on unrecorded:
+/// a trail that cannot be opened for another reason fails the mount.
+#[test]
+fn a_read_only_mount_that_cannot_open_the_trail_is_refused() {
+    let mut v = Vault::mounted();
+    std::fs::write(v.path("chart.txt"), b"x").unwrap();
+    v.unmount();
+    let lock = v.store.join("audit/lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let out = common::run(v.mount_cmd(&["-o", "ro"]));
+    assert!(!out.status.success(), "mounted without its audit trail");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("cannot open store") && said.contains("audit/lock"),
+        "{said}"
+    );
+    assert!(std::fs::read_dir(&v.mnt).unwrap().next().is_none());
+}
