@@ -3,16 +3,19 @@
 //! an altered, removed, inserted or reordered record is detected.
 //!
 //! Owns `STORE/audit/`: append-only segments (`frame`, `trail`), the writer
-//! (`writer`), the derived SQLite index (`index`), queries and follow
-//! (`reader`), `verify` and retention `prune`. Never stores a path or a
-//! name in clear; knows nothing of the vault or FUSE.
+//! (`writer`; `lock` and `tail` let several processes append), the derived
+//! SQLite index (`index`), queries and follow (`reader`), `verify` and
+//! retention `prune`. Never stores a path or a name in clear; knows
+//! nothing of the vault or FUSE.
 
 mod encode;
 mod frame;
 mod index;
+mod lock;
 mod prune;
 mod reader;
 mod record;
+mod tail;
 mod trail;
 mod verify;
 mod writer;

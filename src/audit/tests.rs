@@ -795,3 +795,195 @@ fn appended_records_survive_kill_9() {
     let v = reader(d.path()).verify(&|_, _| {}).unwrap();
     assert_eq!((v.records, v.problem), (next, None));
 }
+
+/// Options that make segments roll every few records, so that writers
+/// follow each other's rolls.
+fn small_segments() -> WriterOptions {
+    WriterOptions {
+        segment_bytes: 2048,
+        ..quiet()
+    }
+}
+
+/// Two writers on one trail (each with its own lock file description, as
+/// two processes have) appending at once from threads: every record is
+/// there once, under one unbroken chain, across segments both rolled.
+#[test]
+fn two_writers_appending_at_once_keep_one_chain() {
+    let d = tempfile::tempdir().unwrap();
+    let per_writer = 1500u64;
+    let logs = [
+        AuditLog::open(d.path(), keys(), small_segments()).unwrap(),
+        AuditLog::open(d.path(), keys(), small_segments()).unwrap(),
+    ];
+    let start = std::sync::Barrier::new(2);
+    let seqs: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let workers: Vec<_> = logs
+            .iter()
+            .enumerate()
+            .map(|(w, log)| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    (0..per_writer)
+                        .map(|i| log.append(rec(w as u64 * per_writer + i)).unwrap())
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for log in &logs {
+        log.sync().unwrap();
+    }
+    drop(logs);
+    let mut all: Vec<u64> = seqs.concat();
+    all.sort_unstable();
+    assert_eq!(all, (1..=2 * per_writer).collect::<Vec<_>>());
+    let got = reader(d.path()).query(&Query::default()).unwrap();
+    assert_eq!(got.len() as u64, 2 * per_writer);
+    // Each writer's records, in its order, under the seqs it was given.
+    for (w, mine) in seqs.iter().enumerate() {
+        for (i, &seq) in mine.iter().enumerate() {
+            let want = rec(w as u64 * per_writer + i as u64);
+            assert_eq!(got[seq as usize - 1].path, want.path, "seq {seq}");
+        }
+    }
+    assert!(segments(d.path()).len() > 10);
+    let v = reader(d.path()).verify(&|_, _| {}).unwrap();
+    assert_eq!((v.records, v.problem), (2 * per_writer, None));
+    let head = super::trail::Trail::new(d.path())
+        .head(&keys())
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.seq, 2 * per_writer);
+}
+
+/// Taking turns, a writer goes on after the other's records, within a
+/// segment and after the other rolled to a new one.
+#[test]
+fn a_writer_follows_what_another_appended_and_rolled() {
+    let d = tempfile::tempdir().unwrap();
+    let a = AuditLog::open(d.path(), keys(), small_segments()).unwrap();
+    let b = AuditLog::open(d.path(), keys(), small_segments()).unwrap();
+    let mut next = 1;
+    for turn in 0..12u64 {
+        let (log, n) = if turn % 2 == 0 { (&a, 1) } else { (&b, turn) };
+        for _ in 0..n {
+            assert_eq!(log.append(rec(next)).unwrap(), next);
+            next += 1;
+        }
+        assert_eq!(log.head().seq, next - 1);
+    }
+    assert!(segments(d.path()).len() >= 4);
+    drop((a, b));
+    let v = reader(d.path()).verify(&|_, _| {}).unwrap();
+    assert_eq!((v.records, v.problem), (next - 1, None));
+    // Reopened, the chain goes on.
+    let c = AuditLog::open(d.path(), keys(), quiet()).unwrap();
+    assert_eq!(c.append(rec(next)).unwrap(), next);
+}
+
+/// A writer that died in the middle of a write leaves a torn frame; the
+/// live writer cuts it before appending, under the lock.
+#[test]
+fn a_record_torn_by_a_dead_writer_is_cut_by_the_live_one() {
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let live = AuditLog::open(d.path(), keys(), quiet()).unwrap();
+    for i in 1..=3 {
+        live.append(rec(i)).unwrap();
+    }
+    let seg = &segments(d.path())[0];
+    let clean_len = std::fs::metadata(seg).unwrap().len();
+    // What a second writer got out before it was killed: a frame's start,
+    // its write marked under way on the board, the lock released by death.
+    let mut torn = Vec::new();
+    frame::seal(&keys(), &rec(4), &[0; 32], &mut Vec::new(), &mut torn);
+    let dead = super::lock::WritersLock::open(&super::trail::Trail::new(d.path())).unwrap();
+    let held = dead.lock().unwrap();
+    held.writing();
+    let mut f = std::fs::OpenOptions::new().append(true).open(seg).unwrap();
+    f.write_all(&torn[..torn.len() / 2]).unwrap();
+    drop(held);
+    drop(dead);
+    assert_eq!(live.append(rec(4)).unwrap(), 4);
+    live.sync().unwrap();
+    let (_, frames) = frames_of(seg);
+    assert_eq!(frames.len(), 4);
+    assert_eq!(frames[3].0 as u64, clean_len);
+    assert_eq!(problem(d.path()), None);
+}
+
+/// A writer that has not seen the others' later records does not put the
+/// head file back to its own.
+#[test]
+fn the_head_file_never_moves_back() {
+    let d = tempfile::tempdir().unwrap();
+    let behind = AuditLog::open(d.path(), keys(), quiet()).unwrap();
+    behind.append(rec(1)).unwrap();
+    let ahead = AuditLog::open(d.path(), keys(), quiet()).unwrap();
+    for i in 2..=11 {
+        ahead.append(rec(i)).unwrap();
+    }
+    ahead.sync().unwrap();
+    behind.sync().unwrap();
+    let head = || {
+        super::trail::Trail::new(d.path())
+            .head(&keys())
+            .unwrap()
+            .unwrap()
+            .seq
+    };
+    assert_eq!(head(), 11);
+    drop(behind);
+    assert_eq!(head(), 11);
+}
+
+/// A writer killed while appending beside a live one (a read-only daemon
+/// beside the read-write one), perhaps holding the lock: the live one
+/// goes on after the last record the dead one completed, cuts what it
+/// tore, and the chain holds.
+#[test]
+fn a_writer_killed_beside_a_live_one_breaks_no_chain() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let live = AuditLog::open(d.path(), keys(), small_segments()).unwrap();
+    assert_eq!(live.append(rec(0)).unwrap(), 1);
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "audit::tests::kill_9_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("AUDIT_KILL_DIR", d.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut acked = 0u64;
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines {
+            if line.unwrap().starts_with("acked ") {
+                acked += 1;
+                // Appending beside the child, so both hold the lock in turn.
+                live.append(rec(acked)).unwrap();
+                if acked >= 500 + round * 100 {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL, at any point of an append
+        child.wait().unwrap();
+        let next = live.append(rec(0)).unwrap();
+        assert!(
+            next > 2 * acked,
+            "round {round}: {next} after {acked} acked"
+        );
+    }
+    live.sync().unwrap();
+    let v = reader(d.path()).verify(&|_, _| {}).unwrap();
+    assert_eq!(v.problem, None);
+    assert_eq!(v.records, live.head().seq);
+}

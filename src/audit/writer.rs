@@ -1,11 +1,14 @@
-//! The writing end: one process appends, each record in one write(2) to
-//! the active segment (O_APPEND), so it is in the OS when `append`
-//! returns. A thread makes it durable within `sync_interval`; another
-//! brings the index up to date.
+//! The writing end: each record in one write(2) to the active segment
+//! (O_APPEND), so it is in the OS when `append` returns. A thread makes it
+//! durable within `sync_interval`; another brings the index up to date.
+//!
+//! Several processes may write one trail (a read-write daemon beside
+//! read-only mounts of the same store): each append, roll, recovery and
+//! head write happens under the writers' lock (`lock`), after catching up
+//! with what the others appended (`tail`), so the chain stays one.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::frame::{self, Mac, Stop, SEGMENT_HEADER};
 use super::index::Index;
+use super::lock::WritersLock;
+use super::tail::{self, Tail};
 use super::trail::Trail;
-use super::{AuditError, AuditReader, ChainHead, IoAt, Record};
+use super::{frame, AuditError, AuditReader, ChainHead, IoAt, Record};
 use crate::crypto::AuditKeys;
 
 #[derive(Clone, Debug)]
@@ -55,6 +59,7 @@ struct Shared {
     trail: Trail,
     keys: AuditKeys,
     opts: WriterOptions,
+    lock: WritersLock,
     state: Mutex<State>,
     /// Serializes syncs; holds the head file and the last head written there.
     synced: Mutex<(File, ChainHead)>,
@@ -62,41 +67,48 @@ struct Shared {
 }
 
 struct State {
-    active: Option<Segment>,
-    head: ChainHead,
+    tail: Tail,
     frame: Vec<u8>,
     scratch: Vec<u8>,
 }
 
-struct Segment {
-    file: Arc<File>,
-    first_seq: u64,
-    size: u64,
-    first_time: i64,
-}
-
 impl AuditLog {
     /// Opens (creating it if needed) the trail in `dir`: trims a frame torn
-    /// by a crash and resumes the chain from the last good record.
+    /// by a crash and resumes the chain from the last good record. Other
+    /// writers of the trail may be running.
     pub fn open(dir: &Path, keys: AuditKeys, opts: WriterOptions) -> Result<AuditLog, AuditError> {
         let trail = Trail::new(dir);
         trail.create_dir()?;
+        let lock = WritersLock::open(&trail)?;
+        let held = lock.lock()?;
         let anchor = trail.anchor(&keys)?;
         let mut segments = trail.segments()?;
-        finish_prune(&trail, &mut segments, anchor.first_seq)?;
-        let (active, head) = recover(&trail, &keys, &mut segments, anchor.first_seq, anchor.chain)?;
+        tail::finish_prune(&trail, &mut segments, anchor.first_seq)?;
+        let (active, head) =
+            tail::recover(&trail, &keys, &mut segments, anchor.first_seq, anchor.chain)?;
+        let newest = segments.last().copied().unwrap_or(0);
+        let end = active
+            .as_ref()
+            .filter(|s| s.first_seq == newest)
+            .map_or(0, |s| s.size);
+        held.wrote(newest, end);
         let head_file = trail.open_head_file()?;
         let synced = trail.head(&keys).ok().flatten().unwrap_or_default();
         if trail.index_path().exists() {
             Index::open(&trail, true)?.forget_after(head.seq)?;
         }
+        drop(held);
         let shared = Arc::new(Shared {
             trail,
             keys,
             opts,
+            lock,
             state: Mutex::new(State {
-                active,
-                head,
+                tail: Tail {
+                    active,
+                    head,
+                    newest,
+                },
                 frame: Vec::with_capacity(512),
                 scratch: Vec::with_capacity(512),
             }),
@@ -119,9 +131,11 @@ impl AuditLog {
         let sh = &*self.shared;
         let mut guard = sh.state.lock();
         let st = &mut *guard;
-        let seq = st.head.seq + 1;
+        let held = sh.lock.lock()?;
+        tail::catch_up(&sh.trail, &sh.keys, &held, &mut st.tail)?;
+        let seq = st.tail.head.seq + 1;
         rec.seq = seq;
-        let roll = match &st.active {
+        let roll = match &st.tail.active {
             None => true,
             Some(s) => {
                 s.size >= sh.opts.segment_bytes
@@ -129,22 +143,27 @@ impl AuditLog {
             }
         };
         if roll {
-            let next = new_segment(&sh.trail, seq, rec.time_ns)?;
-            if let Some(old) = st.active.replace(next) {
-                let path = sh.trail.segment_path(old.first_seq);
-                old.file.sync_data().at(&path)?;
-            }
-            sh.trail.fsync_dir()?;
+            tail::roll(&sh.trail, &held, &mut st.tail, seq, rec.time_ns)?;
         }
-        let chain = frame::seal(&sh.keys, &rec, &st.head.mac, &mut st.scratch, &mut st.frame);
-        let active = st.active.as_mut().expect("an active segment");
+        let chain = frame::seal(
+            &sh.keys,
+            &rec,
+            &st.tail.head.mac,
+            &mut st.scratch,
+            &mut st.frame,
+        );
+        let active = st.tail.active.as_mut().expect("an active segment");
+        held.writing();
         if let Err(e) = (&*active.file).write_all(&st.frame) {
             // Leave no partial frame behind for the next append to follow.
-            let _ = active.file.set_len(active.size);
+            if active.file.set_len(active.size).is_ok() {
+                held.wrote(active.first_seq, active.size);
+            }
             return Err(e).at(&sh.trail.segment_path(active.first_seq));
         }
         active.size += st.frame.len() as u64;
-        st.head = ChainHead { seq, mac: chain };
+        held.wrote(active.first_seq, active.size);
+        st.tail.head = ChainHead { seq, mac: chain };
         Ok(seq)
     }
 
@@ -153,9 +172,10 @@ impl AuditLog {
         self.shared.sync()
     }
 
-    /// seq and chain MAC of the last record appended.
+    /// seq and chain MAC of the last record this writer appended or saw
+    /// another append.
     pub fn head(&self) -> ChainHead {
-        self.shared.state.lock().head
+        self.shared.state.lock().tail.head
     }
 
     /// A reader of the same trail.
@@ -187,21 +207,26 @@ impl Shared {
         let mut synced = self.synced.lock();
         let (file, head) = {
             let st = self.state.lock();
-            (
-                st.active.as_ref().map(|s| (s.file.clone(), s.first_seq)),
-                st.head,
-            )
+            let active = st.tail.active.as_ref();
+            (active.map(|s| (s.file.clone(), s.first_seq)), st.tail.head)
         };
         if head.seq <= synced.1.seq && head.seq != 0 {
             return Ok(());
         }
+        // Every record up to `head` is in this segment or in one synced
+        // before a roll.
         if let Some((file, first)) = file {
             file.sync_data().at(&self.trail.segment_path(first))?;
         }
         if head.seq == 0 {
             return Ok(());
         }
-        self.trail.write_head(&synced.0, &self.keys, &head)?;
+        let _held = self.lock.lock()?;
+        // Another writer may have recorded a later head: it stays.
+        let written = self.trail.head(&self.keys).ok().flatten();
+        if written.is_none_or(|w| w.seq < head.seq) {
+            self.trail.write_head(&synced.0, &self.keys, &head)?;
+        }
         synced.1 = head;
         Ok(())
     }
@@ -275,130 +300,4 @@ fn run_only_when_idle() {
             std::io::Error::last_os_error()
         );
     }
-}
-
-fn new_segment(trail: &Trail, first_seq: u64, first_time: i64) -> Result<Segment, AuditError> {
-    let path = trail.segment_path(first_seq);
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .at(&path)?;
-    file.write_all(&frame::segment_header(first_seq))
-        .at(&path)?;
-    Ok(Segment {
-        file: Arc::new(file),
-        first_seq,
-        size: SEGMENT_HEADER,
-        first_time,
-    })
-}
-
-/// Removes segments a prune had anchored past but not yet deleted.
-fn finish_prune(trail: &Trail, segments: &mut Vec<u64>, first_kept: u64) -> Result<(), AuditError> {
-    let mut removed = false;
-    while segments.len() > 1 && segments[1] <= first_kept {
-        let path = trail.segment_path(segments.remove(0));
-        std::fs::remove_file(&path).at(&path)?;
-        removed = true;
-    }
-    if removed {
-        trail.fsync_dir()?;
-    }
-    Ok(())
-}
-
-/// Finds the last good record, newest segment first, trimming what a crash
-/// tore off; returns the segment to append to and the head.
-fn recover(
-    trail: &Trail,
-    keys: &AuditKeys,
-    segments: &mut Vec<u64>,
-    anchor_seq: u64,
-    anchor_chain: Mac,
-) -> Result<(Option<Segment>, ChainHead), AuditError> {
-    while let Some(&first) = segments.last() {
-        let path = trail.segment_path(first);
-        let bytes = std::fs::read(&path).at(&path)?;
-        let torn_header = bytes.len() < SEGMENT_HEADER as usize
-            && frame::SEGMENT_MAGIC.starts_with(&bytes)
-            || bytes.iter().all(|&b| b == 0);
-        if torn_header {
-            // Created, then the crash: nothing in it was ever acknowledged.
-            std::fs::remove_file(&path).at(&path)?;
-            trail.fsync_dir()?;
-            segments.pop();
-            continue;
-        }
-        if frame::parse_segment_header(&bytes) != Some(first) {
-            return Err(AuditError::Damaged(format!(
-                "{}: not an audit segment (see `phivault audit verify`)",
-                path.display()
-            )));
-        }
-        let body = &bytes[SEGMENT_HEADER as usize..];
-        let mut last: Option<(u64, i64, Mac)> = None;
-        let mut first_time = None;
-        let mut end = 0;
-        let mut frames = frame::frames(body);
-        for (at, f) in frames.by_ref() {
-            let chained =
-                last.is_none_or(|(seq, _, chain)| f.seq == seq + 1 && f.chains_from(keys, &chain));
-            if !f.authentic(keys) || !chained {
-                break;
-            }
-            first_time.get_or_insert(f.time);
-            last = Some((f.seq, f.time, f.chain));
-            end = at + f.size;
-        }
-        let rest = &body[end..];
-        let torn = rest.iter().all(|&b| b == 0)
-            || (frames.stopped == Some(Stop::Incomplete) && frames.pos == end);
-        if !torn {
-            tracing::error!(
-                "{}: damaged after byte {}; left for `phivault audit verify`, appending to a new segment",
-                path.display(),
-                end as u64 + SEGMENT_HEADER
-            );
-        } else if !rest.is_empty() {
-            tracing::warn!(
-                "{}: {} bytes of a record torn by a crash removed",
-                path.display(),
-                rest.len()
-            );
-            let f = OpenOptions::new().write(true).open(&path).at(&path)?;
-            f.set_len(end as u64 + SEGMENT_HEADER).at(&path)?;
-            f.sync_data().at(&path)?;
-        }
-        let Some((seq, _, chain)) = last else {
-            if torn {
-                std::fs::remove_file(&path).at(&path)?;
-                trail.fsync_dir()?;
-                segments.pop();
-                continue;
-            }
-            return Err(AuditError::Damaged(format!(
-                "{}: no readable record (see `phivault audit verify`)",
-                path.display()
-            )));
-        };
-        let head = ChainHead { seq, mac: chain };
-        if !torn {
-            return Ok((None, head));
-        }
-        let file = OpenOptions::new().append(true).open(&path).at(&path)?;
-        let active = Segment {
-            file: Arc::new(file),
-            first_seq: first,
-            size: end as u64 + SEGMENT_HEADER,
-            first_time: first_time.unwrap_or(0),
-        };
-        return Ok((Some(active), head));
-    }
-    let head = ChainHead {
-        seq: anchor_seq - 1,
-        mac: anchor_chain,
-    };
-    Ok((None, head))
 }

@@ -697,6 +697,7 @@ fn serve(
     let flags = opts.flags();
     let open_opts = OpenOptions {
         read_only: flags.read_only,
+        record_requests: true,
         cache_bytes: tuning.cache_size as usize,
         space_reserve: tuning.space_reserve,
         ..OpenOptions::default()

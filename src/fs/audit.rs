@@ -5,8 +5,10 @@
 //! appended fails with the append's errno.
 //!
 //! Decides nothing itself: permissions are the vault's, and the handlers
-//! say what they did. A vault opened read-only has no log (the writing
-//! daemon holds the chain); its requests are served and not recorded.
+//! say what they did. A read-only mount or `--at` view records its
+//! requests too, in the same trail as a read-write daemon of the store;
+//! only a store on a read-only filesystem, where nothing can be appended,
+//! has no log, and its requests are served unrecorded.
 
 mod handles;
 mod who;
@@ -50,8 +52,9 @@ impl Trail {
     pub fn new(vault: Arc<Vault>) -> Self {
         if vault.audit().is_none() {
             tracing::warn!(
-                "this store is open read-only: requests are served without an audit trail \
-                 (only the daemon that holds the store for writing appends to it)"
+                "NO AUDIT TRAIL: the store's filesystem is read-only, so the audit trail \
+                 cannot be appended to; requests through this read-only mount are served \
+                 without being recorded"
             );
         }
         Trail {

@@ -1,10 +1,11 @@
-//! The vault's audit trail: opened with a read-write vault (created in
-//! stores made before it), readable from any open, synced at shutdown.
+//! The vault's audit trail: appended to by a read-write vault (created in
+//! stores made before it) and by a read-only one that serves requests,
+//! beside each other; readable from any open; synced at shutdown.
 
 use std::path::PathBuf;
 
 use super::{Result, Vault};
-use crate::audit::{AuditLog, AuditReader, WriterOptions};
+use crate::audit::{AuditError, AuditLog, AuditReader, WriterOptions};
 use crate::crypto::AuditKeys;
 use crate::store::StoreDir;
 
@@ -12,16 +13,42 @@ pub(super) fn audit_dir(dir: &StoreDir) -> PathBuf {
     dir.root().join("audit")
 }
 
-pub(super) fn open_log(dir: &StoreDir, keys: &AuditKeys) -> Result<AuditLog> {
-    Ok(AuditLog::open(
-        &audit_dir(dir),
-        keys.clone(),
-        WriterOptions::default(),
-    )?)
+/// The trail, to append to. A read-only open on a read-only filesystem
+/// (a write-protected backup disk) gets None: nothing can be recorded
+/// there, and the mount says so (`fs::audit`). Any other failure is an
+/// error: requests are not served unrecorded for a fault that can be fixed.
+pub(super) fn open_log(
+    dir: &StoreDir,
+    keys: &AuditKeys,
+    read_only: bool,
+) -> Result<Option<AuditLog>> {
+    let opts = WriterOptions {
+        // The read-write daemon and the readers keep the index.
+        index_interval: if read_only {
+            None
+        } else {
+            WriterOptions::default().index_interval
+        },
+        ..WriterOptions::default()
+    };
+    match AuditLog::open(&audit_dir(dir), keys.clone(), opts) {
+        Ok(log) => Ok(Some(log)),
+        Err(AuditError::Io { path, source }) if read_only && on_read_only_fs(&source) => {
+            tracing::debug!("audit trail not opened: {}: {source}", path.display());
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn on_read_only_fs(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EROFS)
 }
 
 impl Vault {
-    /// The store's audit trail, to append to; None for a read-only open.
+    /// The store's audit trail, to append to. None for a read-only open
+    /// that did not ask to record requests, or whose store is on a
+    /// read-only filesystem.
     pub fn audit(&self) -> Option<&AuditLog> {
         self.audit.as_ref()
     }
@@ -46,6 +73,10 @@ mod tests {
     use crate::vault::{create_store, read_config, unlock_master, InitOptions, OpenOptions, Vault};
 
     fn open(store: &StoreDir, read_only: bool) -> Arc<Vault> {
+        open_with(store, read_only, false)
+    }
+
+    fn open_with(store: &StoreDir, read_only: bool, record_requests: bool) -> Arc<Vault> {
         let pass = Passphrase::new(b"audit unit test".to_vec());
         if !store.exists() {
             let init = InitOptions {
@@ -61,6 +92,7 @@ mod tests {
         let (master, _) = unlock_master(&read_config(store).unwrap(), &pass).unwrap();
         let opts = OpenOptions {
             read_only,
+            record_requests,
             ..OpenOptions::default()
         };
         Vault::open(store, &master, &opts).unwrap()
@@ -101,5 +133,33 @@ mod tests {
         assert_eq!(v.audit().unwrap().append(record("/b")).unwrap(), 2);
         let report = v.audit_reader().unwrap().verify(&|_, _| {}).unwrap();
         assert_eq!((report.records, report.problem), (2, None));
+    }
+
+    #[test]
+    fn a_read_only_open_that_serves_requests_appends_beside_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let store = StoreDir::new(d.path().join("store"));
+        let rw = open(&store, false);
+        let ro = open_with(&store, true, true);
+        let ro_log = ro
+            .audit()
+            .expect("a serving read-only open holds the trail");
+        let rw_log = rw.audit().unwrap();
+        assert_eq!(rw_log.append(record("/live")).unwrap(), 1);
+        assert_eq!(ro_log.append(record("/past")).unwrap(), 2);
+        assert_eq!(rw_log.append(record("/live")).unwrap(), 3);
+        ro.shutdown().unwrap();
+        rw.shutdown().unwrap();
+        drop((rw, ro));
+        let reader = open(&store, true).audit_reader().unwrap();
+        let paths: Vec<Vec<u8>> = reader
+            .query(&Query::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(paths, [&b"/live"[..], b"/past", b"/live"]);
+        let report = reader.verify(&|_, _| {}).unwrap();
+        assert_eq!((report.records, report.problem), (3, None));
     }
 }

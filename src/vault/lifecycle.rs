@@ -44,6 +44,11 @@ impl Default for InitOptions {
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     pub read_only: bool,
+    /// A read-only open that serves requests (a `-o ro` mount, a `--at`
+    /// view) records them in the audit trail, beside any other writer of
+    /// it; one that only reads for the CLI leaves the trail alone. A
+    /// read-write open always holds the trail.
+    pub record_requests: bool,
     /// Bytes of decrypted blocks kept in memory.
     pub cache_bytes: usize,
     /// Written-but-unflushed bytes allowed before writers flush.
@@ -59,6 +64,7 @@ impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             read_only: false,
+            record_requests: false,
             cache_bytes: 64 << 20,
             dirty_limit: 64 << 20,
             space_reserve: crate::store::DEFAULT_RESERVE,
@@ -171,10 +177,10 @@ impl Vault {
         };
         let keys = Keys::derive(master);
         let audit_keys = master.audit_keys();
-        let audit = if opts.read_only {
+        let audit = if opts.read_only && !opts.record_requests {
             None
         } else {
-            Some(super::audit::open_log(dir, &audit_keys)?)
+            super::audit::open_log(dir, &audit_keys, opts.read_only)?
         };
         let index_cipher = Keys::derive(master).pack_index;
         let seal_index = Arc::new(move |pack: PackId, index: &[u8]| -> Vec<u8> {
@@ -448,7 +454,10 @@ impl Vault {
     /// Flushes every open file, records their versions, seals the active pack
     /// and makes it all durable. Called on unmount and SIGTERM.
     pub fn shutdown(&self) -> Result<()> {
-        if self.read_only || self.closed.swap(true, Ordering::AcqRel) {
+        if self.read_only {
+            return Ok(self.audit.as_ref().map_or(Ok(()), |audit| audit.sync())?);
+        }
+        if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let open: Vec<_> = self
