@@ -795,3 +795,184 @@ fn appended_records_survive_kill_9() {
     let v = reader(d.path()).verify(&|_, _| {}).unwrap();
     assert_eq!((v.records, v.problem), (next, None));
 }
+
+/// One record of a big trail as `ten_million_records_queried_in_under_a_second`
+/// makes them: 200 users, uid 9999 rare, a million files, 10,000 folders.
+fn big_record(i: u64, n: u64, x: u64) -> Record {
+    let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
+    let mut r = rec(i);
+    r.time_ns = BIG_START + (i as i128 * year_ns as i128 / n as i128) as i64;
+    r.who.uid = if x.is_multiple_of(10_000) {
+        9999
+    } else {
+        1000 + (x % 200) as u32
+    };
+    r.who.login_uid = Some(r.who.uid);
+    r.ino = 1_000 + (x >> 20) % 1_000_000;
+    r.parent = if r.op == Op::Open {
+        0
+    } else {
+        1_000_000_000 + (x >> 40) % 10_000
+    };
+    r.path = format!("/patients/{}/visit-{}.pdf", r.parent, r.ino).into_bytes();
+    r
+}
+
+const BIG_START: i64 = 1_750_000_000_000_000_000;
+
+/// Figures for the README, not a test: in AUDIT_BENCH_DIR, AUDIT_PHASE
+/// `build` appends AUDIT_RECORDS (10 million) records without indexing,
+/// `index` times indexing them all from nothing, `query` times the
+/// queries of the issue cold (AUDIT_DROP_CACHES=1, as root, drops the page
+/// cache before each) and warm. Phases combine: `build,index,query`.
+#[test]
+#[ignore]
+fn big_trail_figures() {
+    let Some(dir) = std::env::var_os("AUDIT_BENCH_DIR").map(PathBuf::from) else {
+        panic!("set AUDIT_BENCH_DIR");
+    };
+    let phases = std::env::var("AUDIT_PHASE").unwrap_or_default();
+    let n: u64 = std::env::var("AUDIT_RECORDS").map_or(10_000_000, |v| v.parse().unwrap());
+    if phases.contains("build") {
+        let log = AuditLog::open(&dir, keys(), quiet()).unwrap();
+        let t = Instant::now();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if i >= log.head().seq {
+                log.append(big_record(i, n, x)).unwrap();
+            }
+        }
+        log.sync().unwrap();
+        println!("built {n} records in {:?}", t.elapsed());
+    }
+    let trail = super::trail::Trail::new(&dir);
+    if phases.contains("index") {
+        for f in ["index.db", "index.db-wal", "index.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let t = Instant::now();
+        let mut ix = super::index::Index::open(&trail, true).unwrap();
+        ix.catch_up(&trail, &keys(), true, &|| false).unwrap();
+        let took = t.elapsed();
+        println!(
+            "indexed {n} records in {took:?}: {:.0} records/s",
+            n as f64 / took.as_secs_f64()
+        );
+    }
+    if phases.contains("query") {
+        let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
+        let month = year_ns / 12;
+        let folder = 1_000_000_000 + 4711;
+        let span = |ino, from_ns, until_ns| NodeSpan {
+            ino,
+            from_ns,
+            until_ns,
+        };
+        let queries = [
+            (
+                "--user (rare uid)",
+                Query {
+                    uids: vec![9999],
+                    ..Default::default()
+                },
+            ),
+            (
+                "--path a folder, last month",
+                Query {
+                    nodes: Some(vec![span(
+                        folder,
+                        BIG_START + 11 * month,
+                        BIG_START + year_ns,
+                    )]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--path a folder and 50 files, all year",
+                Query {
+                    nodes: Some(
+                        std::iter::once(folder)
+                            .chain(5_000..5_050)
+                            .map(|ino| span(ino, i64::MIN, i64::MAX))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--user (common uid) --denied --op unlink, last month",
+                Query {
+                    uids: vec![1042],
+                    ops: vec![Op::Unlink],
+                    denied_only: true,
+                    since: Some(BIG_START + 11 * month),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--user (common uid), newest 1000",
+                Query {
+                    uids: vec![1042],
+                    limit: Some(1000),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--user (common uid) --since/--until one week",
+                Query {
+                    uids: vec![1042],
+                    since: Some(BIG_START + 5 * month),
+                    until: Some(BIG_START + 5 * month + year_ns / 52),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--denied, newest 1000",
+                Query {
+                    denied_only: true,
+                    limit: Some(1000),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--denied --since last month",
+                Query {
+                    denied_only: true,
+                    since: Some(BIG_START + 11 * month),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+        ];
+        let drop_caches = std::env::var_os("AUDIT_DROP_CACHES").is_some();
+        let ix = super::index::Index::open(&trail, false).unwrap();
+        for (name, q) in &queries {
+            println!("{name}: {:?}", ix.plan(q).unwrap());
+        }
+        drop(ix);
+        for (name, q) in &queries {
+            if drop_caches {
+                std::process::Command::new("sync").status().unwrap();
+                std::fs::write("/proc/sys/vm/drop_caches", "3\n").unwrap();
+            }
+            let reader = reader(&dir);
+            let t = Instant::now();
+            let got = reader.query(q).unwrap();
+            let cold = t.elapsed();
+            let t = Instant::now();
+            reader.query(q).unwrap();
+            let warm = t.elapsed();
+            println!(
+                "{name}: {} records, {cold:?} {}, {warm:?} warm",
+                got.len(),
+                if drop_caches { "cold" } else { "first" }
+            );
+        }
+    }
+}
