@@ -90,9 +90,14 @@ impl AuditReader {
             newest_first: false,
             ..q.clone()
         };
+        if self.index.lock().is_none() {
+            // Without an index every query reads the whole trail: once,
+            // then, rather than once a page.
+            q.limit = None;
+        }
         loop {
             let records = self.query(&q)?;
-            let full = records.len() == page.max(1);
+            let full = q.limit == Some(records.len());
             for r in records {
                 if r.seq > last {
                     return Ok(());
