@@ -862,6 +862,56 @@ fn big_trail_figures() {
             n as f64 / took.as_secs_f64()
         );
     }
+    if phases.contains("burst") {
+        // A burst on top of an indexed trail: what the indexer of a busy
+        // mount catches up with (records later than the year).
+        let burst: u64 = std::env::var("AUDIT_BURST").map_or(1_000_000, |v| v.parse().unwrap());
+        let mut ix = super::index::Index::open(&trail, true).unwrap();
+        ix.catch_up(&trail, &keys(), true, &|| false).unwrap();
+        let log = AuditLog::open(&dir, keys(), quiet()).unwrap();
+        let from = log.head().seq;
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for i in from..from + burst {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            log.append(big_record(i, n, x)).unwrap();
+        }
+        log.sync().unwrap();
+        let t = Instant::now();
+        ix.catch_up(&trail, &keys(), true, &|| false).unwrap();
+        let took = t.elapsed();
+        println!(
+            "indexed a burst of {burst} after {from} records in {took:?}: {:.0} records/s",
+            burst as f64 / took.as_secs_f64()
+        );
+    }
+    if phases.contains("export") {
+        let peak = || {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                / 1024
+        };
+        let before = peak();
+        let t = Instant::now();
+        let mut count = 0u64;
+        reader(&dir)
+            .for_each(&Query::default(), 10_000, |_| -> Result<(), AuditError> {
+                count += 1;
+                Ok(())
+            })
+            .unwrap();
+        println!(
+            "paged through all {count} records in {:?}; peak RSS {before} MB before, {} MB after",
+            t.elapsed(),
+            peak()
+        );
+    }
     if phases.contains("query") {
         let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
         let month = year_ns / 12;
