@@ -106,19 +106,23 @@ mod tests {
                 pid: i as u32,
                 comm: "cat".into(),
                 exe: "/usr/bin/cat".into(),
-                login_uid: (i % 5 == 0).then_some(0),
+                login_uid: i.is_multiple_of(5).then_some(0),
                 session_id: Some(2),
             },
-            op: if i % 4 == 0 { Op::Rename } else { Op::Open },
+            op: if i.is_multiple_of(4) {
+                Op::Rename
+            } else {
+                Op::Open
+            },
             path: format!("/patients/{}/n\u{e9}{i}", i % 7).into_bytes(),
-            target: (i % 4 == 0).then(|| b"/elsewhere/\xff".to_vec()),
+            target: i.is_multiple_of(4).then(|| b"/elsewhere/\xff".to_vec()),
             ino: 100 + i,
             parent: 10,
             detail: Detail {
                 flags: Some(libc::O_RDONLY),
                 ..Detail::default()
             },
-            result: if i % 9 == 0 { libc::EACCES } else { 0 },
+            result: if i.is_multiple_of(9) { libc::EACCES } else { 0 },
         }
     }
 
