@@ -24,6 +24,9 @@ const SCHEMA: i64 = 3;
 /// 100,000 a batch indexed 68,000 records/s, 400,000 a batch 99,000).
 const BATCH: usize = 400_000;
 
+/// How often (in records) a catch-up asks whether to stop.
+const STOP_EVERY: usize = 4096;
+
 /// SQLite's page cache, and its size while catching up (KiB).
 const CACHE_KIB: u32 = 128 << 10;
 const CATCH_UP_CACHE_KIB: u32 = 512 << 10;
@@ -239,19 +242,26 @@ impl Index {
         last: Option<Place>,
         stop: &dyn Fn() -> bool,
     ) -> Result<bool, AuditError> {
-        let mut pending = Vec::with_capacity(BATCH.min(4096));
+        let mut pending = Vec::with_capacity(BATCH.min(STOP_EVERY));
         let mut stopped = false;
         for_each_new_record(trail, keys, last, |place, rec| {
             pending.push(Row::of(place, &rec));
+            // A batch takes seconds at idle priority: a closing writer
+            // does not wait for it (what was not committed is redone).
+            if pending.len() % STOP_EVERY == 0 && stop() {
+                stopped = true;
+                return Ok(false);
+            }
             if pending.len() >= BATCH {
-                self.insert(&pending)?;
+                stopped = !self.insert(&pending, stop)?;
                 pending.clear();
-                stopped = stop();
                 return Ok(!stopped);
             }
             Ok(true)
         })?;
-        self.insert(&pending)?;
+        if !stopped {
+            stopped = !self.insert(&pending, stop)?;
+        }
         Ok(stopped)
     }
 
@@ -286,9 +296,11 @@ impl Index {
         Ok(())
     }
 
-    fn insert(&mut self, rows: &[Row]) -> Result<(), AuditError> {
+    /// Stores `rows` in one transaction; false if `stop` said to stop
+    /// first (nothing is stored then).
+    fn insert(&mut self, rows: &[Row], stop: &dyn Fn() -> bool) -> Result<bool, AuditError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let tx = self
             .conn
@@ -298,7 +310,11 @@ impl Index {
                 "INSERT OR IGNORE INTO rec(seq, time, uid, luid, op, result, ino, parent, seg, off, len)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for r in rows {
+            for (i, r) in rows.iter().enumerate() {
+                if i % STOP_EVERY == STOP_EVERY - 1 && stop() {
+                    // Dropped uncommitted: rolled back.
+                    return Ok(false);
+                }
                 let p = &r.place;
                 st.execute(params![
                     p.seq as i64,
@@ -316,7 +332,7 @@ impl Index {
             }
         }
         tx.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     /// Keeps `head` (authenticated) if it is newer than the one kept.

@@ -1207,3 +1207,31 @@ fn paging_returns_what_one_query_does() {
     .unwrap();
     assert_eq!(seen, 3000);
 }
+
+#[test]
+fn a_stopped_catch_up_leaves_a_usable_index_that_the_next_completes() {
+    let d = tempfile::tempdir().unwrap();
+    trail(d.path(), 10_000, quiet());
+    let t = super::trail::Trail::new(d.path());
+    let mut ix = super::index::Index::open(&t, true).unwrap();
+    ix.catch_up(&t, &keys(), true, &|| true).unwrap();
+    let rows = || -> i64 {
+        rusqlite::Connection::open(d.path().join("index.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM rec", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(rows() < 10_000, "a stop was not heeded");
+    let q = Query {
+        uids: vec![1001],
+        ..Default::default()
+    };
+    let want: Vec<u64> = (1..=10_000).filter(|i| i % 3 == 1).collect();
+    let got =
+        |r: &AuditReader| -> Vec<u64> { r.query(&q).unwrap().iter().map(|r| r.seq).collect() };
+    ix.catch_up(&t, &keys(), true, &|| false).unwrap();
+    assert_eq!(rows(), 10_000);
+    assert_eq!(got(&reader(d.path())), want);
+    let plan = ix.plan(&q).unwrap();
+    assert!(plan.iter().any(|l| l.contains("INDEX rec_uid")), "{plan:?}");
+}
