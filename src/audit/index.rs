@@ -20,8 +20,9 @@ const SCHEMA: i64 = 3;
 
 /// Records indexed per transaction (26 MB of rows): each commit writes
 /// every page it touched, and the pages of `rec_ino` are touched at
-/// random, so fewer, larger commits write far less (on a 10M index,
-/// 100,000 a batch indexed 68,000 records/s, 400,000 a batch 99,000).
+/// random, so fewer, larger commits write far less (a burst of a million
+/// onto an index of 13-15 million: 68,000 records/s in batches of
+/// 100,000, 99,000/s in batches of 400,000).
 const BATCH: usize = 400_000;
 
 /// How often (in records) a catch-up asks whether to stop.
@@ -31,8 +32,8 @@ const STOP_EVERY: usize = 4096;
 const CACHE_KIB: u32 = 128 << 10;
 const CATCH_UP_CACHE_KIB: u32 = 512 << 10;
 
-/// Refused: what `--denied` selects, written the same in the partial
-/// index and in the queries (SQLite matches them by their text).
+/// Refused: what `--denied` selects, written the same in the queries and
+/// in `rec_denied` (SQLite matches them by their text).
 const DENIED: &str = "result IN (13, 1)";
 
 /// The secondary indexes. Each query is driven by one of them (or by seq)
@@ -195,7 +196,8 @@ impl Index {
     /// Brings the index up to the end of the segments. With `write` false
     /// nothing is stored and the records missing from the index are
     /// returned instead. A frame that does not authenticate is left out
-    /// (`verify` names it). Stops early, between batches, if `stop` says so.
+    /// (`verify` names it). Stops early, within `STOP_EVERY` records, if
+    /// `stop` says so.
     pub fn catch_up(
         &mut self,
         trail: &Trail,
@@ -215,11 +217,7 @@ impl Index {
         // Empty (new, or rebuilt): the secondary indexes are built after
         // the rows, by sorting, many times faster than row by row.
         let from_nothing = last.is_none();
-        if from_nothing {
-            self.set_secondary(false)?;
-        } else {
-            self.set_secondary(true)?;
-        }
+        self.set_secondary(!from_nothing)?;
         // A batch touches pages of rec_ino at random: room for them all
         // while catching up, so that none is written or read twice.
         self.conn
