@@ -39,7 +39,7 @@ const DENIED: &str = "result IN (13, 1)";
 /// The secondary indexes. Each query is driven by one of them (or by seq)
 /// and finds the seqs it returns without reading the table:
 /// `rec_uid`/`rec_luid` carry the columns the other filters test.
-const SECONDARY: [(&str, &str); 6] = [
+const SECONDARY: [(&str, &str); 7] = [
     ("rec_time", "rec(time)"),
     ("rec_uid", "rec(uid, time, op, result)"),
     (
@@ -48,10 +48,15 @@ const SECONDARY: [(&str, &str); 6] = [
     ),
     ("rec_ino", "rec(ino, time)"),
     ("rec_parent", "rec(parent, time) WHERE parent <> 0"),
-    // result too: SQLite does not take it from the WHERE.
+    // result too: SQLite does not take it from the WHERE. By time for a
+    // span, by seq for the newest N; both hold only refusals.
     (
         "rec_denied",
         "rec(time, uid, luid, op, result) WHERE result IN (13, 1)",
+    ),
+    (
+        "rec_denied_seq",
+        "rec(seq, time, uid, luid, op, result) WHERE result IN (13, 1)",
     ),
 ];
 
@@ -403,7 +408,7 @@ impl Index {
 /// The SQL of `q` and its arguments. A query is driven by one index, in
 /// this order of preference: the nodes of `--path` (`rec_ino`,
 /// `rec_parent`), the users (`rec_uid`, `rec_luid`), refusals
-/// (`rec_denied`), else seq or time. Where an index drives it, the seqs
+/// (`rec_denied`, `rec_denied_seq`), else seq or time. Where an index drives it, the seqs
 /// are chosen first, and the places of only those returned are read from
 /// the table: read for every candidate, they cost a random read each on a
 /// cold cache.
@@ -454,6 +459,15 @@ fn places_sql(q: &Query) -> (String, Vec<i64>) {
              UNION SELECT r.seq FROM rec r
                  WHERE r.luid IN ({l}) AND r.luid IS NOT NULL{filters}"
         )
+    } else if q.denied_only && !limit.is_empty() {
+        // The newest (or next) N refusals: rec_denied_seq in seq order,
+        // stopping after N.
+        let sql = format!(
+            "SELECT seq, seg, off, len FROM rec WHERE seq IN (
+                 SELECT r.seq FROM rec r WHERE 1{filters} ORDER BY r.seq {order}{limit})
+             ORDER BY seq {order}"
+        );
+        return (sql, args);
     } else if q.denied_only {
         format!("SELECT r.seq FROM rec r WHERE 1{filters}")
     } else {

@@ -1161,6 +1161,14 @@ fn each_query_shape_is_an_index_range_scan() {
             "{name}: {plan:?}"
         );
     }
+    // The newest refusals are read in seq order, not all of them sorted.
+    let plan = ix.plan(&query_shapes()[4].1).unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("COVERING INDEX rec_denied_seq")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:?}");
 }
 
 #[test]
