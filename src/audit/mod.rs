@@ -95,6 +95,8 @@ pub struct Query {
     pub nodes: Option<Vec<NodeSpan>>,
     /// Fallback scope by recorded path ("/a/b" matches "/a/b" and "/a/b/..").
     pub path_prefix: Option<Vec<u8>>,
+    /// Only records after this seq: where the previous page ended.
+    pub after_seq: Option<u64>,
     pub limit: Option<usize>,
     pub newest_first: bool,
 }
@@ -111,7 +113,8 @@ pub struct NodeSpan {
 impl Query {
     /// Whether `r` passes every filter (the index applies the same ones).
     pub fn matches(&self, r: &Record) -> bool {
-        self.since.is_none_or(|s| r.time_ns >= s)
+        self.after_seq.is_none_or(|a| r.seq > a)
+            && self.since.is_none_or(|s| r.time_ns >= s)
             && self.until.is_none_or(|u| r.time_ns <= u)
             && (self.uids.is_empty()
                 || self.uids.contains(&r.who.uid)

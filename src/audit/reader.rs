@@ -66,6 +66,51 @@ impl AuditReader {
         Ok(out)
     }
 
+    /// Calls `each` with every record matching `q` (oldest first; its
+    /// `limit`, `after_seq` and `newest_first` are ignored), reading
+    /// `page` records at a time so that memory stays bounded however many
+    /// match. Records appended after the call began are left out.
+    pub fn for_each<E: From<AuditError>>(
+        &self,
+        q: &Query,
+        page: usize,
+        mut each: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let newest = Query {
+            limit: Some(1),
+            newest_first: true,
+            ..Query::default()
+        };
+        let Some(last) = self.query(&newest)?.first().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let mut q = Query {
+            after_seq: None,
+            limit: Some(page.max(1)),
+            newest_first: false,
+            ..q.clone()
+        };
+        if self.index.lock().is_none() {
+            // Without an index every query reads the whole trail: once,
+            // then, rather than once a page.
+            q.limit = None;
+        }
+        loop {
+            let records = self.query(&q)?;
+            let full = q.limit == Some(records.len());
+            for r in records {
+                if r.seq > last {
+                    return Ok(());
+                }
+                q.after_seq = Some(r.seq);
+                each(r)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     /// Brings the index up to date; returns the records it could not
     /// hold (all of them when there is no index).
     fn catch_up(&self, index: &mut Option<Index>) -> Result<Vec<Record>, AuditError> {

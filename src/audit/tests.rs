@@ -987,3 +987,451 @@ fn a_writer_killed_beside_a_live_one_breaks_no_chain() {
     assert_eq!(v.problem, None);
     assert_eq!(v.records, live.head().seq);
 }
+
+/// One record of a big trail as `ten_million_records_queried_in_under_a_second`
+/// makes them: 200 users, uid 9999 rare, a million files, 10,000 folders.
+fn big_record(i: u64, n: u64, x: u64) -> Record {
+    let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
+    let mut r = rec(i);
+    r.time_ns = BIG_START + (i as i128 * year_ns as i128 / n as i128) as i64;
+    r.who.uid = if x.is_multiple_of(10_000) {
+        9999
+    } else {
+        1000 + (x % 200) as u32
+    };
+    r.who.login_uid = Some(r.who.uid);
+    r.ino = 1_000 + (x >> 20) % 1_000_000;
+    r.parent = if r.op == Op::Open {
+        0
+    } else {
+        1_000_000_000 + (x >> 40) % 10_000
+    };
+    r.path = format!("/patients/{}/visit-{}.pdf", r.parent, r.ino).into_bytes();
+    r
+}
+
+const BIG_START: i64 = 1_750_000_000_000_000_000;
+
+/// Figures for the README, not a test: in AUDIT_BENCH_DIR, AUDIT_PHASE
+/// `build` appends AUDIT_RECORDS (10 million) records without indexing,
+/// `index` times indexing them all from nothing, `query` times the
+/// queries of the issue cold (AUDIT_DROP_CACHES=1, as root, drops the page
+/// cache before each) and warm. Phases combine: `build,index,query`.
+#[test]
+#[ignore]
+fn big_trail_figures() {
+    let Some(dir) = std::env::var_os("AUDIT_BENCH_DIR").map(PathBuf::from) else {
+        panic!("set AUDIT_BENCH_DIR");
+    };
+    let phases = std::env::var("AUDIT_PHASE").unwrap_or_default();
+    let n: u64 = std::env::var("AUDIT_RECORDS").map_or(10_000_000, |v| v.parse().unwrap());
+    if phases.contains("build") {
+        let log = AuditLog::open(&dir, keys(), quiet()).unwrap();
+        let t = Instant::now();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if i >= log.head().seq {
+                log.append(big_record(i, n, x)).unwrap();
+            }
+        }
+        log.sync().unwrap();
+        println!("built {n} records in {:?}", t.elapsed());
+    }
+    let trail = super::trail::Trail::new(&dir);
+    if phases.contains("index") {
+        for f in ["index.db", "index.db-wal", "index.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let t = Instant::now();
+        let mut ix = super::index::Index::open(&trail, true).unwrap();
+        ix.catch_up(&trail, &keys(), true, &|| false).unwrap();
+        let took = t.elapsed();
+        println!(
+            "indexed {n} records in {took:?}: {:.0} records/s",
+            n as f64 / took.as_secs_f64()
+        );
+    }
+    if phases.contains("burst") {
+        // A burst on top of an indexed trail: what the indexer of a busy
+        // mount catches up with (records later than the year).
+        let burst: u64 = std::env::var("AUDIT_BURST").map_or(1_000_000, |v| v.parse().unwrap());
+        let mut ix = super::index::Index::open(&trail, true).unwrap();
+        ix.catch_up(&trail, &keys(), true, &|| false).unwrap();
+        let log = AuditLog::open(&dir, keys(), quiet()).unwrap();
+        let from = log.head().seq;
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for i in from..from + burst {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            log.append(big_record(i, n, x)).unwrap();
+        }
+        log.sync().unwrap();
+        let t = Instant::now();
+        ix.catch_up(&trail, &keys(), true, &|| false).unwrap();
+        let took = t.elapsed();
+        println!(
+            "indexed a burst of {burst} after {from} records in {took:?}: {:.0} records/s",
+            burst as f64 / took.as_secs_f64()
+        );
+    }
+    if phases.contains("export") {
+        let peak = || {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmHWM")).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                / 1024
+        };
+        let before = peak();
+        let t = Instant::now();
+        let mut count = 0u64;
+        reader(&dir)
+            .for_each(&Query::default(), 10_000, |_| -> Result<(), AuditError> {
+                count += 1;
+                Ok(())
+            })
+            .unwrap();
+        println!(
+            "paged through all {count} records in {:?}; peak RSS {before} MB before, {} MB after",
+            t.elapsed(),
+            peak()
+        );
+    }
+    if phases.contains("query") {
+        let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
+        let month = year_ns / 12;
+        let folder = 1_000_000_000 + 4711;
+        let span = |ino, from_ns, until_ns| NodeSpan {
+            ino,
+            from_ns,
+            until_ns,
+        };
+        let queries = [
+            (
+                "--user (rare uid)",
+                Query {
+                    uids: vec![9999],
+                    ..Default::default()
+                },
+            ),
+            (
+                "--path a folder, last month",
+                Query {
+                    nodes: Some(vec![span(
+                        folder,
+                        BIG_START + 11 * month,
+                        BIG_START + year_ns,
+                    )]),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--path a folder and 50 files, all year",
+                Query {
+                    nodes: Some(
+                        std::iter::once(folder)
+                            .chain(5_000..5_050)
+                            .map(|ino| span(ino, i64::MIN, i64::MAX))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--user (common uid) --denied --op unlink, last month",
+                Query {
+                    uids: vec![1042],
+                    ops: vec![Op::Unlink],
+                    denied_only: true,
+                    since: Some(BIG_START + 11 * month),
+                    ..Default::default()
+                },
+            ),
+            (
+                "--user (common uid), newest 1000",
+                Query {
+                    uids: vec![1042],
+                    limit: Some(1000),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--user (common uid) --since/--until one week",
+                Query {
+                    uids: vec![1042],
+                    since: Some(BIG_START + 5 * month),
+                    until: Some(BIG_START + 5 * month + year_ns / 52),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--denied, newest 1000",
+                Query {
+                    denied_only: true,
+                    limit: Some(1000),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "--denied --since last month",
+                Query {
+                    denied_only: true,
+                    since: Some(BIG_START + 11 * month),
+                    newest_first: true,
+                    ..Default::default()
+                },
+            ),
+        ];
+        let drop_caches = std::env::var_os("AUDIT_DROP_CACHES").is_some();
+        let ix = super::index::Index::open(&trail, false).unwrap();
+        for (name, q) in &queries {
+            println!("{name}: {:?}", ix.plan(q).unwrap());
+        }
+        drop(ix);
+        for (name, q) in &queries {
+            if drop_caches {
+                std::process::Command::new("sync").status().unwrap();
+                std::fs::write("/proc/sys/vm/drop_caches", "3\n").unwrap();
+            }
+            let reader = reader(&dir);
+            let t = Instant::now();
+            let got = reader.query(q).unwrap();
+            let cold = t.elapsed();
+            let t = Instant::now();
+            reader.query(q).unwrap();
+            let warm = t.elapsed();
+            println!(
+                "{name}: {} records, {cold:?} {}, {warm:?} warm",
+                got.len(),
+                if drop_caches { "cold" } else { "first" }
+            );
+        }
+    }
+}
+
+#[test]
+fn an_index_of_an_older_layout_is_rebuilt_not_misread() {
+    let d = tempfile::tempdir().unwrap();
+    trail(d.path(), 50, quiet());
+    assert_eq!(reader(d.path()).query(&Query::default()).unwrap().len(), 50);
+    // An index of layout 2 whose rows say something else.
+    let db = rusqlite::Connection::open(d.path().join("index.db")).unwrap();
+    db.execute_batch("UPDATE rec SET uid = 4242, off = 16; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(db);
+    let t = super::trail::Trail::new(d.path());
+    assert!(super::index::Index::open(&t, false).is_err());
+    let r = reader(d.path());
+    let by = |uid| Query {
+        uids: vec![uid],
+        ..Default::default()
+    };
+    assert!(r.query(&by(4242)).unwrap().is_empty());
+    assert_eq!(
+        r.query(&by(1001))
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        (1..=50).filter(|i| i % 3 == 1).collect::<Vec<_>>()
+    );
+    let db = rusqlite::Connection::open(d.path().join("index.db")).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    let uids: i64 = db
+        .query_row("SELECT count(*) FROM rec WHERE uid = 4242", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(uids, 0);
+}
+
+/// The query shapes of `phivault audit`, each of which must be a range
+/// scan of an index, not a scan of the table.
+fn query_shapes() -> Vec<(&'static str, Query)> {
+    let all = |ino| NodeSpan {
+        ino,
+        from_ns: i64::MIN,
+        until_ns: i64::MAX,
+    };
+    vec![
+        (
+            "--user, newest 1000",
+            Query {
+                uids: vec![1001],
+                limit: Some(1000),
+                newest_first: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "--user --since --until",
+            Query {
+                uids: vec![1001, 501],
+                since: Some(rec(10).time_ns),
+                until: Some(rec(90).time_ns),
+                newest_first: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "--path",
+            Query {
+                nodes: Some(vec![all(140), all(12)]),
+                newest_first: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "--path --user --denied",
+            Query {
+                nodes: Some(vec![all(140), all(12)]),
+                uids: vec![1002],
+                denied_only: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "--denied, newest 1000",
+            Query {
+                denied_only: true,
+                limit: Some(1000),
+                newest_first: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "--denied --op --since",
+            Query {
+                denied_only: true,
+                ops: vec![Op::Open],
+                since: Some(rec(50).time_ns),
+                ..Default::default()
+            },
+        ),
+        (
+            "--since --until",
+            Query {
+                since: Some(rec(50).time_ns),
+                until: Some(rec(60).time_ns),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+#[test]
+fn each_query_shape_is_an_index_range_scan() {
+    let d = tempfile::tempdir().unwrap();
+    trail(d.path(), 300, quiet());
+    reader(d.path()).query(&Query::default()).unwrap();
+    let t = super::trail::Trail::new(d.path());
+    let ix = super::index::Index::open(&t, false).unwrap();
+    for (name, q) in query_shapes() {
+        let plan = ix.plan(&q).unwrap();
+        // "SCAN s" is the spans of --path, "SCAN chosen" the seqs chosen;
+        // a whole partial index (rec_denied) holds only what matches.
+        let table_scans: Vec<_> = plan
+            .iter()
+            .filter(|l| l.starts_with("SCAN r") && !l.contains("USING COVERING INDEX"))
+            .collect();
+        assert!(table_scans.is_empty(), "{name}: {plan:?}");
+        assert!(
+            plan.iter().any(|l| l.contains("INDEX rec_")),
+            "{name}: {plan:?}"
+        );
+    }
+    // The newest refusals are read in seq order, not all of them sorted.
+    let plan = ix.plan(&query_shapes()[4].1).unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("COVERING INDEX rec_denied_seq")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:?}");
+}
+
+#[test]
+fn paging_returns_what_one_query_does() {
+    let d = tempfile::tempdir().unwrap();
+    trail(d.path(), 3000, quiet());
+    let r = reader(d.path());
+    let mut shapes = query_shapes();
+    shapes.push(("everything", Query::default()));
+    shapes.push((
+        "--path by recorded path",
+        Query {
+            path_prefix: Some(b"/patients/3".to_vec()),
+            ..Default::default()
+        },
+    ));
+    for (name, q) in shapes {
+        let whole = Query {
+            limit: None,
+            newest_first: false,
+            ..q.clone()
+        };
+        let want = r.query(&whole).unwrap();
+        for page in [1, 7, 1000, 5000] {
+            let mut got = Vec::new();
+            r.for_each(&q, page, |rec| -> Result<(), AuditError> {
+                got.push(rec);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, want, "{name}, pages of {page}");
+        }
+    }
+    // Records appended after it began are left out.
+    let log = AuditLog::open(d.path(), keys(), quiet()).unwrap();
+    let mut seen = 0;
+    r.for_each(&Query::default(), 100, |_| -> Result<(), AuditError> {
+        seen += 1;
+        if seen == 1 {
+            log.append(rec(3001)).unwrap();
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, 3000);
+}
+
+#[test]
+fn a_stopped_catch_up_leaves_a_usable_index_that_the_next_completes() {
+    let d = tempfile::tempdir().unwrap();
+    trail(d.path(), 10_000, quiet());
+    let t = super::trail::Trail::new(d.path());
+    let mut ix = super::index::Index::open(&t, true).unwrap();
+    ix.catch_up(&t, &keys(), true, &|| true).unwrap();
+    let rows = || -> i64 {
+        rusqlite::Connection::open(d.path().join("index.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM rec", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(rows() < 10_000, "a stop was not heeded");
+    let q = Query {
+        uids: vec![1001],
+        ..Default::default()
+    };
+    let want: Vec<u64> = (1..=10_000).filter(|i| i % 3 == 1).collect();
+    let got =
+        |r: &AuditReader| -> Vec<u64> { r.query(&q).unwrap().iter().map(|r| r.seq).collect() };
+    ix.catch_up(&t, &keys(), true, &|| false).unwrap();
+    assert_eq!(rows(), 10_000);
+    assert_eq!(got(&reader(d.path())), want);
+    let plan = ix.plan(&q).unwrap();
+    assert!(plan.iter().any(|l| l.contains("INDEX rec_uid")), "{plan:?}");
+}

@@ -201,6 +201,7 @@ pub fn query(vault: &Vault, f: &Filter) -> anyhow::Result<Query> {
         denied_only: f.denied,
         nodes,
         path_prefix,
+        after_seq: None,
         limit: None,
         newest_first: true,
     })

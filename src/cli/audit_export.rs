@@ -9,6 +9,7 @@ use anyhow::Context;
 use super::audit_format::record_json;
 use super::time_spec::{self, PointInTime};
 use super::util::Names;
+use crate::audit::{AuditReader, Query};
 
 /// Write audit records as JSON lines (one record per line), for archival.
 #[derive(clap::Args)]
@@ -41,9 +42,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         until: a.until,
         ..Default::default()
     };
-    let mut q = super::audit::query(&vault, &filter)?;
-    q.newest_first = false;
-    let records = reader.query(&q).context("reading the audit trail")?;
+    let q = super::audit::query(&vault, &filter)?;
     let mut out: Box<dyn Write> = match &a.output {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
         Some(path) => {
@@ -58,14 +57,117 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             Box::new(std::io::BufWriter::new(f))
         }
     };
-    let mut names = Names::default();
-    for r in &records {
-        serde_json::to_writer(&mut out, &record_json(r, &mut names))?;
-        out.write_all(b"\n")?;
-    }
+    let written = write_records(&reader, &q, PAGE, &mut out)?;
     out.flush()?;
     if let Some(path) = &a.output {
-        eprintln!("{} records written to {}", records.len(), path.display());
+        eprintln!("{written} records written to {}", path.display());
     }
     Ok(())
+}
+
+/// Records read from the trail at a time: an export of millions holds
+/// only this many.
+const PAGE: usize = 10_000;
+
+/// Writes the records `q` matches, oldest first, as JSON lines, `page` at
+/// a time; returns how many.
+fn write_records(
+    reader: &AuditReader,
+    q: &Query,
+    page: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let mut names = Names::default();
+    let mut written = 0u64;
+    reader
+        .for_each(q, page, |r| -> anyhow::Result<()> {
+            serde_json::to_writer(&mut *out, &record_json(&r, &mut names))?;
+            out.write_all(b"\n")?;
+            written += 1;
+            Ok(())
+        })
+        .context("reading the audit trail")?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditLog, Detail, Op, Record, Who, WriterOptions};
+    use crate::crypto::MasterKey;
+
+    fn record(i: u64) -> Record {
+        Record {
+            seq: 0,
+            time_ns: 1_750_000_000_000_000_000 + i as i64 * 1_000_000,
+            who: Who {
+                uid: 1000 + (i % 3) as u32,
+                gid: 100,
+                pid: i as u32,
+                comm: "cat".into(),
+                exe: "/usr/bin/cat".into(),
+                login_uid: i.is_multiple_of(5).then_some(0),
+                session_id: Some(2),
+            },
+            op: if i.is_multiple_of(4) {
+                Op::Rename
+            } else {
+                Op::Open
+            },
+            path: format!("/patients/{}/n\u{e9}{i}", i % 7).into_bytes(),
+            target: i.is_multiple_of(4).then(|| b"/elsewhere/\xff".to_vec()),
+            ino: 100 + i,
+            parent: 10,
+            detail: Detail {
+                flags: Some(libc::O_RDONLY),
+                ..Detail::default()
+            },
+            result: if i.is_multiple_of(9) { libc::EACCES } else { 0 },
+        }
+    }
+
+    /// What `export` wrote before it streamed: every match in one query.
+    fn all_at_once(reader: &AuditReader, q: &Query) -> Vec<u8> {
+        let mut names = Names::default();
+        let mut out = Vec::new();
+        let whole = Query {
+            newest_first: false,
+            ..q.clone()
+        };
+        for r in reader.query(&whole).unwrap() {
+            serde_json::to_writer(&mut out, &record_json(&r, &mut names)).unwrap();
+            out.push(b'\n');
+        }
+        out
+    }
+
+    #[test]
+    fn a_paged_export_writes_what_one_query_did() {
+        let d = tempfile::tempdir().unwrap();
+        let keys = MasterKey::from_bytes([3; 32]).audit_keys();
+        let opts = WriterOptions {
+            index_interval: None,
+            ..WriterOptions::default()
+        };
+        let log = AuditLog::open(d.path(), keys.clone(), opts).unwrap();
+        for i in 1..=4000 {
+            log.append(record(i)).unwrap();
+        }
+        log.sync().unwrap();
+        let reader = AuditReader::open(d.path(), keys);
+        let since = Query {
+            since: Some(record(1234).time_ns),
+            until: Some(record(3210).time_ns),
+            ..Query::default()
+        };
+        for q in [Query::default(), since] {
+            let want = all_at_once(&reader, &q);
+            for page in [13, PAGE] {
+                let mut got = Vec::new();
+                let n = write_records(&reader, &q, page, &mut got).unwrap();
+                assert_eq!(n as usize, want.iter().filter(|&&b| b == b'\n').count());
+                assert!(got == want, "pages of {page} differ");
+            }
+        }
+    }
 }
