@@ -285,8 +285,12 @@ fn new_segment(trail: &Trail, first_seq: u64, first_time: i64) -> Result<Segment
         .mode(0o600)
         .open(&path)
         .at(&path)?;
-    file.write_all(&frame::segment_header(first_seq))
-        .at(&path)?;
+    if let Err(e) = file.write_all(&frame::segment_header(first_seq)) {
+        // Left behind, it would make every later start of this segment
+        // fail (EEXIST) after the disk has room again.
+        let _ = std::fs::remove_file(&path);
+        return Err(e).at(&path);
+    }
     Ok(Segment {
         file: Arc::new(file),
         first_seq,
