@@ -838,8 +838,8 @@ fn tamper(st: &Store, action: &str, seq: Option<u64>) {
     );
 }
 
-/// A trail of 20 records, closed.
-fn trail_of_20() -> Store {
+/// A trail of 20 records, closed: seq N written at `base + N - 1` seconds.
+fn trail_of_20() -> (Store, i64) {
     let st = Store::new();
     let t = base_time();
     let v = st.engine(true, Arc::new(ManualClock::starting_at(t)));
@@ -849,11 +849,22 @@ fn trail_of_20() -> Store {
             .unwrap();
     }
     v.shutdown().unwrap();
-    st
+    (st, t)
 }
 
-fn assert_verify(action: &str, seq: Option<u64>, code: i32, names: &str) {
-    let st = trail_of_20();
+/// A time `audit verify` must give for the damage it found: the bad
+/// record's own, or that of the good record with that seq before or after.
+enum When {
+    Own(u64),
+    Before(u64),
+    After(u64),
+}
+use When::{After, Before, Own};
+
+/// Tampers with a trail of 20 records as `action` says; `audit verify`
+/// must exit with `code`, name `names`, and give each time of `when`.
+fn assert_verify(action: &str, seq: Option<u64>, code: i32, names: &str, when: &[When]) {
+    let (st, base) = trail_of_20();
     tamper(&st, action, seq);
     let (got, text) = verify(&st);
     assert_eq!(got, code, "{action} {seq:?}: {text}");
@@ -861,36 +872,49 @@ fn assert_verify(action: &str, seq: Option<u64>, code: i32, names: &str) {
         text.contains(names),
         "{action} {seq:?} should name {names}: {text}"
     );
+    let time =
+        |n: u64| jiff::Timestamp::from_nanosecond((base + (n as i64 - 1) * S) as i128).unwrap();
+    for w in when {
+        let said = match *w {
+            Own(n) => format!("when: {} (", time(n)),
+            Before(n) => format!("{} (seq {n}, the nearest good record before)", time(n)),
+            After(n) => format!("{} (seq {n}, the nearest good record after)", time(n)),
+        };
+        assert!(
+            text.contains(&said),
+            "{action} {seq:?} should say \"{said}\": {text}"
+        );
+    }
 }
 
 #[test]
 fn verify_finds_a_changed_byte() {
-    assert_verify("flip", Some(7), 3, "seq 7 ");
+    assert_verify("flip", Some(7), 3, "seq 7 ", &[Before(6), After(8)]);
 }
 
 #[test]
 fn verify_finds_a_deleted_record() {
-    assert_verify("delete", Some(7), 4, "seq 7");
+    assert_verify("delete", Some(7), 4, "seq 7", &[Before(6), After(8)]);
 }
 
 #[test]
 fn verify_finds_two_swapped_records() {
-    assert_verify("swap", Some(7), 6, "seq 8");
+    assert_verify("swap", Some(7), 6, "seq 8", &[Own(8)]);
 }
 
 #[test]
 fn verify_finds_an_inserted_record() {
-    assert_verify("copy", Some(7), 5, "after seq 7");
+    assert_verify("copy", Some(7), 5, "after seq 7", &[Own(7)]);
 }
 
 #[test]
 fn verify_finds_a_truncated_trail() {
-    assert_verify("cut", None, 7, "seq 20");
+    assert_verify("cut", None, 7, "seq 20", &[Before(19)]);
 }
 
 #[test]
 fn verify_finds_an_unreadable_frame() {
-    assert_verify("garble", Some(7), 8, "cannot read");
+    assert_verify("garble", Some(7), 8, "cannot read", &[Before(6)]);
 }
 
 #[test]

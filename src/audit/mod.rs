@@ -140,6 +140,25 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// The first problem; None if the trail is intact.
     pub problem: Option<Tamper>,
+    /// When the first problem sits; None if the trail is intact.
+    pub when: Option<TamperTime>,
+}
+
+/// When the first problem sits, for an investigator: the bad record's own
+/// time when its MAC holds, and the nearest good records either side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TamperTime {
+    /// ns since the epoch; None when the record is gone or forged.
+    pub own_time_ns: Option<i64>,
+    pub before: Option<Stamp>,
+    pub after: Option<Stamp>,
+}
+
+/// A record whose MAC holds, and its time (ns since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub seq: u64,
+    pub time_ns: i64,
 }
 
 /// What was done to the trail, at the first place it shows.
