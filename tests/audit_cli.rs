@@ -689,8 +689,11 @@ fn verify_says_intact_on_an_untouched_trail() {
     );
 }
 
-#[test]
-fn retention_set_and_prune_leave_a_trail_that_verifies() {
+/// 50 records three years old, in a segment of their own (a segment
+/// closes when a record is a month younger than its first), then 50 of
+/// yesterday. Returns the store, the first old record's time and the
+/// recent records' seqs.
+fn trail_with_an_old_segment() -> (Store, i64, Vec<u64>) {
     let store = Store::new();
     let now = base_time() + 10 * 86_400 * S;
     let v = store.engine(true, Arc::new(ManualClock::starting_at(now)));
@@ -700,24 +703,21 @@ fn retention_set_and_prune_leave_a_trail_that_verifies() {
         log.append(rec(old + i * S, who(0, None), Op::Open, "/old", 1, 0, 0))
             .unwrap();
     }
-    let mut recent = Vec::new();
-    for i in 0..50 {
-        recent.push(
-            log.append(rec(
-                now - 86_400 * S + i * S,
-                who(0, None),
-                Op::Open,
-                "/new",
-                1,
-                0,
-                0,
-            ))
-            .unwrap(),
-        );
-    }
+    let yesterday = now - 86_400 * S;
+    let recent = (0..50)
+        .map(|i| {
+            let r = rec(yesterday + i * S, who(0, None), Op::Open, "/new", 1, 0, 0);
+            log.append(r).unwrap()
+        })
+        .collect();
     v.shutdown().unwrap();
     drop(v);
+    (store, old, recent)
+}
 
+#[test]
+fn retention_set_and_prune_leave_a_trail_that_verifies() {
+    let (store, _, recent) = trail_with_an_old_segment();
     let view = Command::new(bin())
         .arg("retention")
         .arg(store.path())
@@ -769,13 +769,75 @@ fn retention_set_and_prune_leave_a_trail_that_verifies() {
     );
     let (code, text) = verify(&store);
     assert_eq!(code, 0, "verified again: {text}");
-    // The old records filled a segment of their own (a segment closes
-    // when a record is a month younger than its first).
     let mut left = store.seqs(&[]);
     left.reverse();
     assert_eq!(
         left, recent,
         "the old records went, every recent one stayed"
+    );
+}
+
+#[test]
+fn prune_dry_run_lists_the_audit_segments_retention_would_remove() {
+    let (store, old, recent) = trail_with_an_old_segment();
+    let mut set = Command::new(bin());
+    set.arg("retention")
+        .arg(store.path())
+        .args(["set", "--audit-keep", "2 years", "--passphrase-file"])
+        .arg(&store.pwfile);
+    common::ok(&mut set);
+    let segment = store.audit_dir().join(format!("{:020}.seg", 1));
+    let bytes = std::fs::metadata(&segment).unwrap().len();
+    let utc = |ns: i64| jiff::Timestamp::from_nanosecond(ns as i128).unwrap();
+    let listed = format!(
+        "{:020}.seg  records {} to {}  50 records  {:.1} KiB",
+        1,
+        utc(old),
+        utc(old + 49 * S),
+        bytes as f64 / 1024.0
+    );
+
+    let out = store.run(&["prune"], &["--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("audit:    50 records would be removed in 1 segments")
+            && text.contains("the trail would start at seq 51"),
+        "{text}"
+    );
+    assert!(text.contains(&listed), "no line `{listed}`:\n{text}");
+    assert!(segment.exists(), "a dry run removes nothing");
+    assert_eq!(store.seqs(&[]).len(), 100);
+
+    let out = store.run(&["prune"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("audit:    50 records removed in 1 segments")
+            && text.contains("the trail starts at seq 51"),
+        "{text}"
+    );
+    assert!(text.contains(&listed), "no line `{listed}`:\n{text}");
+    assert!(!segment.exists());
+    let mut left = store.seqs(&[]);
+    left.reverse();
+    assert_eq!(left, recent);
+    let (code, text) = verify(&store);
+    assert_eq!(code, 0, "{text}");
+
+    let out = store.run(&["prune"], &["--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("audit:    0 records would be removed in 0 segments"),
+        "nothing more to remove: {text}"
     );
 }
 

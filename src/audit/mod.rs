@@ -187,4 +187,21 @@ pub struct AuditPruneReport {
     pub records: u64,
     /// Where the kept trail now starts (the anchor).
     pub first_seq: u64,
+    /// The segments removed, oldest first.
+    pub removed: Vec<PrunedSegment>,
+}
+
+/// A segment file that retention removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunedSegment {
+    pub path: PathBuf,
+    /// The seq its file is named by.
+    pub first_seq: u64,
+    /// The times (ns since the epoch) of its first and last records; None
+    /// for one a prune interrupted earlier had already anchored past.
+    pub first_time_ns: Option<i64>,
+    pub last_time_ns: Option<i64>,
+    pub records: u64,
+    /// The file's size.
+    pub bytes: u64,
 }
