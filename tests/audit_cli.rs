@@ -184,7 +184,7 @@ fn base_time() -> i64 {
 /// /patients/4711, chart.txt renamed out of it, then /patients/4711 renamed
 /// to /patients/4712 and a new /patients/4711 made. Each step on its own
 /// ten seconds of the test's clock; each record 1 ms after the change it
-/// follows.
+/// follows (or on the second, for one that changed nothing).
 fn scene() -> Scene {
     let store = Store::new();
     let base = base_time();
@@ -193,177 +193,58 @@ fn scene() -> Scene {
     let (alice, _) = user_ids("phi-alice");
     let (bob, _) = user_ids("phi-bob");
     let (carol, _) = user_ids("phi-carol");
-    let log = v.audit().expect("a read-write vault holds its audit log");
-    let mut seq = std::collections::HashMap::new();
-    let mut records = Vec::new();
-    let mut add = |name: &'static str, r: Record| {
-        let mut r = r;
-        r.seq = log.append(r.clone()).unwrap();
-        seq.insert(name, r.seq);
-        records.push(r);
-    };
     let at = |secs: i64| base + secs * S;
     let after = |secs: i64| base + secs * S + 1_000_000;
+    let step = |secs: i64| clock.set(at(secs));
 
     let patients = mkdir(&v, ROOT_INO, "patients");
     let d = mkdir(&v, patients, "4711");
     let other = mkdir(&v, ROOT_INO, "other");
-    // An inode number the catalog hands out next, recorded before it
-    // existed (as after a crash that lost the inode): never in scope.
-    let next_ino = d + 2;
-    add(
-        "reused",
-        rec(
-            at(5),
-            who(carol, Some(carol)),
-            Op::Open,
-            "/lost",
-            next_ino,
-            0,
-            0,
-        ),
-    );
-    clock.set(at(10));
+    step(10);
     let chart = touch(&v, d, "chart.txt");
-    assert_eq!(chart, next_ino, "the test assumed the next inode number");
-    add(
-        "alice opens chart",
-        rec(
-            after(10),
-            who(alice, Some(alice)),
-            Op::Open,
-            "/patients/4711/chart.txt",
-            chart,
-            d,
-            0,
-        ),
-    );
-    clock.set(at(20));
+    step(20);
     let lab = touch(&v, other, "lab.txt");
-    add(
-        "bob opens lab in other",
-        rec(
-            after(20),
-            who(bob, Some(bob)),
-            Op::Open,
-            "/other/lab.txt",
-            lab,
-            other,
-            0,
-        ),
-    );
-    clock.set(at(30));
+    step(30);
     mv(&v, (other, "lab.txt"), (d, "lab.txt"));
-    add("bob moves lab in", {
-        let mut r = rec(
-            after(30),
-            who(bob, Some(bob)),
-            Op::Rename,
-            "/other/lab.txt",
-            lab,
-            other,
-            0,
-        );
-        r.target = Some(b"/patients/4711/lab.txt".to_vec());
-        r
-    });
-    clock.set(at(40));
-    add(
-        "carol refused lab",
-        rec(
-            at(40),
-            who(carol, Some(carol)),
-            Op::Open,
-            "/patients/4711/lab.txt",
-            lab,
-            d,
-            libc::EACCES,
-        ),
-    );
-    clock.set(at(50));
+    step(50);
     mv(&v, (d, "chart.txt"), (other, "chart.txt"));
-    add("alice moves chart out", {
-        let mut r = rec(
-            after(50),
-            who(alice, Some(alice)),
-            Op::Rename,
-            "/patients/4711/chart.txt",
-            chart,
-            d,
-            0,
-        );
-        r.target = Some(b"/other/chart.txt".to_vec());
-        r
-    });
-    clock.set(at(60));
-    add(
-        "alice opens chart in other",
-        rec(
-            at(60),
-            who(alice, Some(alice)),
-            Op::Open,
-            "/other/chart.txt",
-            chart,
-            other,
-            0,
-        ),
-    );
-    clock.set(at(70));
+    step(70);
     mv(&v, (patients, "4711"), (patients, "4712"));
-    add("root via sudo renames the folder", {
-        let mut r = rec(
-            after(70),
-            who(0, Some(alice)),
-            Op::Rename,
-            "/patients/4711",
-            d,
-            patients,
-            0,
-        );
-        r.target = Some(b"/patients/4712".to_vec());
-        r
-    });
-    clock.set(at(80));
-    add(
-        "bob opens lab in 4712",
-        rec(
-            at(80),
-            who(bob, Some(bob)),
-            Op::Open,
-            "/patients/4712/lab.txt",
-            lab,
-            d,
-            0,
-        ),
-    );
-    clock.set(at(90));
+    step(90);
     let d2 = mkdir(&v, patients, "4711");
-    clock.set(at(100));
+    step(100);
     let new = touch(&v, d2, "new.txt");
-    add(
-        "alice opens the new 4711's file",
-        rec(
-            after(100),
-            who(alice, Some(alice)),
-            Op::Open,
-            "/patients/4711/new.txt",
-            new,
-            d2,
-            0,
-        ),
-    );
-    add(
-        "carol refused a path never made",
-        rec(
-            at(110),
-            who(carol, None),
-            Op::Create,
-            "/gone/x.txt",
-            0,
-            0,
-            libc::EACCES,
-        ),
-    );
+
+    use Op::{Create, Open, Rename};
+    let (a, b, c, no) = (Some(alice), Some(bob), Some(carol), None);
+    let e = libc::EACCES;
+    // "reused" names chart's inode at 5 s, before chart was made (as after
+    // a crash that lost the inode): never in its scope.
+    #[rustfmt::skip]
+    let table = [
+        // name                              time        uid    login op      path                        target                          ino    parent    result
+        ("reused",                           at(5),      carol, c,    Open,   "/lost",                    None,                           chart, 0,        0),
+        ("alice opens chart",                after(10),  alice, a,    Open,   "/patients/4711/chart.txt", None,                           chart, d,        0),
+        ("bob opens lab in other",           after(20),  bob,   b,    Open,   "/other/lab.txt",           None,                           lab,   other,    0),
+        ("bob moves lab in",                 after(30),  bob,   b,    Rename, "/other/lab.txt",           Some("/patients/4711/lab.txt"), lab,   other,    0),
+        ("carol refused lab",                at(40),     carol, c,    Open,   "/patients/4711/lab.txt",   None,                           lab,   d,        e),
+        ("alice moves chart out",            after(50),  alice, a,    Rename, "/patients/4711/chart.txt", Some("/other/chart.txt"),       chart, d,        0),
+        ("alice opens chart in other",       at(60),     alice, a,    Open,   "/other/chart.txt",         None,                           chart, other,    0),
+        ("root via sudo renames the folder", after(70),  0,     a,    Rename, "/patients/4711",           Some("/patients/4712"),         d,     patients, 0),
+        ("bob opens lab in 4712",            at(80),     bob,   b,    Open,   "/patients/4712/lab.txt",   None,                           lab,   d,        0),
+        ("alice opens the new 4711's file",  after(100), alice, a,    Open,   "/patients/4711/new.txt",   None,                           new,   d2,       0),
+        ("carol refused a path never made",  at(110),    carol, no,   Create, "/gone/x.txt",              None,                           0,     0,        e),
+    ];
+    let log = v.audit().expect("a read-write vault holds its audit log");
+    let mut seq = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    for (name, time, uid, login, op, path, target, ino, parent, result) in table {
+        let mut r = rec(time, who(uid, login), op, path, ino, parent, result);
+        r.target = target.map(|t| t.as_bytes().to_vec());
+        r.seq = log.append(r.clone()).unwrap();
+        seq.insert(name, r.seq);
+        records.push(r);
+    }
     v.shutdown().unwrap();
     drop(v);
     Scene {
