@@ -678,33 +678,29 @@ fn prune_dry_run_lists_the_audit_segments_retention_would_remove() {
         bytes as f64 / 1024.0
     );
 
-    let out = store.run(&["prune"], &["--dry-run"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("audit:    50 records would be removed in 1 segments")
-            && text.contains("the trail would start at seq 51"),
-        "{text}"
+    // `prune ARGS`' output, which must give the audit `counts` and where
+    // the kept trail `starts`.
+    let prune = |args: &[&str], counts: &str, starts: &str| -> String {
+        let out = store.run(&["prune"], args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "prune {args:?}: {text}{err}");
+        assert!(text.contains(counts) && text.contains(starts), "{text}");
+        text
+    };
+    let text = prune(
+        &["--dry-run"],
+        "audit:    50 records would be removed in 1 segments",
+        "the trail would start at seq 51",
     );
     assert!(text.contains(&listed), "no line `{listed}`:\n{text}");
     assert!(segment.exists(), "a dry run removes nothing");
     assert_eq!(store.seqs(&[]).len(), 100);
 
-    let out = store.run(&["prune"], &[]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("audit:    50 records removed in 1 segments")
-            && text.contains("the trail starts at seq 51"),
-        "{text}"
+    let text = prune(
+        &[],
+        "audit:    50 records removed in 1 segments",
+        "the trail starts at seq 51",
     );
     assert!(text.contains(&listed), "no line `{listed}`:\n{text}");
     assert!(!segment.exists());
@@ -714,11 +710,10 @@ fn prune_dry_run_lists_the_audit_segments_retention_would_remove() {
     let (code, text) = verify(&store);
     assert_eq!(code, 0, "{text}");
 
-    let out = store.run(&["prune"], &["--dry-run"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("audit:    0 records would be removed in 0 segments"),
-        "nothing more to remove: {text}"
+    prune(
+        &["--dry-run"],
+        "audit:    0 records would be removed in 0 segments",
+        "the trail would start at seq 51",
     );
 }
 
