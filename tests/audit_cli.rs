@@ -184,7 +184,7 @@ fn base_time() -> i64 {
 /// /patients/4711, chart.txt renamed out of it, then /patients/4711 renamed
 /// to /patients/4712 and a new /patients/4711 made. Each step on its own
 /// ten seconds of the test's clock; each record 1 ms after the change it
-/// follows.
+/// follows (or on the second, for one that changed nothing).
 fn scene() -> Scene {
     let store = Store::new();
     let base = base_time();
@@ -193,177 +193,58 @@ fn scene() -> Scene {
     let (alice, _) = user_ids("phi-alice");
     let (bob, _) = user_ids("phi-bob");
     let (carol, _) = user_ids("phi-carol");
-    let log = v.audit().expect("a read-write vault holds its audit log");
-    let mut seq = std::collections::HashMap::new();
-    let mut records = Vec::new();
-    let mut add = |name: &'static str, r: Record| {
-        let mut r = r;
-        r.seq = log.append(r.clone()).unwrap();
-        seq.insert(name, r.seq);
-        records.push(r);
-    };
     let at = |secs: i64| base + secs * S;
     let after = |secs: i64| base + secs * S + 1_000_000;
+    let step = |secs: i64| clock.set(at(secs));
 
     let patients = mkdir(&v, ROOT_INO, "patients");
     let d = mkdir(&v, patients, "4711");
     let other = mkdir(&v, ROOT_INO, "other");
-    // An inode number the catalog hands out next, recorded before it
-    // existed (as after a crash that lost the inode): never in scope.
-    let next_ino = d + 2;
-    add(
-        "reused",
-        rec(
-            at(5),
-            who(carol, Some(carol)),
-            Op::Open,
-            "/lost",
-            next_ino,
-            0,
-            0,
-        ),
-    );
-    clock.set(at(10));
+    step(10);
     let chart = touch(&v, d, "chart.txt");
-    assert_eq!(chart, next_ino, "the test assumed the next inode number");
-    add(
-        "alice opens chart",
-        rec(
-            after(10),
-            who(alice, Some(alice)),
-            Op::Open,
-            "/patients/4711/chart.txt",
-            chart,
-            d,
-            0,
-        ),
-    );
-    clock.set(at(20));
+    step(20);
     let lab = touch(&v, other, "lab.txt");
-    add(
-        "bob opens lab in other",
-        rec(
-            after(20),
-            who(bob, Some(bob)),
-            Op::Open,
-            "/other/lab.txt",
-            lab,
-            other,
-            0,
-        ),
-    );
-    clock.set(at(30));
+    step(30);
     mv(&v, (other, "lab.txt"), (d, "lab.txt"));
-    add("bob moves lab in", {
-        let mut r = rec(
-            after(30),
-            who(bob, Some(bob)),
-            Op::Rename,
-            "/other/lab.txt",
-            lab,
-            other,
-            0,
-        );
-        r.target = Some(b"/patients/4711/lab.txt".to_vec());
-        r
-    });
-    clock.set(at(40));
-    add(
-        "carol refused lab",
-        rec(
-            at(40),
-            who(carol, Some(carol)),
-            Op::Open,
-            "/patients/4711/lab.txt",
-            lab,
-            d,
-            libc::EACCES,
-        ),
-    );
-    clock.set(at(50));
+    step(50);
     mv(&v, (d, "chart.txt"), (other, "chart.txt"));
-    add("alice moves chart out", {
-        let mut r = rec(
-            after(50),
-            who(alice, Some(alice)),
-            Op::Rename,
-            "/patients/4711/chart.txt",
-            chart,
-            d,
-            0,
-        );
-        r.target = Some(b"/other/chart.txt".to_vec());
-        r
-    });
-    clock.set(at(60));
-    add(
-        "alice opens chart in other",
-        rec(
-            at(60),
-            who(alice, Some(alice)),
-            Op::Open,
-            "/other/chart.txt",
-            chart,
-            other,
-            0,
-        ),
-    );
-    clock.set(at(70));
+    step(70);
     mv(&v, (patients, "4711"), (patients, "4712"));
-    add("root via sudo renames the folder", {
-        let mut r = rec(
-            after(70),
-            who(0, Some(alice)),
-            Op::Rename,
-            "/patients/4711",
-            d,
-            patients,
-            0,
-        );
-        r.target = Some(b"/patients/4712".to_vec());
-        r
-    });
-    clock.set(at(80));
-    add(
-        "bob opens lab in 4712",
-        rec(
-            at(80),
-            who(bob, Some(bob)),
-            Op::Open,
-            "/patients/4712/lab.txt",
-            lab,
-            d,
-            0,
-        ),
-    );
-    clock.set(at(90));
+    step(90);
     let d2 = mkdir(&v, patients, "4711");
-    clock.set(at(100));
+    step(100);
     let new = touch(&v, d2, "new.txt");
-    add(
-        "alice opens the new 4711's file",
-        rec(
-            after(100),
-            who(alice, Some(alice)),
-            Op::Open,
-            "/patients/4711/new.txt",
-            new,
-            d2,
-            0,
-        ),
-    );
-    add(
-        "carol refused a path never made",
-        rec(
-            at(110),
-            who(carol, None),
-            Op::Create,
-            "/gone/x.txt",
-            0,
-            0,
-            libc::EACCES,
-        ),
-    );
+
+    use Op::{Create, Open, Rename};
+    let (a, b, c, no) = (Some(alice), Some(bob), Some(carol), None);
+    let e = libc::EACCES;
+    // "reused" names chart's inode at 5 s, before chart was made (as after
+    // a crash that lost the inode): never in its scope.
+    #[rustfmt::skip]
+    let table = [
+        // name                              time        uid    login op      path                        target                          ino    parent    result
+        ("reused",                           at(5),      carol, c,    Open,   "/lost",                    None,                           chart, 0,        0),
+        ("alice opens chart",                after(10),  alice, a,    Open,   "/patients/4711/chart.txt", None,                           chart, d,        0),
+        ("bob opens lab in other",           after(20),  bob,   b,    Open,   "/other/lab.txt",           None,                           lab,   other,    0),
+        ("bob moves lab in",                 after(30),  bob,   b,    Rename, "/other/lab.txt",           Some("/patients/4711/lab.txt"), lab,   other,    0),
+        ("carol refused lab",                at(40),     carol, c,    Open,   "/patients/4711/lab.txt",   None,                           lab,   d,        e),
+        ("alice moves chart out",            after(50),  alice, a,    Rename, "/patients/4711/chart.txt", Some("/other/chart.txt"),       chart, d,        0),
+        ("alice opens chart in other",       at(60),     alice, a,    Open,   "/other/chart.txt",         None,                           chart, other,    0),
+        ("root via sudo renames the folder", after(70),  0,     a,    Rename, "/patients/4711",           Some("/patients/4712"),         d,     patients, 0),
+        ("bob opens lab in 4712",            at(80),     bob,   b,    Open,   "/patients/4712/lab.txt",   None,                           lab,   d,        0),
+        ("alice opens the new 4711's file",  after(100), alice, a,    Open,   "/patients/4711/new.txt",   None,                           new,   d2,       0),
+        ("carol refused a path never made",  at(110),    carol, no,   Create, "/gone/x.txt",              None,                           0,     0,        e),
+    ];
+    let log = v.audit().expect("a read-write vault holds its audit log");
+    let mut seq = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    for (name, time, uid, login, op, path, target, ino, parent, result) in table {
+        let mut r = rec(time, who(uid, login), op, path, ino, parent, result);
+        r.target = target.map(|t| t.as_bytes().to_vec());
+        r.seq = log.append(r.clone()).unwrap();
+        seq.insert(name, r.seq);
+        records.push(r);
+    }
     v.shutdown().unwrap();
     drop(v);
     Scene {
@@ -689,8 +570,11 @@ fn verify_says_intact_on_an_untouched_trail() {
     );
 }
 
-#[test]
-fn retention_set_and_prune_leave_a_trail_that_verifies() {
+/// 50 records three years old, in a segment of their own (a segment
+/// closes when a record is a month younger than its first), then 50 of
+/// yesterday. Returns the store, the first old record's time and the
+/// recent records' seqs.
+fn trail_with_an_old_segment() -> (Store, i64, Vec<u64>) {
     let store = Store::new();
     let now = base_time() + 10 * 86_400 * S;
     let v = store.engine(true, Arc::new(ManualClock::starting_at(now)));
@@ -700,24 +584,21 @@ fn retention_set_and_prune_leave_a_trail_that_verifies() {
         log.append(rec(old + i * S, who(0, None), Op::Open, "/old", 1, 0, 0))
             .unwrap();
     }
-    let mut recent = Vec::new();
-    for i in 0..50 {
-        recent.push(
-            log.append(rec(
-                now - 86_400 * S + i * S,
-                who(0, None),
-                Op::Open,
-                "/new",
-                1,
-                0,
-                0,
-            ))
-            .unwrap(),
-        );
-    }
+    let yesterday = now - 86_400 * S;
+    let recent = (0..50)
+        .map(|i| {
+            let r = rec(yesterday + i * S, who(0, None), Op::Open, "/new", 1, 0, 0);
+            log.append(r).unwrap()
+        })
+        .collect();
     v.shutdown().unwrap();
     drop(v);
+    (store, old, recent)
+}
 
+#[test]
+fn retention_set_and_prune_leave_a_trail_that_verifies() {
+    let (store, _, recent) = trail_with_an_old_segment();
     let view = Command::new(bin())
         .arg("retention")
         .arg(store.path())
@@ -769,13 +650,70 @@ fn retention_set_and_prune_leave_a_trail_that_verifies() {
     );
     let (code, text) = verify(&store);
     assert_eq!(code, 0, "verified again: {text}");
-    // The old records filled a segment of their own (a segment closes
-    // when a record is a month younger than its first).
     let mut left = store.seqs(&[]);
     left.reverse();
     assert_eq!(
         left, recent,
         "the old records went, every recent one stayed"
+    );
+}
+
+#[test]
+fn prune_dry_run_lists_the_audit_segments_retention_would_remove() {
+    let (store, old, recent) = trail_with_an_old_segment();
+    let mut set = Command::new(bin());
+    set.arg("retention")
+        .arg(store.path())
+        .args(["set", "--audit-keep", "2 years", "--passphrase-file"])
+        .arg(&store.pwfile);
+    common::ok(&mut set);
+    let segment = store.audit_dir().join(format!("{:020}.seg", 1));
+    let bytes = std::fs::metadata(&segment).unwrap().len();
+    let utc = |ns: i64| jiff::Timestamp::from_nanosecond(ns as i128).unwrap();
+    let listed = format!(
+        "{:020}.seg  records {} to {}  50 records  {:.1} KiB",
+        1,
+        utc(old),
+        utc(old + 49 * S),
+        bytes as f64 / 1024.0
+    );
+
+    // `prune ARGS`' output, which must give the audit `counts` and where
+    // the kept trail `starts`.
+    let prune = |args: &[&str], counts: &str, starts: &str| -> String {
+        let out = store.run(&["prune"], args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "prune {args:?}: {text}{err}");
+        assert!(text.contains(counts) && text.contains(starts), "{text}");
+        text
+    };
+    let text = prune(
+        &["--dry-run"],
+        "audit:    50 records would be removed in 1 segments",
+        "the trail would start at seq 51",
+    );
+    assert!(text.contains(&listed), "no line `{listed}`:\n{text}");
+    assert!(segment.exists(), "a dry run removes nothing");
+    assert_eq!(store.seqs(&[]).len(), 100);
+
+    let text = prune(
+        &[],
+        "audit:    50 records removed in 1 segments",
+        "the trail starts at seq 51",
+    );
+    assert!(text.contains(&listed), "no line `{listed}`:\n{text}");
+    assert!(!segment.exists());
+    let mut left = store.seqs(&[]);
+    left.reverse();
+    assert_eq!(left, recent);
+    let (code, text) = verify(&store);
+    assert_eq!(code, 0, "{text}");
+
+    prune(
+        &["--dry-run"],
+        "audit:    0 records would be removed in 0 segments",
+        "the trail would start at seq 51",
     );
 }
 
@@ -838,8 +776,8 @@ fn tamper(st: &Store, action: &str, seq: Option<u64>) {
     );
 }
 
-/// A trail of 20 records, closed.
-fn trail_of_20() -> Store {
+/// A trail of 20 records, closed: seq N written at `base + N - 1` seconds.
+fn trail_of_20() -> (Store, i64) {
     let st = Store::new();
     let t = base_time();
     let v = st.engine(true, Arc::new(ManualClock::starting_at(t)));
@@ -849,11 +787,22 @@ fn trail_of_20() -> Store {
             .unwrap();
     }
     v.shutdown().unwrap();
-    st
+    (st, t)
 }
 
-fn assert_verify(action: &str, seq: Option<u64>, code: i32, names: &str) {
-    let st = trail_of_20();
+/// A time `audit verify` must give for the damage it found: the bad
+/// record's own, or that of the good record with that seq before or after.
+enum When {
+    Own(u64),
+    Before(u64),
+    After(u64),
+}
+use When::{After, Before, Own};
+
+/// Tampers with a trail of 20 records as `action` says; `audit verify`
+/// must exit with `code`, name `names`, and give each time of `when`.
+fn assert_verify(action: &str, seq: Option<u64>, code: i32, names: &str, when: &[When]) {
+    let (st, base) = trail_of_20();
     tamper(&st, action, seq);
     let (got, text) = verify(&st);
     assert_eq!(got, code, "{action} {seq:?}: {text}");
@@ -861,36 +810,49 @@ fn assert_verify(action: &str, seq: Option<u64>, code: i32, names: &str) {
         text.contains(names),
         "{action} {seq:?} should name {names}: {text}"
     );
+    let time =
+        |n: u64| jiff::Timestamp::from_nanosecond((base + (n as i64 - 1) * S) as i128).unwrap();
+    for w in when {
+        let said = match *w {
+            Own(n) => format!("when: {} (", time(n)),
+            Before(n) => format!("{} (seq {n}, the nearest good record before)", time(n)),
+            After(n) => format!("{} (seq {n}, the nearest good record after)", time(n)),
+        };
+        assert!(
+            text.contains(&said),
+            "{action} {seq:?} should say \"{said}\": {text}"
+        );
+    }
 }
 
 #[test]
 fn verify_finds_a_changed_byte() {
-    assert_verify("flip", Some(7), 3, "seq 7 ");
+    assert_verify("flip", Some(7), 3, "seq 7 ", &[Before(6), After(8)]);
 }
 
 #[test]
 fn verify_finds_a_deleted_record() {
-    assert_verify("delete", Some(7), 4, "seq 7");
+    assert_verify("delete", Some(7), 4, "seq 7", &[Before(6), After(8)]);
 }
 
 #[test]
 fn verify_finds_two_swapped_records() {
-    assert_verify("swap", Some(7), 6, "seq 8");
+    assert_verify("swap", Some(7), 6, "seq 8", &[Own(8)]);
 }
 
 #[test]
 fn verify_finds_an_inserted_record() {
-    assert_verify("copy", Some(7), 5, "after seq 7");
+    assert_verify("copy", Some(7), 5, "after seq 7", &[Own(7)]);
 }
 
 #[test]
 fn verify_finds_a_truncated_trail() {
-    assert_verify("cut", None, 7, "seq 20");
+    assert_verify("cut", None, 7, "seq 20", &[Before(19)]);
 }
 
 #[test]
 fn verify_finds_an_unreadable_frame() {
-    assert_verify("garble", Some(7), 8, "cannot read");
+    assert_verify("garble", Some(7), 8, "cannot read", &[Before(6)]);
 }
 
 #[test]

@@ -146,6 +146,25 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// The first problem; None if the trail is intact.
     pub problem: Option<Tamper>,
+    /// When the first problem sits; None if the trail is intact.
+    pub when: Option<TamperTime>,
+}
+
+/// When the first problem sits, for an investigator: the bad record's own
+/// time when its MAC holds, and the nearest good records either side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TamperTime {
+    /// ns since the epoch; None when the record is gone or forged.
+    pub own_time_ns: Option<i64>,
+    pub before: Option<Stamp>,
+    pub after: Option<Stamp>,
+}
+
+/// A record whose MAC holds, and its time (ns since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub seq: u64,
+    pub time_ns: i64,
 }
 
 /// What was done to the trail, at the first place it shows.
@@ -174,4 +193,21 @@ pub struct AuditPruneReport {
     pub records: u64,
     /// Where the kept trail now starts (the anchor).
     pub first_seq: u64,
+    /// The segments removed, oldest first.
+    pub removed: Vec<PrunedSegment>,
+}
+
+/// A segment file that retention removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunedSegment {
+    pub path: PathBuf,
+    /// The seq its file is named by.
+    pub first_seq: u64,
+    /// The times (ns since the epoch) of its first and last records; None
+    /// for one a prune interrupted earlier had already anchored past.
+    pub first_time_ns: Option<i64>,
+    pub last_time_ns: Option<i64>,
+    pub records: u64,
+    /// The file's size.
+    pub bytes: u64,
 }

@@ -143,7 +143,8 @@ fn an_intact_trail_verifies_across_segments() {
             records: 100,
             first_seq: 1,
             last_seq: 100,
-            problem: None
+            problem: None,
+            when: None,
         }
     );
     // And the chain goes on after a reopen.

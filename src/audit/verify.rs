@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::frame::{self, Mac, Parsed, SEGMENT_HEADER};
 use super::index::Index;
 use super::trail::Trail;
-use super::{AuditError, AuditReader, ChainHead, IoAt, Tamper, VerifyReport};
+use super::{AuditError, AuditReader, ChainHead, IoAt, Stamp, Tamper, TamperTime, VerifyReport};
 use crate::crypto::AuditKeys;
 
 /// How far past a gap `verify` looks to tell a removal from a move.
@@ -16,6 +16,8 @@ const LOOKAHEAD: usize = 4096;
 #[derive(Clone, Copy)]
 struct Entry {
     seq: u64,
+    /// As stored in clear: to be trusted only when `authentic`.
+    time: i64,
     authentic: bool,
     mac: Mac,
     chain: Mac,
@@ -29,10 +31,25 @@ enum Item {
 impl Item {
     /// The seq of an authentic frame.
     fn good_seq(&self) -> Option<u64> {
+        self.good().map(|s| s.seq)
+    }
+
+    /// The seq and time of an authentic frame.
+    fn good(&self) -> Option<Stamp> {
         match self {
-            Item::Frame(e) if e.authentic => Some(e.seq),
-            _ => None,
+            Item::Frame(e) => e.good(),
+            Item::Unreadable(_) => None,
         }
+    }
+}
+
+impl Entry {
+    /// Its seq and time, if it is authentic.
+    fn good(&self) -> Option<Stamp> {
+        self.authentic.then_some(Stamp {
+            seq: self.seq,
+            time_ns: self.time,
+        })
     }
 }
 
@@ -76,6 +93,7 @@ impl Walk<'_> {
                     *pos += f.size;
                     return Ok(Some(Item::Frame(Entry {
                         seq: f.seq,
+                        time: f.time,
                         authentic: f.authentic(self.keys),
                         mac: f.mac,
                         chain: f.chain,
@@ -110,11 +128,13 @@ impl AuditReader {
             first_seq: 0,
             last_seq: 0,
             problem: None,
+            when: None,
         };
         let anchor = match self.trail.anchor(&self.keys) {
             Ok(a) => a,
             Err(AuditError::Forged(p)) => {
                 report.problem = Some(unreadable(&p));
+                report.when = Some(TamperTime::default());
                 return Ok(report);
             }
             Err(e) => return Err(e),
@@ -123,6 +143,7 @@ impl AuditReader {
             Ok(h) => h,
             Err(AuditError::Forged(p)) => {
                 report.problem = Some(unreadable(&p));
+                report.when = Some(TamperTime::default());
                 return Ok(report);
             }
             Err(e) => return Err(e),
@@ -150,6 +171,9 @@ impl AuditReader {
         let mut expected = anchor.first_seq;
         let mut chain = anchor.chain;
         let mut head_matches = None;
+        // The last record that verified, and the head's record.
+        let mut last_good: Option<Stamp> = None;
+        let mut head_record: Option<Stamp> = None;
         let keys = &self.keys;
         loop {
             let item = match ahead.pop_front() {
@@ -162,6 +186,10 @@ impl AuditReader {
             let f = match item {
                 Item::Unreadable(at) => {
                     report.problem = Some(Tamper::Unreadable { at });
+                    report.when = Some(TamperTime {
+                        before: last_good,
+                        ..TamperTime::default()
+                    });
                     break;
                 }
                 Item::Frame(f) => f,
@@ -170,7 +198,14 @@ impl AuditReader {
                 |g: &Entry, chain: &Mac| g.authentic && keys.chain_mac(chain, &g.mac) == g.chain;
             if f.authentic && f.seq == expected {
                 if !follows(&f, &chain) {
+                    // Its record MAC holds: only the chain MAC was changed.
+                    fill(&mut walk, &mut ahead)?;
                     report.problem = Some(Tamper::Altered { seq: f.seq });
+                    report.when = Some(TamperTime {
+                        own_time_ns: Some(f.time),
+                        before: last_good,
+                        after: ahead.iter().find_map(Item::good),
+                    });
                     break;
                 }
                 chain = f.chain;
@@ -180,8 +215,11 @@ impl AuditReader {
                 }
                 report.last_seq = f.seq;
                 expected += 1;
+                let stamp = f.good();
+                last_good = stamp;
                 if head.is_some_and(|h| h.seq == f.seq) {
                     head_matches = Some(head.unwrap().mac == chain);
+                    head_record = stamp;
                 }
                 continue;
             }
@@ -192,7 +230,16 @@ impl AuditReader {
                 _ => false,
             };
             let later = |seq: u64| ahead.iter().any(|i| i.good_seq() == Some(seq));
-            report.problem = Some(if !f.authentic {
+            let own = |seq: u64| {
+                (f.authentic && f.seq == seq).then_some(f.time).or_else(|| {
+                    ahead
+                        .iter()
+                        .filter_map(Item::good)
+                        .find(|g| g.seq == seq)
+                        .map(|g| g.time_ns)
+                })
+            };
+            let problem = if !f.authentic {
                 if next_is_expected {
                     Tamper::Inserted { after_seq }
                 } else {
@@ -213,7 +260,22 @@ impl AuditReader {
                     after_seq,
                     missing: f.seq - expected,
                 }
+            };
+            report.when = Some(TamperTime {
+                own_time_ns: match problem {
+                    Tamper::Reordered { seq } => own(seq),
+                    Tamper::Inserted { .. } => f.authentic.then_some(f.time),
+                    _ => None,
+                },
+                before: last_good,
+                after: f.good().filter(|g| g.seq > after_seq).or_else(|| {
+                    ahead
+                        .iter()
+                        .filter_map(Item::good)
+                        .find(|g| g.seq > after_seq)
+                }),
             });
+            report.problem = Some(problem);
             break;
         }
         if report.problem.is_none() {
@@ -223,8 +285,17 @@ impl AuditReader {
                         last_seq: expected - 1,
                         head_seq: h.seq,
                     });
+                    report.when = Some(TamperTime {
+                        before: last_good,
+                        ..TamperTime::default()
+                    });
                 } else if head_matches == Some(false) {
                     report.problem = Some(Tamper::Altered { seq: h.seq });
+                    report.when = Some(TamperTime {
+                        own_time_ns: head_record.map(|s| s.time_ns),
+                        before: None,
+                        after: None,
+                    });
                 }
             }
         }

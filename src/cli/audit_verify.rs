@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::audit::{Tamper, VerifyReport};
+use super::time_spec::format_rfc3339;
+use super::util::timestamp;
+use crate::audit::{Stamp, Tamper, TamperTime, VerifyReport};
 
 /// Exit statuses of `audit verify` (2 is clap's for a usage error, 1 any
 /// other failure, such as a wrong passphrase).
@@ -21,8 +23,10 @@ pub const UNREADABLE: i32 = 8;
 const LONG_ABOUT: &str = "\
 Check STORE's whole audit trail: each record's MAC, and the chain that links it to the one \
 before, from the anchor a prune left (or the first record) to the newest. Reports the first \
-record that was altered, removed, inserted or reordered, or where the trail was cut short. \
-Works while the store is mounted.
+record that was altered, removed, inserted or reordered, or where the trail was cut short, \
+and when it sits (UTC, RFC 3339): the record's own time when its MAC still holds, else the \
+times of the nearest good records before and after it, said as such. Works while the store \
+is mounted.
 
 Exit status:
   0  the trail is intact
@@ -105,13 +109,54 @@ pub fn summary(r: &VerifyReport) -> (i32, String) {
         ),
         Tamper::Unreadable { at } => (UNREADABLE, format!("cannot read the trail at {at}")),
     };
+    let when = r
+        .when
+        .as_ref()
+        .map_or_else(String::new, |t| when(t, problem));
     (
         code,
         format!(
-            "AUDIT TRAIL DAMAGED: {what}\nchecked before it: {span}\n\
+            "AUDIT TRAIL DAMAGED: {what}\n{when}checked before it: {span}\n\
              Keep the store as it is (copy it) for investigation.\n"
         ),
     )
+}
+
+/// The `when:` line: the bad record's own time, or else where the damage
+/// sits between its good neighbours.
+fn when(t: &TamperTime, problem: &Tamper) -> String {
+    if let Some(ns) = t.own_time_ns {
+        let whose = match problem {
+            Tamper::Inserted { .. } => {
+                "its own time: it authenticates, so it copies a genuine record"
+            }
+            _ => "the record's own time, authenticated by its record MAC",
+        };
+        return format!("when: {} ({whose})\n", utc(ns));
+    }
+    let placed = match problem {
+        Tamper::Removed { .. } | Tamper::Truncated { .. } => "the missing records were written",
+        Tamper::Unreadable { .. } => "the unreadable part sits",
+        _ => "its own time cannot be trusted (it does not authenticate); it sits",
+    };
+    let at = |s: &Stamp, which: &str| {
+        format!(
+            "{} (seq {}, the nearest good record {which})",
+            utc(s.time_ns),
+            s.seq
+        )
+    };
+    let span = match (&t.before, &t.after) {
+        (Some(b), Some(a)) => format!("between {} and {}", at(b, "before"), at(a, "after")),
+        (Some(b), None) => format!("after {}", at(b, "before")),
+        (None, Some(a)) => format!("before {}", at(a, "after")),
+        (None, None) => "at a time no good record tells".to_string(),
+    };
+    format!("when: {placed} {span}\n")
+}
+
+fn utc(ns: i64) -> String {
+    format_rfc3339(timestamp(ns))
 }
 
 /// A bar on stderr when it is a terminal; nothing otherwise.

@@ -3,7 +3,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::time_spec::format_rfc3339;
+use super::util::timestamp;
 use super::{passphrase, util};
+use crate::audit::AuditPruneReport;
 use crate::store::{StoreDir, StoreError};
 use crate::vault::{
     format_utc, read_config, unlock_master, OpenOptions, PruneOptions, PruneReport, PruneStage,
@@ -15,7 +18,8 @@ use crate::vault::{
 #[command(
     long_about = "Apply STORE's retention policy (see `phivault retention`): remove \
 the versions it lets go, free the blocks no kept version uses, and compact packs that became \
-mostly garbage so the disk space comes back. No version younger than the policy's lock-days is \
+mostly garbage so the disk space comes back, and remove the audit trail's segments whose \
+records are all older than `[audit] keep` (listed with their times, records and size). No version younger than the policy's lock-days is \
 ever removed. A pack no longer used is deleted at the first prune an hour or more later, so \
 that a reader that looked it up just before never loses a block. Safe to interrupt at any \
 moment; run it again to carry on. A mounted store prunes itself in the background (see \
@@ -23,7 +27,8 @@ moment; run it again to carry on. A mounted store prunes itself in the backgroun
 )]
 pub struct Args {
     pub store: PathBuf,
-    /// Show what would be removed and reclaimed; change nothing.
+    /// Show what would be removed and reclaimed (versions, packs, audit
+    /// segments); change nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Per file, which versions go and why the others stay.
@@ -153,12 +158,39 @@ fn print_report(r: &PruneReport, dry: bool, verbose: bool) {
         );
     }
     if let Some(a) = &r.audit {
-        println!(
-            "audit:    {} records removed in {} segments (older than [audit] keep); the trail starts at seq {}",
-            a.records, a.segments, a.first_seq
-        );
+        print_audit(a, dry);
     }
     if r.stopped {
         println!("stopped before the end; run prune again to carry on");
+    }
+}
+
+/// What audit retention removed (or would): the counts, then each segment.
+fn print_audit(a: &AuditPruneReport, dry: bool) {
+    let (would, starts) = if dry {
+        ("would be ", "would start")
+    } else {
+        ("", "starts")
+    };
+    let bytes: u64 = a.removed.iter().map(|s| s.bytes).sum();
+    println!(
+        "audit:    {} records {would}removed in {} segments, {} (older than [audit] keep); \
+         the trail {starts} at seq {}",
+        a.records,
+        a.segments,
+        util::human_bytes(bytes),
+        a.first_seq
+    );
+    let utc = |ns: Option<i64>| ns.map_or_else(|| "-".into(), |t| format_rfc3339(timestamp(t)));
+    for s in &a.removed {
+        let name = s.path.file_name().unwrap_or(s.path.as_os_str());
+        println!(
+            "          {}  records {} to {}  {} records  {}",
+            name.to_string_lossy(),
+            utc(s.first_time_ns),
+            utc(s.last_time_ns),
+            s.records,
+            util::human_bytes(s.bytes)
+        );
     }
 }

@@ -129,8 +129,8 @@ pub struct PruneReport {
     pub stopped: bool,
     /// With `details`: each file that loses a version.
     pub details: Vec<FileVerdicts>,
-    /// What the audit trail's own retention (`[audit] keep`) removed; None
-    /// on a dry run or a store without a trail.
+    /// What the audit trail's own retention (`[audit] keep`) removed (or,
+    /// dry, would remove); None if it keeps everything (`forever`).
     pub audit: Option<AuditPruneReport>,
 }
 
@@ -205,8 +205,8 @@ impl Vault {
         if !stopped(opts) {
             self.delete_doomed_packs(opts, &mut report)?;
         }
-        if !stopped(opts) && !opts.dry_run {
-            report.audit = self.prune_audit(report.now)?;
+        if !stopped(opts) {
+            report.audit = self.prune_audit(report.now, opts.dry_run)?;
         }
         report.stopped = stopped(opts);
         if !opts.dry_run {
@@ -220,11 +220,8 @@ impl Vault {
     /// this is the only way they go. The longer of the setting the store
     /// was opened with (its MAC checked then) and the one vault.toml holds
     /// now applies, as for the lock: an unauthenticated file can only make
-    /// it keep more.
-    fn prune_audit(&self, now: i64) -> Result<Option<AuditPruneReport>, PruneError> {
-        if self.audit().is_none() {
-            return Ok(None);
-        }
+    /// it keep more. A dry run reads the trail (the store may be mounted).
+    fn prune_audit(&self, now: i64, dry_run: bool) -> Result<Option<AuditPruneReport>, PruneError> {
         let opened = AuditKeep::parse(&self.config.audit_settings().keep)?;
         let on_disk = VaultConfig::load(&self.dir)
             .ok()
@@ -240,7 +237,12 @@ impl Vault {
         else {
             return Ok(None);
         };
-        Ok(Some(self.audit_reader()?.prune(cutoff)?))
+        let reader = self.audit_reader()?;
+        Ok(Some(if dry_run {
+            reader.prune_plan(cutoff)?
+        } else {
+            reader.prune(cutoff)?
+        }))
     }
 
     /// What `clock` reads now, in ns since the epoch.
