@@ -225,3 +225,73 @@ fn newest_segment_bytes(dir: &Path) -> u64 {
         .last()
         .map_or(0, |p| std::fs::metadata(p).unwrap().len())
 }
+
+/// The daemon's log on the full disk too (as `--log-file` is by default,
+/// under the home directory): every refused request is logged, the log
+/// cannot grow, and still every request is answered. A log write that
+/// failed used to panic a FUSE worker thread, whose requests then waited
+/// for ever in the kernel.
+#[test]
+fn requests_are_answered_when_the_log_cannot_be_written() {
+    let fs = Tmpfs::new("48m");
+    let mut v = Vault::init_in(
+        tempfile::Builder::new()
+            .prefix("vault-")
+            .tempdir_in(fs.path())
+            .unwrap(),
+    );
+    assert!(
+        v.log.starts_with(fs.path()),
+        "the log must be on the full disk"
+    );
+    v.mount(&[]);
+    let files = 200;
+    for i in 0..files {
+        std::fs::write(v.path(&format!("f{i}")), b"x\n").unwrap();
+    }
+    fill(&fs.path().join("filler"));
+
+    // In a child, so that a request left unanswered fails the test instead
+    // of hanging it: its caller waits in the kernel, unkillable, until the
+    // daemon is gone.
+    let mut removing = Command::new("sh")
+        .arg("-c")
+        .arg("for f in \"$0\"/f*; do rm -f \"$f\" 2>/dev/null; done; echo done")
+        .arg(&v.mnt)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = removing.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            common::sigkill(v.daemon_pid());
+            v.forget_mount();
+            panic!("{files} unlinks on a full disk were not all answered in 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let log_len = std::fs::metadata(&v.log).unwrap().len();
+
+    // Nothing lost, and the daemon serves on with room again.
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    let left = (0..files)
+        .filter(|i| v.path(&format!("f{i}")).exists())
+        .count();
+    assert!(left > 0, "no unlink was refused: was the disk full?");
+    for i in 0..files {
+        let f = v.path(&format!("f{i}"));
+        if f.exists() {
+            assert_eq!(std::fs::read(&f).unwrap(), b"x\n");
+            std::fs::remove_file(&f).unwrap();
+        }
+    }
+    assert!(
+        std::fs::metadata(&v.log).unwrap().len() >= log_len,
+        "the log was cut"
+    );
+    v.unmount();
+}

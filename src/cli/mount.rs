@@ -657,10 +657,16 @@ pub fn run_daemon(a: DaemonArgs) -> anyhow::Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHIVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser=error"));
+    // A log line that cannot be written (the log's disk is full) is lost,
+    // and nothing more: by default the subscriber reports the failure with
+    // eprintln!, which panics when stderr (the log file) cannot be written,
+    // and a panic in the FUSE worker's own error report ended the thread,
+    // leaving the requests queued to it unanswered for good.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
+        .log_internal_errors(false)
         .try_init();
 }
 
