@@ -878,20 +878,7 @@ fn a_store_made_before_the_audit_section_keeps_six_years_and_its_mac() {
     );
     assert!(text.contains("authenticated:  yes"), "{text}");
     // Its MAC verifies at each unlock, and the trail verifies.
-    let out = common::run(
-        Command::new(bin())
-            .args(["audit", "verify"])
-            .arg(&v.store)
-            .arg("--passphrase-file")
-            .arg(&v.pwfile),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    v.assert_audit_verifies("of a store made before the trail");
 }
 
 /// Runs `script` with sh as `user`, its login uid set as a login sets it.
@@ -977,17 +964,5 @@ fn a_mounted_store_answers_who_opened_a_folder_and_who_was_refused() {
         "{renamed:#}"
     );
 
-    let out = common::run(
-        Command::new(bin())
-            .args(["audit", "verify"])
-            .arg(&v.store)
-            .arg("--passphrase-file")
-            .arg(&v.pwfile),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify while mounted: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    v.assert_audit_verifies("while mounted");
 }

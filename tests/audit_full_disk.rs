@@ -65,13 +65,7 @@ fn open_records(v: &Vault) -> Vec<(u64, String)> {
 
 /// `audit verify`'s exit status and output.
 fn verify(v: &Vault) -> (Option<i32>, String) {
-    let out = common::run(
-        Command::new(bin())
-            .args(["audit", "verify"])
-            .arg(&v.store)
-            .arg("--passphrase-file")
-            .arg(&v.pwfile),
-    );
+    let out = v.audit_verify();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text)

@@ -43,24 +43,6 @@ fn trail(v: &Vault) -> Vec<Value> {
     all
 }
 
-/// `phivault audit verify` passes: exit status 0.
-fn assert_verifies(v: &Vault, when: &str) {
-    let out = common::run(
-        Command::new(bin())
-            .args(["audit", "verify"])
-            .arg(&v.store)
-            .arg("--passphrase-file")
-            .arg(&v.pwfile),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify {when}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The opens of `name` (a path ending so) the trail holds.
 fn opens_of<'a>(recs: &'a [Value], name: &str) -> Vec<&'a Value> {
     recs.iter()
@@ -141,9 +123,9 @@ fn a_read_only_mount_records_opens_and_refusals() {
     );
     assert_eq!(opens[1]["who"]["comm"], "cat");
     assert_eq!(seqs(&recs), (1..=recs.len() as u64).collect::<Vec<_>>());
-    assert_verifies(&v, "beside the read-only mount");
+    v.assert_audit_verifies("beside the read-only mount");
     v.unmount();
-    assert_verifies(&v, "after it");
+    v.assert_audit_verifies("after it");
     let log = std::fs::read_to_string(&v.log).unwrap();
     assert!(!log.contains("NO AUDIT TRAIL"), "{log}");
 }
@@ -180,12 +162,12 @@ fn a_live_mount_and_a_past_view_record_into_one_chain() {
         .collect();
     assert_eq!(by, ["cat", "head"].repeat(4), "{recs:#?}");
     assert_eq!(seqs(&recs), (1..=recs.len() as u64).collect::<Vec<_>>());
-    assert_verifies(&v, "with both mounted");
+    v.assert_audit_verifies("with both mounted");
 
     drop(view);
     v.unmount();
     let last = recs.len() as u64;
-    assert_verifies(&v, "after both unmounted");
+    v.assert_audit_verifies("after both unmounted");
     v.mount(&[]);
     common::ok(Command::new("cat").arg(v.path("chart.txt")));
     let recs = trail(&v);
@@ -195,7 +177,7 @@ fn a_live_mount_and_a_past_view_record_into_one_chain() {
         .filter(|r| r["seq"].as_u64().unwrap() > last)
         .collect();
     assert_eq!(after.len(), 1, "{recs:#?}");
-    assert_verifies(&v, "after a fresh mount appended");
+    v.assert_audit_verifies("after a fresh mount appended");
 }
 
 /// Only a read-only filesystem lets a read-only mount go on unrecorded:

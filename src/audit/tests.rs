@@ -619,32 +619,13 @@ fn ten_million_records_queried_in_under_a_second() {
         ..WriterOptions::default()
     };
     let log = AuditLog::open(&dir, keys(), opts).unwrap();
-    let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
-    let start = 1_750_000_000_000_000_000i64;
     let t = Instant::now();
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for i in log.head().seq..n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let mut r = rec(i);
-        r.time_ns = start + (i as i128 * year_ns as i128 / n as i128) as i64;
-        // 200 users; uid 9999 is rare (one record in 10,000).
-        r.who.uid = if x.is_multiple_of(10_000) {
-            9999
-        } else {
-            1000 + (x % 200) as u32
-        };
-        r.who.login_uid = Some(r.who.uid);
-        r.ino = 1_000 + (x >> 20) % 1_000_000;
-        // Opens name no parent; namespace changes do.
-        r.parent = if r.op == Op::Open {
-            0
-        } else {
-            1_000_000_000 + (x >> 40) % 10_000
-        };
-        r.path = format!("/patients/{}/visit-{}.pdf", r.parent, r.ino).into_bytes();
-        log.append(r).unwrap();
+    let mut x = BIG_SEED;
+    for i in 0..n {
+        let x = next_random(&mut x);
+        if i >= log.head().seq {
+            log.append(big_record(i, n, x)).unwrap();
+        }
     }
     log.sync().unwrap();
     let appended = t.elapsed();
@@ -657,74 +638,19 @@ fn ten_million_records_queried_in_under_a_second() {
         })
         .unwrap();
     let indexed = t.elapsed();
-    let month = year_ns / 12;
-    let dir = 1_000_000_000 + 4711;
-    let queries = [
-        (
-            "--user (rare uid)",
-            Query {
-                uids: vec![9999],
-                ..Default::default()
-            },
-        ),
-        (
-            "--path a folder, last month",
-            Query {
-                nodes: Some(vec![NodeSpan {
-                    ino: dir,
-                    from_ns: start + 11 * month,
-                    until_ns: start + year_ns,
-                }]),
-                ..Default::default()
-            },
-        ),
-        (
-            "--path a folder and 50 files, all year",
-            Query {
-                nodes: Some(
-                    std::iter::once(dir)
-                        .chain(5_000..5_050)
-                        .map(|ino| NodeSpan {
-                            ino,
-                            from_ns: i64::MIN,
-                            until_ns: i64::MAX,
-                        })
-                        .collect(),
-                ),
-                ..Default::default()
-            },
-        ),
-        (
-            "--user (common uid) --denied --op unlink, last month",
-            Query {
-                uids: vec![1042],
-                ops: vec![Op::Unlink],
-                denied_only: true,
-                since: Some(start + 11 * month),
-                ..Default::default()
-            },
-        ),
-        (
-            "--user (common uid), newest 1000",
-            Query {
-                uids: vec![1042],
-                limit: Some(1000),
-                newest_first: true,
-                ..Default::default()
-            },
-        ),
-    ];
     println!(
         "{n} records: appended in {appended:?} ({:.0}/s); index caught up {indexed:?} after",
         n as f64 / appended.as_secs_f64()
     );
-    for (name, q) in &queries {
+    for (name, q, bounded) in big_trail_queries() {
         let t = Instant::now();
-        let got = reader.query(q).unwrap();
+        let got = reader.query(&q).unwrap();
         let took = t.elapsed();
         println!("{name}: {} records in {took:?}", got.len());
         assert!(!got.is_empty(), "{name}: nothing found");
-        assert!(took < Duration::from_secs(1), "{name}: {took:?}");
+        if bounded {
+            assert!(took < Duration::from_secs(1), "{name}: {took:?}");
+        }
     }
 }
 
@@ -1013,6 +939,117 @@ fn big_record(i: u64, n: u64, x: u64) -> Record {
 
 const BIG_START: i64 = 1_750_000_000_000_000_000;
 
+/// xorshift64: the big trail's random numbers.
+fn next_random(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+const BIG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The queries timed on the big trail (`big_record`): name, query, and
+/// whether the second holds for it (the month of refusals returns
+/// 119,048 records, and reading those is most of its time).
+fn big_trail_queries() -> Vec<(&'static str, Query, bool)> {
+    let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
+    let month = year_ns / 12;
+    let folder = 1_000_000_000 + 4711;
+    let span = |ino, from_ns, until_ns| NodeSpan {
+        ino,
+        from_ns,
+        until_ns,
+    };
+    vec![
+        (
+            "--user (rare uid)",
+            Query {
+                uids: vec![9999],
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--path a folder, last month",
+            Query {
+                nodes: Some(vec![span(
+                    folder,
+                    BIG_START + 11 * month,
+                    BIG_START + year_ns,
+                )]),
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--path a folder and 50 files, all year",
+            Query {
+                nodes: Some(
+                    std::iter::once(folder)
+                        .chain(5_000..5_050)
+                        .map(|ino| span(ino, i64::MIN, i64::MAX))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--user (common uid) --denied --op unlink, last month",
+            Query {
+                uids: vec![1042],
+                ops: vec![Op::Unlink],
+                denied_only: true,
+                since: Some(BIG_START + 11 * month),
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--user (common uid), newest 1000",
+            Query {
+                uids: vec![1042],
+                limit: Some(1000),
+                newest_first: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--user (common uid) --since/--until one week",
+            Query {
+                uids: vec![1042],
+                since: Some(BIG_START + 5 * month),
+                until: Some(BIG_START + 5 * month + year_ns / 52),
+                newest_first: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--denied, newest 1000",
+            Query {
+                denied_only: true,
+                limit: Some(1000),
+                newest_first: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            "--denied --since last month",
+            Query {
+                denied_only: true,
+                since: Some(BIG_START + 11 * month),
+                newest_first: true,
+                ..Default::default()
+            },
+            false,
+        ),
+    ]
+}
+
 /// Figures for the README, not a test: in AUDIT_BENCH_DIR, AUDIT_PHASE
 /// `build` appends AUDIT_RECORDS (10 million) records without indexing,
 /// `index` times indexing them all from nothing, `query` times the
@@ -1029,11 +1066,9 @@ fn big_trail_figures() {
     if phases.contains("build") {
         let log = AuditLog::open(&dir, keys(), quiet()).unwrap();
         let t = Instant::now();
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut x = BIG_SEED;
         for i in 0..n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = next_random(&mut x);
             if i >= log.head().seq {
                 log.append(big_record(i, n, x)).unwrap();
             }
@@ -1065,10 +1100,7 @@ fn big_trail_figures() {
         let from = log.head().seq;
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for i in from..from + burst {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            log.append(big_record(i, n, x)).unwrap();
+            log.append(big_record(i, n, next_random(&mut x))).unwrap();
         }
         log.sync().unwrap();
         let t = Instant::now();
@@ -1106,100 +1138,14 @@ fn big_trail_figures() {
         );
     }
     if phases.contains("query") {
-        let year_ns: i64 = 365 * 86_400 * 1_000_000_000;
-        let month = year_ns / 12;
-        let folder = 1_000_000_000 + 4711;
-        let span = |ino, from_ns, until_ns| NodeSpan {
-            ino,
-            from_ns,
-            until_ns,
-        };
-        let queries = [
-            (
-                "--user (rare uid)",
-                Query {
-                    uids: vec![9999],
-                    ..Default::default()
-                },
-            ),
-            (
-                "--path a folder, last month",
-                Query {
-                    nodes: Some(vec![span(
-                        folder,
-                        BIG_START + 11 * month,
-                        BIG_START + year_ns,
-                    )]),
-                    ..Default::default()
-                },
-            ),
-            (
-                "--path a folder and 50 files, all year",
-                Query {
-                    nodes: Some(
-                        std::iter::once(folder)
-                            .chain(5_000..5_050)
-                            .map(|ino| span(ino, i64::MIN, i64::MAX))
-                            .collect(),
-                    ),
-                    ..Default::default()
-                },
-            ),
-            (
-                "--user (common uid) --denied --op unlink, last month",
-                Query {
-                    uids: vec![1042],
-                    ops: vec![Op::Unlink],
-                    denied_only: true,
-                    since: Some(BIG_START + 11 * month),
-                    ..Default::default()
-                },
-            ),
-            (
-                "--user (common uid), newest 1000",
-                Query {
-                    uids: vec![1042],
-                    limit: Some(1000),
-                    newest_first: true,
-                    ..Default::default()
-                },
-            ),
-            (
-                "--user (common uid) --since/--until one week",
-                Query {
-                    uids: vec![1042],
-                    since: Some(BIG_START + 5 * month),
-                    until: Some(BIG_START + 5 * month + year_ns / 52),
-                    newest_first: true,
-                    ..Default::default()
-                },
-            ),
-            (
-                "--denied, newest 1000",
-                Query {
-                    denied_only: true,
-                    limit: Some(1000),
-                    newest_first: true,
-                    ..Default::default()
-                },
-            ),
-            (
-                "--denied --since last month",
-                Query {
-                    denied_only: true,
-                    since: Some(BIG_START + 11 * month),
-                    newest_first: true,
-                    ..Default::default()
-                },
-            ),
-        ];
+        let queries = big_trail_queries();
         let drop_caches = std::env::var_os("AUDIT_DROP_CACHES").is_some();
         let ix = super::index::Index::open(&trail, false).unwrap();
-        for (name, q) in &queries {
+        for (name, q, _) in &queries {
             println!("{name}: {:?}", ix.plan(q).unwrap());
         }
         drop(ix);
-        for (name, q) in &queries {
+        for (name, q, _) in &queries {
             if drop_caches {
                 std::process::Command::new("sync").status().unwrap();
                 std::fs::write("/proc/sys/vm/drop_caches", "3\n").unwrap();

@@ -273,6 +273,28 @@ impl Vault {
         run(Command::new(bin()).args(args))
     }
 
+    /// `phivault audit verify` of this store, as it ran.
+    pub fn audit_verify(&self) -> Output {
+        run(Command::new(bin())
+            .args(["audit", "verify"])
+            .arg(&self.store)
+            .arg("--passphrase-file")
+            .arg(&self.pwfile))
+    }
+
+    /// `phivault audit verify` finds the trail intact (exit status 0);
+    /// `when` names the moment in a failure.
+    pub fn assert_audit_verifies(&self, when: &str) {
+        let out = self.audit_verify();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "audit verify {when}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// PID of the daemon serving this store (from the store lock file).
     pub fn daemon_pid(&self) -> i32 {
         std::fs::read_to_string(self.store.join("lock"))
