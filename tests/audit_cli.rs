@@ -881,20 +881,6 @@ fn a_store_made_before_the_audit_section_keeps_six_years_and_its_mac() {
     v.assert_audit_verifies("of a store made before the trail");
 }
 
-/// Runs `script` with sh as `user`, its login uid set as a login sets it.
-fn as_user(user: &str, script: &str) -> Output {
-    let (uid, gid) = user_ids(user);
-    common::run(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo {uid} > /proc/self/loginuid || exit 97; \
-         exec setpriv --reuid={uid} --regid={gid} --init-groups sh -c \"$0\""
-            ))
-            .arg(script),
-    )
-}
-
 #[test]
 fn a_mounted_store_answers_who_opened_a_folder_and_who_was_refused() {
     use std::os::unix::fs::PermissionsExt;
@@ -912,8 +898,8 @@ fn a_mounted_store_answers_who_opened_a_folder_and_who_was_refused() {
     std::os::unix::fs::chown(&chart, Some(alice), Some(alice_gid)).unwrap();
     std::fs::set_permissions(&chart, PermissionsExt::from_mode(0o600)).unwrap();
     let cat = format!("cat '{}' > /dev/null", chart.display());
-    common::ok_output(&as_user("phi-alice", &cat), "alice reads her chart");
-    let refused = as_user("phi-bob", &cat);
+    common::ok_output(&common::as_user("phi-alice", &cat), "alice reads her chart");
+    let refused = common::as_user("phi-bob", &cat);
     assert!(
         !refused.status.success(),
         "bob must not read alice's 0600 file"

@@ -7,25 +7,11 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::{bin, require_programs, user_ids, Vault};
 use serde_json::Value;
-
-/// Runs `script` with sh as `user`, its login uid set as a login sets it.
-fn as_user(user: &str, script: &str) -> Output {
-    let (uid, gid) = user_ids(user);
-    common::run(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo {uid} > /proc/self/loginuid || exit 97; \
-                 exec setpriv --reuid={uid} --regid={gid} --init-groups sh -c \"$0\""
-            ))
-            .arg(script),
-    )
-}
 
 /// Every record of the trail, oldest first, as `phivault audit --format
 /// json` lists them.
@@ -100,8 +86,8 @@ fn a_read_only_mount_records_opens_and_refusals() {
 
     v.mount(&["-o", "ro", "-o", "allow_other"]);
     let cat = format!("cat '{}' > /dev/null", chart.display());
-    common::ok_output(&as_user("phi-alice", &cat), "alice reads her chart");
-    let refused = as_user("phi-bob", &cat);
+    common::ok_output(&common::as_user("phi-alice", &cat), "alice reads her chart");
+    let refused = common::as_user("phi-bob", &cat);
     assert!(!refused.status.success(), "bob read alice's 0600 file");
 
     // Read while the read-only daemon still runs: nothing waits for its end.

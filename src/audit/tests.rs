@@ -677,21 +677,26 @@ fn kill_9_child() {
     }
 }
 
-#[test]
-fn appended_records_survive_kill_9() {
-    use std::io::BufRead;
-    let d = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+/// Starts `kill_9_child` appending to the trail in `dir`, its stdout piped.
+fn kill_9_child_in(dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "audit::tests::kill_9_child",
             "--exact",
             "--ignored",
             "--nocapture",
         ])
-        .env("AUDIT_KILL_DIR", d.path())
+        .env("AUDIT_KILL_DIR", dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn appended_records_survive_kill_9() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let mut child = kill_9_child_in(d.path());
     let mut acked = 0u64;
     let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines {
@@ -878,17 +883,7 @@ fn a_writer_killed_beside_a_live_one_breaks_no_chain() {
     let live = AuditLog::open(d.path(), keys(), small_segments()).unwrap();
     assert_eq!(live.append(rec(0)).unwrap(), 1);
     for round in 0..3 {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "audit::tests::kill_9_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("AUDIT_KILL_DIR", d.path())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = kill_9_child_in(d.path());
         let mut acked = 0u64;
         let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         for line in lines {

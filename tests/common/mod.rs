@@ -69,6 +69,18 @@ pub fn user_ids(user: &str) -> (u32, u32) {
     (id("-u"), id("-g"))
 }
 
+/// Runs `script` with sh as `user`, its login uid set as a login sets it.
+pub fn as_user(user: &str, script: &str) -> Output {
+    let (uid, gid) = user_ids(user);
+    run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo {uid} > /proc/self/loginuid || exit 97; \
+             exec setpriv --reuid={uid} --regid={gid} --init-groups sh -c \"$0\""
+        ))
+        .arg(script))
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
