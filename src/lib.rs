@@ -8,5 +8,6 @@ pub mod catalog;
 pub mod cli;
 pub mod crypto;
 pub mod fs;
+pub mod replicate;
 pub mod store;
 pub mod vault;
