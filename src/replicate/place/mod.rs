@@ -14,12 +14,14 @@
 //! tests of the layers above) and `faulty` (fault injection as a decorator)
 //! implement it. Never decrypts, never interprets an object's bytes.
 
+mod dir;
 mod faulty;
 mod mem;
 
 use std::fmt;
 use std::path::PathBuf;
 
+pub use dir::DirPlace;
 pub use faulty::{FaultyPlace, FaultyPlaceBuilder};
 pub use mem::MemPlace;
 
