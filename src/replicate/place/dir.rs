@@ -855,14 +855,14 @@ mod tests {
     struct Tmpfs(tempfile::TempDir);
 
     impl Tmpfs {
-        fn new(size: &str) -> Self {
+        fn new(options: &str) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let st = Command::new("mount")
                 .args([
                     "-t",
                     "tmpfs",
                     "-o",
-                    &format!("size={size},mode=0700"),
+                    &format!("{options},mode=0700"),
                     "tmpfs",
                 ])
                 .arg(dir.path())
@@ -888,7 +888,7 @@ mod tests {
     #[test]
     fn a_full_disk_leaves_no_partial_object_and_a_later_put_works() {
         for s in ALL {
-            let fs_ = Tmpfs::new("64k");
+            let fs_ = Tmpfs::new("size=64k");
             let p = DirPlace::open(fs_.0.path().join("remote")).unwrap();
             p.force_strategy(s);
             let (a, ab) = obj(ObjectKind::Data, 40 << 10, 11);
@@ -910,6 +910,17 @@ mod tests {
             assert_eq!(put(&p, &b, &bb).unwrap(), PutOutcome::Created, "{s:?}");
             assert_eq!(p.get(&b).unwrap(), bb);
         }
+    }
+
+    #[test]
+    fn a_read_only_root_is_refused_at_open() {
+        let ro = Tmpfs::new("size=64k,ro");
+        let e = DirPlace::open(ro.0.path())
+            .err()
+            .expect("opened a read-only place");
+        let msg = e.to_string();
+        assert!(msg.contains("must be writable"), "{msg}");
+        assert!(msg.contains(&ro.0.path().display().to_string()), "{msg}");
     }
 
     #[test]
