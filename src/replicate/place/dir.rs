@@ -90,9 +90,24 @@ impl<T> IoAt<T> for io::Result<T> {
 const TMP: &str = "tmp";
 
 impl DirPlace {
-    /// Opens the directory `root` as a place, creating it (0700) if it is
-    /// missing; fails if it is not a directory or cannot be written. Removes
-    /// what a crash left in `ROOT/tmp/`.
+    /// Makes the directory `root` (0700, with its parents) if it is missing,
+    /// and opens it as a place: for adding a remote, never for using one.
+    pub fn create(root: impl Into<PathBuf>) -> Result<Self, PlaceError> {
+        let root = root.into();
+        if !root.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&root)
+                .at(&root)?;
+        }
+        Self::open(root)
+    }
+
+    /// Opens the existing directory `root` as a place; fails if it is
+    /// missing (a drive that is not mounted must not be filled in the
+    /// empty folder it is mounted on), not a directory, or cannot be
+    /// written. Removes what a crash left in `ROOT/tmp/`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, PlaceError> {
         let root = root.into();
         match fs::metadata(&root) {
@@ -102,16 +117,19 @@ impl DirPlace {
                     path: root,
                     source: io::Error::new(
                         io::ErrorKind::NotADirectory,
-                        "not a directory: a directory remote needs a directory (or a path \
-                         that does not exist yet)",
+                        "not a directory: a directory remote needs a directory",
                     ),
                 })
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&root)
-                .at(&root)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(PlaceError::Io {
+                    path: root,
+                    source: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "no such directory: is the drive or share that holds it mounted?",
+                    ),
+                })
+            }
             Err(e) => return Err(e).at(&root),
         }
         let place = DirPlace {
@@ -592,7 +610,7 @@ mod tests {
     fn dir_place_round_trip_in_every_strategy() {
         for s in ALL {
             let d = tempfile::tempdir().unwrap();
-            let p = DirPlace::open(d.path().join("remote")).unwrap();
+            let p = DirPlace::create(d.path().join("remote")).unwrap();
             p.force_strategy(s);
             let objs: Vec<_> = ObjectKind::ALL
                 .iter()
@@ -802,7 +820,7 @@ mod tests {
     fn folders_are_0700_and_objects_0600() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("a/b/remote");
-        let p = DirPlace::open(&root).unwrap();
+        let p = DirPlace::create(&root).unwrap();
         let (n, b) = obj(ObjectKind::Data, 100, 9);
         put(&p, &n, &b).unwrap();
         let (k, kb) = obj(ObjectKind::Keys, 100, 9);
@@ -820,6 +838,19 @@ mod tests {
         }
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&p.path_of(&k)), 0o600);
+    }
+
+    /// A missing root is an unmounted drive until shown otherwise: only
+    /// `create` (adding a remote) makes it.
+    #[test]
+    fn a_missing_root_is_not_made_by_open() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("usb-drive");
+        let e = DirPlace::open(&root).err().expect("opened a missing root");
+        assert!(e.to_string().contains("mounted"), "{e}");
+        assert!(!root.exists(), "open made the root");
+        DirPlace::create(&root).unwrap();
+        DirPlace::open(&root).unwrap();
     }
 
     #[test]
@@ -889,7 +920,7 @@ mod tests {
     fn a_full_disk_leaves_no_partial_object_and_a_later_put_works() {
         for s in ALL {
             let fs_ = Tmpfs::new("size=64k");
-            let p = DirPlace::open(fs_.0.path().join("remote")).unwrap();
+            let p = DirPlace::create(fs_.0.path().join("remote")).unwrap();
             p.force_strategy(s);
             let (a, ab) = obj(ObjectKind::Data, 40 << 10, 11);
             let (b, bb) = obj(ObjectKind::Data, 40 << 10, 12);
