@@ -3,13 +3,14 @@
 //! record), both authenticated, and the derived index.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::frame::{Mac, MAC_LEN};
 use super::{AuditError, ChainHead, IoAt};
 use crate::crypto::AuditKeys;
+use crate::store::{write_atomic, StoreError};
 
 const ANCHOR_MAGIC: &[u8; 8] = b"PVAUDANC";
 const HEAD_MAGIC: &[u8; 8] = b"PVAUDHED";
@@ -114,22 +115,11 @@ impl Trail {
 
     /// Replaces the anchor atomically and durably.
     pub fn write_anchor(&self, keys: &AuditKeys, a: &Anchor) -> Result<(), AuditError> {
-        let path = self.anchor_path();
-        let tmp = path.with_extension("tmp");
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .at(&tmp)?;
-            f.write_all(&state_bytes(ANCHOR_MAGIC, keys, a.first_seq, &a.chain))
-                .at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-        }
-        fs::rename(&tmp, &path).at(&path)?;
-        self.fsync_dir()
+        let bytes = state_bytes(ANCHOR_MAGIC, keys, a.first_seq, &a.chain);
+        write_atomic(&self.anchor_path(), &bytes).map_err(|e| match e {
+            StoreError::Io { path, source } => AuditError::Io { path, source },
+            other => AuditError::Damaged(other.to_string()),
+        })
     }
 
     /// The head file: the last record known durable. None if never written.

@@ -16,6 +16,7 @@ pub use config::{
     FORMAT_VERSION,
 };
 pub use flush::{overwrites_skip_journal, wal_flush_covers_packs};
+pub(crate) use layout::write_atomic;
 pub use layout::StoreDir;
 pub use lock::{StoreLock, CONFIG_LOCK_FILE};
 pub use pack::{
