@@ -354,12 +354,7 @@ impl ObjectPlace for DirPlace {
         bytes: &[u8],
         o: &PutOptions,
     ) -> Result<PutOutcome, PlaceError> {
-        if !name.matches(bytes) {
-            return Err(PlaceError::Damaged {
-                name: *name,
-                what: "the bytes to store do not hash to the name",
-            });
-        }
+        name.check_bytes(bytes)?;
         if o.retain_until.is_some() {
             return Err(PlaceError::Refused {
                 place: self.describe(),

@@ -61,12 +61,7 @@ impl ObjectPlace for MemPlace {
         bytes: &[u8],
         o: &PutOptions,
     ) -> Result<PutOutcome, PlaceError> {
-        if !name.matches(bytes) {
-            return Err(PlaceError::Damaged {
-                name: *name,
-                what: "the bytes to store do not hash to the name",
-            });
-        }
+        name.check_bytes(bytes)?;
         let mut objects = self.objects.lock();
         if objects.contains_key(name) {
             return Ok(PutOutcome::AlreadyThere);

@@ -62,6 +62,17 @@ pub struct ObjectName {
 pub struct BadObjectKey(pub String);
 
 impl ObjectName {
+    /// Ok if `bytes` hash to this name; a place never stores what does not.
+    pub fn check_bytes(&self, bytes: &[u8]) -> Result<(), PlaceError> {
+        match self.matches(bytes) {
+            true => Ok(()),
+            false => Err(PlaceError::Damaged {
+                name: *self,
+                what: "the bytes to store do not hash to the name",
+            }),
+        }
+    }
+
     /// The name of `bytes` as an object of `kind`.
     pub fn of(kind: ObjectKind, bytes: &[u8]) -> Self {
         ObjectName {
