@@ -75,12 +75,7 @@ fn verify(v: &Vault) -> (Option<i32>, String) {
 fn an_open_whose_record_meets_a_full_disk_fails_with_enospc_and_loses_nothing() {
     // Declared first so it is dropped last, after the vault has unmounted.
     let fs = Tmpfs::new("48m");
-    let mut v = Vault::init_in(
-        tempfile::Builder::new()
-            .prefix("vault-")
-            .tempdir_in(fs.path())
-            .unwrap(),
-    );
+    let mut v = Vault::init_on(&fs);
     v.mount(&[]);
     let chart = v.path("chart.txt");
     std::fs::write(&chart, b"allergies: none\n").unwrap();
@@ -228,12 +223,7 @@ fn newest_segment_bytes(dir: &Path) -> u64 {
 #[test]
 fn requests_are_answered_when_the_log_cannot_be_written() {
     let fs = Tmpfs::new("48m");
-    let mut v = Vault::init_in(
-        tempfile::Builder::new()
-            .prefix("vault-")
-            .tempdir_in(fs.path())
-            .unwrap(),
-    );
+    let mut v = Vault::init_on(&fs);
     assert!(
         v.log.starts_with(fs.path()),
         "the log must be on the full disk"

@@ -227,12 +227,7 @@ fn fill_until_enospc(file_len: usize, max_files: u64, fsync: bool) {
     let fs = common::Tmpfs::new("64m");
     let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, common::pattern(1, 8 << 20)).unwrap();
-    let mut v = Vault::init_in(
-        tempfile::Builder::new()
-            .prefix("vault-")
-            .tempdir_in(fs.path())
-            .unwrap(),
-    );
+    let mut v = Vault::init_on(&fs);
     v.mount(&[]);
 
     let mut completed: Vec<(PathBuf, Vec<u8>)> = Vec::new();

@@ -70,12 +70,7 @@ struct SmallStore {
 impl SmallStore {
     fn mounted() -> Self {
         let fs = Tmpfs::new("64m");
-        let mut v = Vault::init_in(
-            tempfile::Builder::new()
-                .prefix("vault-")
-                .tempdir_in(fs.path())
-                .unwrap(),
-        );
+        let mut v = Vault::init_on(&fs);
         v.mount(&[]);
         SmallStore { v, _fs: fs }
     }

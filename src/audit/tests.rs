@@ -620,14 +620,7 @@ fn ten_million_records_queried_in_under_a_second() {
     };
     let log = AuditLog::open(&dir, keys(), opts).unwrap();
     let t = Instant::now();
-    let mut x = BIG_SEED;
-    for i in 0..n {
-        let x = next_random(&mut x);
-        if i >= log.head().seq {
-            log.append(big_record(i, n, x)).unwrap();
-        }
-    }
-    log.sync().unwrap();
+    append_big_trail(&log, n);
     let appended = t.elapsed();
     let reader = log.reader();
     let t = Instant::now();
@@ -944,6 +937,19 @@ fn next_random(x: &mut u64) -> u64 {
 
 const BIG_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// Appends the big trail's records up to `n` to `log` (those it lacks:
+/// a rerun resumes) and syncs it.
+fn append_big_trail(log: &AuditLog, n: u64) {
+    let mut x = BIG_SEED;
+    for i in 0..n {
+        let x = next_random(&mut x);
+        if i >= log.head().seq {
+            log.append(big_record(i, n, x)).unwrap();
+        }
+    }
+    log.sync().unwrap();
+}
+
 /// The queries timed on the big trail (`big_record`): name, query, and
 /// whether the second holds for it (the month of refusals returns
 /// 119,048 records, and reading those is most of its time).
@@ -1061,14 +1067,7 @@ fn big_trail_figures() {
     if phases.contains("build") {
         let log = AuditLog::open(&dir, keys(), quiet()).unwrap();
         let t = Instant::now();
-        let mut x = BIG_SEED;
-        for i in 0..n {
-            let x = next_random(&mut x);
-            if i >= log.head().seq {
-                log.append(big_record(i, n, x)).unwrap();
-            }
-        }
-        log.sync().unwrap();
+        append_big_trail(&log, n);
         println!("built {n} records in {:?}", t.elapsed());
     }
     let trail = super::trail::Trail::new(&dir);

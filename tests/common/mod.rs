@@ -156,6 +156,17 @@ impl Vault {
         )
     }
 
+    /// A store (and its mountpoint, passphrase file and daemon log) made
+    /// in a fresh directory on the tmpfs `fs`.
+    pub fn init_on(fs: &Tmpfs) -> Self {
+        Self::init_in(
+            tempfile::Builder::new()
+                .prefix("vault-")
+                .tempdir_in(fs.path())
+                .unwrap(),
+        )
+    }
+
     pub fn init_in(dir: tempfile::TempDir) -> Self {
         require_fuse();
         let store = dir.path().join("store");
