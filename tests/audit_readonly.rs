@@ -150,6 +150,27 @@ fn a_live_mount_and_a_past_view_record_into_one_chain() {
     assert_eq!(seqs(&recs), (1..=recs.len() as u64).collect::<Vec<_>>());
     v.assert_audit_verifies("with both mounted");
 
+    // The view's records name the file as it was at the view's instant,
+    // under the `.snapshots` name of that instant, even once it is renamed.
+    std::fs::rename(v.path("chart.txt"), v.path("moved.txt")).unwrap();
+    common::ok(Command::new("head").arg("-c1").arg(past.join("chart.txt")));
+    let recs = trail(&v);
+    let by_head: Vec<&str> = recs
+        .iter()
+        .filter(|r| r["op"] == "open" && r["who"]["comm"] == "head")
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    let name = jiff::Timestamp::from_second(secs as i64)
+        .unwrap()
+        .strftime("@GMT-%Y.%m.%d-%H.%M.%S")
+        .to_string();
+    assert_eq!(
+        by_head,
+        vec![format!("/.snapshots/{name}/chart.txt"); 5],
+        "{recs:#?}"
+    );
+    std::fs::rename(v.path("moved.txt"), v.path("chart.txt")).unwrap();
+
     drop(view);
     v.unmount();
     let last = recs.len() as u64;

@@ -394,7 +394,12 @@ impl PhiFs {
     /// What node `node` is, for a record.
     pub(super) fn subject(&self, node: INodeNo) -> Subject<'static> {
         match Node::of(node.0) {
-            Node::Tree { slot: 0, ino } => Subject::Node(ino),
+            // A `mount --at` view is named as `.snapshots` names that
+            // instant: the path as it was then, not the node's live one.
+            Node::Tree { slot: 0, ino } => match self.at {
+                Some(at) => Subject::Snapshot { at, ino },
+                None => Subject::Node(ino),
+            },
             Node::Tree { slot, ino } => match self.slots.instant(slot) {
                 Some(at) => Subject::Snapshot { at, ino },
                 None => Subject::Node(node.0),
