@@ -275,6 +275,7 @@ impl Vault {
 
     pub fn fsync(&self, ino: Ino) -> Result<()> {
         let entry = self.files.lock().get(&ino).cloned();
+        tracing::debug!("inode {ino}: fsync (open: {})", entry.is_some());
         if let Some(entry) = &entry {
             self.flush_file(ino, &mut entry.lock(), Some(VersionReason::Fsync))?;
         }
@@ -555,6 +556,11 @@ impl Vault {
         uid: Option<u32>,
     ) -> Result<()> {
         if inode.version_open {
+            tracing::debug!(
+                "inode {}: version {} recorded ({reason:?})",
+                inode.ino,
+                inode.version
+            );
             c.insert_version(&VersionRow {
                 ino: inode.ino,
                 version: inode.version,

@@ -257,6 +257,12 @@ impl Vault {
         self.mounted = true;
     }
 
+    /// `mount` with the daemon's log filter set (PHIVAULT_LOG syntax).
+    pub fn mount_logging(&mut self, filter: &str) {
+        ok(self.mount_cmd(&[]).env("PHIVAULT_LOG", filter));
+        self.mounted = true;
+    }
+
     /// `phivault mount` for this store, under a time limit: a mount that
     /// hangs fails its test instead of stalling the whole run.
     pub fn mount_cmd(&self, extra: &[&str]) -> &mut Command {
