@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::objects::{self, AuditPartRef, AuditRef, CatalogRef, Head, PackRef, Pages};
 use super::place::{ObjectKind, ObjectName, ObjectPlace, PutOptions};
-use super::state::{Shipped, StateDir, PAGE_HASH_LEN};
+use super::state::{page_hashes, Shipped, StateDir};
 use super::ReplicateError;
 use crate::audit::ship::TrailFiles;
 use crate::catalog::CatalogImage;
@@ -143,25 +143,16 @@ impl Pass<'_> {
         next: &mut Shipped,
         report: &mut PassReport,
     ) -> Result<Option<CatalogRef>, ReplicateError> {
-        let hashes: Vec<[u8; PAGE_HASH_LEN]> = image
-            .pages()
-            .map(|p| {
-                blake3::hash(p).as_bytes()[..PAGE_HASH_LEN]
-                    .try_into()
-                    .unwrap()
-            })
-            .collect();
-        let same_size = next.page_size == image.page_size;
-        let changed: Vec<(u32, Vec<u8>)> = image
-            .pages()
-            .zip(&hashes)
-            .enumerate()
-            .filter(|(i, (_, h))| !same_size || next.page_hashes.get(*i) != Some(*h))
-            .map(|(i, (page, _))| (i as u32 + 1, page.to_vec()))
-            .collect();
-        if changed.is_empty() && same_size && hashes.len() == next.page_hashes.len() {
+        let hashes = page_hashes(image);
+        if next.holds_catalog(image.page_size, &hashes) {
             return Ok(None);
         }
+        let all: Vec<&[u8]> = image.pages().collect();
+        let changed = next
+            .changed_pages(image.page_size, &hashes)
+            .into_iter()
+            .map(|i| (i as u32 + 1, all[i].to_vec()))
+            .collect();
         let pages = Pages {
             page_size: image.page_size,
             page_count: image.page_count(),
