@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::remote::S3Flags;
 use super::{passphrase, util};
 use crate::replicate::recover::recover;
 use crate::replicate::RemoteUrl;
@@ -14,21 +15,26 @@ use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
 #[derive(clap::Args)]
 #[command(
     long_about = "Rebuild a complete, working store in NEWSTORE (missing or empty) \
-from the remote at URL alone (`dir:/path` or `/path`): every version of every file, the \
+from the remote at URL alone (`dir:/path`, `/path` or `s3://bucket/prefix` with the \
+options it was added with): every version of every file, the \
 audit trail, the retention policy and the key slots, as of the remote's last pass. Any \
 passphrase of the store opens it, and so does its recovery key.
 
-NEWSTORE does not replicate anywhere until a remote is added to it."
+S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \
+AWS_SESSION_TOKEN) in the environment. NEWSTORE does not replicate anywhere until a remote \
+is added to it."
 )]
 pub struct Args {
     pub url: String,
     pub new_store: PathBuf,
+    #[command(flatten)]
+    pub s3: S3Flags,
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let url = RemoteUrl::parse(&a.url)?;
+    let url = RemoteUrl::parse_with(&a.url, &a.s3.options())?;
     let store = util::absolute(&a.new_store)?;
     let dir = StoreDir::new(&store);
     if dir.exists() {

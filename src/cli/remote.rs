@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::passphrase;
 use super::util::{self, OutputFormat};
 use crate::replicate::place::ObjectKind;
-use crate::replicate::remotes::{self, Remote, RemoteUrl};
+use crate::replicate::remotes::{self, Remote, RemoteUrl, S3Options};
 use crate::replicate::DEFAULT_DELAY;
 use crate::store::{StoreDir, VaultConfig};
 use crate::vault::{read_config, unlock_master};
@@ -20,9 +20,16 @@ its encrypted blocks, catalog and audit trail, so that a remote alone, with a pa
 gives the whole store back (`phivault recover`).
 
 A remote is a directory on other media (another disk, a NAS mount, a USB drive): \
-`dir:/mnt/offsite/clinic`, or just the absolute path. It holds only opaque objects, each \
-named by the BLAKE3 hash of its bytes and encrypted (no name, size or time of a file), \
-written create-only: nothing there is ever overwritten.
+`dir:/mnt/offsite/clinic`, or just the absolute path; or a bucket of an S3-compatible \
+service: `s3://bucket/prefix`. It holds only opaque objects, each named by the BLAKE3 hash \
+of its bytes and encrypted (no name, size or time of a file), written create-only: nothing \
+there is ever overwritten.
+
+S3 credentials come from the environment only: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
+(and AWS_SESSION_TOKEN for temporary ones), in the environment of `phivault mount` as well. \
+Services other than AWS (MinIO, Ceph RGW, Garage, Wasabi, Backblaze B2) need --endpoint, \
+and self-hosted ones usually --path-style. The bucket must exist and hold no other store's \
+replica. Object Lock is not supported yet.
 
 While STORE is mounted, changes are shipped within --delay seconds of their commit; \
 `phivault replicate` ships now, `phivault status` shows the lag. Removing a remote \
@@ -34,13 +41,44 @@ pub struct Args {
     pub action: Action,
 }
 
+/// The options of an `s3://` remote (shared by `remote add` and `recover`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct S3Flags {
+    /// S3 endpoint of a service other than AWS: https://host[:port].
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Address buckets as https://endpoint/bucket (most self-hosted S3
+    /// services) rather than https://bucket.endpoint.
+    #[arg(long)]
+    pub path_style: bool,
+    /// Allow a plain http:// endpoint (a trusted network only).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+impl S3Flags {
+    pub fn options(&self) -> S3Options {
+        S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            allow_http: self.allow_http,
+        }
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum Action {
     /// Add a remote (needs a passphrase of the store).
     Add {
         name: String,
-        /// `dir:/abs/path` or `/abs/path`.
+        /// `dir:/abs/path`, `/abs/path` or `s3://bucket/prefix`.
         url: String,
+        #[command(flatten)]
+        s3: S3Flags,
         /// Seconds from a commit to its shipping while mounted.
         #[arg(long, default_value_t = DEFAULT_DELAY.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
         delay: u64,
@@ -65,9 +103,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Action::Add {
             name,
             url,
+            s3,
             delay,
             passphrase_file,
-        } => add(&dir, &config, name, &url, delay, passphrase_file),
+        } => {
+            let url = RemoteUrl::parse_with(&url, &s3.options())?;
+            add(&dir, &config, name, url, delay, passphrase_file)
+        }
         Action::List { format } => list(&dir, format),
         Action::Remove { name } => {
             let gone = remotes::remove(&dir, &name)?;
@@ -84,18 +126,18 @@ fn add(
     dir: &StoreDir,
     config: &VaultConfig,
     name: String,
-    url: &str,
+    parsed: RemoteUrl,
     delay: u64,
     passphrase_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let parsed = RemoteUrl::parse(url)?;
-    let RemoteUrl::Dir(path) = &parsed;
-    if remotes::is_inside(path, dir.root()) {
-        anyhow::bail!(
-            "{} is inside the store {}: a remote must be another place",
-            path.display(),
-            dir.root().display()
-        );
+    if let RemoteUrl::Dir(path) = &parsed {
+        if remotes::is_inside(path, dir.root()) {
+            anyhow::bail!(
+                "{} is inside the store {}: a remote must be another place",
+                path.display(),
+                dir.root().display()
+            );
+        }
     }
     let pass = passphrase::existing(passphrase_file.as_deref())?;
     unlock_master(config, &pass)
@@ -108,14 +150,14 @@ fn add(
         let other: Option<VaultConfig> =
             toml::from_str(&String::from_utf8_lossy(&place.get(&key)?)).ok();
         if other.is_none_or(|o| o.vault_id != config.vault_id) {
-            anyhow::bail!("{parsed} holds the replica of another store; use an empty directory");
+            let empty = match parsed {
+                RemoteUrl::Dir(_) => "an empty directory",
+                RemoteUrl::S3(_) => "another bucket or prefix",
+            };
+            anyhow::bail!("{parsed} holds the replica of another store; use {empty}");
         }
     }
-    let remote = Remote {
-        name,
-        url: parsed.to_string(),
-        delay_secs: delay,
-    };
+    let remote = Remote::new(name, &parsed, delay);
     remotes::add(dir, remote.clone())?;
     println!(
         "added remote {} ({}); a mount ships changes within {} s, `phivault replicate {}` ships now",
@@ -133,16 +175,28 @@ fn list(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {
         OutputFormat::Json => {
             let rows: Vec<_> = list
                 .iter()
-                .map(|r| serde_json::json!({"name": r.name, "url": r.url, "delay_s": r.delay_secs}))
+                .map(|r| {
+                    serde_json::json!({
+                        "name": r.name, "url": r.url, "delay_s": r.delay_secs,
+                        "endpoint": r.endpoint, "region": r.region,
+                    })
+                })
                 .collect();
             serde_json::to_string_pretty(&serde_json::json!({ "remotes": rows }))? + "\n"
         }
         OutputFormat::Text if list.is_empty() => {
-            "no remotes (add one with `phivault remote STORE add NAME dir:/path`)\n".into()
+            "no remotes (add one with `phivault remote STORE add NAME dir:/path|s3://bucket/prefix`)\n".into()
         }
         OutputFormat::Text => list
             .iter()
-            .map(|r| format!("{}\t{}\tdelay {} s\n", r.name, r.url, r.delay_secs))
+            .map(|r| {
+                let endpoint = r
+                    .endpoint
+                    .as_ref()
+                    .map(|e| format!(" (endpoint {e})"))
+                    .unwrap_or_default();
+                format!("{}\t{}{endpoint}\tdelay {} s\n", r.name, r.url, r.delay_secs)
+            })
             .collect(),
     };
     util::print(&out)

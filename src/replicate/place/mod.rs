@@ -10,13 +10,14 @@
 //! neither duplicate nor clobber anything. A place refuses to store bytes
 //! that do not hash to their name, and checks the hash of what it reads.
 //!
-//! Owns the naming and the contract; `dir` (a directory), `mem` (memory, for
-//! tests of the layers above) and `faulty` (fault injection as a decorator)
-//! implement it. Never decrypts, never interprets an object's bytes.
+//! Owns the naming and the contract; `dir` (a directory), `s3` (an
+//! S3-compatible bucket), `mem` (memory, for tests of the layers above) and
+//! `faulty` (fault injection as a decorator) implement it. Never decrypts, never interprets an object's bytes.
 
 mod dir;
 mod faulty;
 mod mem;
+mod s3;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 pub use dir::DirPlace;
 pub use faulty::{FaultyPlace, FaultyPlaceBuilder};
 pub use mem::MemPlace;
+pub use s3::{S3Place, S3Spec, DEFAULT_REGION};
 
 /// What an object is, and so which folder of a place it lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,506 @@
+//! S3-compatible object storage as a place: AWS S3, MinIO, Ceph RGW, Garage,
+//! Wasabi, Backblaze B2.
+//!
+//! Objects live at `BUCKET/PREFIX/<key>`. Puts are create-only on the
+//! server's side (`If-None-Match: *`), so two writers, or a rerun racing a
+//! slow first attempt, can never overwrite an object. The engine is sync;
+//! the client is async: each place owns a small tokio runtime and blocks on
+//! it, so no caller needs a runtime of its own.
+//!
+//! Credentials come only from the environment (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`): never from argv, where any
+//! user of the machine can read them, never from a file of the store, and
+//! never in a message.
+
+use std::error::Error as StdError;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::client::HttpError;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
+};
+
+use super::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
+
+/// The region when none is given: AWS's default, and what most
+/// self-hosted servers accept.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// The environment variables credentials are read from.
+pub const ENV_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
+pub const ENV_SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const ENV_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+
+/// Where an S3 place is: everything but the credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Spec {
+    pub bucket: String,
+    /// Folder inside the bucket, without a leading or trailing `/`; may be
+    /// empty.
+    pub prefix: String,
+    /// `https://host[:port]` of a service other than AWS; `None` for AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key`:
+    /// what most self-hosted servers need.
+    pub path_style: bool,
+    /// Whether a plain `http://` endpoint is allowed.
+    pub allow_http: bool,
+}
+
+impl S3Spec {
+    /// `s3://bucket/prefix` (never a secret: there are none in a spec).
+    pub fn url(&self) -> String {
+        match self.prefix.is_empty() {
+            true => format!("s3://{}", self.bucket),
+            false => format!("s3://{}/{}", self.bucket, self.prefix),
+        }
+    }
+}
+
+/// How long one call may take before it reports the place unreachable: the
+/// replication worker backs off and retries on its own, so a call must not
+/// sit in the client's retries for minutes.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_RETRIES: usize = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One request, body included: a 32 MiB pack at 300 KB/s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A place in an S3 bucket.
+pub struct S3Place {
+    spec: S3Spec,
+    store: AmazonS3,
+    /// `Some` until drop.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl S3Place {
+    /// Opens the place without talking to the server: for a remote already
+    /// added, whose reachability each call reports.
+    pub fn open(spec: &S3Spec) -> Result<Self, PlaceError> {
+        let describe = describe(spec);
+        let refused = |message: String| PlaceError::Refused {
+            place: describe.clone(),
+            status: 0,
+            message,
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (Some(key_id), Some(secret)) = (env(ENV_ACCESS_KEY), env(ENV_SECRET_KEY)) else {
+            return Err(refused(format!(
+                "no credentials: set {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} (and \
+                 {ENV_SESSION_TOKEN} for temporary ones) in the environment of phivault"
+            )));
+        };
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&spec.bucket)
+            .with_region(&spec.region)
+            .with_virtual_hosted_style_request(!spec.path_style)
+            .with_allow_http(spec.allow_http)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(5),
+                    base: 2.,
+                },
+                max_retries: MAX_RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(spec.allow_http)
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_timeout(REQUEST_TIMEOUT),
+            );
+        if let Some(token) = env(ENV_SESSION_TOKEN) {
+            builder = builder.with_token(token);
+        }
+        if let Some(endpoint) = &spec.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        // The builder's errors name options, never their values' secrets.
+        let store = builder.build().map_err(|e| refused(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("phivault-s3")
+            .enable_all()
+            .build()
+            .map_err(|source| PlaceError::Io {
+                path: PathBuf::from(&describe),
+                source,
+            })?;
+        Ok(S3Place {
+            spec: spec.clone(),
+            store,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Opens the place and checks that its bucket answers (one LIST): for
+    /// adding a remote, so that a typo fails now and not at the first pass.
+    /// Buckets are made by their owner, never by phivault.
+    pub fn create(spec: &S3Spec) -> Result<Self, PlaceError> {
+        let place = Self::open(spec)?;
+        let keys = place.path(ObjectKind::Keys.folder());
+        place
+            .block_on(place.store.list_with_delimiter(Some(&keys)))
+            .map_err(|e| place.error(e, None))?;
+        Ok(place)
+    }
+
+    pub fn spec(&self) -> &S3Spec {
+        &self.spec
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.as_ref().expect("runtime until drop").block_on(f)
+    }
+
+    /// `PREFIX/key`.
+    fn path(&self, key: &str) -> ObjectPath {
+        match self.spec.prefix.is_empty() {
+            true => ObjectPath::from(key),
+            false => ObjectPath::from(format!("{}/{key}", self.spec.prefix)),
+        }
+    }
+
+    fn object_path(&self, name: &ObjectName) -> ObjectPath {
+        self.path(&name.key())
+    }
+
+    /// The place's error for `e`; `name` is the object the call was about.
+    fn error(&self, e: object_store::Error, name: Option<&ObjectName>) -> PlaceError {
+        let text = chain_text(&e);
+        let refused = |status: u16, message: String| PlaceError::Refused {
+            place: self.describe(),
+            status,
+            message,
+        };
+        if text.contains("NoSuchBucket") {
+            return refused(
+                404,
+                format!(
+                    "no such bucket {:?}: create it first (phivault never creates buckets), \
+                     or check --endpoint and --region",
+                    self.spec.bucket
+                ),
+            );
+        }
+        let unreachable = |e: object_store::Error| PlaceError::Unreachable {
+            place: self.describe(),
+            source: Box::new(e),
+        };
+        match classify(&e) {
+            Failure::Transport => unreachable(e),
+            Failure::Status(404) => match name {
+                Some(name) => PlaceError::NotFound(*name),
+                None => refused(404, text),
+            },
+            Failure::Status(s) if s == 429 || s >= 500 => unreachable(e),
+            Failure::Status(403) | Failure::Status(401) => refused(
+                403,
+                format!(
+                    "access denied: check {ENV_ACCESS_KEY}, {ENV_SECRET_KEY}, the bucket's \
+                     policy and --region ({})",
+                    s3_code(&text).unwrap_or("no error code")
+                ),
+            ),
+            Failure::Status(s) => refused(s, text),
+            // S3's "error in a 200 response" bodies that mean "try again".
+            Failure::Unknown if text.contains("InternalError") || text.contains("SlowDown") => {
+                unreachable(e)
+            }
+            Failure::Unknown => refused(0, text),
+        }
+    }
+}
+
+impl Drop for S3Place {
+    fn drop(&mut self) {
+        // A DNS lookup stuck in a blocking thread must not hold up the
+        // caller's drop (a mount's replication thread, a CLI exit).
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// What went wrong, as far as the error says.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// No HTTP response: connect, DNS, timeout, a dropped connection.
+    Transport,
+    Status(u16),
+    Unknown,
+}
+
+fn classify(e: &object_store::Error) -> Failure {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => return Failure::Status(404),
+        E::PermissionDenied { .. } => return Failure::Status(403),
+        E::Unauthenticated { .. } => return Failure::Status(401),
+        E::Precondition { .. } => return Failure::Status(412),
+        E::AlreadyExists { .. } => return Failure::Status(409),
+        _ => {}
+    }
+    let mut current: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<HttpError>().is_some() {
+            return Failure::Transport;
+        }
+        current = err.source();
+    }
+    // object_store keeps the status of other errors in a private type; its
+    // text is "... status code: 503 Service Unavailable ...".
+    let text = chain_text(e);
+    text.split("status code: ")
+        .nth(1)
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .map_or(Failure::Unknown, Failure::Status)
+}
+
+/// The error and its sources, as one line.
+fn chain_text(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut current = e.source();
+    while let Some(err) = current {
+        let s = err.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        current = err.source();
+    }
+    text
+}
+
+/// The `<Code>` of an S3 error body in `text`.
+fn s3_code(text: &str) -> Option<&str> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(&text[start..start + len])
+}
+
+fn describe(spec: &S3Spec) -> String {
+    match &spec.endpoint {
+        Some(endpoint) => format!("{} (endpoint {endpoint})", spec.url()),
+        None => format!("{} (AWS, region {})", spec.url(), spec.region),
+    }
+}
+
+impl ObjectPlace for S3Place {
+    fn put_new(
+        &self,
+        name: &ObjectName,
+        bytes: &[u8],
+        o: &PutOptions,
+    ) -> Result<PutOutcome, PlaceError> {
+        name.check_bytes(bytes)?;
+        if o.retain_until.is_some() {
+            return Err(PlaceError::Refused {
+                place: self.describe(),
+                status: 0,
+                message: "Object Lock is not supported yet: an object asked to be locked \
+                          is not stored unlocked"
+                    .to_string(),
+            });
+        }
+        let path = self.object_path(name);
+        let put = self.store.put_opts(
+            &path,
+            PutPayload::from(bytes.to_vec()),
+            object_store::PutOptions::from(PutMode::Create),
+        );
+        match self.block_on(put) {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(object_store::Error::AlreadyExists { source, .. }) => {
+                // 412 is "there"; AWS also answers 409 to a put racing
+                // another one that may yet fail: believe what is stored.
+                match self.size(name)? {
+                    Some(size) if size == bytes.len() as u64 => Ok(PutOutcome::AlreadyThere),
+                    Some(_) => Err(PlaceError::Damaged {
+                        name: *name,
+                        what: "an object of another size is stored under this name",
+                    }),
+                    None => Err(PlaceError::Unreachable {
+                        place: self.describe(),
+                        source: format!("a concurrent put of {name} has not landed: {source}")
+                            .into(),
+                    }),
+                }
+            }
+            Err(e) => Err(self.error(e, Some(name))),
+        }
+    }
+
+    fn get(&self, name: &ObjectName) -> Result<Vec<u8>, PlaceError> {
+        let path = self.object_path(name);
+        let bytes = self
+            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .map_err(|e| self.error(e, Some(name)))?;
+        if !name.matches(&bytes) {
+            return Err(PlaceError::Damaged {
+                name: *name,
+                what: "the stored bytes do not hash to the name",
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn get_range(&self, name: &ObjectName, r: Range<u64>) -> Result<Vec<u8>, PlaceError> {
+        if r.start > r.end {
+            return Err(PlaceError::Refused {
+                place: self.describe(),
+                status: 0,
+                message: format!("{name}: range {}..{} runs backward", r.start, r.end),
+            });
+        }
+        let short = PlaceError::Damaged {
+            name: *name,
+            what: "shorter than the range read",
+        };
+        if r.is_empty() {
+            // S3 has no empty range; the object must still reach r.end.
+            return match self.size(name)? {
+                Some(size) if size >= r.end => Ok(Vec::new()),
+                Some(_) => Err(short),
+                None => Err(PlaceError::NotFound(*name)),
+            };
+        }
+        let path = self.object_path(name);
+        let want = r.end - r.start;
+        match self.block_on(self.store.get_range(&path, r.clone())) {
+            Ok(bytes) if bytes.len() as u64 == want => Ok(bytes.to_vec()),
+            Ok(_) => Err(short),
+            Err(e) => match self.error(e, Some(name)) {
+                // A range past the end is refused (416) or clipped: the
+                // object is short, as it would be in any other place.
+                e @ PlaceError::Refused { .. } => match self.size(name)? {
+                    Some(size) if size < r.end => Err(short),
+                    _ => Err(e),
+                },
+                e => Err(e),
+            },
+        }
+    }
+
+    fn size(&self, name: &ObjectName) -> Result<Option<u64>, PlaceError> {
+        let path = self.object_path(name);
+        match self.block_on(self.store.head(&path)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(e) => match self.error(e, Some(name)) {
+                PlaceError::NotFound(_) => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, PlaceError> {
+        let folder = self.path(kind.folder());
+        // The stream follows the continuation tokens: every page.
+        let metas: Vec<object_store::ObjectMeta> = self
+            .block_on(self.store.list(Some(&folder)).try_collect())
+            .map_err(|e| self.error(e, None))?;
+        let skip = match self.spec.prefix.is_empty() {
+            true => 0,
+            false => self.spec.prefix.len() + 1,
+        };
+        let mut out = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let location = meta.location.as_ref();
+            match location
+                .get(skip..)
+                .and_then(|key| ObjectName::from_key(key).ok())
+            {
+                Some(name) if name.kind == kind => out.push((name, meta.size)),
+                _ => tracing::warn!("{}: {location}: not an object, skipped", self.describe()),
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn delete(&self, name: &ObjectName) -> Result<(), PlaceError> {
+        let path = self.object_path(name);
+        match self.block_on(self.store.delete(&path)) {
+            Ok(()) => Ok(()),
+            Err(e) => match self.error(e, Some(name)) {
+                PlaceError::NotFound(_) => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    fn retain_until(&self, name: &ObjectName) -> Result<Option<jiff::Timestamp>, PlaceError> {
+        // No Object Lock yet: nothing is locked, but the object must exist,
+        // as in every other place.
+        match self.size(name)? {
+            Some(_) => Ok(None),
+            None => Err(PlaceError::NotFound(*name)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        describe(&self.spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_is_read_from_errors_without_a_variant() {
+        let generic = |text: &str| object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        };
+        let e = generic("Error performing PUT http://x in 1s - Server returned non-2xx status code: 503 Service Unavailable: ");
+        assert_eq!(classify(&e), Failure::Status(503));
+        assert_eq!(classify(&generic("something else")), Failure::Unknown);
+        let e = object_store::Error::NotFound {
+            path: "p".into(),
+            source: "gone".into(),
+        };
+        assert_eq!(classify(&e), Failure::Status(404));
+    }
+
+    #[test]
+    fn the_code_of_an_s3_error_body_is_found() {
+        let body = "status code: 403 Forbidden: <Error><Code>InvalidAccessKeyId</Code></Error>";
+        assert_eq!(s3_code(body), Some("InvalidAccessKeyId"));
+        assert_eq!(s3_code("no body"), None);
+    }
+
+    #[test]
+    fn a_description_names_the_place_and_no_secret() {
+        let spec = S3Spec {
+            bucket: "b".into(),
+            prefix: "clinic/x".into(),
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: DEFAULT_REGION.into(),
+            path_style: true,
+            allow_http: true,
+        };
+        assert_eq!(
+            describe(&spec),
+            "s3://b/clinic/x (endpoint http://127.0.0.1:9000)"
+        );
+        let aws = S3Spec {
+            endpoint: None,
+            prefix: String::new(),
+            ..spec
+        };
+        assert_eq!(describe(&aws), "s3://b (AWS, region us-east-1)");
+    }
+}
