@@ -88,6 +88,7 @@ fn add(
     delay: u64,
     passphrase_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    remotes::check_new(dir, &name)?;
     let parsed = RemoteUrl::parse(url)?;
     let RemoteUrl::Dir(path) = &parsed;
     if remotes::is_inside(path, dir.root()) {
