@@ -643,7 +643,7 @@ fn disaster_drill_recovers_every_version_and_the_audit_trail() {
     }
     // The passphrase added before replicating opens the recovered store,
     // and recovers from the remote as well.
-    query(&back.store, &pw2, &["ls"], &["/ward"]);
+    query(&back.store, &pw2, &["ls"], &["/ward", "--at", "now"]);
     let home2 = new_home();
     let out = recover(remote_url, &home2.path().join("store"), &pw2);
     ok_output(&out, "recover with the second passphrase");
