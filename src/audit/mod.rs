@@ -14,6 +14,8 @@ mod index;
 mod lock;
 mod prune;
 mod reader;
+pub mod ship;
+
 mod record;
 mod tail;
 mod trail;

@@ -14,8 +14,12 @@ mod mount_options;
 mod passphrase;
 mod passwd;
 mod prune;
+mod recover;
+mod remote;
+mod replicate;
 mod restore;
 mod retention;
+mod status;
 mod time_spec;
 mod umount;
 mod util;
@@ -56,6 +60,10 @@ enum Command {
     Restore(restore::Args),
     Retention(retention::Args),
     Audit(audit::Args),
+    Remote(remote::Args),
+    Replicate(replicate::Args),
+    Status(status::Args),
+    Recover(recover::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
 }
@@ -84,6 +92,10 @@ pub fn main() -> i32 {
         Command::Restore(a) => restore::run(a),
         Command::Retention(a) => retention::run(a),
         Command::Audit(a) => audit::run(a).map(|code| status = code),
+        Command::Remote(a) => remote::run(a),
+        Command::Replicate(a) => replicate::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Recover(a) => recover::run(a),
         Command::Daemon(a) => mount::run_daemon(a),
     };
     match result {

@@ -742,6 +742,9 @@ fn serve(
             every,
         )
     });
+    let stop_replicating = Arc::new(AtomicBool::new(false));
+    let replicator = (!flags.read_only && at.is_none())
+        .then(|| crate::replicate::worker::spawn(vault.clone(), master, stop_replicating.clone()));
     let mut source = dir.root().to_string_lossy().into_owned();
     if let Some(at) = at {
         // A view of the past is not a mount of the store: `umount` has no
@@ -822,8 +825,12 @@ fn serve(
     sig_handle.close();
     let _ = signal_thread.join();
     stop_pruning.store(true, Ordering::Relaxed);
+    stop_replicating.store(true, Ordering::Relaxed);
     if let Some(pruner) = pruner {
         let _ = pruner.join();
+    }
+    if let Some(replicator) = replicator {
+        let _ = replicator.join();
     }
     vault.shutdown().context("flushing the store")?;
     stop.store(true, Ordering::Relaxed);

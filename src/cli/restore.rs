@@ -1,7 +1,6 @@
 //! `phivault restore STORE PATH --at TIME [--to DEST]`: a file or a subtree
 //! as it was, in place (as new versions) or into a new destination.
 
-use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -113,7 +112,7 @@ fn restore(
     let total = vault
         .restore_size(&past, path)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let bar = progress_bar(total);
+    let bar = util::progress_bar(total);
     let mut progress = |n: u64| {
         if let Some(b) = &bar {
             b.inc(n);
@@ -181,19 +180,6 @@ fn instant_of(vault: &Vault, path: &str, at: PointInTime) -> anyhow::Result<i64>
             }
         }
     }
-}
-
-fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() || total < 64 << 20 {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    Some(bar)
 }
 
 fn open_read_write(

@@ -45,6 +45,16 @@ impl MasterKey {
         }
     }
 
+    /// The key of this store's replica objects (see `envelope`), bound to
+    /// the store's id.
+    pub fn envelope_key(&self, vault_id: &str) -> super::EnvelopeKey {
+        super::EnvelopeKey::new(
+            self.derive(CTX_REPLICA_CONTENT),
+            self.derive(CTX_REPLICA_NONCE),
+            vault_id,
+        )
+    }
+
     /// One key, one purpose: each sub-key is bound to an explicit context string.
     fn derive(&self, purpose: &str) -> Zeroizing<[u8; KEY_LEN]> {
         Zeroizing::new(blake3::derive_key(purpose, &self.0))
@@ -61,6 +71,8 @@ const CTX_AUDIT_CONTENT: &str = "phivault 2026-12 audit record AES-256-GCM-SIV";
 const CTX_AUDIT_RECORD_MAC: &str = "phivault 2026-12 audit record MAC BLAKE3 keyed";
 const CTX_AUDIT_CHAIN: &str = "phivault 2026-12 audit chain MAC BLAKE3 keyed";
 const CTX_AUDIT_STATE: &str = "phivault 2026-12 audit anchor and head MAC BLAKE3 keyed";
+const CTX_REPLICA_CONTENT: &str = "phivault 2026-12 replica object AES-256-GCM-SIV";
+const CTX_REPLICA_NONCE: &str = "phivault 2026-12 replica nonce BLAKE3 keyed";
 
 /// All sub-keys of an unlocked vault, ready to use.
 pub struct Keys {

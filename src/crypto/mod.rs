@@ -5,11 +5,13 @@
 //! never logs a key or a passphrase.
 
 mod block;
+pub mod envelope;
 mod keys;
 pub mod names;
 mod slots;
 
 pub use block::{BlockId, BlockSealer, CiphertextBuf, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
+pub use envelope::{Compress, EnvelopeKey};
 pub use keys::{AuditKeys, Keys, MasterKey};
 pub use names::NameCipher;
 pub use slots::{unlock, KdfParams, KeySlot, Passphrase, SlotKind};

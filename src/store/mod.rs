@@ -16,12 +16,12 @@ pub use config::{
     FORMAT_VERSION,
 };
 pub use flush::{overwrites_skip_journal, wal_flush_covers_packs};
-pub(crate) use layout::write_atomic;
 pub use layout::StoreDir;
+pub(crate) use layout::{make_private_dir, sync_dir, write_atomic};
 pub use lock::{StoreLock, CONFIG_LOCK_FILE};
 pub use pack::{
-    record_len, AppendOutcome, BlockLocation, PackId, PackStore, Pushed, PushedRecords, RawRecord,
-    Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
+    pack_path_in, record_len, sealed_records, AppendOutcome, BlockLocation, PackId, PackStore,
+    Pushed, PushedRecords, RawRecord, Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
 pub use space::{room_per_block, statvfs, SpaceGuard, DEFAULT_RESERVE};
 

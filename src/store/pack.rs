@@ -306,8 +306,7 @@ impl PackStore {
     }
 
     pub fn pack_path(&self, id: PackId) -> PathBuf {
-        let name = id.to_string();
-        self.dir.join(&name[..2]).join(name)
+        pack_path_in(&self.dir, id)
     }
 
     /// Appends sealed blocks to the active pack in one write.
@@ -801,6 +800,52 @@ fn check_record(pack: PackId, offset: u64, buf: &[u8]) -> Result<()> {
         return Err(damaged("record length field disagrees with the catalog"));
     }
     Ok(())
+}
+
+/// Where pack `id` lives under the packs directory `dir`: `xx/ID`.
+pub fn pack_path_in(dir: &Path, id: PackId) -> PathBuf {
+    let name = id.to_string();
+    dir.join(&name[..2]).join(name)
+}
+
+/// The records of a sealed pack's bytes, in order: what a copy of the pack
+/// must hold. Reads the record headers, not the (encrypted) index.
+pub fn sealed_records(pack: PackId, bytes: &[u8]) -> Result<Vec<RawRecord>> {
+    let damaged = |offset, what| StoreError::DamagedRecord { pack, offset, what };
+    let len = bytes.len() as u64;
+    if len < PACK_MAGIC.len() as u64 + TRAILER_LEN
+        || &bytes[..PACK_MAGIC.len()] != PACK_MAGIC
+        || &bytes[bytes.len() - END_MAGIC.len()..] != END_MAGIC
+    {
+        return Err(damaged(0, "not a sealed pack"));
+    }
+    let trailer = &bytes[bytes.len() - TRAILER_LEN as usize..];
+    let index_at = u64::from_le_bytes(trailer[..8].try_into().expect("8"));
+    if index_at < PACK_MAGIC.len() as u64 || index_at > len - TRAILER_LEN {
+        return Err(damaged(
+            len - TRAILER_LEN,
+            "trailer points outside the pack",
+        ));
+    }
+    let mut records = Vec::new();
+    let mut at = PACK_MAGIC.len() as u64;
+    while at < index_at {
+        let head = &bytes[at as usize..index_at as usize];
+        if head.len() < 4 {
+            return Err(damaged(at, "record cut short"));
+        }
+        let end = at + 4 + u32::from_le_bytes(head[..4].try_into().expect("4")) as u64;
+        if end > index_at {
+            return Err(damaged(at, "record runs into the index"));
+        }
+        records.push(parse_record(
+            pack,
+            at,
+            bytes[at as usize..end as usize].to_vec(),
+        )?);
+        at = end;
+    }
+    Ok(records)
 }
 
 fn parse_record(pack: PackId, offset: u64, buf: Vec<u8>) -> Result<RawRecord> {

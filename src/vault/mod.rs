@@ -25,6 +25,7 @@ mod permission;
 mod prune;
 mod read;
 mod readahead;
+mod replication;
 mod reserve;
 mod restore;
 mod retention;

@@ -87,6 +87,13 @@ impl ObjectName {
     }
 
     /// The hash in lowercase hex.
+    /// The name of kind `kind` whose hash is the hex string `hex`.
+    pub fn from_hex(kind: ObjectKind, hex: &str) -> Result<Self, BadObjectKey> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(hex, &mut hash).map_err(|_| BadObjectKey(hex.to_string()))?;
+        Ok(Self { kind, hash })
+    }
+
     pub fn hex(&self) -> String {
         hex::encode(self.hash)
     }

@@ -1,0 +1,60 @@
+//! A consistent copy of the whole catalog database, page for page, as a
+//! replica ships it: the pages that changed since the last copy shipped
+//! travel, and a recovery writes them back at their places.
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, MAIN_DB};
+
+use super::{Catalog, CatalogError, Result};
+
+/// The catalog's database file as of one committed state.
+pub struct CatalogImage {
+    pub page_size: u32,
+    /// The file's bytes: `page_size` times its page count.
+    pub bytes: Vec<u8>,
+    /// Sealed packs the state names, with their sizes.
+    pub sealed_packs: Vec<(i64, u64)>,
+}
+
+impl CatalogImage {
+    pub fn pages(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes.chunks(self.page_size as usize)
+    }
+
+    pub fn page_count(&self) -> u32 {
+        (self.bytes.len() / self.page_size as usize) as u32
+    }
+}
+
+impl Catalog {
+    /// Copies the committed state (commit first: an open group is not in
+    /// it) through SQLite's backup, into memory: the same pages, at the same
+    /// numbers, as the file would hold after a checkpoint.
+    pub fn image(&self) -> Result<CatalogImage> {
+        let page_size: u32 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let mut copy = Connection::open_in_memory()?;
+        copy.pragma_update(None, "page_size", page_size)?;
+        // One step, every page: the source's state cannot change midway.
+        match Backup::new(&self.conn, &mut copy)?.step(-1)? {
+            StepResult::Done => {}
+            other => {
+                return Err(CatalogError::Integrity(format!(
+                    "copying the catalog stopped short: {other:?}"
+                )))
+            }
+        }
+        let sealed_packs = {
+            let mut st = copy.prepare("SELECT id, size FROM packs WHERE sealed=1 ORDER BY id")?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let bytes = copy.serialize(MAIN_DB)?.to_vec();
+        Ok(CatalogImage {
+            page_size,
+            bytes,
+            sealed_packs,
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! `phivault recover URL NEWSTORE`: a whole store from a remote alone.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{passphrase, util};
+use crate::replicate::recover::recover;
+use crate::replicate::RemoteUrl;
+use crate::store::StoreDir;
+use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
+
+/// Rebuild a store from a remote, with a passphrase or the recovery key.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Rebuild a complete, working store in NEWSTORE (missing or empty) \
+from the remote at URL alone (`dir:/path` or `/path`): every version of every file, the \
+audit trail, the retention policy and the key slots, as of the remote's last pass. Any \
+passphrase of the store opens it, and so does its recovery key.
+
+NEWSTORE does not replicate anywhere until a remote is added to it."
+)]
+pub struct Args {
+    pub url: String,
+    pub new_store: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let url = RemoteUrl::parse(&a.url)?;
+    let store = util::absolute(&a.new_store)?;
+    let dir = StoreDir::new(&store);
+    if dir.exists() {
+        anyhow::bail!(
+            "{} is a store already; recover into a new, empty directory",
+            store.display()
+        );
+    }
+    if std::fs::read_dir(&store).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!(
+            "{} is not empty; recover into a new, empty directory",
+            store.display()
+        );
+    }
+    let place = url
+        .open(false)
+        .with_context(|| format!("cannot read the remote {url}"))?;
+    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
+    let bar = std::sync::Mutex::new(None::<indicatif::ProgressBar>);
+    let progress = |p: crate::replicate::Progress| {
+        let mut bar = bar.lock().expect("progress bar");
+        if bar.is_none() {
+            *bar = util::progress_bar(p.total);
+        }
+        if let Some(b) = bar.as_ref() {
+            b.set_position(p.done);
+        }
+    };
+    let done = match recover(&*place, &pass, &dir, &progress) {
+        Ok(done) => done,
+        Err(e) => {
+            // Leave nothing half-made behind: a later attempt starts clean.
+            if dir.root().exists() && !dir.exists() {
+                let _ = std::fs::remove_dir_all(dir.root());
+            }
+            return Err(e).with_context(|| format!("cannot recover from {url}"));
+        }
+    };
+    if let Some(b) = bar.lock().expect("progress bar").take() {
+        b.finish_and_clear();
+    }
+    // The first open checks and finishes it as any store after a stop.
+    let config = read_config(&dir)?;
+    let (master, _) = unlock_master(&config, &pass)?;
+    let vault = Vault::open(&dir, &master, &OpenOptions::default())
+        .with_context(|| format!("the recovered store {} does not open", store.display()))?;
+    vault
+        .integrity_check()
+        .context("the recovered catalog fails its integrity check")?;
+    vault.shutdown().context("closing the recovered store")?;
+    println!(
+        "recovered {} from {url}: {} passes, {} packs ({}), {} audit segments",
+        store.display(),
+        done.heads,
+        done.packs,
+        util::human_bytes(done.bytes),
+        done.audit_segments
+    );
+    Ok(())
+}

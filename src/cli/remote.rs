@@ -1,0 +1,149 @@
+//! `phivault remote STORE add|list|remove`: where a store replicates to.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::passphrase;
+use super::util::{self, OutputFormat};
+use crate::replicate::place::ObjectKind;
+use crate::replicate::remotes::{self, Remote, RemoteUrl};
+use crate::replicate::DEFAULT_DELAY;
+use crate::store::{StoreDir, VaultConfig};
+use crate::vault::{read_config, unlock_master};
+
+/// Add, list or remove the places a store replicates to.
+#[derive(clap::Args)]
+#[command(
+    long_about = "Add, list or remove STORE's remotes: second places that hold \
+its encrypted blocks, catalog and audit trail, so that a remote alone, with a passphrase, \
+gives the whole store back (`phivault recover`).
+
+A remote is a directory on other media (another disk, a NAS mount, a USB drive): \
+`dir:/mnt/offsite/clinic`, or just the absolute path. It holds only opaque objects, each \
+named by the BLAKE3 hash of its bytes and encrypted (no name, size or time of a file), \
+written create-only: nothing there is ever overwritten.
+
+While STORE is mounted, changes are shipped within --delay seconds of their commit; \
+`phivault replicate` ships now, `phivault status` shows the lag. Removing a remote \
+forgets it here; its objects stay where they are."
+)]
+pub struct Args {
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Action {
+    /// Add a remote (needs a passphrase of the store).
+    Add {
+        name: String,
+        /// `dir:/abs/path` or `/abs/path`.
+        url: String,
+        /// Seconds from a commit to its shipping while mounted.
+        #[arg(long, default_value_t = DEFAULT_DELAY.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
+        delay: u64,
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// List the remotes.
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Forget a remote (its objects stay on it).
+    Remove { name: String },
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let store = util::absolute(&a.store)?;
+    let dir = StoreDir::new(&store);
+    let config =
+        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    match a.action {
+        Action::Add {
+            name,
+            url,
+            delay,
+            passphrase_file,
+        } => add(&dir, &config, name, &url, delay, passphrase_file),
+        Action::List { format } => list(&dir, format),
+        Action::Remove { name } => {
+            let gone = remotes::remove(&dir, &name)?;
+            println!(
+                "removed remote {} ({}); its objects stay there",
+                gone.name, gone.url
+            );
+            Ok(())
+        }
+    }
+}
+
+fn add(
+    dir: &StoreDir,
+    config: &VaultConfig,
+    name: String,
+    url: &str,
+    delay: u64,
+    passphrase_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let parsed = RemoteUrl::parse(url)?;
+    let RemoteUrl::Dir(path) = &parsed;
+    if remotes::is_inside(path, dir.root()) {
+        anyhow::bail!(
+            "{} is inside the store {}: a remote must be another place",
+            path.display(),
+            dir.root().display()
+        );
+    }
+    let pass = passphrase::existing(passphrase_file.as_deref())?;
+    unlock_master(config, &pass)
+        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", dir.root().display()))?;
+    let place = parsed
+        .open(true)
+        .with_context(|| format!("cannot use {parsed} as a remote"))?;
+    // A remote holds one store: another's keys there mean another's data.
+    for (key, _) in place.list(ObjectKind::Keys)? {
+        let other: Option<VaultConfig> =
+            toml::from_str(&String::from_utf8_lossy(&place.get(&key)?)).ok();
+        if other.is_none_or(|o| o.vault_id != config.vault_id) {
+            anyhow::bail!("{parsed} holds the replica of another store; use an empty directory");
+        }
+    }
+    let remote = Remote {
+        name,
+        url: parsed.to_string(),
+        delay_secs: delay,
+    };
+    remotes::add(dir, remote.clone())?;
+    println!(
+        "added remote {} ({}); a mount ships changes within {} s, `phivault replicate {}` ships now",
+        remote.name,
+        remote.url,
+        remote.delay_secs,
+        dir.root().display()
+    );
+    Ok(())
+}
+
+fn list(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {
+    let list = remotes::list(dir)?;
+    let out = match format {
+        OutputFormat::Json => {
+            let rows: Vec<_> = list
+                .iter()
+                .map(|r| serde_json::json!({"name": r.name, "url": r.url, "delay_s": r.delay_secs}))
+                .collect();
+            serde_json::to_string_pretty(&serde_json::json!({ "remotes": rows }))? + "\n"
+        }
+        OutputFormat::Text if list.is_empty() => {
+            "no remotes (add one with `phivault remote STORE add NAME dir:/path`)\n".into()
+        }
+        OutputFormat::Text => list
+            .iter()
+            .map(|r| format!("{}\t{}\tdelay {} s\n", r.name, r.url, r.delay_secs))
+            .collect(),
+    };
+    util::print(&out)
+}
