@@ -5,9 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use super::remotes::remote_dir;
-use super::state::{Shipped, StateDir};
+use super::state::{page_hashes, Shipped, StateDir};
 use super::ReplicateError;
 use crate::audit::ship::TrailFiles;
+use crate::catalog::Catalog;
 use crate::store::{pack_path_in, PackId, StoreDir};
 
 /// Objects (about) and bytes not shipped yet, and how old the oldest is.
@@ -30,7 +31,10 @@ pub fn lag(dir: &StoreDir, remote: &str) -> Result<(Shipped, Lag), ReplicateErro
             oldest = Some(oldest.map_or(m, |o| o.min(m)));
         }
     };
-    for (id, size) in sealed_packs(dir)? {
+    let image = Catalog::open_readonly(&dir.catalog_path())
+        .and_then(|c| c.image())
+        .map_err(|e| ReplicateError::State(format!("reading the catalog: {e}")))?;
+    for &(id, size) in &image.sealed_packs {
         if !shipped.packs.contains(&id) {
             let path = pack_path_in(&dir.packs_dir(), PackId::from_i64(id));
             note(
@@ -39,21 +43,20 @@ pub fn lag(dir: &StoreDir, remote: &str) -> Result<(Shipped, Lag), ReplicateErro
             );
         }
     }
-    // The catalog changed since the last head if its files did.
     let last = state
         .status()
         .last_success_ns
         .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64));
-    let catalog = dir.catalog_path();
-    let wal = catalog.with_extension("db-wal");
-    let changed = [catalog, wal]
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .max();
-    if let Some(changed) = changed {
-        if last.is_none_or(|l| changed > l) {
-            note(0, Some(last.unwrap_or(changed).min(changed)));
-        }
+    let changed = shipped
+        .changed_pages(image.page_size, &page_hashes(&image))
+        .len() as u64;
+    if changed > 0 {
+        let since = last.or_else(|| {
+            std::fs::metadata(dir.catalog_path())
+                .and_then(|m| m.modified())
+                .ok()
+        });
+        note(changed * image.page_size as u64, since);
     }
     let trail = TrailFiles::new(dir.root().join("audit"));
     for first in trail.segments()? {
@@ -68,20 +71,4 @@ pub fn lag(dir: &StoreDir, remote: &str) -> Result<(Shipped, Lag), ReplicateErro
     }
     lag.oldest = oldest.map(|o| SystemTime::now().duration_since(o).unwrap_or_default());
     Ok((shipped, lag))
-}
-
-fn sealed_packs(dir: &StoreDir) -> Result<Vec<(i64, u64)>, ReplicateError> {
-    let query = || -> rusqlite::Result<Vec<(i64, u64)>> {
-        let conn = rusqlite::Connection::open_with_flags(
-            dir.catalog_path(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let mut st = conn.prepare("SELECT id, size FROM packs WHERE sealed=1")?;
-        let rows = st.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
-        })?;
-        rows.collect()
-    };
-    query().map_err(|e| ReplicateError::State(format!("reading the catalog: {e}")))
 }

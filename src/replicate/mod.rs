@@ -18,6 +18,9 @@ pub mod remotes;
 pub mod state;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 
 pub use pass::{Pass, PassReport, Progress};

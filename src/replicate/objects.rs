@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_malformed_ones_are_refused() {
-        let (id, bytes) = decode_pack(&encode_pack(-5, b"PHIPACK1...")).unwrap();
+        let pack = encode_pack(-5, b"PHIPACK1...");
+        let (id, bytes) = decode_pack(&pack).unwrap();
         assert_eq!((id, bytes), (-5, &b"PHIPACK1..."[..]));
         let p = Pages {
             page_size: 1024,
@@ -205,7 +206,8 @@ mod tests {
         assert!(decode_pages(&cut).is_err());
         let beyond = Pages { page_count: 8, ..p };
         assert!(decode_pages(&encode_pages(&beyond)).is_err(), "page 9 of 8");
-        let (s, o, b) = decode_audit_part(&encode_audit_part(7, 16, b"frames")).unwrap();
+        let part = encode_audit_part(7, 16, b"frames");
+        let (s, o, b) = decode_audit_part(&part).unwrap();
         assert_eq!((s, o, b), (7, 16, &b"frames"[..]));
         assert!(decode_pack(b"PVPAGES1").is_err(), "another kind");
     }

@@ -7,11 +7,14 @@
 //! already there; the local state moves only once the head is on the remote
 //! (`state::StateDir::settle`).
 
+use super::objects::{self, AuditPartRef, AuditRef, CatalogRef, Head, PackRef, Pages};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::objects::{self, AuditPartRef, AuditRef, CatalogRef, Head, PackRef, Pages};
-use super::place::{ObjectKind, ObjectName, ObjectPlace, PutOptions};
-use super::state::{Shipped, StateDir, PAGE_HASH_LEN};
+use rayon::prelude::*;
+
+use super::place::{ObjectKind, ObjectName, ObjectPlace, PutOptions, PutOutcome};
+use super::state::{page_hashes, Shipped, StateDir};
 use super::ReplicateError;
 use crate::audit::ship::TrailFiles;
 use crate::catalog::CatalogImage;
@@ -106,34 +109,54 @@ impl Pass<'_> {
             .filter(|(id, _)| !next.packs.contains(id))
             .collect();
         let total = new.iter().map(|(_, size)| size).sum();
-        let mut done = 0;
-        (self.progress)(Progress { done, total });
-        let mut refs = Vec::with_capacity(new.len());
-        for (id, size) in new {
-            let path = self.vault.pack_file(id);
-            let bytes = std::fs::read(&path).map_err(|e| ReplicateError::io(&path, e))?;
-            // A compression or encryption bug must not reach the only good
-            // copy: the pack is opened block by block before it leaves.
-            self.vault.check_pack_copy(id, &bytes).map_err(|e| {
-                ReplicateError::Damaged(format!(
-                    "pack {} is damaged, not shipped: {e} (run `phivault verify`)",
-                    path.display()
-                ))
-            })?;
-            let payload = objects::encode_pack(id, &bytes);
-            drop(bytes);
-            let object = self.seal_checked(objects::KIND_PACK, &payload, Compress::No)?;
-            let name = ObjectName::of(ObjectKind::Data, &object);
-            self.upload(&name, &object, report)?;
-            refs.push(PackRef {
+        let done = AtomicU64::new(0);
+        (self.progress)(Progress { done: 0, total });
+        // Packs are independent: as many at once as there are cores, each
+        // read, checked, sealed and uploaded by one.
+        let shipped: Vec<(PackRef, Option<u64>)> = new
+            .par_iter()
+            .with_max_len(1)
+            .map(|&(id, size)| {
+                let shipped = self.ship_pack(id)?;
+                let done = done.fetch_add(size, Ordering::Relaxed) + size;
+                (self.progress)(Progress { done, total });
+                Ok(shipped)
+            })
+            .collect::<Result<_, ReplicateError>>()?;
+        let mut refs = Vec::with_capacity(shipped.len());
+        for (pack, created) in shipped {
+            report.count(created);
+            next.packs.insert(pack.id);
+            refs.push(pack);
+        }
+        refs.sort_by_key(|p| p.id);
+        Ok(refs)
+    }
+
+    fn ship_pack(&self, id: i64) -> Result<(PackRef, Option<u64>), ReplicateError> {
+        let path = self.vault.pack_file(id);
+        let bytes = std::fs::read(&path).map_err(|e| ReplicateError::io(&path, e))?;
+        // A compression or encryption bug must not reach the only good
+        // copy: the pack is opened block by block before it leaves.
+        self.vault.check_pack_copy(id, &bytes).map_err(|e| {
+            ReplicateError::Damaged(format!(
+                "pack {} is damaged, not shipped: {e} (run `phivault verify`)",
+                path.display()
+            ))
+        })?;
+        let payload = objects::encode_pack(id, &bytes);
+        drop(bytes);
+        let object = self.seal_checked(objects::KIND_PACK, &payload, Compress::No)?;
+        drop(payload);
+        let name = ObjectName::of(ObjectKind::Data, &object);
+        let created = self.put(&name, &object)?;
+        Ok((
+            PackRef {
                 id,
                 object: name.hex(),
-            });
-            next.packs.insert(id);
-            done += size;
-            (self.progress)(Progress { done, total });
-        }
-        Ok(refs)
+            },
+            created,
+        ))
     }
 
     /// The catalog pages that differ from those shipped.
@@ -143,25 +166,16 @@ impl Pass<'_> {
         next: &mut Shipped,
         report: &mut PassReport,
     ) -> Result<Option<CatalogRef>, ReplicateError> {
-        let hashes: Vec<[u8; PAGE_HASH_LEN]> = image
-            .pages()
-            .map(|p| {
-                blake3::hash(p).as_bytes()[..PAGE_HASH_LEN]
-                    .try_into()
-                    .unwrap()
-            })
-            .collect();
-        let same_size = next.page_size == image.page_size;
-        let changed: Vec<(u32, Vec<u8>)> = image
-            .pages()
-            .zip(&hashes)
-            .enumerate()
-            .filter(|(i, (_, h))| !same_size || next.page_hashes.get(*i) != Some(*h))
-            .map(|(i, (page, _))| (i as u32 + 1, page.to_vec()))
-            .collect();
-        if changed.is_empty() && same_size && hashes.len() == next.page_hashes.len() {
+        let hashes = page_hashes(image);
+        if next.holds_catalog(image.page_size, &hashes) {
             return Ok(None);
         }
+        let all: Vec<&[u8]> = image.pages().collect();
+        let changed = next
+            .changed_pages(image.page_size, &hashes)
+            .into_iter()
+            .map(|i| (i as u32 + 1, all[i].to_vec()))
+            .collect();
         let pages = Pages {
             page_size: image.page_size,
             page_count: image.page_count(),
@@ -248,13 +262,27 @@ impl Pass<'_> {
         bytes: &[u8],
         report: &mut PassReport,
     ) -> Result<(), ReplicateError> {
-        if let super::place::PutOutcome::Created =
-            self.place.put_new(name, bytes, &PutOptions::default())?
-        {
-            report.objects += 1;
-            report.bytes += bytes.len() as u64;
-        }
+        report.count(self.put(name, bytes)?);
         Ok(())
+    }
+
+    /// Stores the object; its size if this call created it.
+    fn put(&self, name: &ObjectName, bytes: &[u8]) -> Result<Option<u64>, ReplicateError> {
+        Ok(
+            match self.place.put_new(name, bytes, &PutOptions::default())? {
+                PutOutcome::Created => Some(bytes.len() as u64),
+                PutOutcome::AlreadyThere => None,
+            },
+        )
+    }
+}
+
+impl PassReport {
+    fn count(&mut self, created: Option<u64>) {
+        if let Some(bytes) = created {
+            self.objects += 1;
+            self.bytes += bytes;
+        }
     }
 }
 

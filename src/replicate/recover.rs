@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
 
 use super::objects::{self, Head};
 use super::pass::Progress;
@@ -104,7 +107,7 @@ pub fn recover(
     place: &dyn ObjectPlace,
     pass: &Passphrase,
     dest: &StoreDir,
-    progress: &dyn Fn(Progress),
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Recovered, ReplicateError> {
     let (master, config) = unlock_remote(place, pass)?;
     let key = master.envelope_key(&config.vault_id);
@@ -204,45 +207,56 @@ fn restore_packs(
     dest: &StoreDir,
     shipped: &HashMap<i64, String>,
     done: &mut Recovered,
-    progress: &dyn Fn(Progress),
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<u64, ReplicateError> {
     let needed = packs_named_by(&dest.catalog_path())?;
     let total = needed.iter().map(|(_, size)| size).sum();
-    let mut bytes_done = 0;
+    let bytes_done = AtomicU64::new(0);
     progress(Progress { done: 0, total });
-    for (id, size) in needed {
-        let object = shipped.get(&id).ok_or_else(|| {
-            ReplicateError::Damaged(format!(
-                "pack {} is named by the catalog but was never shipped",
-                PackId::from_i64(id)
-            ))
+    // One pack per core at a time: fetch, open, write, fsync.
+    needed
+        .par_iter()
+        .with_max_len(1)
+        .try_for_each(|&(id, size)| {
+            restore_pack(place, key, dest, shipped, id)?;
+            let done = bytes_done.fetch_add(size, Ordering::Relaxed) + size;
+            progress(Progress { done, total });
+            Ok::<_, ReplicateError>(())
         })?;
-        let name = ObjectName::from_hex(ObjectKind::Data, object)
-            .map_err(|e| ReplicateError::Damaged(e.to_string()))?;
-        let payload = key.open(objects::KIND_PACK, &place.get(&name)?)?;
-        let (got, bytes) = objects::decode_pack(&payload)?;
-        if got != id {
-            return Err(ReplicateError::Damaged(format!(
-                "object {object} holds pack {} where pack {} was expected",
-                PackId::from_i64(got),
-                PackId::from_i64(id)
-            )));
-        }
-        let path = pack_path_in(&dest.packs_dir(), PackId::from_i64(id));
-        make_private_dir(path.parent().expect("a pack has a folder"))
-            .map_err(ReplicateError::Store)?;
-        let f = create_private(&path)?;
-        f.write_all_at(bytes, 0)
-            .map_err(|e| ReplicateError::io(&path, e))?;
-        f.sync_all().map_err(|e| ReplicateError::io(&path, e))?;
-        done.packs += 1;
-        bytes_done += size;
-        progress(Progress {
-            done: bytes_done,
-            total,
-        });
+    done.packs = needed.len() as u64;
+    Ok(bytes_done.into_inner())
+}
+
+fn restore_pack(
+    place: &dyn ObjectPlace,
+    key: &EnvelopeKey,
+    dest: &StoreDir,
+    shipped: &HashMap<i64, String>,
+    id: i64,
+) -> Result<(), ReplicateError> {
+    let object = shipped.get(&id).ok_or_else(|| {
+        ReplicateError::Damaged(format!(
+            "pack {} is named by the catalog but was never shipped",
+            PackId::from_i64(id)
+        ))
+    })?;
+    let name = ObjectName::from_hex(ObjectKind::Data, object)
+        .map_err(|e| ReplicateError::Damaged(e.to_string()))?;
+    let payload = key.open(objects::KIND_PACK, &place.get(&name)?)?;
+    let (got, bytes) = objects::decode_pack(&payload)?;
+    if got != id {
+        return Err(ReplicateError::Damaged(format!(
+            "object {object} holds pack {} where pack {} was expected",
+            PackId::from_i64(got),
+            PackId::from_i64(id)
+        )));
     }
-    Ok(bytes_done)
+    let path = pack_path_in(&dest.packs_dir(), PackId::from_i64(id));
+    make_private_dir(path.parent().expect("a pack has a folder")).map_err(ReplicateError::Store)?;
+    let f = create_private(&path)?;
+    f.write_all_at(bytes, 0)
+        .map_err(|e| ReplicateError::io(&path, e))?;
+    f.sync_all().map_err(|e| ReplicateError::io(&path, e))
 }
 
 fn packs_named_by(catalog: &Path) -> Result<Vec<(i64, u64)>, ReplicateError> {

@@ -23,6 +23,18 @@ use crate::store::write_atomic;
 const MAGIC: &[u8; 8] = b"PVRSTAT1";
 pub const PAGE_HASH_LEN: usize = 16;
 
+/// A short hash of each page of `image`, as `Shipped::page_hashes` keeps.
+pub fn page_hashes(image: &crate::catalog::CatalogImage) -> Vec<[u8; PAGE_HASH_LEN]> {
+    image
+        .pages()
+        .map(|p| {
+            blake3::hash(p).as_bytes()[..PAGE_HASH_LEN]
+                .try_into()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// What the remote holds, as its last head left it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Shipped {
@@ -46,6 +58,22 @@ pub struct Shipped {
 }
 
 /// The outcome of the last attempts, for `status`.
+impl Shipped {
+    /// The (0-based) pages of a catalog with `hashes` that differ from
+    /// those shipped: all of them after a change of page size.
+    pub fn changed_pages(&self, page_size: u32, hashes: &[[u8; PAGE_HASH_LEN]]) -> Vec<usize> {
+        let same_size = self.page_size == page_size;
+        (0..hashes.len())
+            .filter(|&i| !same_size || self.page_hashes.get(i) != Some(&hashes[i]))
+            .collect()
+    }
+
+    /// Whether a catalog with `hashes` is the one shipped.
+    pub fn holds_catalog(&self, page_size: u32, hashes: &[[u8; PAGE_HASH_LEN]]) -> bool {
+        self.page_size == page_size && self.page_hashes == hashes
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     pub last_success_ns: Option<i64>,

@@ -32,7 +32,7 @@ mod retention;
 mod settings;
 mod snapshots;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod tree;
 mod xattr;
 

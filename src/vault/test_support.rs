@@ -12,7 +12,7 @@ use crate::catalog::Ino;
 use crate::crypto::{KdfParams, Passphrase};
 use crate::store::StoreDir;
 
-pub(super) fn open_vault(dir: &Path) -> Arc<Vault> {
+pub(crate) fn open_vault(dir: &Path) -> Arc<Vault> {
     let store = StoreDir::new(dir.join("store"));
     let pass = Passphrase::new(b"a vault for unit tests".to_vec());
     let init = InitOptions {
@@ -28,7 +28,7 @@ pub(super) fn open_vault(dir: &Path) -> Arc<Vault> {
     Vault::open(&store, &master, &OpenOptions::default()).unwrap()
 }
 
-pub(super) fn new_file(v: &Vault, name: &str) -> Ino {
+pub(crate) fn new_file(v: &Vault, name: &str) -> Ino {
     let spec = NodeSpec::file(0o644);
     let ino = v
         .create_node(&Caller::default(), ROOT_INO, name.as_bytes(), spec)
