@@ -1012,10 +1012,16 @@ fn killed_replication_reruns_to_a_complete_remote() {
         st["pending"]["objects"], 0,
         "a complete remote still has something pending: {st:#}"
     );
-    assert_eq!(
-        listing(&remote),
-        before,
-        "a pass with nothing to ship added objects ({said})"
+    let after = listing(&remote);
+    let added: Vec<(&String, u64)> = after
+        .iter()
+        .filter(|(k, _)| !before.contains_key(*k))
+        .map(|(k, m)| (k, m.2))
+        .collect();
+    assert!(
+        added.is_empty() && after.len() == before.len(),
+        "a pass with nothing to ship changed the remote ({}): added {added:?}",
+        said.trim()
     );
 }
 
@@ -1215,4 +1221,54 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         replicated,
         "a refused recover changed the store"
     );
+}
+
+/// A read-only bind mount of a folder, unmounted on drop.
+struct ReadOnlyView(PathBuf);
+
+impl ReadOnlyView {
+    fn of(dir: &Path, at: &Path) -> Self {
+        std::fs::create_dir(at).unwrap();
+        common::ok(Command::new("mount").arg("--bind").arg(dir).arg(at));
+        let view = ReadOnlyView(at.to_path_buf());
+        common::ok(
+            Command::new("mount")
+                .args(["-o", "remount,ro,bind"])
+                .arg(at),
+        );
+        view
+    }
+}
+
+impl Drop for ReadOnlyView {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn recover_reads_a_remote_it_cannot_write() {
+    require_programs(&["mount", "umount"]);
+    let mut v = Vault::mounted();
+    sh(
+        &v.mnt,
+        "mkdir ward && echo 'chart of patient 4711' > ward/chart.txt && echo two > ward/b.txt",
+    );
+    let remote = v.dir.path().join("offsite");
+    add_remote(&v, "offsite", remote.to_str().unwrap(), &[]);
+    v.unmount();
+    replicate(&v, true);
+    v.mount(&[]);
+    let want = tree(&v.mnt);
+    v.unmount();
+
+    // The offsite disk as one mounts it to recover: read-only, so that a
+    // mistake cannot damage the only good copy.
+    let view = ReadOnlyView::of(&remote, &v.dir.path().join("offsite-ro"));
+    let before = listing(&remote);
+    let mut back = recovered(view.0.to_str().unwrap());
+    assert_eq!(listing(&remote), before, "recover changed the remote");
+    back.mount(&[]);
+    assert_same_tree(&want, &tree(&back.mnt), "recovered from a read-only remote");
+    back.unmount();
 }
