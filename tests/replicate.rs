@@ -1227,8 +1227,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 struct ReadOnlyView(PathBuf);
 
 impl ReadOnlyView {
+    /// `dir` seen read-only at `at` (which may be `dir` itself).
     fn of(dir: &Path, at: &Path) -> Self {
-        std::fs::create_dir(at).unwrap();
+        std::fs::create_dir_all(at).unwrap();
         common::ok(Command::new("mount").arg("--bind").arg(dir).arg(at));
         let view = ReadOnlyView(at.to_path_buf());
         common::ok(
@@ -1270,5 +1271,84 @@ fn recover_reads_a_remote_it_cannot_write() {
     assert_eq!(listing(&remote), before, "recover changed the remote");
     back.mount(&[]);
     assert_same_tree(&want, &tree(&back.mnt), "recovered from a read-only remote");
+    back.unmount();
+}
+
+/// Polls `status` of `name` until `done` holds of its entry, for up to
+/// `secs` seconds; fails with the last entry otherwise.
+fn wait_status(
+    v: &Vault,
+    name: &str,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = remote_status(v, name);
+        if done(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{secs} s and not {what}: {st:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_remote_that_refuses_writes_shows_in_status_and_the_mount_goes_on() {
+    require_programs(&["mount", "umount"]);
+    let mut v = Vault::init();
+    let remote = v.dir.path().join("offsite");
+    add_remote(&v, "offsite", remote.to_str().unwrap(), &["--delay", "1"]);
+    v.mount(&[]);
+    sh(&v.mnt, "echo first > first.txt");
+    wait_status(&v, "offsite", 60, "shipped", |st| {
+        st["pending"]["objects"] == 0 && st["last_success"].is_string()
+    });
+
+    // The remote's disk goes read-only under the running mount.
+    let ro = ReadOnlyView::of(&remote, &remote);
+    let started = Instant::now();
+    for i in 0..50 {
+        std::fs::write(v.path(&format!("while-refused-{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    syncfs(&v.mnt);
+    let took = started.elapsed();
+    let failing = wait_status(&v, "offsite", 60, "reporting the error", |st| {
+        st["last_error"].is_object() && st["pending"]["objects"].as_u64() > Some(0)
+    });
+    println!("50 files written in {took:?} while the remote refused; status: {failing:#}");
+    assert!(
+        failing["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{failing:#}"
+    );
+    assert!(failing["last_error"]["at"].is_string(), "{failing:#}");
+    assert_eq!(
+        std::fs::read(v.path("while-refused-49.txt")).unwrap(),
+        b"49\n"
+    );
+    let out = common::run(&mut replicate_cmd(&v, false));
+    assert!(
+        !out.status.success(),
+        "replicate said the remote is up to date while it refuses writes: {}",
+        stdout(&out)
+    );
+
+    // Writable again: the lag goes back to zero on its own.
+    drop(ro);
+    let caught_up = wait_status(&v, "offsite", 60, "caught up", |st| {
+        st["pending"]["objects"] == 0
+            && st["last_success"].as_str() > st["last_error"]["at"].as_str()
+    });
+    println!("caught up: {caught_up:#}");
+    v.unmount();
+    let mut back = recovered(remote.to_str().unwrap());
+    back.mount(&[]);
+    assert_eq!(
+        std::fs::read(back.path("while-refused-49.txt")).unwrap(),
+        b"49\n"
+    );
     back.unmount();
 }
