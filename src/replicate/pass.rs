@@ -210,6 +210,7 @@ impl Pass<'_> {
         let anchor = read_hex(trail.anchor_path())?;
         let head = read_hex(trail.head_path())?;
         let segments = trail.segments()?;
+        check_not_cut(&trail, &segments, next)?;
         let mut parts = Vec::new();
         for &first in &segments {
             let from = next.audit.get(&first).copied().unwrap_or(0);
@@ -284,6 +285,36 @@ impl PassReport {
             self.bytes += bytes;
         }
     }
+}
+
+/// Refuses to go on from a trail shorter than what the remote holds: a
+/// segment cut below what was shipped, or one gone that pruning (which
+/// removes the oldest first) would have kept. The remote keeps its copy
+/// and the pass ships nothing over it; a person must look.
+fn check_not_cut(
+    trail: &TrailFiles,
+    segments: &[u64],
+    shipped: &Shipped,
+) -> Result<(), ReplicateError> {
+    let oldest = segments.first().copied().unwrap_or(u64::MAX);
+    for (&first, &len) in &shipped.audit {
+        let path = trail.segment_path(first);
+        let now = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && first < oldest => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(ReplicateError::io(&path, e)),
+        };
+        if now < len {
+            return Err(ReplicateError::Damaged(format!(
+                "the audit trail was cut: {} holds {now} bytes, the remote {len}; records were \
+                 removed here after they were replicated (`phivault audit verify`); nothing \
+                 more is shipped until this is resolved",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ns() -> i64 {

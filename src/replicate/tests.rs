@@ -206,3 +206,43 @@ fn a_pass_killed_after_its_head_landed_is_kept() {
     let key = master(&v).envelope_key(&v.config().vault_id);
     assert_eq!(head_chain(&place, &key).unwrap().len(), 2);
 }
+
+/// Records cut off the local trail after they were shipped stop the next
+/// pass: the remote's copy stays whole and names the cut.
+#[test]
+fn a_trail_cut_after_it_was_shipped_stops_replication() {
+    use crate::audit::ship::TrailFiles;
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    let log = v.audit().expect("a read-write vault holds the trail");
+    for i in 0..10 {
+        log.append(crate::audit::Record {
+            seq: 0,
+            time_ns: 1_000 + i,
+            who: Default::default(),
+            op: crate::audit::Op::Open,
+            path: format!("/chart-{i}").into_bytes(),
+            target: None,
+            ino: 2,
+            parent: 1,
+            detail: Default::default(),
+            result: 0,
+        })
+        .unwrap();
+    }
+    log.sync().unwrap();
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    pass(&v, &place, &state).unwrap();
+    let trail = TrailFiles::new(v.audit_dir());
+    let segments = trail.segments().unwrap();
+    let last = trail.segment_path(*segments.last().expect("the trail has a segment"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    let e = pass(&v, &place, &state).unwrap_err();
+    assert!(e.to_string().contains("the audit trail was cut"), "{e}");
+}
