@@ -1352,3 +1352,100 @@ fn a_remote_that_refuses_writes_shows_in_status_and_the_mount_goes_on() {
     );
     back.unmount();
 }
+
+// ------------------------------------------------- verify and repair
+
+fn store_cmd(v: &Vault, words: &[&str]) -> Output {
+    common::run(
+        Command::new(bin())
+            .arg(words[0])
+            .arg(&v.store)
+            .args(&words[1..])
+            .arg("--passphrase-file")
+            .arg(&v.pwfile)
+            .stdin(Stdio::null()),
+    )
+}
+
+/// A byte flipped in a local pack: `verify` without --read-data sees every
+/// pack there; `verify --read-data` names the file and its versions;
+/// `repair --from` puts back the remote's copy, and the file reads right.
+#[test]
+fn a_damaged_pack_is_named_by_verify_and_repaired_from_the_remote() {
+    let mut v = Vault::mounted();
+    let body: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::create_dir(v.mnt.join("charts")).unwrap();
+    save(&v.mnt.join("charts/scan.bin"), &body);
+    save(&v.mnt.join("note.txt"), b"an undamaged file");
+    v.unmount();
+    let home = new_home();
+    let remote = home.path().join("offsite");
+    add_remote(&v, "offsite", remote.to_str().unwrap(), &[]);
+    replicate(&v, true);
+
+    let clean = store_cmd(&v, &["verify", "--read-data"]);
+    ok_output(&clean, "verify --read-data of an intact store");
+    // The largest pack holds the scan; flip a byte in its middle.
+    let pack = walk_files(&v.store.join("packs"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
+    let mut b = [0u8; 1];
+    let at = f.metadata().unwrap().len() / 2;
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    drop(f);
+
+    ok_output(
+        &store_cmd(&v, &["verify"]),
+        "verify without --read-data: every pack is there",
+    );
+    let found = store_cmd(&v, &["verify", "--read-data", "--remote", "offsite"]);
+    assert!(
+        !found.status.success(),
+        "verify --read-data must fail: {}",
+        stdout(&found)
+    );
+    let text = stdout(&found);
+    assert!(text.contains("/charts/scan.bin"), "names the file: {text}");
+    assert!(
+        !text.contains("note.txt"),
+        "names only the damaged file: {text}"
+    );
+    assert!(
+        text.contains("remote offsite"),
+        "checks the remote too: {text}"
+    );
+
+    let repaired = store_cmd(&v, &["repair", "--from", "offsite"]);
+    ok_output(&repaired, "repair --from offsite");
+    ok_output(
+        &store_cmd(&v, &["verify", "--read-data"]),
+        "verify after the repair",
+    );
+    v.mount(&[]);
+    assert!(
+        std::fs::read(v.mnt.join("charts/scan.bin")).unwrap() == body,
+        "the file reads right again"
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
