@@ -36,6 +36,8 @@ pub struct PassReport {
     pub bytes: u64,
     /// The seq of the head it wrote; none if nothing had changed.
     pub head: Option<u64>,
+    /// Objects deleted: packs pruning removed a retention lock ago.
+    pub deleted: u64,
 }
 
 /// One pass of `vault` to `place`.
@@ -69,6 +71,7 @@ impl Pass<'_> {
         let audit = self.ship_audit(&mut next, &mut report)?;
 
         if next == shipped && catalog.is_none() {
+            self.delete_dropped(&image, &mut report)?;
             return Ok(report);
         }
         let head = Head {
@@ -93,7 +96,48 @@ impl Pass<'_> {
         self.upload(&name, &object, &mut report)?;
         self.state.commit()?;
         report.head = Some(head.seq);
+        self.delete_dropped(&image, &mut report)?;
         Ok(report)
+    }
+
+    /// Deletes from the remote the packs pruning removed here, once the
+    /// retention lock has passed since a pass first saw them gone: until
+    /// then, the remote still holds what a compromised or mistaken prune
+    /// took away. (Catalog pages, heads and audit parts stay: a recovery
+    /// replays them all.)
+    fn delete_dropped(
+        &self,
+        image: &CatalogImage,
+        report: &mut PassReport,
+    ) -> Result<(), ReplicateError> {
+        let mut state = self.state.load()?;
+        let now = self.vault.clock_ns();
+        let before = state.clone();
+        for id in &image.removed_packs {
+            if state.packs.contains_key(id) {
+                state.dropped.entry(*id).or_insert(now);
+            }
+        }
+        let hold = self.vault.replica_hold_ns();
+        let due: Vec<i64> = state
+            .dropped
+            .iter()
+            .filter(|&(_, &since)| now.saturating_sub(since) >= hold)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(hex) = state.packs.remove(&id) {
+                let name = ObjectName::from_hex(ObjectKind::Data, &hex)
+                    .map_err(|e| ReplicateError::State(e.to_string()))?;
+                self.place.delete(&name)?;
+                report.deleted += 1;
+            }
+            state.dropped.remove(&id);
+        }
+        if state != before {
+            self.state.save(&state)?;
+        }
+        Ok(())
     }
 
     fn ship_packs(
@@ -106,7 +150,7 @@ impl Pass<'_> {
             .sealed_packs
             .iter()
             .copied()
-            .filter(|(id, _)| !next.packs.contains(id))
+            .filter(|(id, _)| !next.packs.contains_key(id))
             .collect();
         let total = new.iter().map(|(_, size)| size).sum();
         let done = AtomicU64::new(0);
@@ -126,7 +170,7 @@ impl Pass<'_> {
         let mut refs = Vec::with_capacity(shipped.len());
         for (pack, created) in shipped {
             report.count(created);
-            next.packs.insert(pack.id);
+            next.packs.insert(pack.id, pack.object.clone());
             refs.push(pack);
         }
         refs.sort_by_key(|p| p.id);
