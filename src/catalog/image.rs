@@ -14,6 +14,8 @@ pub struct CatalogImage {
     pub bytes: Vec<u8>,
     /// Sealed packs the state names, with their sizes.
     pub sealed_packs: Vec<(i64, u64)>,
+    /// Packs pruning removed (`removals` of kind 2).
+    pub removed_packs: Vec<i64>,
 }
 
 impl CatalogImage {
@@ -50,11 +52,18 @@ impl Catalog {
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
+        let removed_packs = {
+            let mut st =
+                copy.prepare("SELECT DISTINCT pack FROM removals WHERE kind=2 ORDER BY pack")?;
+            let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
         let bytes = copy.serialize(MAIN_DB)?.to_vec();
         Ok(CatalogImage {
             page_size,
             bytes,
             sealed_packs,
+            removed_packs,
         })
     }
 }

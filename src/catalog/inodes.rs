@@ -39,6 +39,10 @@ impl Catalog {
     }
 
     pub fn insert_inode(&self, n: &NewInode) -> Result<Ino> {
+        assert!(
+            self.creates_inodes,
+            "an inode created through a catalog opened to maintain it"
+        );
         let ino = self.next_ino.get();
         let mut st = self.conn.prepare_cached(
             "INSERT INTO inodes(kind, mode, uid, gid, nlink, size, rdev, atime, mtime, ctime, btime,

@@ -11,6 +11,7 @@
 //! `generations` (file handles), plus `stats` for `info`.
 
 mod allocations;
+mod block_scan;
 mod checkpointer;
 mod content;
 mod entries;
@@ -42,6 +43,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::store::{AppendOutcome, BlockLocation};
 
 pub use allocations::BlockRun;
+pub use block_scan::BlockUse;
 pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
 pub use generations::Generations;
@@ -106,6 +108,9 @@ pub struct Catalog {
     /// Inode numbers are handed out here, never twice in a process, so that
     /// a number the kernel still holds is not reused after a rollback.
     next_ino: Cell<Ino>,
+    /// False for `open_to_maintain`: no generation was started, so no
+    /// inode number may be handed out.
+    creates_inodes: bool,
     /// `next_ino` when the open group began.
     group_first_ino: Cell<Ino>,
     /// `total_changes()` when the open group began.
@@ -130,6 +135,17 @@ pub struct Catalog {
 impl Catalog {
     /// Opens (or with `create`, creates) the catalog at `path`.
     pub fn open(path: &Path, create: bool) -> Result<Self> {
+        Self::open_with(path, create, true)
+    }
+
+    /// A read-write open that will not create inodes (a replication pass,
+    /// a verification): it starts no inode generation, so that opening the
+    /// store to read it changes nothing a replica would have to ship.
+    pub fn open_to_maintain(path: &Path) -> Result<Self> {
+        Self::open_with(path, false, false)
+    }
+
+    fn open_with(path: &Path, create: bool, creates_inodes: bool) -> Result<Self> {
         if create {
             use std::os::unix::fs::OpenOptionsExt;
             std::fs::OpenOptions::new()
@@ -183,7 +199,8 @@ impl Catalog {
         cat.next_ino.set(max_ino as Ino + 1);
         // A new catalog's root keeps generation 0, which the kernel gives
         // every root; the first open of the store starts generation 1.
-        if !create {
+        cat.creates_inodes = creates_inodes;
+        if !create && creates_inodes {
             cat.generations = generations::Generations::start(&cat.conn, max_ino as Ino + 1)?;
             cat.sync_wal()?;
         }
@@ -219,6 +236,7 @@ impl Catalog {
             group_started: Default::default(),
             group: Default::default(),
             next_ino: Default::default(),
+            creates_inodes: true,
             group_first_ino: Default::default(),
             group_first_change: Default::default(),
             lost: Default::default(),

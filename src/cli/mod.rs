@@ -16,6 +16,7 @@ mod passwd;
 mod prune;
 mod recover;
 mod remote;
+mod repair;
 mod replicate;
 mod restore;
 mod retention;
@@ -23,6 +24,7 @@ mod status;
 mod time_spec;
 mod umount;
 mod util;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -64,6 +66,8 @@ enum Command {
     Replicate(replicate::Args),
     Status(status::Args),
     Recover(recover::Args),
+    Verify(verify::Args),
+    Repair(repair::Args),
     #[command(hide = true)]
     Daemon(mount::DaemonArgs),
 }
@@ -96,6 +100,8 @@ pub fn main() -> i32 {
         Command::Replicate(a) => replicate::run(a),
         Command::Status(a) => status::run(a),
         Command::Recover(a) => recover::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Repair(a) => repair::run(a),
         Command::Daemon(a) => mount::run_daemon(a),
     };
     match result {

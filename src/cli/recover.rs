@@ -50,7 +50,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     let place = url
-        .open(false)
+        .open_for_reading()
         .with_context(|| format!("cannot read the remote {url}"))?;
     let pass = passphrase::existing(a.passphrase_file.as_deref())?;
     let bar = std::sync::Mutex::new(None::<indicatif::ProgressBar>);

@@ -130,6 +130,7 @@ fn add(
     delay: u64,
     passphrase_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    remotes::check_new(dir, &name)?;
     if let RemoteUrl::Dir(path) = &parsed {
         if remotes::is_inside(path, dir.root()) {
             anyhow::bail!(

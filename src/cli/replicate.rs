@@ -57,7 +57,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let pass = passphrase::existing(a.passphrase_file.as_deref())?;
     let (master, _) = unlock_master(&config, &pass)
         .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
-    let vault = match Vault::open(&dir, &master, &OpenOptions::default()) {
+    let open = OpenOptions {
+        creates_files: false,
+        ..OpenOptions::default()
+    };
+    let vault = match Vault::open(&dir, &master, &open) {
         Err(VaultError::Store(StoreError::Locked { pid })) => {
             return ask_the_mount(&dir, &targets, pid, Duration::from_secs(a.timeout))
         }

@@ -35,7 +35,7 @@ pub fn lag(dir: &StoreDir, remote: &str) -> Result<(Shipped, Lag), ReplicateErro
         .and_then(|c| c.image())
         .map_err(|e| ReplicateError::State(format!("reading the catalog: {e}")))?;
     for &(id, size) in &image.sealed_packs {
-        if !shipped.packs.contains(&id) {
+        if !shipped.packs.contains_key(&id) {
             let path = pack_path_in(&dir.packs_dir(), PackId::from_i64(id));
             note(
                 size,

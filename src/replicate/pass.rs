@@ -36,6 +36,8 @@ pub struct PassReport {
     pub bytes: u64,
     /// The seq of the head it wrote; none if nothing had changed.
     pub head: Option<u64>,
+    /// Objects deleted: packs pruning removed a retention lock ago.
+    pub deleted: u64,
 }
 
 /// One pass of `vault` to `place`.
@@ -69,6 +71,7 @@ impl Pass<'_> {
         let audit = self.ship_audit(&mut next, &mut report)?;
 
         if next == shipped && catalog.is_none() {
+            self.delete_dropped(&image, &mut report)?;
             return Ok(report);
         }
         let head = Head {
@@ -93,7 +96,48 @@ impl Pass<'_> {
         self.upload(&name, &object, &mut report)?;
         self.state.commit()?;
         report.head = Some(head.seq);
+        self.delete_dropped(&image, &mut report)?;
         Ok(report)
+    }
+
+    /// Deletes from the remote the packs pruning removed here, once the
+    /// retention lock has passed since a pass first saw them gone: until
+    /// then, the remote still holds what a compromised or mistaken prune
+    /// took away. (Catalog pages, heads and audit parts stay: a recovery
+    /// replays them all.)
+    fn delete_dropped(
+        &self,
+        image: &CatalogImage,
+        report: &mut PassReport,
+    ) -> Result<(), ReplicateError> {
+        let mut state = self.state.load()?;
+        let now = self.vault.clock_ns();
+        let before = state.clone();
+        for id in &image.removed_packs {
+            if state.packs.contains_key(id) {
+                state.dropped.entry(*id).or_insert(now);
+            }
+        }
+        let hold = self.vault.replica_hold_ns();
+        let due: Vec<i64> = state
+            .dropped
+            .iter()
+            .filter(|&(_, &since)| now.saturating_sub(since) >= hold)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(hex) = state.packs.remove(&id) {
+                let name = ObjectName::from_hex(ObjectKind::Data, &hex)
+                    .map_err(|e| ReplicateError::State(e.to_string()))?;
+                self.place.delete(&name)?;
+                report.deleted += 1;
+            }
+            state.dropped.remove(&id);
+        }
+        if state != before {
+            self.state.save(&state)?;
+        }
+        Ok(())
     }
 
     fn ship_packs(
@@ -106,7 +150,7 @@ impl Pass<'_> {
             .sealed_packs
             .iter()
             .copied()
-            .filter(|(id, _)| !next.packs.contains(id))
+            .filter(|(id, _)| !next.packs.contains_key(id))
             .collect();
         let total = new.iter().map(|(_, size)| size).sum();
         let done = AtomicU64::new(0);
@@ -126,7 +170,7 @@ impl Pass<'_> {
         let mut refs = Vec::with_capacity(shipped.len());
         for (pack, created) in shipped {
             report.count(created);
-            next.packs.insert(pack.id);
+            next.packs.insert(pack.id, pack.object.clone());
             refs.push(pack);
         }
         refs.sort_by_key(|p| p.id);
@@ -210,6 +254,7 @@ impl Pass<'_> {
         let anchor = read_hex(trail.anchor_path())?;
         let head = read_hex(trail.head_path())?;
         let segments = trail.segments()?;
+        check_not_cut(&trail, &segments, next)?;
         let mut parts = Vec::new();
         for &first in &segments {
             let from = next.audit.get(&first).copied().unwrap_or(0);
@@ -284,6 +329,36 @@ impl PassReport {
             self.bytes += bytes;
         }
     }
+}
+
+/// Refuses to go on from a trail shorter than what the remote holds: a
+/// segment cut below what was shipped, or one gone that pruning (which
+/// removes the oldest first) would have kept. The remote keeps its copy
+/// and the pass ships nothing over it; a person must look.
+fn check_not_cut(
+    trail: &TrailFiles,
+    segments: &[u64],
+    shipped: &Shipped,
+) -> Result<(), ReplicateError> {
+    let oldest = segments.first().copied().unwrap_or(u64::MAX);
+    for (&first, &len) in &shipped.audit {
+        let path = trail.segment_path(first);
+        let now = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && first < oldest => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(ReplicateError::io(&path, e)),
+        };
+        if now < len {
+            return Err(ReplicateError::Damaged(format!(
+                "the audit trail was cut: {} holds {now} bytes, the remote {len}; records were \
+                 removed here after they were replicated (`phivault audit verify`); nothing \
+                 more is shipped until this is resolved",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn now_ns() -> i64 {

@@ -227,6 +227,41 @@ fn restore_packs(
     Ok(bytes_done.into_inner())
 }
 
+/// Every pack the remote's heads name, with the object holding it.
+pub fn shipped_packs(
+    chain: &[(ObjectName, Head)],
+) -> Result<HashMap<i64, ObjectName>, ReplicateError> {
+    let mut packs = HashMap::new();
+    for (_, head) in chain {
+        for p in &head.packs {
+            let name = ObjectName::from_hex(ObjectKind::Data, &p.object)
+                .map_err(|e| ReplicateError::Damaged(e.to_string()))?;
+            packs.insert(p.id, name);
+        }
+    }
+    Ok(packs)
+}
+
+/// Sealed pack `id`'s bytes, from object `name` of the remote.
+pub fn fetch_pack(
+    place: &dyn ObjectPlace,
+    key: &EnvelopeKey,
+    id: i64,
+    name: &ObjectName,
+) -> Result<Vec<u8>, ReplicateError> {
+    let payload = key.open(objects::KIND_PACK, &place.get(name)?)?;
+    let (got, bytes) = objects::decode_pack(&payload)?;
+    if got != id {
+        return Err(ReplicateError::Damaged(format!(
+            "object {} holds pack {} where pack {} was expected",
+            name.hex(),
+            PackId::from_i64(got),
+            PackId::from_i64(id)
+        )));
+    }
+    Ok(bytes.to_vec())
+}
+
 fn restore_pack(
     place: &dyn ObjectPlace,
     key: &EnvelopeKey,
@@ -242,19 +277,11 @@ fn restore_pack(
     })?;
     let name = ObjectName::from_hex(ObjectKind::Data, object)
         .map_err(|e| ReplicateError::Damaged(e.to_string()))?;
-    let payload = key.open(objects::KIND_PACK, &place.get(&name)?)?;
-    let (got, bytes) = objects::decode_pack(&payload)?;
-    if got != id {
-        return Err(ReplicateError::Damaged(format!(
-            "object {object} holds pack {} where pack {} was expected",
-            PackId::from_i64(got),
-            PackId::from_i64(id)
-        )));
-    }
+    let bytes = fetch_pack(place, key, id, &name)?;
     let path = pack_path_in(&dest.packs_dir(), PackId::from_i64(id));
     make_private_dir(path.parent().expect("a pack has a folder")).map_err(ReplicateError::Store)?;
     let f = create_private(&path)?;
-    f.write_all_at(bytes, 0)
+    f.write_all_at(&bytes, 0)
         .map_err(|e| ReplicateError::io(&path, e))?;
     f.sync_all().map_err(|e| ReplicateError::io(&path, e))
 }

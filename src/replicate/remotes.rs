@@ -72,6 +72,14 @@ impl RemoteUrl {
         Ok(RemoteUrl::Dir(PathBuf::from(path)))
     }
 
+    /// Opens the place to read it only (`recover`): writes nothing there.
+    pub fn open_for_reading(&self) -> Result<Box<dyn ObjectPlace>, PlaceError> {
+        match self {
+            RemoteUrl::Dir(p) => Ok(Box::new(DirPlace::open_read_only(p)?)),
+            RemoteUrl::S3(spec) => Ok(Box::new(S3Place::open(spec)?)),
+        }
+    }
+
     /// Opens the place; `create` makes a missing directory, or checks that
     /// a bucket answers (buckets are never made).
     pub fn open(&self, create: bool) -> Result<Box<dyn ObjectPlace>, PlaceError> {
@@ -271,16 +279,21 @@ pub fn find(dir: &StoreDir, name: &str) -> Result<Remote, ReplicateError> {
         .ok_or_else(|| ReplicateError::NoSuchRemote(name.to_string()))
 }
 
-/// Records a new remote (its name must be new) and makes its state folder.
-pub fn add(dir: &StoreDir, remote: Remote) -> Result<(), ReplicateError> {
-    check_name(&remote.name)?;
-    let mut remotes = list(dir)?;
-    if remotes.iter().any(|r| r.name == remote.name) {
+/// Fails unless `name` is a valid name no remote of the store has.
+pub fn check_new(dir: &StoreDir, name: &str) -> Result<(), ReplicateError> {
+    check_name(name)?;
+    if list(dir)?.iter().any(|r| r.name == name) {
         return Err(ReplicateError::BadUrl(format!(
-            "a remote named {} exists already (`remote list`)",
-            remote.name
+            "a remote named {name} exists already (`remote list`)"
         )));
     }
+    Ok(())
+}
+
+/// Records a new remote (its name must be new) and makes its state folder.
+pub fn add(dir: &StoreDir, remote: Remote) -> Result<(), ReplicateError> {
+    check_new(dir, &remote.name)?;
+    let mut remotes = list(dir)?;
     let replica = replica_dir(dir);
     make_private_dir(&replica).map_err(ReplicateError::Store)?;
     make_private_dir(&remote_dir(dir, &remote.name)).map_err(ReplicateError::Store)?;

@@ -11,7 +11,7 @@
 //! state := "PVRSTAT1" json_len:u32le json page_size:u32le page_hash:[16]*
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,12 @@ pub struct Shipped {
     pub seq: u64,
     pub head: Option<String>,
     pub keys: Option<String>,
-    pub packs: BTreeSet<i64>,
+    /// The packs the remote holds, with the hex name of their object.
+    pub packs: BTreeMap<i64, String>,
+    /// Packs pruning removed here, with when a pass first saw that: their
+    /// objects go once the retention lock has passed since.
+    #[serde(default)]
+    pub dropped: BTreeMap<i64, i64>,
     /// Bytes of each audit segment shipped, by first seq.
     pub audit: BTreeMap<u64, u64>,
     pub audit_anchor: Option<String>,
@@ -132,6 +137,12 @@ impl StateDir {
     /// Records `next` as what the remote will hold once `head` is there.
     pub fn prepare(&self, next: &Shipped) -> Result<(), ReplicateError> {
         write_atomic(&self.next(), &encode(next)).map_err(ReplicateError::Store)
+    }
+
+    /// Records a state that differs from the last only in what was deleted
+    /// from the remote: no head names deletions, so none is waited for.
+    pub fn save(&self, s: &Shipped) -> Result<(), ReplicateError> {
+        write_atomic(&self.state(), &encode(s)).map_err(ReplicateError::Store)
     }
 
     /// The head of the prepared state reached the remote: it is the state.
@@ -238,7 +249,7 @@ mod tests {
         let next = Shipped {
             seq: 1,
             head: Some(head.hex()),
-            packs: [3, 4].into(),
+            packs: [(3, "a".into()), (4, "b".into())].into(),
             page_size: 1024,
             page_hashes: vec![[1; 16], [2; 16]],
             ..Default::default()

@@ -206,3 +206,93 @@ fn a_pass_killed_after_its_head_landed_is_kept() {
     let key = master(&v).envelope_key(&v.config().vault_id);
     assert_eq!(head_chain(&place, &key).unwrap().len(), 2);
 }
+
+/// Records cut off the local trail after they were shipped stop the next
+/// pass: the remote's copy stays whole and names the cut.
+#[test]
+fn a_trail_cut_after_it_was_shipped_stops_replication() {
+    use crate::audit::ship::TrailFiles;
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    let log = v.audit().expect("a read-write vault holds the trail");
+    for i in 0..10 {
+        log.append(crate::audit::Record {
+            seq: 0,
+            time_ns: 1_000 + i,
+            who: Default::default(),
+            op: crate::audit::Op::Open,
+            path: format!("/chart-{i}").into_bytes(),
+            target: None,
+            ino: 2,
+            parent: 1,
+            detail: Default::default(),
+            result: 0,
+        })
+        .unwrap();
+    }
+    log.sync().unwrap();
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    pass(&v, &place, &state).unwrap();
+    let trail = TrailFiles::new(v.audit_dir());
+    let segments = trail.segments().unwrap();
+    let last = trail.segment_path(*segments.last().expect("the trail has a segment"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    let e = pass(&v, &place, &state).unwrap_err();
+    assert!(e.to_string().contains("the audit trail was cut"), "{e}");
+}
+
+/// A pack pruning removed leaves the remote only once the retention lock
+/// (and a day) has passed since a pass saw it gone; the store recovers
+/// from the remote before and after.
+#[test]
+fn packs_pruning_removed_leave_the_remote_after_the_lock() {
+    use crate::vault::{Caller, ManualClock, OpenOptions, PruneClock, PruneOptions, ROOT_INO};
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_at(crate::vault::now_ns()));
+    let v = crate::vault::test_support::open_vault_with(
+        d.path(),
+        &OpenOptions {
+            clock: clock.clone(),
+            ..OpenOptions::default()
+        },
+    );
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    write_file(&v, "old", &vec![7; 300_000]);
+    pass(&v, &place, &state).unwrap();
+    let objects = place.len();
+    write_file(&v, "kept", b"still here");
+    v.unlink(&Caller::default(), ROOT_INO, b"old").unwrap();
+    let day = 86_400_000_000_000i64;
+    let prune = PruneOptions {
+        clock: PruneClock::Shifted(jiff::SignedDuration::from_hours(24 * 3650)),
+        grace: std::time::Duration::ZERO,
+        ..PruneOptions::default()
+    };
+    v.prune(&prune, &|_, _, _| {}).unwrap();
+    v.prune(&prune, &|_, _, _| {}).unwrap();
+    assert!(
+        !v.replication_cut().unwrap().removed_packs.is_empty(),
+        "the prune removed the old file's pack"
+    );
+    let seen = pass(&v, &place, &state).unwrap();
+    assert_eq!(seen.deleted, 0, "not before the lock has passed");
+    let lock_days = v.config().retention.lock_days as i64;
+    clock.advance((lock_days + 1) * day - 60_000_000_000);
+    assert_eq!(
+        pass(&v, &place, &state).unwrap().deleted,
+        0,
+        "a minute early"
+    );
+    clock.advance(120_000_000_000);
+    let after = pass(&v, &place, &state).unwrap();
+    assert_eq!(after.deleted, 1, "the old pack's object goes");
+    assert!(place.len() > objects, "the rest stays");
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+}

@@ -587,6 +587,31 @@ impl PackStore {
         }
     }
 
+    /// Puts `bytes` in place of sealed pack `id` (a copy from a replica):
+    /// written beside it, made durable, then renamed over it.
+    pub fn replace_sealed(&self, id: PackId, bytes: &[u8]) -> Result<()> {
+        let path = self.pack_path(id);
+        let dir = path.parent().expect("a pack has a folder").to_path_buf();
+        make_private_dir(&dir)?;
+        let tmp = path.with_extension("repair");
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .at(&tmp)?;
+            std::io::Write::write_all(&mut f, bytes).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+        }
+        fs::rename(&tmp, &path).at(&path)?;
+        sync_dir(&dir)?;
+        // A reader still open on the damaged file would go on reading it.
+        self.readers.lock().pop(&id);
+        Ok(())
+    }
+
     /// After a crash: cuts an unsealed pack back to what the catalog committed
     /// (`committed_end`), then seals it. Returns None if nothing in it was
     /// committed (the file is removed).

@@ -58,6 +58,10 @@ pub struct OpenOptions {
     pub space_reserve: u64,
     /// Where the time comes from: the system's clocks, or a test's.
     pub clock: Arc<dyn super::Clock>,
+    /// False for an open that only maintains the store (replication,
+    /// verification, repair): it creates no file, and so starts no inode
+    /// generation (see `catalog::generations`), leaving the catalog as it was.
+    pub creates_files: bool,
 }
 
 impl Default for OpenOptions {
@@ -69,6 +73,7 @@ impl Default for OpenOptions {
             dirty_limit: 64 << 20,
             space_reserve: crate::store::DEFAULT_RESERVE,
             clock: Arc::new(super::SystemClock),
+            creates_files: true,
         }
     }
 }
@@ -203,8 +208,10 @@ impl Vault {
         });
         let catalog = if opts.read_only {
             Catalog::open_readonly(&dir.catalog_path())?
-        } else {
+        } else if opts.creates_files {
             Catalog::open(&dir.catalog_path(), false)?
+        } else {
+            Catalog::open_to_maintain(&dir.catalog_path())?
         };
         let space = Arc::new(SpaceGuard::new(dir.root(), opts.space_reserve));
         let mut packs = PackStore::new(dir.packs_dir(), seal_index);

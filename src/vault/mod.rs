@@ -34,6 +34,7 @@ mod snapshots;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod tree;
+mod verify;
 mod xattr;
 
 use std::collections::HashMap;
@@ -75,6 +76,7 @@ pub use settings::{
 };
 pub use snapshots::MAX_LISTED as MAX_SNAPSHOTS_LISTED;
 pub use tree::ListingHorizon;
+pub use verify::{DamagedBlock, Verified};
 
 use crate::catalog::{Catalog, Ino};
 use crate::crypto::Keys;

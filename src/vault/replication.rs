@@ -46,6 +46,22 @@ impl Vault {
         Ok(count)
     }
 
+    /// How long a replica keeps what pruning removed here: the retention
+    /// lock (the longer of the one the store was opened with and the one
+    /// vault.toml holds now), and a day more.
+    pub fn replica_hold_ns(&self) -> i64 {
+        let mut days = self.config.retention.lock_days;
+        if let Ok(now) = crate::store::VaultConfig::load(&self.dir) {
+            days = days.max(now.retention.lock_days);
+        }
+        (days as i64 + 1) * 86_400_000_000_000
+    }
+
+    /// The engine's clock (a test's, in tests).
+    pub fn clock_ns(&self) -> i64 {
+        self.time.now_ns()
+    }
+
     /// The audit trail's directory.
     pub fn audit_dir(&self) -> PathBuf {
         super::audit::audit_dir(&self.dir)

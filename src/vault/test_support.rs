@@ -13,6 +13,11 @@ use crate::crypto::{KdfParams, Passphrase};
 use crate::store::StoreDir;
 
 pub(crate) fn open_vault(dir: &Path) -> Arc<Vault> {
+    open_vault_with(dir, &OpenOptions::default())
+}
+
+/// `open_vault` with these options (a test's clock, say).
+pub(crate) fn open_vault_with(dir: &Path, opts: &OpenOptions) -> Arc<Vault> {
     let store = StoreDir::new(dir.join("store"));
     let pass = Passphrase::new(b"a vault for unit tests".to_vec());
     let init = InitOptions {
@@ -25,7 +30,7 @@ pub(crate) fn open_vault(dir: &Path) -> Arc<Vault> {
     };
     create_store(&store, &pass, &init).unwrap();
     let (master, _) = unlock_master(&read_config(&store).unwrap(), &pass).unwrap();
-    Vault::open(&store, &master, &OpenOptions::default()).unwrap()
+    Vault::open(&store, &master, opts).unwrap()
 }
 
 pub(crate) fn new_file(v: &Vault, name: &str) -> Ino {

@@ -221,6 +221,27 @@ impl Vault {
         }
     }
 
+    /// A store that already exists at `dir`/store (made by `recover`,
+    /// say), opened with `PASSPHRASE`; not mounted.
+    pub fn existing_in(dir: tempfile::TempDir) -> Self {
+        require_fuse();
+        let store = dir.path().join("store");
+        assert!(store.is_dir(), "no store at {}", store.display());
+        let mnt = dir.path().join("mnt");
+        let pwfile = dir.path().join("passphrase");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::write(&pwfile, format!("{PASSPHRASE}\n")).unwrap();
+        let log = dir.path().join("daemon.log");
+        Vault {
+            dir,
+            store,
+            mnt,
+            pwfile,
+            log,
+            mounted: false,
+        }
+    }
+
     /// The engine of this store, opened read-write (not while mounted).
     pub fn engine(&self) -> std::sync::Arc<phivault::vault::Vault> {
         use phivault::crypto::Passphrase;
@@ -667,4 +688,42 @@ impl FileHandle {
             ),
         }
     }
+}
+
+/// Every regular file under `root`, recursively, sorted (symlinks not followed).
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = walk_all(root)
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Reads every byte of every file under `root` and panics naming the file
+/// and offset if any of `needles` is in it (the marker search of the
+/// security tests). Returns the bytes scanned and the files seen.
+pub fn assert_absent(root: &Path, needles: &[&[u8]], when: &str) -> (u64, Vec<PathBuf>) {
+    let files = files_under(root);
+    let mut total = 0u64;
+    for f in &files {
+        let bytes = match std::fs::read(f) {
+            Ok(b) => b,
+            // A file may vanish while a daemon runs (-shm, temporaries).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("cannot read {}: {e}", f.display()),
+        };
+        total += bytes.len() as u64;
+        for n in needles {
+            if let Some(at) = bytes.windows(n.len()).position(|w| w == *n) {
+                panic!(
+                    "{when}: {:?} found in plaintext in {} at byte {at} (file is {} bytes)",
+                    String::from_utf8_lossy(n),
+                    f.display(),
+                    bytes.len()
+                );
+            }
+        }
+    }
+    (total, files)
 }

@@ -109,6 +109,17 @@ impl DirPlace {
     /// empty folder it is mounted on), not a directory, or cannot be
     /// written. Removes what a crash left in `ROOT/tmp/`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, PlaceError> {
+        let place = Self::open_read_only(root)?;
+        let tmp = place.root.join(TMP);
+        place.make_dir(&tmp).map_err(|e| place.not_writable(e))?;
+        place.remove_leftovers(&tmp)?;
+        place.probe().map_err(|e| place.not_writable(e))?;
+        Ok(place)
+    }
+
+    /// Opens the existing directory `root` to read it only (a recovery
+    /// from a drive mounted read-only): writes nothing, not even `tmp/`.
+    pub fn open_read_only(root: impl Into<PathBuf>) -> Result<Self, PlaceError> {
         let root = root.into();
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
@@ -132,15 +143,10 @@ impl DirPlace {
             }
             Err(e) => return Err(e).at(&root),
         }
-        let place = DirPlace {
+        Ok(DirPlace {
             root,
             strategy: AtomicU8::new(Strategy::RenameNoReplace as u8),
-        };
-        let tmp = place.root.join(TMP);
-        place.make_dir(&tmp).map_err(|e| place.not_writable(e))?;
-        place.remove_leftovers(&tmp)?;
-        place.probe().map_err(|e| place.not_writable(e))?;
-        Ok(place)
+        })
     }
 
     /// The directory this place is.
