@@ -131,7 +131,9 @@ fn parse_s3(s: &str, rest: &str, o: &S3Options) -> Result<S3Spec, ReplicateError
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
-        return Err(bad(&format!("{region:?} is not a region (us-east-1, eu-west-3 ...)")));
+        return Err(bad(&format!(
+            "{region:?} is not a region (us-east-1, eu-west-3 ...)"
+        )));
     }
     Ok(S3Spec {
         bucket: bucket.to_string(),
@@ -373,7 +375,10 @@ mod tests {
             allow_http: true,
         };
         let spec = s3("s3://b.1/site/a-b_c/", &o);
-        assert_eq!((spec.bucket.as_str(), spec.prefix.as_str()), ("b.1", "site/a-b_c"));
+        assert_eq!(
+            (spec.bucket.as_str(), spec.prefix.as_str()),
+            ("b.1", "site/a-b_c")
+        );
         assert_eq!(spec.region, "eu-west-3");
         assert!(spec.path_style && spec.allow_http);
         assert_eq!(RemoteUrl::S3(spec).to_string(), "s3://b.1/site/a-b_c");
@@ -428,9 +433,15 @@ mod tests {
         // A file written before S3 remotes: a directory, no options.
         let old = "[[remote]]\nname = \"usb\"\nurl = \"dir:/mnt/usb\"\ndelay-secs = 60\n";
         let old: RemotesFile = toml::from_str(old).unwrap();
-        assert_eq!(old.remotes[0].url().unwrap(), RemoteUrl::Dir("/mnt/usb".into()));
+        assert_eq!(
+            old.remotes[0].url().unwrap(),
+            RemoteUrl::Dir("/mnt/usb".into())
+        );
         let dir = Remote::new("usb".into(), &RemoteUrl::Dir("/mnt/usb".into()), 60);
         let text = toml::to_string(&RemotesFile { remotes: vec![dir] }).unwrap();
-        assert!(!text.contains("path-style") && !text.contains("region"), "{text}");
+        assert!(
+            !text.contains("path-style") && !text.contains("region"),
+            "{text}"
+        );
     }
 }

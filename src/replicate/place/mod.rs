@@ -25,7 +25,7 @@ use std::path::PathBuf;
 pub use dir::DirPlace;
 pub use faulty::{FaultyPlace, FaultyPlaceBuilder};
 pub use mem::MemPlace;
-pub use s3::{S3Place, S3Spec, DEFAULT_REGION};
+pub use s3::{S3Credentials, S3Place, S3Spec, DEFAULT_REGION};
 
 /// What an object is, and so which folder of a place it lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

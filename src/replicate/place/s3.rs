@@ -63,6 +63,43 @@ impl S3Spec {
     }
 }
 
+/// The keys an S3 place signs its requests with.
+#[derive(Clone)]
+pub struct S3Credentials {
+    key_id: String,
+    secret: String,
+    session_token: Option<String>,
+}
+
+impl S3Credentials {
+    pub fn new(key_id: String, secret: String, session_token: Option<String>) -> Self {
+        S3Credentials {
+            key_id,
+            secret,
+            session_token,
+        }
+    }
+
+    /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, if set,
+    /// `AWS_SESSION_TOKEN`; `None` unless both keys are set.
+    pub fn from_env() -> Option<Self> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Some(S3Credentials {
+            key_id: env(ENV_ACCESS_KEY)?,
+            secret: env(ENV_SECRET_KEY)?,
+            session_token: env(ENV_SESSION_TOKEN),
+        })
+    }
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How long one call may take before it reports the place unreachable: the
 /// replication worker backs off and retries on its own, so a call must not
 /// sit in the client's retries for minutes.
@@ -81,22 +118,36 @@ pub struct S3Place {
 }
 
 impl S3Place {
-    /// Opens the place without talking to the server: for a remote already
-    /// added, whose reachability each call reports.
+    /// Opens the place with the credentials of the environment, without
+    /// talking to the server: for a remote already added, whose
+    /// reachability each call reports.
     pub fn open(spec: &S3Spec) -> Result<Self, PlaceError> {
+        let Some(credentials) = S3Credentials::from_env() else {
+            return Err(PlaceError::Refused {
+                place: describe(spec),
+                status: 0,
+                message: format!(
+                    "no credentials: set {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} (and \
+                     {ENV_SESSION_TOKEN} for temporary ones) in the environment of phivault"
+                ),
+            });
+        };
+        Self::open_with(spec, credentials)
+    }
+
+    /// `open` with the credentials given.
+    pub fn open_with(spec: &S3Spec, credentials: S3Credentials) -> Result<Self, PlaceError> {
         let describe = describe(spec);
         let refused = |message: String| PlaceError::Refused {
             place: describe.clone(),
             status: 0,
             message,
         };
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (Some(key_id), Some(secret)) = (env(ENV_ACCESS_KEY), env(ENV_SECRET_KEY)) else {
-            return Err(refused(format!(
-                "no credentials: set {ENV_ACCESS_KEY} and {ENV_SECRET_KEY} (and \
-                 {ENV_SESSION_TOKEN} for temporary ones) in the environment of phivault"
-            )));
-        };
+        let S3Credentials {
+            key_id,
+            secret,
+            session_token,
+        } = credentials;
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&spec.bucket)
             .with_region(&spec.region)
@@ -120,7 +171,7 @@ impl S3Place {
                     .with_connect_timeout(CONNECT_TIMEOUT)
                     .with_timeout(REQUEST_TIMEOUT),
             );
-        if let Some(token) = env(ENV_SESSION_TOKEN) {
+        if let Some(token) = session_token {
             builder = builder.with_token(token);
         }
         if let Some(endpoint) = &spec.endpoint {
@@ -148,12 +199,19 @@ impl S3Place {
     /// adding a remote, so that a typo fails now and not at the first pass.
     /// Buckets are made by their owner, never by phivault.
     pub fn create(spec: &S3Spec) -> Result<Self, PlaceError> {
-        let place = Self::open(spec)?;
-        let keys = place.path(ObjectKind::Keys.folder());
-        place
-            .block_on(place.store.list_with_delimiter(Some(&keys)))
-            .map_err(|e| place.error(e, None))?;
-        Ok(place)
+        Self::open(spec)?.check_bucket()
+    }
+
+    /// `create` with the credentials given.
+    pub fn create_with(spec: &S3Spec, credentials: S3Credentials) -> Result<Self, PlaceError> {
+        Self::open_with(spec, credentials)?.check_bucket()
+    }
+
+    fn check_bucket(self) -> Result<Self, PlaceError> {
+        let keys = self.path(ObjectKind::Keys.folder());
+        self.block_on(self.store.list_with_delimiter(Some(&keys)))
+            .map_err(|e| self.error(e, None))?;
+        Ok(self)
     }
 
     pub fn spec(&self) -> &S3Spec {
@@ -161,7 +219,10 @@ impl S3Place {
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime.as_ref().expect("runtime until drop").block_on(f)
+        self.runtime
+            .as_ref()
+            .expect("runtime until drop")
+            .block_on(f)
     }
 
     /// `PREFIX/key`.

@@ -1,0 +1,759 @@
+//! Replication to an S3-compatible remote (issue 26), against a real S3
+//! server on loopback (s3s-fs, started by each test in this process): the
+//! place's contract over real HTTP, the disaster drill through the binary,
+//! a server that goes down while a mount works, and bad input.
+
+mod common;
+#[path = "common/s3.rs"]
+mod s3server;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, ok_output, Vault};
+use phivault::replicate::place::{
+    ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome, S3Credentials,
+    S3Place, S3Spec, DEFAULT_REGION,
+};
+use s3server::{S3Server, ACCESS_KEY, SECRET_KEY};
+
+const MARKER: &str = "PHI-MARKER-s3-9b1e-Doe-Jane";
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("phivault-s3-")
+        .tempdir()
+        .unwrap()
+}
+
+// ------------------------------------------------------------ the place
+
+fn spec(server: &S3Server, bucket: &str, prefix: &str) -> S3Spec {
+    S3Spec {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+        endpoint: Some(server.endpoint.clone()),
+        region: DEFAULT_REGION.into(),
+        path_style: true,
+        allow_http: true,
+    }
+}
+
+fn keys() -> S3Credentials {
+    S3Credentials::new(ACCESS_KEY.into(), SECRET_KEY.into(), None)
+}
+
+fn place(server: &S3Server, bucket: &str, prefix: &str) -> S3Place {
+    S3Place::create_with(&spec(server, bucket, prefix), keys())
+        .unwrap_or_else(|e| panic!("open s3://{bucket}/{prefix}: {e}"))
+}
+
+fn object(kind: ObjectKind, seed: u64, len: usize) -> (ObjectName, Vec<u8>) {
+    let bytes = common::pattern(seed, len);
+    (ObjectName::of(kind, &bytes), bytes)
+}
+
+fn put(p: &S3Place, name: &ObjectName, bytes: &[u8]) -> PutOutcome {
+    p.put_new(name, bytes, &PutOptions::default())
+        .unwrap_or_else(|e| panic!("put {name}: {e}"))
+}
+
+/// (inode, mtime ns, bytes) of the file the server keeps an object in.
+fn stored(server: &S3Server, bucket: &str, key: &str) -> (u64, i128, Vec<u8>) {
+    let path = server.bucket_dir(bucket).join(key);
+    let m = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+    (m.ino(), mtime, std::fs::read(&path).unwrap())
+}
+
+#[test]
+fn an_s3_place_keeps_the_place_contract() {
+    let tmp = scratch();
+    let server = S3Server::with_bucket(tmp.path(), "contract");
+    let p = place(&server, "contract", "site/a");
+    assert_eq!(
+        p.describe(),
+        format!("s3://contract/site/a (endpoint {})", server.endpoint)
+    );
+
+    // Create-only: the second put stores nothing and changes nothing.
+    let (name, bytes) = object(ObjectKind::Data, 1, 300_000);
+    assert_eq!(put(&p, &name, &bytes), PutOutcome::Created);
+    let key = format!("site/a/{}", name.key());
+    let before = stored(&server, "contract", &key);
+    assert_eq!(before.2, bytes, "the server holds other bytes than put");
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(put(&p, &name, &bytes), PutOutcome::AlreadyThere);
+    assert_eq!(
+        stored(&server, "contract", &key),
+        before,
+        "a second put rewrote the object"
+    );
+
+    // Reads.
+    assert_eq!(p.get(&name).unwrap(), bytes);
+    assert_eq!(p.size(&name).unwrap(), Some(bytes.len() as u64));
+    assert_eq!(p.get_range(&name, 1000..1100).unwrap(), &bytes[1000..1100]);
+    assert_eq!(p.get_range(&name, 5..5).unwrap(), Vec::<u8>::new());
+    let past = bytes.len() as u64;
+    assert!(
+        matches!(
+            p.get_range(&name, past - 10..past + 10),
+            Err(PlaceError::Damaged { .. })
+        ),
+        "a range past the end is not reported short"
+    );
+    assert_eq!(p.retain_until(&name).unwrap(), None);
+    let (absent, _) = object(ObjectKind::Data, 2, 10);
+    assert_eq!(p.size(&absent).unwrap(), None);
+    assert!(matches!(p.get(&absent), Err(PlaceError::NotFound(n)) if n == absent));
+    assert!(matches!(
+        p.retain_until(&absent),
+        Err(PlaceError::NotFound(_))
+    ));
+
+    // Bytes that are not the name's are refused, and nothing is stored.
+    let (other, _) = object(ObjectKind::Data, 3, 100);
+    let e = p
+        .put_new(&other, b"not those bytes", &PutOptions::default())
+        .unwrap_err();
+    assert!(matches!(e, PlaceError::Damaged { .. }), "{e}");
+    assert_eq!(p.size(&other).unwrap(), None);
+
+    // Object Lock is refused rather than ignored.
+    let (locked, locked_bytes) = object(ObjectKind::Data, 4, 100);
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+    let e = p
+        .put_new(
+            &locked,
+            &locked_bytes,
+            &PutOptions {
+                retain_until: Some(until),
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, PlaceError::Refused { message, .. } if message.contains("Object Lock")),
+        "{e}"
+    );
+    assert!(!e.is_transient());
+    assert_eq!(p.size(&locked).unwrap(), None);
+
+    // Damage on the server is caught when read.
+    let (hurt, hurt_bytes) = object(ObjectKind::Head, 5, 4096);
+    put(&p, &hurt, &hurt_bytes);
+    let mut flipped = hurt_bytes.clone();
+    flipped[100] ^= 1;
+    std::fs::write(
+        server
+            .bucket_dir("contract")
+            .join(format!("site/a/{}", hurt.key())),
+        &flipped,
+    )
+    .unwrap();
+    let e = p.get(&hurt).unwrap_err();
+    assert!(matches!(e, PlaceError::Damaged { .. }), "{e}");
+
+    // Lists: every page (more than the server's 1000 a page), sorted, by
+    // kind, only this prefix, strays skipped.
+    let mut want: Vec<(ObjectName, u64)> = vec![(name, bytes.len() as u64)];
+    let made: Vec<(ObjectName, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let p = &p;
+                s.spawn(move || {
+                    (0..260u64)
+                        .map(|i| {
+                            let (n, b) = object(ObjectKind::Data, 1000 + t * 1000 + i, 40);
+                            assert_eq!(put(p, &n, &b), PutOutcome::Created);
+                            (n, 40)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    want.extend(made);
+    want.sort();
+    let (key_obj, key_bytes) = object(ObjectKind::Keys, 6, 64);
+    put(&p, &key_obj, &key_bytes);
+    let neighbour = place(&server, "contract", "site/b");
+    let (theirs, their_bytes) = object(ObjectKind::Data, 7, 64);
+    put(&neighbour, &theirs, &their_bytes);
+    std::fs::write(
+        server.bucket_dir("contract").join("site/a/data/stray"),
+        b"x",
+    )
+    .unwrap();
+    let data = p.list(ObjectKind::Data).unwrap();
+    assert_eq!(data.len(), want.len(), "objects missing from the listing");
+    assert_eq!(data, want);
+    assert_eq!(p.list(ObjectKind::Keys).unwrap(), vec![(key_obj, 64)]);
+    assert_eq!(
+        p.list(ObjectKind::Head).unwrap(),
+        vec![(hurt, hurt_bytes.len() as u64)]
+    );
+    assert_eq!(
+        neighbour.list(ObjectKind::Data).unwrap(),
+        vec![(theirs, 64)]
+    );
+
+    // Delete, twice.
+    p.delete(&name).unwrap();
+    assert_eq!(p.size(&name).unwrap(), None);
+    assert!(!server.bucket_dir("contract").join(&key).exists());
+    p.delete(&name).unwrap();
+    assert_eq!(neighbour.size(&theirs).unwrap(), Some(64));
+}
+
+#[test]
+fn a_stopped_server_is_a_transient_error_soon_and_a_restarted_one_works() {
+    let tmp = scratch();
+    let mut server = S3Server::with_bucket(tmp.path(), "down");
+    let p = place(&server, "down", "");
+    let (name, bytes) = object(ObjectKind::Data, 11, 5000);
+    put(&p, &name, &bytes);
+    server.stop();
+
+    let (new, new_bytes) = object(ObjectKind::Data, 12, 5000);
+    let calls: Vec<(&str, Box<dyn Fn() -> Result<(), PlaceError> + '_>)> = vec![
+        (
+            "put_new",
+            Box::new(|| {
+                p.put_new(&new, &new_bytes, &PutOptions::default())
+                    .map(drop)
+            }),
+        ),
+        ("get", Box::new(|| p.get(&name).map(drop))),
+        ("size", Box::new(|| p.size(&name).map(drop))),
+        ("list", Box::new(|| p.list(ObjectKind::Data).map(drop))),
+        ("delete", Box::new(|| p.delete(&name))),
+    ];
+    for (what, call) in &calls {
+        let started = Instant::now();
+        let e = call().expect_err(&format!("{what} succeeded with the server stopped"));
+        let took = started.elapsed();
+        println!("{what} with the server stopped: {took:?}: {e}");
+        assert!(e.is_transient(), "{what}: not transient: {e}");
+        assert!(
+            took < Duration::from_secs(45),
+            "{what} took {took:?} to fail"
+        );
+        assert!(!e.to_string().contains(SECRET_KEY));
+    }
+
+    // A place opened before the outage works again, with nothing lost.
+    server.restart();
+    assert_eq!(p.get(&name).unwrap(), bytes);
+    assert_eq!(put(&p, &new, &new_bytes), PutOutcome::Created);
+    assert_eq!(p.list(ObjectKind::Data).unwrap().len(), 2);
+}
+
+#[test]
+fn wrong_credentials_and_a_missing_bucket_are_refused_clearly() {
+    let tmp = scratch();
+    let server = S3Server::with_bucket(tmp.path(), "guarded");
+    let wrong_secret = S3Credentials::new(ACCESS_KEY.into(), "not-the-secret-000".into(), None);
+    let unknown_key = S3Credentials::new("AKIAUNKNOWN000000000".into(), SECRET_KEY.into(), None);
+    for (what, creds) in [("wrong secret", wrong_secret), ("unknown key", unknown_key)] {
+        let e = S3Place::create_with(&spec(&server, "guarded", "x"), creds.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: the bucket opened"));
+        println!("{what}: {e}");
+        assert!(
+            matches!(e, PlaceError::Refused { status: 403, .. }),
+            "{what}: {e}"
+        );
+        assert!(!e.is_transient(), "{what}: {e}");
+        assert!(!e.to_string().contains(SECRET_KEY), "{what}: {e}");
+        assert!(
+            !e.to_string().contains("not-the-secret"),
+            "{what}: the secret is in the message: {e}"
+        );
+        // And on a put, not only at open.
+        let p = S3Place::open_with(&spec(&server, "guarded", "x"), creds).unwrap();
+        let (n, b) = object(ObjectKind::Data, 21, 100);
+        let e = p.put_new(&n, &b, &PutOptions::default()).unwrap_err();
+        assert!(
+            matches!(e, PlaceError::Refused { status: 403, .. }),
+            "{what}: {e}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(server.bucket_dir("guarded"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a refused request stored something"
+    );
+
+    let e = S3Place::create_with(&spec(&server, "no-such-bucket", ""), keys())
+        .err()
+        .expect("a missing bucket opened");
+    println!("missing bucket: {e}");
+    assert!(
+        matches!(&e, PlaceError::Refused { status: 404, message, .. } if message.contains("no such bucket")),
+        "{e}"
+    );
+    assert!(!e.is_transient());
+}
+
+// ------------------------------------------------------------ the binary
+
+fn phivault(server_env: bool) -> Command {
+    let mut c = Command::new(bin());
+    c.stdin(Stdio::null());
+    if server_env {
+        S3Server::env(&mut c);
+    } else {
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+    }
+    c
+}
+
+fn remote_add(v: &Vault, server: &S3Server, name: &str, url: &str, extra: &[&str]) -> Output {
+    common::run(
+        phivault(true)
+            .arg("remote")
+            .arg(&v.store)
+            .args(["add", name, url])
+            .args(server.flags())
+            .args(extra)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    )
+}
+
+fn replicate(v: &Vault) -> String {
+    let out = common::run(
+        phivault(true)
+            .arg("replicate")
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    ok_output(&out, "phivault replicate");
+    stdout(&out)
+}
+
+/// `recover URL HOME/store` with the server's flags; the new store, not
+/// mounted.
+fn recovered(server: &S3Server, url: &str, pwfile: &Path) -> Vault {
+    let home = scratch();
+    let out = common::run(
+        phivault(true)
+            .arg("recover")
+            .arg(url)
+            .arg(home.path().join("store"))
+            .args(server.flags())
+            .arg("--passphrase-file")
+            .arg(pwfile),
+    );
+    ok_output(&out, &format!("phivault recover {url}"));
+    println!("recover: {}", stdout(&out).trim());
+    Vault::existing_in(home)
+}
+
+fn remote_status(v: &Vault, name: &str) -> serde_json::Value {
+    let out = common::ok(
+        phivault(false)
+            .arg("status")
+            .arg(&v.store)
+            .args(["--format", "json"]),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --format json: {e}: {}", stdout(&out)));
+    doc["remotes"]
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no remote {name} in {doc:#}"))
+        .clone()
+}
+
+fn wait_status(
+    v: &Vault,
+    name: &str,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let st = remote_status(v, name);
+        if done(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{secs} s and not {what}: {st:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Content, mode and user xattrs of every entry under `root`.
+fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    for p in common::walk_all(root) {
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let what = if m.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            format!("file {} {}", bytes.len(), blake3::hash(&bytes).to_hex())
+        } else if m.is_symlink() {
+            format!("symlink -> {}", std::fs::read_link(&p).unwrap().display())
+        } else {
+            "dir".to_string()
+        };
+        out.insert(rel, format!("{what} mode={:o}", m.mode() & 0o7777));
+    }
+    out
+}
+
+fn assert_same_tree(want: &BTreeMap<PathBuf, String>, got: &BTreeMap<PathBuf, String>, what: &str) {
+    let diffs: Vec<String> = want
+        .keys()
+        .chain(got.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|p| want.get(*p) != got.get(*p))
+        .map(|p| {
+            format!(
+                "{}: want {:?}, got {:?}",
+                p.display(),
+                want.get(p),
+                got.get(p)
+            )
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} entries differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Every object in the bucket folder under `prefix` hashes to its name
+/// and has the remote layout; the count of each kind.
+fn check_objects(bucket_dir: &Path, prefix: &str) -> BTreeMap<String, usize> {
+    let root = bucket_dir.join(prefix);
+    let mut counts = BTreeMap::new();
+    for p in common::files_under(bucket_dir) {
+        let rel = p
+            .strip_prefix(&root)
+            .unwrap_or_else(|_| panic!("an object outside the prefix: {}", p.display()))
+            .to_string_lossy()
+            .into_owned();
+        let name = ObjectName::from_key(&rel)
+            .unwrap_or_else(|e| panic!("not an object of the remote layout: {e}"));
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(name.matches(&bytes), "{rel} does not hash to its name");
+        *counts.entry(name.kind.folder().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A mount the test made itself (with the S3 keys in its environment):
+/// `unmount` it, or a failing test's drop does it, leaving none behind.
+struct MountGuard(PathBuf);
+
+impl MountGuard {
+    fn unmount(self) {
+        common::unmount(&self.0);
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if mounts.contains(&format!(" {} ", self.0.display())) {
+            let ok = Command::new(bin())
+                .arg("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+}
+
+fn mount_with_keys(v: &Vault) -> MountGuard {
+    common::ok(S3Server::env(v.mount_cmd(&[])));
+    MountGuard(v.mnt.clone())
+}
+
+fn write_tree(mnt: &Path, scratch: &Path) {
+    std::fs::write(scratch.join("scan.bin"), common::pattern(26, 2 << 20)).unwrap();
+    common::ok(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(format!(
+                "mkdir -p ward/a lab/2026
+                 for i in $(seq 1 25); do
+                   printf '{MARKER} visit %s\\n' $i > ward/a/visit-$i.txt
+                 done
+                 cp '{}' lab/2026/scan.bin
+                 echo 'first draft' > ward/chart.txt
+                 echo 'second draft, {MARKER}' > ward/chart.txt
+                 ln -s ../lab/2026/scan.bin ward/scan-link
+                 chmod 640 ward/chart.txt",
+                scratch.join("scan.bin").display()
+            ))
+            .current_dir(mnt),
+    );
+    syncfs(mnt);
+}
+
+fn syncfs(mnt: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(mnt).unwrap();
+    // SAFETY: a valid open descriptor.
+    assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0);
+}
+
+#[test]
+fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
+    common::require_programs(&["cp", "ln", "chmod"]);
+    let mut v = Vault::mounted();
+    let server = S3Server::with_bucket(v.dir.path(), "clinic");
+    let url = "s3://clinic/site-a";
+    write_tree(&v.mnt, v.dir.path());
+    let want = tree(&v.mnt);
+
+    let out = remote_add(&v, &server, "offsite", url, &["--delay", "3600"]);
+    ok_output(&out, "phivault remote add s3");
+    println!("remote add: {}", stdout(&out).trim());
+    let listed = common::ok(
+        phivault(false)
+            .arg("remote")
+            .arg(&v.store)
+            .args(["list", "--format", "json"]),
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["remotes"][0]["url"], url, "{listed:#}");
+    assert_eq!(listed["remotes"][0]["endpoint"], server.endpoint.as_str());
+    let config = std::fs::read_to_string(v.store.join("replica/remotes.toml")).unwrap();
+    assert!(
+        !config.contains(SECRET_KEY) && !config.contains(ACCESS_KEY),
+        "{config}"
+    );
+    v.unmount();
+
+    let said = replicate(&v);
+    println!("replicate: {}", said.trim());
+    assert!(said.contains("offsite: shipped"), "{said}");
+    let counts = check_objects(&server.bucket_dir("clinic"), "site-a");
+    println!("objects on the server: {counts:?}");
+    assert!(
+        counts.get("keys") >= Some(&1) && counts.get("heads") >= Some(&1),
+        "{counts:?}"
+    );
+    assert!(counts.get("data") >= Some(&1), "{counts:?}");
+    common::assert_absent(
+        &server.bucket_dir("clinic"),
+        &[MARKER.as_bytes(), b"visit-1.txt", b"chart.txt"],
+        "the bucket",
+    );
+    let again = replicate(&v);
+    assert!(again.contains("up to date"), "{again}");
+
+    // Without the keys in the environment, recover says what is missing.
+    let home = scratch();
+    let out = common::run(
+        phivault(false)
+            .arg("recover")
+            .arg(url)
+            .arg(home.path().join("store"))
+            .args(server.flags())
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    assert!(!out.status.success(), "recovered without credentials");
+    assert!(
+        stderr(&out).contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!home.path().join("store").exists());
+
+    let mut new = recovered(&server, url, &v.pwfile);
+    new.mount(&[]);
+    assert_same_tree(&want, &tree(&new.mnt), "recovered from S3");
+    assert_eq!(
+        std::fs::read(new.path("lab/2026/scan.bin")).unwrap(),
+        common::pattern(26, 2 << 20)
+    );
+    new.unmount();
+    new.assert_audit_verifies("of the store recovered from S3");
+}
+
+#[test]
+fn a_stopped_s3_server_grows_the_lag_and_the_mount_goes_on() {
+    common::require_programs(&["cp", "dd"]);
+    let v = Vault::init();
+    let mut server = S3Server::with_bucket(v.dir.path(), "lagging");
+    let url = "s3://lagging";
+    let out = remote_add(&v, &server, "s3", url, &["--delay", "1"]);
+    ok_output(&out, "phivault remote add s3");
+    let mounted = mount_with_keys(&v);
+
+    // Shipping works while the server is up.
+    write_tree(&v.mnt, v.dir.path());
+    wait_status(&v, "s3", 60, "shipped the first tree", |st| {
+        st["pending"]["objects"] == 0 && st["last_success"].is_string()
+    });
+
+    server.stop();
+    let started = Instant::now();
+    common::ok(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(
+                "mkdir during-outage
+                 for i in $(seq 1 20); do
+                   dd if=/dev/urandom of=during-outage/f$i bs=64k count=4 status=none
+                 done
+                 cp -r ward during-outage/ward-copy",
+            )
+            .current_dir(&v.mnt),
+    );
+    syncfs(&v.mnt);
+    let took = started.elapsed();
+    println!("writes with the server down took {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the writes took {took:?} with the server down"
+    );
+    let want = tree(&v.mnt);
+
+    let down = wait_status(&v, "s3", 60, "an error and a lag", |st| {
+        st["last_error"].is_object() && st["pending"]["objects"].as_u64() > Some(0)
+    });
+    println!("status with the server down: {down:#}");
+    let message = down["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot be reached"), "{message}");
+    assert!(!message.contains(SECRET_KEY), "{message}");
+
+    server.restart();
+    let up = wait_status(&v, "s3", 60, "caught up after the restart", |st| {
+        st["pending"]["objects"] == 0 && st["last_error"].is_null()
+    });
+    println!("status once caught up: {up:#}");
+    mounted.unmount();
+
+    // What was written during the outage is on the remote.
+    let mut new = recovered(&server, url, &v.pwfile);
+    new.mount(&[]);
+    assert_same_tree(&want, &tree(&new.mnt), "recovered after the outage");
+    new.unmount();
+    check_objects(&server.bucket_dir("lagging"), "");
+}
+
+/// The command failed, saying so in a message that mentions `needle`,
+/// and without the secret.
+fn assert_refused(out: &Output, what: &str, needle: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{what}: succeeded\n{}", stdout(out));
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{what}: the message does not mention {needle:?}: {err}"
+    );
+    assert!(!err.contains(SECRET_KEY), "{what}: the secret is in: {err}");
+}
+
+#[test]
+fn bad_s3_remotes_are_refused_and_nothing_is_recorded() {
+    let v = Vault::init();
+    let server = S3Server::with_bucket(v.dir.path(), "shared");
+
+    let out = remote_add(&v, &server, "r", "s3://missing-bucket/x", &[]);
+    assert_refused(&out, "a missing bucket", "no such bucket");
+
+    let out = common::run(
+        phivault(true)
+            .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+            .arg("remote")
+            .arg(&v.store)
+            .args(["add", "r", "s3://shared/x"])
+            .args(server.flags())
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    assert_refused(&out, "wrong credentials", "access denied");
+    assert!(!stderr(&out).contains("wrong-secret-value"));
+
+    let out = common::run(
+        phivault(false)
+            .arg("remote")
+            .arg(&v.store)
+            .args(["add", "r", "s3://shared/x"])
+            .args(server.flags())
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    assert_refused(&out, "no credentials", "AWS_ACCESS_KEY_ID");
+
+    let out = remote_add(&v, &server, "r", "s3://Bad_Bucket", &[]);
+    assert_refused(&out, "a bad bucket name", "bucket name");
+    let out = common::run(
+        phivault(true)
+            .arg("remote")
+            .arg(&v.store)
+            .args(["add", "r", "s3://shared/x", "--endpoint", &server.endpoint])
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    assert_refused(&out, "http without --allow-http", "--allow-http");
+    let dir = v.dir.path().join("offsite");
+    let out = remote_add(&v, &server, "r", dir.to_str().unwrap(), &[]);
+    assert_refused(&out, "S3 options on a directory", "s3://");
+    assert!(!dir.exists(), "a refused directory remote was made");
+
+    let listed = common::ok(phivault(false).arg("remote").arg(&v.store).arg("list"));
+    assert!(
+        stdout(&listed).contains("no remotes"),
+        "{}",
+        stdout(&listed)
+    );
+    assert!(
+        std::fs::read_dir(server.bucket_dir("shared"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a refused remote stored something"
+    );
+
+    // A prefix that holds another store's replica is refused; another
+    // prefix of the same bucket is fine.
+    ok_output(
+        &remote_add(&v, &server, "r", "s3://shared/x", &[]),
+        "remote add",
+    );
+    replicate(&v);
+    let other = Vault::init();
+    let out = remote_add(&other, &server, "r", "s3://shared/x", &[]);
+    assert_refused(&out, "another store's prefix", "another store");
+    ok_output(
+        &remote_add(&other, &server, "r", "s3://shared/y", &[]),
+        "remote add on another prefix",
+    );
+}
