@@ -231,7 +231,8 @@ fn a_stopped_server_is_a_transient_error_soon_and_a_restarted_one_works() {
     server.stop();
 
     let (new, new_bytes) = object(ObjectKind::Data, 12, 5000);
-    let calls: Vec<(&str, Box<dyn Fn() -> Result<(), PlaceError> + '_>)> = vec![
+    type Call<'a> = Box<dyn Fn() -> Result<(), PlaceError> + 'a>;
+    let calls: Vec<(&str, Call)> = vec![
         (
             "put_new",
             Box::new(|| {
