@@ -73,6 +73,16 @@ impl S3Flags {
 #[derive(clap::Subcommand)]
 pub enum Action {
     /// Add a remote (needs a passphrase of the store).
+    #[command(
+        long_about = "Add a remote (needs a passphrase of the store): a directory \
+(`dir:/abs/path` or `/abs/path`, made 0700 if missing) or an S3 bucket (`s3://bucket/prefix`, \
+which must exist). Refuses a place that holds another store's replica.
+
+S3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN in \
+the environment, never from the command line; `phivault mount` needs them too to ship in the \
+background. For MinIO, Ceph RGW, Garage, Wasabi or Backblaze B2 give --endpoint (and \
+usually --path-style for self-hosted ones)."
+    )]
     Add {
         name: String,
         /// `dir:/abs/path`, `/abs/path` or `s3://bucket/prefix`.

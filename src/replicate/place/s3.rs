@@ -175,7 +175,7 @@ impl S3Place {
             builder = builder.with_token(token);
         }
         if let Some(endpoint) = &spec.endpoint {
-            builder = builder.with_endpoint(endpoint);
+            builder = builder.with_endpoint(bucket_endpoint(spec, endpoint));
         }
         // The builder's errors name options, never their values' secrets.
         let store = builder.build().map_err(|e| refused(e.to_string()))?;
@@ -350,6 +350,23 @@ fn s3_code(text: &str) -> Option<&str> {
     let start = text.find("<Code>")? + "<Code>".len();
     let len = text[start..].find("</Code>")?;
     Some(&text[start..start + len])
+}
+
+/// The endpoint the client sends requests to: `--endpoint` itself with
+/// path-style requests, else with the bucket put in front of its host
+/// (`https://bucket.host`), as the client expects of a virtual-hosted
+/// endpoint, unless it is there already.
+fn bucket_endpoint(spec: &S3Spec, endpoint: &str) -> String {
+    if spec.path_style {
+        return endpoint.to_string();
+    }
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return endpoint.to_string();
+    };
+    match rest.starts_with(&format!("{}.", spec.bucket)) {
+        true => endpoint.to_string(),
+        false => format!("{scheme}://{}.{rest}", spec.bucket),
+    }
 }
 
 fn describe(spec: &S3Spec) -> String {
@@ -541,6 +558,25 @@ mod tests {
         let body = "status code: 403 Forbidden: <Error><Code>InvalidAccessKeyId</Code></Error>";
         assert_eq!(s3_code(body), Some("InvalidAccessKeyId"));
         assert_eq!(s3_code("no body"), None);
+    }
+
+    #[test]
+    fn a_virtual_hosted_endpoint_names_the_bucket() {
+        let mut spec = S3Spec {
+            bucket: "clinic".into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: DEFAULT_REGION.into(),
+            path_style: false,
+            allow_http: false,
+        };
+        let e = "https://s3.wasabisys.com";
+        assert_eq!(bucket_endpoint(&spec, e), "https://clinic.s3.wasabisys.com");
+        let e = "https://clinic.s3.wasabisys.com";
+        assert_eq!(bucket_endpoint(&spec, e), e);
+        spec.path_style = true;
+        let e = "http://127.0.0.1:9000";
+        assert_eq!(bucket_endpoint(&spec, e), e);
     }
 
     #[test]
