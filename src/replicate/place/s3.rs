@@ -152,7 +152,6 @@ impl S3Place {
             .with_bucket_name(&spec.bucket)
             .with_region(&spec.region)
             .with_virtual_hosted_style_request(!spec.path_style)
-            .with_allow_http(spec.allow_http)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_access_key_id(key_id)
             .with_secret_access_key(secret)
@@ -167,10 +166,11 @@ impl S3Place {
             })
             .with_client_options(
                 ClientOptions::new()
-                    .with_allow_http(spec.allow_http)
                     .with_connect_timeout(CONNECT_TIMEOUT)
                     .with_timeout(REQUEST_TIMEOUT),
-            );
+            )
+            // After the client options, which it is one of.
+            .with_allow_http(spec.allow_http);
         if let Some(token) = session_token {
             builder = builder.with_token(token);
         }
@@ -266,8 +266,8 @@ impl S3Place {
                 None => refused(404, text),
             },
             Failure::Status(s) if s == 429 || s >= 500 => unreachable(e),
-            Failure::Status(403) | Failure::Status(401) => refused(
-                403,
+            Failure::Status(s @ (401 | 403)) => refused(
+                s,
                 format!(
                     "access denied: check {ENV_ACCESS_KEY}, {ENV_SECRET_KEY}, the bucket's \
                      policy and --region ({})",
