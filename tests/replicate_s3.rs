@@ -758,3 +758,108 @@ fn bad_s3_remotes_are_refused_and_nothing_is_recorded() {
         "remote add on another prefix",
     );
 }
+
+/// (inode, mtime ns) of every object file in `bucket_dir`: s3s-fs writes
+/// an object to a temporary file and renames it in, so an overwrite shows
+/// as a new inode.
+fn identities(bucket_dir: &Path) -> BTreeMap<PathBuf, (u64, i128)> {
+    common::files_under(bucket_dir)
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p).unwrap();
+            let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+            (p, (m.ino(), mtime))
+        })
+        .collect()
+}
+
+#[test]
+fn replication_to_s3_killed_anywhere_reruns_to_a_complete_remote() {
+    let mut v = Vault::mounted();
+    let server = S3Server::with_bucket(v.dir.path(), "killed");
+    let url = "s3://killed/k";
+    let bucket = server.bucket_dir("killed");
+    let mut rng = common::Rng(0x53_2026);
+    ok_output(
+        &remote_add(&v, &server, "s3", url, &["--delay", "3600"]),
+        "remote add",
+    );
+    let mut seen: BTreeMap<PathBuf, (u64, i128)> = BTreeMap::new();
+    let mut cut_short = 0;
+    // Kills from 5 ms into a run to a little past the last run that
+    // finished: all along a pass on any machine.
+    let mut last_ms: Option<u64> = None;
+    for round in 0..8u64 {
+        if round > 0 {
+            v.mount(&[]);
+        }
+        let dir = v.path(&format!("round{round}"));
+        std::fs::create_dir(&dir).unwrap();
+        for i in 0..20u64 {
+            let len = 1 + rng.below(300_000) as usize;
+            std::fs::write(
+                dir.join(format!("f{i}")),
+                common::pattern(round * 100 + i, len),
+            )
+            .unwrap();
+        }
+        syncfs(&v.mnt);
+        v.unmount();
+        // Until a run has finished, the span doubles each round.
+        let span = last_ms.map_or(300 << round.min(4), |l| (l * 6 / 5).clamp(1, 5000));
+        let delay = Duration::from_millis(5 + rng.below(span));
+        let started = Instant::now();
+        let mut child = phivault(true)
+            .arg("replicate")
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut finished = false;
+        while started.elapsed() < delay {
+            if child.try_wait().unwrap().is_some() {
+                last_ms = Some(started.elapsed().as_millis() as u64);
+                finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !finished {
+            cut_short += 1;
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+        let now = identities(&bucket);
+        for (path, first) in &seen {
+            assert_eq!(
+                now.get(path),
+                Some(first),
+                "round {round}: {} was overwritten or removed",
+                path.display()
+            );
+        }
+        println!(
+            "round {round}: {} after {delay:?}, {} objects on the server",
+            if finished { "finished" } else { "killed" },
+            now.len()
+        );
+        seen = now;
+        check_objects(&bucket, "k");
+    }
+    println!("{cut_short} of 8 runs killed");
+    assert!(cut_short >= 2, "only {cut_short} runs were cut short");
+
+    let said = replicate(&v);
+    println!("rerun: {}", said.trim());
+    v.mount(&[]);
+    let want = tree(&v.mnt);
+    v.unmount();
+    let mut new = recovered(&server, url, &v.pwfile);
+    new.mount(&[]);
+    assert_same_tree(&want, &tree(&new.mnt), "recovered after the kills");
+    new.unmount();
+    new.assert_audit_verifies("after killed passes to S3");
+}
