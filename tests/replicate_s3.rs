@@ -830,8 +830,8 @@ fn replication_to_s3_killed_anywhere_reruns_to_a_complete_remote() {
         if !finished {
             cut_short += 1;
             child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
         }
+        child.wait().unwrap();
         let now = identities(&bucket);
         for (path, first) in &seen {
             assert_eq!(
