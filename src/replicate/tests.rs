@@ -307,3 +307,26 @@ fn packs_pruning_removed_leave_the_remote_after_the_lock() {
     assert!(place.len() > objects, "the rest stays");
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
 }
+
+/// A store whose replication state is lost, or one recovered from the
+/// remote, continues the remote's chain: one chain, and the remote
+/// recovers to the store as it is now.
+#[test]
+fn a_store_that_lost_its_state_continues_the_remote_chain() {
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    write_file(&v, "a", &vec![1; 200_000]);
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    pass(&v, &place, &state).unwrap();
+    write_file(&v, "b", b"second");
+    pass(&v, &place, &state).unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    write_file(&v, "c", b"third");
+    let again = pass(&v, &place, &state).unwrap();
+    assert_eq!(again.head, Some(3), "the chain goes on");
+    let key = master(&v).envelope_key(&v.config().vault_id);
+    assert_eq!(head_chain(&place, &key).unwrap().len(), 3);
+    assert_eq!(place.list(ObjectKind::Head).unwrap().len(), 3, "no fork");
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+}
