@@ -54,13 +54,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    let store = super::util::absolute(&a.store)?;
-    let dir = crate::store::StoreDir::new(&store);
-    let config = crate::vault::read_config(&dir)
-        .with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = super::passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, _) = crate::vault::unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    let super::util::Unlocked {
+        store,
+        dir,
+        config,
+        master,
+    } = super::util::unlock(&a.store, a.passphrase_file.as_deref())?;
     let vault = crate::vault::Vault::open(
         &dir,
         &master,
