@@ -1449,3 +1449,80 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Records cut off the local trail together with its head look intact
+/// here; against the remote's copy of the head, `audit verify --remote`
+/// finds them missing (exit 7), and replication refuses to go on.
+#[test]
+fn a_trail_cut_here_is_found_against_the_remote() {
+    let mut v = Vault::mounted();
+    for i in 0..20 {
+        save(&v.mnt.join(format!("chart-{i}.txt")), b"opened and audited");
+    }
+    v.unmount();
+    let home = new_home();
+    add_remote(
+        &v,
+        "offsite",
+        home.path().join("offsite").to_str().unwrap(),
+        &[],
+    );
+    replicate(&v, true);
+    let audit = v.store.join("audit");
+    for e in std::fs::read_dir(&audit).unwrap() {
+        let p = e.unwrap().path();
+        match p.extension().and_then(|x| x.to_str()) {
+            Some("seg") => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_len(16)
+                .unwrap(),
+            _ if p.file_name().unwrap() == "head" || p.file_name().unwrap() == "index.db" => {
+                std::fs::remove_file(&p).unwrap()
+            }
+            _ => {}
+        }
+    }
+    let verify = |extra: &[&str]| {
+        common::run(
+            Command::new(bin())
+                .args(["audit", "verify"])
+                .arg(&v.store)
+                .args(extra)
+                .arg("--passphrase-file")
+                .arg(&v.pwfile)
+                .stdin(Stdio::null()),
+        )
+    };
+    let local = verify(&[]);
+    assert_eq!(
+        local.status.code(),
+        Some(0),
+        "alone, the cut trail looks whole: {}",
+        stdout(&local)
+    );
+    let against = verify(&["--remote", "offsite"]);
+    assert_eq!(
+        against.status.code(),
+        Some(7),
+        "{}{}",
+        stdout(&against),
+        stderr(&against)
+    );
+    assert!(
+        stdout(&against).contains("cut short"),
+        "{}",
+        stdout(&against)
+    );
+    let refused = common::run(&mut replicate_cmd(&v, true));
+    assert!(
+        !refused.status.success(),
+        "replication stops at a cut trail"
+    );
+    assert!(
+        stderr(&refused).contains("audit trail was cut"),
+        "{}",
+        stderr(&refused)
+    );
+}

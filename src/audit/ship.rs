@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::frame::{self, SEGMENT_HEADER};
 use super::trail::Trail;
-use super::AuditError;
+use super::{AuditError, ChainHead};
+use crate::crypto::AuditKeys;
 
 /// The trail in directory `dir` (`STORE/audit`).
 pub struct TrailFiles(Trail);
@@ -61,4 +62,10 @@ impl TrailFiles {
         buf.truncate(end);
         Ok(buf)
     }
+}
+
+/// The trail's head as a head file holds it (shipped to a replica), if it
+/// authenticates with `keys`.
+pub fn parse_head_file(keys: &AuditKeys, bytes: &[u8]) -> Option<ChainHead> {
+    super::trail::parse_head(keys, bytes)
 }

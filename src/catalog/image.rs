@@ -33,37 +33,67 @@ impl Catalog {
     /// it) through SQLite's backup, into memory: the same pages, at the same
     /// numbers, as the file would hold after a checkpoint.
     pub fn image(&self) -> Result<CatalogImage> {
-        let page_size: u32 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let mut copy = Connection::open_in_memory()?;
-        copy.pragma_update(None, "page_size", page_size)?;
-        // One step, every page: the source's state cannot change midway.
-        match Backup::new(&self.conn, &mut copy)?.step(-1)? {
-            StepResult::Done => {}
-            other => {
-                return Err(CatalogError::Integrity(format!(
-                    "copying the catalog stopped short: {other:?}"
-                )))
-            }
-        }
-        let sealed_packs = {
-            let mut st = copy.prepare("SELECT id, size FROM packs WHERE sealed=1 ORDER BY id")?;
-            let rows = st.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        let removed_packs = {
-            let mut st =
-                copy.prepare("SELECT DISTINCT pack FROM removals WHERE kind=2 ORDER BY pack")?;
-            let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        let bytes = copy.serialize(MAIN_DB)?.to_vec();
-        Ok(CatalogImage {
-            page_size,
-            bytes,
-            sealed_packs,
-            removed_packs,
-        })
+        image_of(&self.conn)
     }
+}
+
+/// A read transaction on the catalog file, begun at one committed state:
+/// its image can be taken later, without holding up the writer meanwhile.
+pub struct CatalogSnapshot {
+    conn: Connection,
+}
+
+impl CatalogSnapshot {
+    /// Begins the read transaction now: the image is of the state the
+    /// catalog at `path` has committed at this instant.
+    pub fn begin(path: &std::path::Path) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("BEGIN")?;
+        // A read transaction starts at its first read.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        Ok(Self { conn })
+    }
+
+    pub fn image(&self) -> Result<CatalogImage> {
+        image_of(&self.conn)
+    }
+}
+
+fn image_of(conn: &Connection) -> Result<CatalogImage> {
+    let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let mut copy = Connection::open_in_memory()?;
+    copy.pragma_update(None, "page_size", page_size)?;
+    // One step, every page: the source's state cannot change midway.
+    match Backup::new(conn, &mut copy)?.step(-1)? {
+        StepResult::Done => {}
+        other => {
+            return Err(CatalogError::Integrity(format!(
+                "copying the catalog stopped short: {other:?}"
+            )))
+        }
+    }
+    let sealed_packs = {
+        let mut st = copy.prepare("SELECT id, size FROM packs WHERE sealed=1 ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let removed_packs = {
+        let mut st =
+            copy.prepare("SELECT DISTINCT pack FROM removals WHERE kind=2 ORDER BY pack")?;
+        let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let bytes = copy.serialize(MAIN_DB)?.to_vec();
+    Ok(CatalogImage {
+        page_size,
+        bytes,
+        sealed_packs,
+        removed_packs,
+    })
 }

@@ -48,7 +48,7 @@ pub use checkpointer::Checkpointer;
 pub use flush::{fsync_path, FileFlush};
 pub use generations::Generations;
 pub use history::PastAttrs;
-pub use image::CatalogImage;
+pub use image::{CatalogImage, CatalogSnapshot};
 pub use lost::LossCause;
 pub use past::{EntrySpan, PastDirRow};
 pub use schema::VERSION as SCHEMA_VERSION;

@@ -44,12 +44,33 @@ Exit status:
 #[command(long_about = LONG_ABOUT)]
 pub struct Args {
     pub store: PathBuf,
+    /// Also compare with the trail's head as remote NAME last received it:
+    /// records cut off here after they were replicated are found missing
+    /// even if the local head was cut too.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    let (_vault, reader) = super::audit::open(&a.store, a.passphrase_file.as_deref())?;
+    let super::util::Unlocked {
+        store,
+        dir,
+        config,
+        master,
+    } = super::util::unlock(&a.store, a.passphrase_file.as_deref())?;
+    let vault = crate::vault::Vault::open(
+        &dir,
+        &master,
+        &crate::vault::OpenOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )?;
+    let reader = vault
+        .audit_reader()
+        .with_context(|| format!("cannot read the audit trail of {}", store.display()))?;
     let bar = progress_bar();
     let report = reader.verify(&|done, total| {
         if let Some(bar) = &bar {
@@ -60,10 +81,49 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = report.context("verifying the audit trail")?;
+    let mut report = report.context("verifying the audit trail")?;
+    if let Some(name) = &a.remote {
+        let remote_seq = remote_head_seq(&dir, &master, &config.vault_id, name)?;
+        match remote_seq {
+            Some(head_seq) if report.problem.is_none() && head_seq > report.last_seq => {
+                report.problem = Some(Tamper::Truncated {
+                    last_seq: report.last_seq,
+                    head_seq,
+                });
+            }
+            Some(head_seq) => {
+                eprintln!("remote {name} holds the trail up to seq {head_seq}");
+            }
+            None => eprintln!("remote {name} holds no audit head yet"),
+        }
+    }
     let (code, text) = summary(&report);
     super::util::print(&text)?;
     Ok(code)
+}
+
+/// The seq of the trail's head as remote `name` last received it.
+fn remote_head_seq(
+    dir: &crate::store::StoreDir,
+    master: &crate::crypto::MasterKey,
+    vault_id: &str,
+    name: &str,
+) -> anyhow::Result<Option<u64>> {
+    use crate::replicate::{recover::head_chain, remotes};
+    let remote = remotes::find(dir, name)?;
+    let place = remote
+        .url()?
+        .open_for_reading()
+        .with_context(|| format!("cannot read remote {name}"))?;
+    let chain = head_chain(&*place, &master.envelope_key(vault_id))
+        .with_context(|| format!("reading remote {name}"))?;
+    let Some(hex) = chain.last().and_then(|(_, h)| h.audit.head.clone()) else {
+        return Ok(None);
+    };
+    let bytes = hex::decode(hex).context("a malformed audit head on the remote")?;
+    let head = crate::audit::ship::parse_head_file(&master.audit_keys(), &bytes)
+        .context("the remote's audit head does not authenticate with this store's key")?;
+    Ok(Some(head.seq))
 }
 
 /// The exit status and what to print.

@@ -4,13 +4,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::time_spec::format_rfc3339;
+use super::util;
 use super::util::timestamp;
-use super::{passphrase, util};
 use crate::audit::AuditPruneReport;
-use crate::store::{StoreDir, StoreError};
+use crate::store::StoreError;
 use crate::vault::{
-    format_utc, read_config, unlock_master, OpenOptions, PruneOptions, PruneReport, PruneStage,
-    Vault, VaultError,
+    format_utc, OpenOptions, PruneOptions, PruneReport, PruneStage, Vault, VaultError,
 };
 
 /// Remove the versions the retention policy lets go and reclaim their space.
@@ -39,13 +38,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let store = util::absolute(&a.store)?;
-    let dir = StoreDir::new(&store);
-    let config =
-        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, _) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    let util::Unlocked {
+        store, dir, master, ..
+    } = util::unlock(&a.store, a.passphrase_file.as_deref())?;
     let open = OpenOptions {
         read_only: a.dry_run,
         ..OpenOptions::default()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::remote::S3Flags;
+use super::time_spec::{self, PointInTime};
 use super::{passphrase, util};
 use crate::replicate::recover::recover;
 use crate::replicate::RemoteUrl;
@@ -17,7 +18,9 @@ use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
     long_about = "Rebuild a complete, working store in NEWSTORE (missing or empty) \
 from the remote at URL alone (`dir:/path`, `/path` or `s3://bucket/prefix` with the \
 options it was added with): every version of every file, the \
-audit trail, the retention policy and the key slots, as of the remote's last pass. Any \
+audit trail, the retention policy and the key slots, as of the remote's last pass (or, \
+with --at, of the last pass at or before TIME: the store before a ransomware attack or a \
+mistaken change that was replicated). Any \
 passphrase of the store opens it, and so does its recovery key.
 
 S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \
@@ -27,6 +30,10 @@ is added to it."
 pub struct Args {
     pub url: String,
     pub new_store: PathBuf,
+    /// The store as of the last pass at or before TIME (as for `restore
+    /// --at`), instead of the last pass.
+    #[arg(long, value_name = "TIME", value_parser = time_spec::from_arg)]
+    pub at: Option<PointInTime>,
     #[command(flatten)]
     pub s3: S3Flags,
     #[arg(long, value_name = "FILE")]
@@ -35,6 +42,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let url = RemoteUrl::parse_with(&a.url, &a.s3.options())?;
+    let at = match a.at {
+        None => None,
+        Some(PointInTime::Instant(t)) => Some(t.as_nanosecond() as i64),
+        Some(PointInTime::Version(_)) => {
+            anyhow::bail!("--at takes a time here, not a version number")
+        }
+    };
     let store = util::absolute(&a.new_store)?;
     let dir = StoreDir::new(&store);
     if dir.exists() {
@@ -63,7 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             b.set_position(p.done);
         }
     };
-    let done = match recover(&*place, &pass, &dir, &progress) {
+    let done = match recover(&*place, &pass, &dir, at, &progress) {
         Ok(done) => done,
         Err(e) => {
             // Leave nothing half-made behind: a later attempt starts clean.

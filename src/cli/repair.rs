@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{passphrase, util};
+use super::util;
 use crate::replicate::recover::{fetch_pack, head_chain, shipped_packs};
 use crate::replicate::remotes;
-use crate::store::{PackId, StoreDir, StoreError};
-use crate::vault::{read_config, unlock_master, OpenOptions, Vault, VaultError};
+use crate::store::{PackId, StoreError};
+use crate::vault::{OpenOptions, Vault, VaultError};
 
 /// Replace damaged or missing packs with a remote's copies.
 #[derive(clap::Args)]
@@ -29,14 +29,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let store = util::absolute(&a.store)?;
-    let dir = StoreDir::new(&store);
-    let config =
-        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
+    let util::Unlocked {
+        store,
+        dir,
+        config,
+        master,
+    } = util::unlock(&a.store, a.passphrase_file.as_deref())?;
     let remote = remotes::find(&dir, &a.from)?;
-    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, _) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
     let open = OpenOptions {
         creates_files: false,
         ..OpenOptions::default()

@@ -294,3 +294,29 @@ pub fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     }
     Some(bar)
 }
+
+/// A store unlocked by the CLI: where it is, its settings and master key.
+pub struct Unlocked {
+    pub store: std::path::PathBuf,
+    pub dir: crate::store::StoreDir,
+    pub config: crate::store::VaultConfig,
+    pub master: crate::crypto::MasterKey,
+}
+
+/// Reads `store`'s settings and unlocks its master key with a passphrase
+/// (from `passphrase_file`, or asked for).
+pub fn unlock(store: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<Unlocked> {
+    let store = absolute(store)?;
+    let dir = crate::store::StoreDir::new(&store);
+    let config = crate::vault::read_config(&dir)
+        .with_context(|| format!("cannot open store {}", store.display()))?;
+    let pass = super::passphrase::existing(passphrase_file)?;
+    let (master, _) = crate::vault::unlock_master(&config, &pass)
+        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    Ok(Unlocked {
+        store,
+        dir,
+        config,
+        master,
+    })
+}

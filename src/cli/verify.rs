@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{passphrase, util};
+use super::util;
 use crate::replicate::place::ObjectKind;
 use crate::replicate::recover::{fetch_pack, head_chain, shipped_packs};
 use crate::replicate::remotes;
 use crate::store::{PackId, StoreDir};
-use crate::vault::{read_config, unlock_master, DamagedBlock, OpenOptions, Vault};
+use crate::vault::{DamagedBlock, OpenOptions, Vault};
 
 /// Check that the blocks of every kept version are there and intact.
 #[derive(clap::Args)]
@@ -38,13 +38,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let store = util::absolute(&a.store)?;
-    let dir = StoreDir::new(&store);
-    let config =
-        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, _) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    let util::Unlocked {
+        store, dir, master, ..
+    } = util::unlock(&a.store, a.passphrase_file.as_deref())?;
     let vault = Vault::open(
         &dir,
         &master,

@@ -52,7 +52,10 @@ pub struct Pass<'a> {
 impl Pass<'_> {
     pub fn run(&self) -> Result<PassReport, ReplicateError> {
         self.state.settle(self.place)?;
-        let shipped = self.state.load()?;
+        let mut shipped = self.state.load()?;
+        if shipped.head.is_none() {
+            self.adopt_remote_chain(&mut shipped)?;
+        }
         let mut next = shipped.clone();
         let mut report = PassReport::default();
 
@@ -137,6 +140,31 @@ impl Pass<'_> {
         if state != before {
             self.state.save(&state)?;
         }
+        Ok(())
+    }
+
+    /// A store that knows nothing of the remote (its state lost, or a store
+    /// recovered from this remote) continues the remote's chain of heads
+    /// rather than start a second one: it takes the newest head as its
+    /// last, and the packs the chain holds as shipped. The catalog and the
+    /// audit trail then go whole in the next head.
+    fn adopt_remote_chain(&self, shipped: &mut Shipped) -> Result<(), ReplicateError> {
+        if self.place.list(ObjectKind::Head)?.is_empty() {
+            return Ok(());
+        }
+        let chain = super::recover::head_chain(self.place, self.key)?;
+        let (name, newest) = chain.last().expect("a chain has a head");
+        shipped.seq = newest.seq;
+        shipped.head = Some(name.hex());
+        shipped.packs = super::recover::shipped_packs(&chain)?
+            .into_iter()
+            .map(|(id, object)| (id, object.hex()))
+            .collect();
+        tracing::info!(
+            "{}: continuing its chain of passes from pass {}",
+            self.place.describe(),
+            newest.seq
+        );
         Ok(())
     }
 
@@ -333,14 +361,15 @@ impl PassReport {
 
 /// Refuses to go on from a trail shorter than what the remote holds: a
 /// segment cut below what was shipped, or one gone that pruning (which
-/// removes the oldest first) would have kept. The remote keeps its copy
+/// removes the oldest first, and never the newest) would have kept. The remote keeps its copy
 /// and the pass ships nothing over it; a person must look.
 fn check_not_cut(
     trail: &TrailFiles,
     segments: &[u64],
     shipped: &Shipped,
 ) -> Result<(), ReplicateError> {
-    let oldest = segments.first().copied().unwrap_or(u64::MAX);
+    // Audit prune removes the oldest segments and never the newest one.
+    let oldest = segments.first().copied().unwrap_or(0);
     for (&first, &len) in &shipped.audit {
         let path = trail.segment_path(first);
         let now = match std::fs::metadata(&path) {

@@ -102,16 +102,27 @@ pub fn head_chain(
     Ok(chain)
 }
 
-/// Rebuilds the store in `dest` (missing or empty) from `place`.
+/// Rebuilds the store in `dest` (missing or empty) from `place`: as of its
+/// last pass, or of the last pass at or before `at` (ns since the epoch).
 pub fn recover(
     place: &dyn ObjectPlace,
     pass: &Passphrase,
     dest: &StoreDir,
+    at: Option<i64>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Recovered, ReplicateError> {
     let (master, config) = unlock_remote(place, pass)?;
     let key = master.envelope_key(&config.vault_id);
-    let chain = head_chain(place, &key)?;
+    let mut chain = head_chain(place, &key)?;
+    if let Some(at) = at {
+        chain.retain(|(_, h)| h.time_ns <= at);
+        if chain.is_empty() {
+            return Err(ReplicateError::State(format!(
+                "{} holds no pass made at or before that time",
+                place.describe()
+            )));
+        }
+    }
     dest.create_root().map_err(ReplicateError::Store)?;
     let mut done = Recovered {
         heads: chain.len() as u64,

@@ -127,7 +127,11 @@ impl StateDir {
     pub fn load(&self) -> Result<Shipped, ReplicateError> {
         match std::fs::read(self.state()) {
             Ok(b) => decode(&b).ok_or_else(|| {
-                ReplicateError::State(format!("{} is damaged", self.state().display()))
+                ReplicateError::State(format!(
+                    "{} is damaged; remove it, and the next pass takes up the remote's chain \
+                     again and ships what the remote lacks",
+                    self.state().display()
+                ))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Shipped::default()),
             Err(e) => Err(ReplicateError::io(&self.state(), e)),

@@ -54,7 +54,7 @@ fn catalog_bytes(store: &StoreDir) -> Vec<u8> {
 fn assert_recovers_to(v: &Vault, place: &dyn ObjectPlace, dir: &Path) {
     let dest = StoreDir::new(dir);
     let pass = Passphrase::new(PASSPHRASE.to_vec());
-    recover(place, &pass, &dest, &|_| {}).unwrap();
+    recover(place, &pass, &dest, None, &|_| {}).unwrap();
     let cut = v.replication_cut().unwrap();
     assert!(
         catalog_bytes(&dest) == cut.bytes,
@@ -81,6 +81,8 @@ fn a_pass_and_a_recovery_give_back_the_catalog_and_every_pack() {
     let place = MemPlace::new();
     let first = pass(&v, &place, &d.path().join("state")).unwrap();
     assert_eq!(first.head, Some(1));
+    let first_catalog = v.replication_cut().unwrap().bytes;
+    let between = crate::vault::now_ns();
     write_file(&v, "later", b"a second pass");
     let second = pass(&v, &place, &d.path().join("state")).unwrap();
     assert_eq!(second.head, Some(2));
@@ -92,6 +94,15 @@ fn a_pass_and_a_recovery_give_back_the_catalog_and_every_pack() {
     let key = master(&v).envelope_key(&v.config().vault_id);
     assert_eq!(head_chain(&place, &key).unwrap().len(), 2);
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
+    let earlier = StoreDir::new(d.path().join("recovered-earlier"));
+    let pass = Passphrase::new(PASSPHRASE.to_vec());
+    recover(&place, &pass, &earlier, Some(between), &|_| {}).unwrap();
+    assert!(
+        catalog_bytes(&earlier) == first_catalog,
+        "--at between the passes gives the first pass's catalog"
+    );
+    let too_early = StoreDir::new(d.path().join("recovered-too-early"));
+    assert!(recover(&place, &pass, &too_early, Some(0), &|_| {}).is_err());
 }
 
 #[test]
@@ -104,13 +115,13 @@ fn a_recovery_needs_a_passphrase_of_the_store() {
     let dest = StoreDir::new(d.path().join("recovered"));
     let wrong = Passphrase::new(b"not the passphrase".to_vec());
     assert!(matches!(
-        recover(&place, &wrong, &dest, &|_| {}),
+        recover(&place, &wrong, &dest, None, &|_| {}),
         Err(ReplicateError::Crypto(_))
     ));
     assert!(!dest.root().exists(), "nothing made");
     let empty = MemPlace::new();
     let pass = Passphrase::new(PASSPHRASE.to_vec());
-    let e = recover(&empty, &pass, &dest, &|_| {}).unwrap_err();
+    let e = recover(&empty, &pass, &dest, None, &|_| {}).unwrap_err();
     assert!(e.to_string().contains("no phivault replica"), "{e}");
 }
 
@@ -294,5 +305,28 @@ fn packs_pruning_removed_leave_the_remote_after_the_lock() {
     let after = pass(&v, &place, &state).unwrap();
     assert_eq!(after.deleted, 1, "the old pack's object goes");
     assert!(place.len() > objects, "the rest stays");
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+}
+
+/// A store whose replication state is lost, or one recovered from the
+/// remote, continues the remote's chain: one chain, and the remote
+/// recovers to the store as it is now.
+#[test]
+fn a_store_that_lost_its_state_continues_the_remote_chain() {
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    write_file(&v, "a", &vec![1; 200_000]);
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    pass(&v, &place, &state).unwrap();
+    write_file(&v, "b", b"second");
+    pass(&v, &place, &state).unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    write_file(&v, "c", b"third");
+    let again = pass(&v, &place, &state).unwrap();
+    assert_eq!(again.head, Some(3), "the chain goes on");
+    let key = master(&v).envelope_key(&v.config().vault_id);
+    assert_eq!(head_chain(&place, &key).unwrap().len(), 3);
+    assert_eq!(place.list(ObjectKind::Head).unwrap().len(), 3, "no fork");
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
 }

@@ -23,12 +23,46 @@ const TICK: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Starts the thread; it stops when `stop` is set.
+///
+/// Replication runs at the lowest priority (nice 19), on threads of its
+/// own: checking and sealing a pass's packs takes CPU the mount's programs
+/// should have first, and the mount's own pool (sealing the blocks they
+/// write) must never wait behind a pass. A busy machine grows the lag.
 pub fn spawn(vault: Arc<Vault>, master: &MasterKey, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let key = master.envelope_key(&vault.config().vault_id);
     std::thread::Builder::new()
         .name("phivault-replicate".into())
-        .spawn(move || run(&vault, &key, &stop))
+        .spawn(move || {
+            lower_priority();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .thread_name(|i| format!("phivault-repl-{i}"))
+                .start_handler(|_| lower_priority())
+                .build();
+            match pool {
+                Ok(pool) => pool.install(|| run(&vault, &key, &stop)),
+                Err(e) => {
+                    tracing::warn!("replication shares the mount's threads: {e}");
+                    run(&vault, &key, &stop)
+                }
+            }
+        })
         .expect("spawn the replication thread")
+}
+
+/// nice 19 for the calling thread (Linux sets it per thread).
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+    };
+    if rc != 0 {
+        tracing::debug!(
+            "replication keeps its priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// When each remote is due, and how many failures in a row it has had.

@@ -591,22 +591,8 @@ impl PackStore {
     /// written beside it, made durable, then renamed over it.
     pub fn replace_sealed(&self, id: PackId, bytes: &[u8]) -> Result<()> {
         let path = self.pack_path(id);
-        let dir = path.parent().expect("a pack has a folder").to_path_buf();
-        make_private_dir(&dir)?;
-        let tmp = path.with_extension("repair");
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .at(&tmp)?;
-            std::io::Write::write_all(&mut f, bytes).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
-        }
-        fs::rename(&tmp, &path).at(&path)?;
-        sync_dir(&dir)?;
+        make_private_dir(path.parent().expect("a pack has a folder"))?;
+        super::write_atomic(&path, bytes)?;
         // A reader still open on the damaged file would go on reading it.
         self.readers.lock().pop(&id);
         Ok(())

@@ -6,24 +6,30 @@
 use std::path::PathBuf;
 
 use super::{Result, Vault};
-use crate::catalog::CatalogImage;
+use crate::catalog::{CatalogImage, CatalogSnapshot};
 use crate::store::PackId;
 
 impl Vault {
     /// Seals the active pack, records every sealed pack, commits, and copies
-    /// the catalog as of that commit. Holds the catalog's lock throughout:
-    /// blocks appended meanwhile go to a new pack whose catalog rows commit
-    /// after the copy, and so belong to the next cut.
+    /// the catalog as of that commit. Blocks appended meanwhile go to a new
+    /// pack whose catalog rows commit after that state, and so belong to the
+    /// next cut.
     pub fn replication_cut(&self) -> Result<CatalogImage> {
-        let cat = self.catalog.lock();
-        if !self.read_only {
+        if self.read_only {
+            return Ok(self.catalog.lock().image()?);
+        }
+        let snapshot = {
+            let cat = self.catalog.lock();
             self.packs.seal_active()?;
             for pack in self.packs.take_sealed() {
                 cat.mark_pack_sealed(pack.id.as_i64(), pack.size)?;
             }
             cat.commit()?;
-        }
-        Ok(cat.image()?)
+            // The copy reads this state after the lock is let go: writers
+            // wait for a seal and a commit, not for the whole catalog.
+            CatalogSnapshot::begin(&self.dir.catalog_path())?
+        };
+        Ok(snapshot.image()?)
     }
 
     /// Where sealed pack `id` is.
