@@ -576,6 +576,25 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
     );
     let again = replicate(&v);
     assert!(again.contains("up to date"), "{again}");
+    // The other readers of a remote read S3 the same way.
+    for words in [
+        &["verify", "--read-data", "--remote", "offsite"][..],
+        &["audit", "verify", "--remote", "offsite"][..],
+    ] {
+        let (cmd, rest) = match words[0] {
+            "audit" => (&words[..2], &words[2..]),
+            _ => (&words[..1], &words[1..]),
+        };
+        let out = common::run(
+            phivault(true)
+                .args(cmd)
+                .arg(&v.store)
+                .args(rest)
+                .arg("--passphrase-file")
+                .arg(&v.pwfile),
+        );
+        ok_output(&out, &format!("phivault {}", words.join(" ")));
+    }
 
     // Without the keys in the environment, recover says what is missing.
     let home = scratch();
