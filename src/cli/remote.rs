@@ -28,8 +28,8 @@ there is ever overwritten.
 S3 credentials come from the environment only: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
 (and AWS_SESSION_TOKEN for temporary ones), in the environment of `phivault mount` as well. \
 Services other than AWS (MinIO, Ceph RGW, Garage, Wasabi, Backblaze B2) need --endpoint, \
-and self-hosted ones usually --path-style. The bucket must exist and hold no other store's \
-replica. Object Lock is not supported yet.
+and self-hosted ones usually --path-style. The bucket must exist, and the prefix hold no \
+other store's replica. Object Lock is not supported yet.
 
 While STORE is mounted, changes are shipped within --delay seconds of their commit; \
 `phivault replicate` ships now, `phivault status` shows the lag. Removing a remote \
