@@ -1569,3 +1569,39 @@ fn the_recovery_key_recovers_a_store_from_its_remote() {
     let listed = query(&new_store, &keyfile, &["ls"], &["/", "--at", "now"]);
     assert!(listed.contains("chart.txt"), "{listed}");
 }
+
+/// A store made by an older release (tests/fixtures/store-f35037b: catalog
+/// schema 1, vault.toml format 1) replicates, and recovers with its files.
+#[test]
+fn a_store_of_an_older_release_replicates_and_recovers() {
+    let v = Vault::from_fixture("store-f35037b");
+    let home = new_home();
+    let remote = home.path().join("offsite");
+    add_remote(&v, "offsite", remote.to_str().unwrap(), &[]);
+    replicate(&v, true);
+    let mut back = recovered(remote.to_str().unwrap());
+    back.mount(&[]);
+    let note = back.path("charts/4711/note.txt");
+    assert_eq!(std::fs::read(&note).unwrap(), b"second note, longer\n");
+    assert_eq!(
+        std::fs::read_link(back.path("charts/4711/latest")).unwrap(),
+        Path::new("note.txt")
+    );
+    assert_eq!(
+        std::fs::read(back.path("charts/scan.bin")).unwrap().len(),
+        70_000
+    );
+    back.unmount();
+    let versions = query_json(
+        &back.store,
+        &back.pwfile,
+        &["log"],
+        &["/charts/4711/note.txt"],
+    );
+    assert!(
+        versions["versions"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
+        "its versions from before come back too: {versions}"
+    );
+}
