@@ -46,7 +46,8 @@ fn catalog_bytes(store: &StoreDir) -> Vec<u8> {
         .unwrap()
         .image()
         .unwrap()
-        .bytes
+        .bytes()
+        .to_vec()
 }
 
 /// Recovers `place` into `dir` and checks it against `v`: the same catalog
@@ -57,7 +58,7 @@ fn assert_recovers_to(v: &Vault, place: &dyn ObjectPlace, dir: &Path) {
     recover(place, &pass, &dest, None, &|_| {}).unwrap();
     let cut = v.replication_cut().unwrap();
     assert!(
-        catalog_bytes(&dest) == cut.bytes,
+        catalog_bytes(&dest) == cut.bytes(),
         "the recovered catalog is the replicated one"
     );
     for (id, _) in &cut.sealed_packs {
@@ -81,7 +82,7 @@ fn a_pass_and_a_recovery_give_back_the_catalog_and_every_pack() {
     let place = MemPlace::new();
     let first = pass(&v, &place, &d.path().join("state")).unwrap();
     assert_eq!(first.head, Some(1));
-    let first_catalog = v.replication_cut().unwrap().bytes;
+    let first_catalog = v.replication_cut().unwrap().bytes().to_vec();
     let between = crate::vault::now_ns();
     write_file(&v, "later", b"a second pass");
     let second = pass(&v, &place, &d.path().join("state")).unwrap();
