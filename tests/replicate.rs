@@ -1526,3 +1526,82 @@ fn a_trail_cut_here_is_found_against_the_remote() {
         stderr(&refused)
     );
 }
+
+/// The store's recovery key alone (no passphrase) recovers it from the
+/// remote, and opens the recovered store.
+#[test]
+fn the_recovery_key_recovers_a_store_from_its_remote() {
+    let mut v = Vault::mounted();
+    save(&v.mnt.join("chart.txt"), b"kept offsite");
+    v.unmount();
+    let out = common::run(
+        Command::new(bin())
+            .arg("passwd")
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile)
+            .args([
+                "--kdf-memory-mib",
+                "8",
+                "--kdf-iterations",
+                "1",
+                "--add-recovery-key",
+            ])
+            .stdin(Stdio::null()),
+    );
+    ok_output(&out, "passwd --add-recovery-key");
+    let key = stdout(&out)
+        .split_whitespace()
+        .find(|t| t.split('-').count() == 8 && t.split('-').all(|p| p.len() == 5))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no recovery key in {}", stdout(&out)));
+    let home = new_home();
+    let remote = home.path().join("offsite");
+    add_remote(&v, "offsite", remote.to_str().unwrap(), &[]);
+    replicate(&v, true);
+    let keyfile = home.path().join("recovery-key");
+    std::fs::write(&keyfile, format!("{key}\n")).unwrap();
+    let new_store = home.path().join("recovered");
+    ok_output(
+        &recover(remote.to_str().unwrap(), &new_store, &keyfile),
+        "recover with the recovery key",
+    );
+    let listed = query(&new_store, &keyfile, &["ls"], &["/", "--at", "now"]);
+    assert!(listed.contains("chart.txt"), "{listed}");
+}
+
+/// A store made by an older release (tests/fixtures/store-f35037b: catalog
+/// schema 1, vault.toml format 1) replicates, and recovers with its files.
+#[test]
+fn a_store_of_an_older_release_replicates_and_recovers() {
+    let v = Vault::from_fixture("store-f35037b");
+    let home = new_home();
+    let remote = home.path().join("offsite");
+    add_remote(&v, "offsite", remote.to_str().unwrap(), &[]);
+    replicate(&v, true);
+    let mut back = recovered(remote.to_str().unwrap());
+    back.mount(&[]);
+    let note = back.path("charts/4711/note.txt");
+    assert_eq!(std::fs::read(&note).unwrap(), b"second note, longer\n");
+    assert_eq!(
+        std::fs::read_link(back.path("charts/4711/latest")).unwrap(),
+        Path::new("note.txt")
+    );
+    assert_eq!(
+        std::fs::read(back.path("charts/scan.bin")).unwrap().len(),
+        70_000
+    );
+    back.unmount();
+    let versions = query_json(
+        &back.store,
+        &back.pwfile,
+        &["log"],
+        &["/charts/4711/note.txt"],
+    );
+    assert!(
+        versions["versions"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
+        "its versions from before come back too: {versions}"
+    );
+}

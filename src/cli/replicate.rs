@@ -131,6 +131,7 @@ fn pass_to(
         place: &*place,
         state,
         progress: &progress,
+        stop: None,
     }
     .run()?;
     if let Some(b) = bar.lock().expect("progress bar").take() {

@@ -13,7 +13,7 @@
 //! Plaintexts are padded to Padmé lengths (at most 12% more), so a sealed
 //! size says little about what it holds.
 
-use aes_gcm_siv::aead::{Aead, Payload};
+use aes_gcm_siv::aead::{Aead, AeadInOut, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce};
 use zeroize::Zeroizing;
 
@@ -22,6 +22,7 @@ use super::CryptoError;
 
 const MAGIC: &[u8; 8] = b"PVOBJ001";
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = MAGIC.len() + 1 + NONCE_LEN;
 const PLAIN_HEADER_LEN: usize = 1 + 8;
 const FLAG_ZSTD: u8 = 1;
@@ -68,28 +69,28 @@ impl EnvelopeKey {
             }
             Compress::No => (0, payload),
         };
-        let mut plain = Vec::with_capacity(padme(PLAIN_HEADER_LEN + body.len()));
-        plain.push(flags);
-        plain.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        plain.extend_from_slice(body);
-        plain.resize(padme(plain.len()), 0);
-        let nonce = self.nonce_for(kind, &plain);
-        let aad = self.aad(kind);
-        let sealed = self
-            .aead
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
-            .expect("envelope encryption");
-        let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+        // Sealed where it lies: header, then the plaintext, encrypted in
+        // place, then the tag (a pack is tens of MiB: no copy to spare).
+        let padded = padme(PLAIN_HEADER_LEN + body.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + padded + TAG_LEN);
         out.extend_from_slice(MAGIC);
         out.push(kind);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&[0; NONCE_LEN]);
+        out.push(flags);
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(body);
+        out.resize(HEADER_LEN + padded, 0);
+        let nonce = self.nonce_for(kind, &out[HEADER_LEN..]);
+        out[MAGIC.len() + 1..HEADER_LEN].copy_from_slice(&nonce);
+        let tag = self
+            .aead
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                &self.aad(kind),
+                (&mut out[HEADER_LEN..]).into(),
+            )
+            .expect("envelope encryption");
+        out.extend_from_slice(&tag);
         out
     }
 

@@ -50,6 +50,8 @@ pub enum ReplicateError {
     NoSuchRemote(String),
     #[error("replication state: {0}")]
     State(String),
+    #[error("stopped early: the store is being unmounted")]
+    Stopped,
     /// An object about to be shipped, or fetched, is not what it must be.
     #[error("{0}")]
     Damaged(String),

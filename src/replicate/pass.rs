@@ -8,7 +8,7 @@
 //! (`state::StateDir::settle`).
 
 use super::objects::{self, AuditPartRef, AuditRef, CatalogRef, Head, PackRef, Pages};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
@@ -47,6 +47,10 @@ pub struct Pass<'a> {
     pub place: &'a dyn ObjectPlace,
     pub state: &'a StateDir,
     pub progress: &'a (dyn Fn(Progress) + Sync),
+    /// Set when the pass must end early (an unmount): it stops before its
+    /// next pack, records nothing, and the next pass finds what this one
+    /// uploaded already there.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 impl Pass<'_> {
@@ -88,6 +92,7 @@ impl Pass<'_> {
             packs,
             audit,
         };
+        self.check_stop()?;
         let payload = objects::encode_head(&head);
         let object = self.seal_checked(objects::KIND_HEAD, &payload, Compress::Yes)?;
         let name = ObjectName::of(ObjectKind::Head, &object);
@@ -206,6 +211,7 @@ impl Pass<'_> {
     }
 
     fn ship_pack(&self, id: i64) -> Result<(PackRef, Option<u64>), ReplicateError> {
+        self.check_stop()?;
         let path = self.vault.pack_file(id);
         let bytes = std::fs::read(&path).map_err(|e| ReplicateError::io(&path, e))?;
         // A compression or encryption bug must not reach the only good
@@ -310,6 +316,13 @@ impl Pass<'_> {
             segments,
             parts,
         })
+    }
+
+    fn check_stop(&self) -> Result<(), ReplicateError> {
+        match self.stop {
+            Some(stop) if stop.load(Ordering::Relaxed) => Err(ReplicateError::Stopped),
+            _ => Ok(()),
+        }
     }
 
     /// Seals `payload` and opens the result again: what leaves is known to

@@ -253,13 +253,28 @@ pub fn shipped_packs(
     Ok(packs)
 }
 
+/// A sealed pack as fetched from a remote: its object's payload, of which
+/// the pack is the tail (kept whole: a pack is tens of MiB, not copied).
+pub struct FetchedPack {
+    payload: Vec<u8>,
+    start: usize,
+}
+
+impl std::ops::Deref for FetchedPack {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.payload[self.start..]
+    }
+}
+
 /// Sealed pack `id`'s bytes, from object `name` of the remote.
 pub fn fetch_pack(
     place: &dyn ObjectPlace,
     key: &EnvelopeKey,
     id: i64,
     name: &ObjectName,
-) -> Result<Vec<u8>, ReplicateError> {
+) -> Result<FetchedPack, ReplicateError> {
     let payload = key.open(objects::KIND_PACK, &place.get(name)?)?;
     let (got, bytes) = objects::decode_pack(&payload)?;
     if got != id {
@@ -270,7 +285,8 @@ pub fn fetch_pack(
             PackId::from_i64(id)
         )));
     }
-    Ok(bytes.to_vec())
+    let start = payload.len() - bytes.len();
+    Ok(FetchedPack { payload, start })
 }
 
 fn restore_pack(

@@ -37,6 +37,7 @@ fn pass(v: &Vault, place: &dyn ObjectPlace, state: &Path) -> Result<PassReport, 
         place,
         state: &StateDir::new(state.to_path_buf()),
         progress: &|_| {},
+        stop: None,
     }
     .run()
 }
@@ -46,7 +47,8 @@ fn catalog_bytes(store: &StoreDir) -> Vec<u8> {
         .unwrap()
         .image()
         .unwrap()
-        .bytes
+        .bytes()
+        .to_vec()
 }
 
 /// Recovers `place` into `dir` and checks it against `v`: the same catalog
@@ -57,7 +59,7 @@ fn assert_recovers_to(v: &Vault, place: &dyn ObjectPlace, dir: &Path) {
     recover(place, &pass, &dest, None, &|_| {}).unwrap();
     let cut = v.replication_cut().unwrap();
     assert!(
-        catalog_bytes(&dest) == cut.bytes,
+        catalog_bytes(&dest) == cut.bytes(),
         "the recovered catalog is the replicated one"
     );
     for (id, _) in &cut.sealed_packs {
@@ -81,7 +83,7 @@ fn a_pass_and_a_recovery_give_back_the_catalog_and_every_pack() {
     let place = MemPlace::new();
     let first = pass(&v, &place, &d.path().join("state")).unwrap();
     assert_eq!(first.head, Some(1));
-    let first_catalog = v.replication_cut().unwrap().bytes;
+    let first_catalog = v.replication_cut().unwrap().bytes().to_vec();
     let between = crate::vault::now_ns();
     write_file(&v, "later", b"a second pass");
     let second = pass(&v, &place, &d.path().join("state")).unwrap();
@@ -328,5 +330,35 @@ fn a_store_that_lost_its_state_continues_the_remote_chain() {
     let key = master(&v).envelope_key(&v.config().vault_id);
     assert_eq!(head_chain(&place, &key).unwrap().len(), 3);
     assert_eq!(place.list(ObjectKind::Head).unwrap().len(), 3, "no fork");
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+}
+
+/// A pass told to stop (an unmount) ends before its next pack and records
+/// nothing; the next pass completes the remote.
+#[test]
+fn a_stopped_pass_records_nothing_and_the_next_completes() {
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    write_file(&v, "a", &vec![3; 100_000]);
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = master(&v).envelope_key(&v.config().vault_id);
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let stopped = Pass {
+        vault: &v,
+        key: &key,
+        place: &place,
+        state: &StateDir::new(state.clone()),
+        progress: &|_| {},
+        stop: Some(&stop),
+    }
+    .run();
+    assert!(
+        matches!(stopped, Err(ReplicateError::Stopped)),
+        "{stopped:?}"
+    );
+    assert!(place.list(ObjectKind::Head).unwrap().is_empty(), "no head");
+    assert_eq!(pass(&v, &place, &state).unwrap().head, Some(1));
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
 }

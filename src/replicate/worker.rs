@@ -97,7 +97,10 @@ fn run(vault: &Vault, key: &EnvelopeKey, stop: &AtomicBool) {
             if request.is_none() && Instant::now() < due {
                 continue;
             }
-            let outcome = pass(vault, key, &remote, &state);
+            let outcome = pass(vault, key, &remote, &state, stop);
+            if matches!(outcome, Err(ReplicateError::Stopped)) {
+                break;
+            }
             let mut status = state.status();
             match &outcome {
                 Ok(()) => {
@@ -137,6 +140,7 @@ fn pass(
     key: &EnvelopeKey,
     remote: &Remote,
     state: &StateDir,
+    stop: &AtomicBool,
 ) -> Result<(), ReplicateError> {
     let place = remote.url()?.open(false)?;
     let report = Pass {
@@ -145,6 +149,7 @@ fn pass(
         place: &*place,
         state,
         progress: &|_| {},
+        stop: Some(stop),
     }
     .run()?;
     if let Some(seq) = report.head {
