@@ -222,6 +222,24 @@ fn an_s3_place_keeps_the_place_contract() {
 }
 
 #[test]
+fn a_big_object_put_again_is_already_there() {
+    // The server answers 412 to the second put before it reads the body,
+    // and closes the connection under an upload bigger than the socket's
+    // buffers: the answer must still be "already there".
+    let tmp = scratch();
+    let server = S3Server::with_bucket(tmp.path(), "big");
+    let p = place(&server, "big", "");
+    let (name, bytes) = object(ObjectKind::Data, 31, 40 << 20);
+    assert_eq!(put(&p, &name, &bytes), PutOutcome::Created);
+    let before = stored(&server, "big", &name.key());
+    for _ in 0..3 {
+        assert_eq!(put(&p, &name, &bytes), PutOutcome::AlreadyThere);
+    }
+    assert!(stored(&server, "big", &name.key()) == before, "rewritten");
+    assert_eq!(p.get(&name).unwrap().len(), bytes.len());
+}
+
+#[test]
 fn a_stopped_server_is_a_transient_error_soon_and_a_restarted_one_works() {
     let tmp = scratch();
     let mut server = S3Server::with_bucket(tmp.path(), "down");

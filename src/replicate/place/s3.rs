@@ -4,8 +4,8 @@
 //! Objects live at `BUCKET/PREFIX/<key>`. Puts are create-only on the
 //! server's side (`If-None-Match: *`), so two writers, or a rerun racing a
 //! slow first attempt, can never overwrite an object. The engine is sync;
-//! the client is async: each place owns a small tokio runtime and blocks on
-//! it, so no caller needs a runtime of its own.
+//! the client is async: each place owns a small tokio runtime, runs every
+//! request on it and waits, so no caller needs a runtime of its own.
 //!
 //! Credentials come only from the environment (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`): never from argv, where any
@@ -15,6 +15,7 @@
 use std::error::Error as StdError;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -108,11 +109,17 @@ const MAX_RETRIES: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One request, body included: a 32 MiB pack at 300 KB/s.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// From this size a put first asks whether the object is there (one round
+/// trip) rather than upload it to be told so: a rerun after a kill finds
+/// most of its packs there. Servers also answer a create-only put of an
+/// existing object before reading its body and close the connection under
+/// the upload, which the client reports as a failed request.
+const HEAD_FIRST: usize = 1 << 20;
 
 /// A place in an S3 bucket.
 pub struct S3Place {
     spec: S3Spec,
-    store: AmazonS3,
+    store: Arc<AmazonS3>,
     /// `Some` until drop.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -182,6 +189,7 @@ impl S3Place {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("phivault-s3")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|source| PlaceError::Io {
@@ -190,7 +198,7 @@ impl S3Place {
             })?;
         Ok(S3Place {
             spec: spec.clone(),
-            store,
+            store: Arc::new(store),
             runtime: Some(runtime),
         })
     }
@@ -209,7 +217,8 @@ impl S3Place {
 
     fn check_bucket(self) -> Result<Self, PlaceError> {
         let keys = self.path(ObjectKind::Keys.folder());
-        self.block_on(self.store.list_with_delimiter(Some(&keys)))
+        let store = self.store.clone();
+        self.run(async move { store.list_with_delimiter(Some(&keys)).await })
             .map_err(|e| self.error(e, None))?;
         Ok(self)
     }
@@ -218,11 +227,18 @@ impl S3Place {
         &self.spec
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime
-            .as_ref()
-            .expect("runtime until drop")
-            .block_on(f)
+    /// Runs `f` on the runtime's threads, where every socket is read and
+    /// written (see `block_sigpipe`), and waits for it.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let runtime = self.runtime.as_ref().expect("runtime until drop");
+        match runtime.block_on(runtime.spawn(f)) {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("{}: a request was cancelled: {e}", self.describe()),
+        }
     }
 
     /// `PREFIX/key`.
@@ -281,6 +297,42 @@ impl S3Place {
             }
             Failure::Unknown => refused(0, text),
         }
+    }
+}
+
+impl S3Place {
+    /// `AlreadyThere` for an object of the right size under `name` (a
+    /// name fixes its bytes, so their size; reads check the rest).
+    fn already_there(
+        &self,
+        name: &ObjectName,
+        size: u64,
+        len: u64,
+    ) -> Result<PutOutcome, PlaceError> {
+        match size == len {
+            true => Ok(PutOutcome::AlreadyThere),
+            false => Err(PlaceError::Damaged {
+                name: *name,
+                what: "an object of another size is stored under this name",
+            }),
+        }
+    }
+}
+
+/// Blocks SIGPIPE on the calling thread (a runtime thread, which does all
+/// of a place's socket I/O). The CLI restores SIGPIPE's default action, so
+/// that `phivault log | head` ends quietly; a write to a connection the
+/// server has closed (an early answer, an idle keep-alive it dropped)
+/// would then kill the whole process without a word. Blocked, the write
+/// fails with EPIPE and the request is retried or reported.
+fn block_sigpipe() {
+    // SAFETY: sigset_t is plain data that sigemptyset initialises;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
@@ -393,23 +445,26 @@ impl ObjectPlace for S3Place {
                     .to_string(),
             });
         }
+        let len = bytes.len() as u64;
+        if bytes.len() >= HEAD_FIRST {
+            if let Some(size) = self.size(name)? {
+                return self.already_there(name, size, len);
+            }
+        }
         let path = self.object_path(name);
-        let put = self.store.put_opts(
-            &path,
-            PutPayload::from(bytes.to_vec()),
-            object_store::PutOptions::from(PutMode::Create),
-        );
-        match self.block_on(put) {
+        let payload = PutPayload::from(bytes.to_vec());
+        let store = self.store.clone();
+        let put = self.run(async move {
+            let mode = object_store::PutOptions::from(PutMode::Create);
+            store.put_opts(&path, payload, mode).await
+        });
+        match put {
             Ok(_) => Ok(PutOutcome::Created),
             Err(object_store::Error::AlreadyExists { source, .. }) => {
                 // 412 is "there"; AWS also answers 409 to a put racing
                 // another one that may yet fail: believe what is stored.
                 match self.size(name)? {
-                    Some(size) if size == bytes.len() as u64 => Ok(PutOutcome::AlreadyThere),
-                    Some(_) => Err(PlaceError::Damaged {
-                        name: *name,
-                        what: "an object of another size is stored under this name",
-                    }),
+                    Some(size) => self.already_there(name, size, len),
                     None => Err(PlaceError::Unreachable {
                         place: self.describe(),
                         source: format!("a concurrent put of {name} has not landed: {source}")
@@ -417,14 +472,25 @@ impl ObjectPlace for S3Place {
                     }),
                 }
             }
-            Err(e) => Err(self.error(e, Some(name))),
+            Err(e) => {
+                let e = self.error(e, Some(name));
+                // Cut off by a server that answered early (see HEAD_FIRST),
+                // or by a network that failed after the object landed.
+                if e.is_transient() {
+                    if let Ok(Some(size)) = self.size(name) {
+                        return self.already_there(name, size, len);
+                    }
+                }
+                Err(e)
+            }
         }
     }
 
     fn get(&self, name: &ObjectName) -> Result<Vec<u8>, PlaceError> {
         let path = self.object_path(name);
+        let store = self.store.clone();
         let bytes = self
-            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .run(async move { store.get(&path).await?.bytes().await })
             .map_err(|e| self.error(e, Some(name)))?;
         if !name.matches(&bytes) {
             return Err(PlaceError::Damaged {
@@ -457,7 +523,8 @@ impl ObjectPlace for S3Place {
         }
         let path = self.object_path(name);
         let want = r.end - r.start;
-        match self.block_on(self.store.get_range(&path, r.clone())) {
+        let (store, range) = (self.store.clone(), r.clone());
+        match self.run(async move { store.get_range(&path, range).await }) {
             Ok(bytes) if bytes.len() as u64 == want => Ok(bytes.to_vec()),
             Ok(_) => Err(short),
             Err(e) => match self.error(e, Some(name)) {
@@ -474,7 +541,8 @@ impl ObjectPlace for S3Place {
 
     fn size(&self, name: &ObjectName) -> Result<Option<u64>, PlaceError> {
         let path = self.object_path(name);
-        match self.block_on(self.store.head(&path)) {
+        let store = self.store.clone();
+        match self.run(async move { store.head(&path).await }) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(e) => match self.error(e, Some(name)) {
                 PlaceError::NotFound(_) => Ok(None),
@@ -486,8 +554,9 @@ impl ObjectPlace for S3Place {
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, PlaceError> {
         let folder = self.path(kind.folder());
         // The stream follows the continuation tokens: every page.
+        let store = self.store.clone();
         let metas: Vec<object_store::ObjectMeta> = self
-            .block_on(self.store.list(Some(&folder)).try_collect())
+            .run(async move { store.list(Some(&folder)).try_collect().await })
             .map_err(|e| self.error(e, None))?;
         let skip = match self.spec.prefix.is_empty() {
             true => 0,
@@ -510,7 +579,8 @@ impl ObjectPlace for S3Place {
 
     fn delete(&self, name: &ObjectName) -> Result<(), PlaceError> {
         let path = self.object_path(name);
-        match self.block_on(self.store.delete(&path)) {
+        let store = self.store.clone();
+        match self.run(async move { store.delete(&path).await }) {
             Ok(()) => Ok(()),
             Err(e) => match self.error(e, Some(name)) {
                 PlaceError::NotFound(_) => Ok(()),
