@@ -46,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     if targets.is_empty() {
         anyhow::bail!(
-            "{} has no remote; add one with `phivault remote {} add NAME dir:/path`",
+            "{} has no remote; add one with `phivault remote {} add NAME dir:/path` (or s3://bucket/prefix)",
             store.display(),
             store.display()
         );

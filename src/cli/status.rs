@@ -32,7 +32,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut text = String::new();
     let list = remotes::list(&dir)?;
     if list.is_empty() && a.format == OutputFormat::Text {
-        text.push_str("no remotes (add one with `phivault remote STORE add NAME dir:/path`)\n");
+        text.push_str("no remotes (add one with `phivault remote STORE add NAME dir:/path|s3://bucket/prefix`)\n");
     }
     for remote in list {
         let (shipped, lag) = lag(&dir, &remote.name)?;
