@@ -12,17 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::replica::{remote_status, stderr, stdout, syncfs, wait_status};
 use common::{bin, ok_output, require_programs, Rng, Vault};
 
 const MARKER: &str = "PHI-MARKER-7f3a9c-Smith-John";
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Runs a bash script in `dir`, which must succeed.
 fn sh(dir: &Path, script: &str) {
@@ -31,13 +24,6 @@ fn sh(dir: &Path, script: &str) {
             .args(["-euo", "pipefail", "-c", script])
             .current_dir(dir),
     );
-}
-
-fn syncfs(mnt: &Path) {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(mnt).unwrap();
-    // SAFETY: a valid open descriptor.
-    assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0);
 }
 
 /// A fresh directory for a store `recover` makes (at `.path()/store`).
@@ -151,26 +137,6 @@ fn slot_list(store: &Path) -> String {
     stdout(&common::ok(
         Command::new(bin()).arg("passwd").arg(store).arg("--list"),
     ))
-}
-
-/// This remote's entry of `phivault status STORE --format json`.
-fn remote_status(v: &Vault, name: &str) -> serde_json::Value {
-    let out = common::ok(
-        Command::new(bin())
-            .arg("status")
-            .arg(&v.store)
-            .args(["--format", "json"])
-            .stdin(Stdio::null()),
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("status --format json: {e}: {}", stdout(&out)));
-    doc["remotes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no remotes array in {doc:#}"))
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no remote {name} in {doc:#}"))
-        .clone()
 }
 
 /// The remotes of `remote list --format json`, as (name, url).
@@ -1272,26 +1238,6 @@ fn recover_reads_a_remote_it_cannot_write() {
     back.mount(&[]);
     assert_same_tree(&want, &tree(&back.mnt), "recovered from a read-only remote");
     back.unmount();
-}
-
-/// Polls `status` of `name` until `done` holds of its entry, for up to
-/// `secs` seconds; fails with the last entry otherwise.
-fn wait_status(
-    v: &Vault,
-    name: &str,
-    secs: u64,
-    what: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let st = remote_status(v, name);
-        if done(&st) {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "{secs} s and not {what}: {st:#}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 #[test]

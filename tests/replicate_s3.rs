@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::replica::{stderr, stdout, syncfs, wait_status};
 use common::{bin, ok_output, Vault};
 use phivault::replicate::place::{
     ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome, S3Credentials,
@@ -21,14 +22,6 @@ use phivault::replicate::place::{
 use s3server::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 const MARKER: &str = "PHI-MARKER-s3-9b1e-Doe-Jane";
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -389,40 +382,6 @@ fn recovered(server: &S3Server, url: &str, pwfile: &Path) -> Vault {
     Vault::existing_in(home)
 }
 
-fn remote_status(v: &Vault, name: &str) -> serde_json::Value {
-    let out = common::ok(
-        phivault(false)
-            .arg("status")
-            .arg(&v.store)
-            .args(["--format", "json"]),
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("status --format json: {e}: {}", stdout(&out)));
-    doc["remotes"]
-        .as_array()
-        .and_then(|l| l.iter().find(|r| r["name"] == name))
-        .unwrap_or_else(|| panic!("no remote {name} in {doc:#}"))
-        .clone()
-}
-
-fn wait_status(
-    v: &Vault,
-    name: &str,
-    secs: u64,
-    what: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let st = remote_status(v, name);
-        if done(&st) {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "{secs} s and not {what}: {st:#}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// Content, mode and user xattrs of every entry under `root`.
 fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
@@ -540,13 +499,6 @@ fn write_tree(mnt: &Path, scratch: &Path) {
             .current_dir(mnt),
     );
     syncfs(mnt);
-}
-
-fn syncfs(mnt: &Path) {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(mnt).unwrap();
-    // SAFETY: a valid open descriptor.
-    assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0);
 }
 
 #[test]

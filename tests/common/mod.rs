@@ -2,6 +2,8 @@
 //! driven through the real `phivault` binary.
 #![allow(dead_code)]
 
+pub mod replica;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
