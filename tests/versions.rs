@@ -12,6 +12,18 @@ use std::process::Command;
 
 use common::{bin, Vault};
 
+/// The tests of this file run one at a time. Each asserts the exact reason
+/// of each version, and a close(2) is a version: when another test's
+/// thread forks to run a program, the child inherits this test's open
+/// descriptors for a moment, and their close-on-exec reaches the mount as
+/// a FLUSH of the file, that is as a close. CI caught it: a save was
+/// recorded as closed (`write`) before its own fsync came.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const MIB: usize = 1 << 20;
 
 /// Bytes of every file under `root` (catalog, WAL, packs, everything).
@@ -91,6 +103,7 @@ fn appended(i: usize) -> Vec<u8> {
 
 #[test]
 fn thousand_small_appends_to_a_gigabyte_cost_little() {
+    let _serial = one_at_a_time();
     let mut v = Vault::mounted();
     let chunks = 1024;
     {
@@ -177,6 +190,7 @@ fn save_via_rename(dir: &Path, name: &str, content: &[u8]) {
 
 #[test]
 fn rename_over_truncate_fsync_and_unlink_leave_history() {
+    let _serial = one_at_a_time();
     // Debug records of the vault: which request recorded each version, to
     // tell a kernel that reorders fsync and writes from a bug of ours.
     let mut v = Vault::init();
@@ -262,6 +276,7 @@ fn rename_over_truncate_fsync_and_unlink_leave_history() {
 /// writeback WRITEs carry no caller.
 #[test]
 fn an_o_trunc_rewrite_is_one_version_recorded_with_its_writer() {
+    let _serial = one_at_a_time();
     common::require_programs(&["setpriv"]);
     let mut v = Vault::mounted_with(&["-o", "allow_other"]);
     let f = v.path("note.txt");
