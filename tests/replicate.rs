@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::replica::{remote_status, stderr, stdout, syncfs, wait_status};
+use common::replica::{
+    assert_same_tree, remote_status, stderr, stdout, syncfs, tree, wait_status, without_mtimes,
+    Tree,
+};
 use common::{bin, ok_output, require_programs, Rng, Vault};
 
 const MARKER: &str = "PHI-MARKER-7f3a9c-Smith-John";
@@ -274,83 +277,6 @@ fn check_objects(root: &Path, allow_tmp: bool) -> BTreeMap<String, usize> {
 }
 
 // ------------------------------------------------------------ trees
-
-/// One line per entry under `root` (root itself left out): kind, mode,
-/// owner, mtime, and the content's BLAKE3, a symlink's target or a
-/// directory's nothing, and user xattrs.
-type Tree = BTreeMap<PathBuf, String>;
-
-fn tree(root: &Path) -> Tree {
-    let mut out = Tree::new();
-    for p in common::walk_all(root) {
-        let rel = p.strip_prefix(root).unwrap().to_path_buf();
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let what = if m.is_file() {
-            let bytes = std::fs::read(&p).unwrap();
-            format!("file {} {}", bytes.len(), blake3::hash(&bytes).to_hex())
-        } else if m.is_symlink() {
-            format!("symlink -> {}", std::fs::read_link(&p).unwrap().display())
-        } else if m.is_dir() {
-            "dir".to_string()
-        } else {
-            format!("other {:o}", m.mode())
-        };
-        let xattrs: Vec<String> = if m.is_symlink() {
-            Vec::new()
-        } else {
-            common::xattr_names(&p)
-                .into_iter()
-                .filter(|n| n.starts_with("user."))
-                .map(|n| {
-                    let val = common::xattr(&p, &n);
-                    format!("{n}={}", String::from_utf8_lossy(&val))
-                })
-                .collect()
-        };
-        let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
-        out.insert(
-            rel,
-            format!(
-                "{what} mode={:o} owner={}:{} mtime={mtime} xattrs={xattrs:?}",
-                m.mode() & 0o7777,
-                m.uid(),
-                m.gid()
-            ),
-        );
-    }
-    out
-}
-
-/// `t` without mtimes, for a tree seen through the mount that wrote it
-/// (whose mtimes may be a clock tick away from what it stored).
-fn without_mtimes(t: Tree) -> Tree {
-    t.into_iter()
-        .map(|(p, line)| {
-            let (head, rest) = line.split_once(" mtime=").unwrap();
-            let (_, tail) = rest.split_once(' ').unwrap();
-            (p, format!("{head} {tail}"))
-        })
-        .collect()
-}
-
-fn assert_same_tree(want: &Tree, got: &Tree, what: &str) {
-    let mut diffs = Vec::new();
-    for p in want.keys().chain(got.keys()).collect::<BTreeSet<_>>() {
-        let (w, g) = (want.get(p), got.get(p));
-        if w != g {
-            diffs.push(format!("{}:\n  want {w:?}\n  got  {g:?}", p.display()));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{what}: {} entries differ:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-}
 
 // ------------------------------------------------------------ history
 

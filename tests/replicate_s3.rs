@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::replica::{stderr, stdout, syncfs, wait_status};
+use common::replica::{
+    assert_same_tree, stderr, stdout, syncfs, tree, wait_status, without_mtimes,
+};
 use common::{bin, ok_output, Vault};
 use phivault::replicate::place::{
     ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome, S3Credentials,
@@ -382,52 +384,6 @@ fn recovered(server: &S3Server, url: &str, pwfile: &Path) -> Vault {
     Vault::existing_in(home)
 }
 
-/// Content, mode and user xattrs of every entry under `root`.
-fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    for p in common::walk_all(root) {
-        let rel = p.strip_prefix(root).unwrap().to_path_buf();
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let what = if m.is_file() {
-            let bytes = std::fs::read(&p).unwrap();
-            format!("file {} {}", bytes.len(), blake3::hash(&bytes).to_hex())
-        } else if m.is_symlink() {
-            format!("symlink -> {}", std::fs::read_link(&p).unwrap().display())
-        } else {
-            "dir".to_string()
-        };
-        out.insert(rel, format!("{what} mode={:o}", m.mode() & 0o7777));
-    }
-    out
-}
-
-fn assert_same_tree(want: &BTreeMap<PathBuf, String>, got: &BTreeMap<PathBuf, String>, what: &str) {
-    let diffs: Vec<String> = want
-        .keys()
-        .chain(got.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|p| want.get(*p) != got.get(*p))
-        .map(|p| {
-            format!(
-                "{}: want {:?}, got {:?}",
-                p.display(),
-                want.get(p),
-                got.get(p)
-            )
-        })
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "{what}: {} entries differ:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
-}
-
 /// Every object in the bucket folder under `prefix` hashes to its name
 /// and has the remote layout; the count of each kind.
 fn check_objects(bucket_dir: &Path, prefix: &str) -> BTreeMap<String, usize> {
@@ -508,7 +464,7 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
     let server = S3Server::with_bucket(v.dir.path(), "clinic");
     let url = "s3://clinic/site-a";
     write_tree(&v.mnt, v.dir.path());
-    let want = tree(&v.mnt);
+    let want = without_mtimes(tree(&v.mnt));
 
     let out = remote_add(&v, &server, "offsite", url, &["--delay", "3600"]);
     ok_output(&out, "phivault remote add s3");
@@ -587,7 +543,7 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
 
     let mut new = recovered(&server, url, &v.pwfile);
     new.mount(&[]);
-    assert_same_tree(&want, &tree(&new.mnt), "recovered from S3");
+    assert_same_tree(&want, &without_mtimes(tree(&new.mnt)), "recovered from S3");
     assert_eq!(
         std::fs::read(new.path("lab/2026/scan.bin")).unwrap(),
         common::pattern(26, 2 << 20)
@@ -633,7 +589,7 @@ fn a_stopped_s3_server_grows_the_lag_and_the_mount_goes_on() {
         took < Duration::from_secs(20),
         "the writes took {took:?} with the server down"
     );
-    let want = tree(&v.mnt);
+    let want = without_mtimes(tree(&v.mnt));
 
     let down = wait_status(&v, "s3", 60, "an error and a lag", |st| {
         st["last_error"].is_object() && st["pending"]["objects"].as_u64() > Some(0)
@@ -653,7 +609,11 @@ fn a_stopped_s3_server_grows_the_lag_and_the_mount_goes_on() {
     // What was written during the outage is on the remote.
     let mut new = recovered(&server, url, &v.pwfile);
     new.mount(&[]);
-    assert_same_tree(&want, &tree(&new.mnt), "recovered after the outage");
+    assert_same_tree(
+        &want,
+        &without_mtimes(tree(&new.mnt)),
+        "recovered after the outage",
+    );
     new.unmount();
     check_objects(&server.bucket_dir("lagging"), "");
 }
@@ -844,11 +804,15 @@ fn replication_to_s3_killed_anywhere_reruns_to_a_complete_remote() {
     let said = replicate(&v);
     println!("rerun: {}", said.trim());
     v.mount(&[]);
-    let want = tree(&v.mnt);
+    let want = without_mtimes(tree(&v.mnt));
     v.unmount();
     let mut new = recovered(&server, url, &v.pwfile);
     new.mount(&[]);
-    assert_same_tree(&want, &tree(&new.mnt), "recovered after the kills");
+    assert_same_tree(
+        &want,
+        &without_mtimes(tree(&new.mnt)),
+        "recovered after the kills",
+    );
     new.unmount();
     new.assert_audit_verifies("after killed passes to S3");
 }

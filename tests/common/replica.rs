@@ -1,6 +1,8 @@
 //! Helpers of the replication tests (tests/replicate.rs, tests/replicate_s3.rs).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,4 +61,85 @@ pub fn wait_status(
         assert!(Instant::now() < deadline, "{secs} s and not {what}: {st:#}");
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// One line per entry under `root` (root itself left out): kind, mode,
+/// owner, mtime, and the content's BLAKE3, a symlink's target or a
+/// directory's nothing, and user xattrs.
+pub type Tree = BTreeMap<PathBuf, String>;
+
+pub fn tree(root: &Path) -> Tree {
+    let mut out = Tree::new();
+    for p in super::walk_all(root) {
+        let rel = p.strip_prefix(root).unwrap().to_path_buf();
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let what = if m.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            format!("file {} {}", bytes.len(), blake3::hash(&bytes).to_hex())
+        } else if m.is_symlink() {
+            format!("symlink -> {}", std::fs::read_link(&p).unwrap().display())
+        } else if m.is_dir() {
+            "dir".to_string()
+        } else {
+            format!("other {:o}", m.mode())
+        };
+        let xattrs: Vec<String> = if m.is_symlink() {
+            Vec::new()
+        } else {
+            super::xattr_names(&p)
+                .into_iter()
+                .filter(|n| n.starts_with("user."))
+                .map(|n| {
+                    let val = super::xattr(&p, &n);
+                    format!("{n}={}", String::from_utf8_lossy(&val))
+                })
+                .collect()
+        };
+        let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+        out.insert(
+            rel,
+            format!(
+                "{what} mode={:o} owner={}:{} mtime={mtime} xattrs={xattrs:?}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            ),
+        );
+    }
+    out
+}
+
+/// `t` without mtimes, for a tree seen through the mount that wrote it
+/// (whose mtimes may be a clock tick away from what it stored).
+pub fn without_mtimes(t: Tree) -> Tree {
+    t.into_iter()
+        .map(|(p, line)| {
+            let (head, rest) = line.split_once(" mtime=").unwrap();
+            let (_, tail) = rest.split_once(' ').unwrap();
+            (p, format!("{head} {tail}"))
+        })
+        .collect()
+}
+
+pub fn assert_same_tree(want: &Tree, got: &Tree, what: &str) {
+    let mut diffs = Vec::new();
+    for p in want
+        .keys()
+        .chain(got.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (w, g) = (want.get(p), got.get(p));
+        if w != g {
+            diffs.push(format!("{}:\n  want {w:?}\n  got  {g:?}", p.display()));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} entries differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
