@@ -4,6 +4,8 @@
 //! a server that goes down while a mount works, and bad input.
 
 mod common;
+#[path = "common/s3_cli.rs"]
+mod s3cli;
 #[path = "common/s3.rs"]
 mod s3server;
 
@@ -16,21 +18,15 @@ use std::time::{Duration, Instant};
 use common::replica::{
     assert_same_tree, stderr, stdout, syncfs, tree, wait_status, without_mtimes,
 };
-use common::{bin, ok_output, Vault};
+use common::{ok_output, Vault};
 use phivault::replicate::place::{
     ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome, S3Credentials,
     S3Place, S3Spec, DEFAULT_REGION,
 };
+use s3cli::{mount_with_keys, phivault, recovered, remote_add, replicate, scratch};
 use s3server::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 const MARKER: &str = "PHI-MARKER-s3-9b1e-Doe-Jane";
-
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("phivault-s3-")
-        .tempdir()
-        .unwrap()
-}
 
 // ------------------------------------------------------------ the place
 
@@ -42,6 +38,7 @@ fn spec(server: &S3Server, bucket: &str, prefix: &str) -> S3Spec {
         region: DEFAULT_REGION.into(),
         path_style: true,
         allow_http: true,
+        object_lock: false,
     }
 }
 
@@ -126,7 +123,8 @@ fn an_s3_place_keeps_the_place_contract() {
     assert!(matches!(e, PlaceError::Damaged { .. }), "{e}");
     assert_eq!(p.size(&other).unwrap(), None);
 
-    // Object Lock is refused rather than ignored.
+    // A lock asked of a remote added without --object-lock is refused
+    // rather than ignored.
     let (locked, locked_bytes) = object(ObjectKind::Data, 4, 100);
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
     let e = p
@@ -139,7 +137,7 @@ fn an_s3_place_keeps_the_place_contract() {
         )
         .unwrap_err();
     assert!(
-        matches!(&e, PlaceError::Refused { message, .. } if message.contains("Object Lock")),
+        matches!(&e, PlaceError::Refused { message, .. } if message.contains("--object-lock")),
         "{e}"
     );
     assert!(!e.is_transient());
@@ -329,61 +327,6 @@ fn wrong_credentials_and_a_missing_bucket_are_refused_clearly() {
 
 // ------------------------------------------------------------ the binary
 
-fn phivault(server_env: bool) -> Command {
-    let mut c = Command::new(bin());
-    c.stdin(Stdio::null());
-    if server_env {
-        S3Server::env(&mut c);
-    } else {
-        c.env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY");
-    }
-    c
-}
-
-fn remote_add(v: &Vault, server: &S3Server, name: &str, url: &str, extra: &[&str]) -> Output {
-    common::run(
-        phivault(true)
-            .arg("remote")
-            .arg(&v.store)
-            .args(["add", name, url])
-            .args(server.flags())
-            .args(extra)
-            .arg("--passphrase-file")
-            .arg(&v.pwfile),
-    )
-}
-
-fn replicate(v: &Vault) -> String {
-    let out = common::run(
-        phivault(true)
-            .arg("replicate")
-            .arg(&v.store)
-            .arg("--passphrase-file")
-            .arg(&v.pwfile),
-    );
-    ok_output(&out, "phivault replicate");
-    stdout(&out)
-}
-
-/// `recover URL HOME/store` with the server's flags; the new store, not
-/// mounted.
-fn recovered(server: &S3Server, url: &str, pwfile: &Path) -> Vault {
-    let home = scratch();
-    let out = common::run(
-        phivault(true)
-            .arg("recover")
-            .arg(url)
-            .arg(home.path().join("store"))
-            .args(server.flags())
-            .arg("--passphrase-file")
-            .arg(pwfile),
-    );
-    ok_output(&out, &format!("phivault recover {url}"));
-    println!("recover: {}", stdout(&out).trim());
-    Vault::existing_in(home)
-}
-
 /// Every object in the bucket folder under `prefix` hashes to its name
 /// and has the remote layout; the count of each kind.
 fn check_objects(bucket_dir: &Path, prefix: &str) -> BTreeMap<String, usize> {
@@ -402,37 +345,6 @@ fn check_objects(bucket_dir: &Path, prefix: &str) -> BTreeMap<String, usize> {
         *counts.entry(name.kind.folder().to_string()).or_insert(0) += 1;
     }
     counts
-}
-
-/// A mount the test made itself (with the S3 keys in its environment):
-/// `unmount` it, or a failing test's drop does it, leaving none behind.
-struct MountGuard(PathBuf);
-
-impl MountGuard {
-    fn unmount(self) {
-        common::unmount(&self.0);
-    }
-}
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        if mounts.contains(&format!(" {} ", self.0.display())) {
-            let ok = Command::new(bin())
-                .arg("umount")
-                .arg(&self.0)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-            }
-        }
-    }
-}
-
-fn mount_with_keys(v: &Vault) -> MountGuard {
-    common::ok(S3Server::env(v.mount_cmd(&[])));
-    MountGuard(v.mnt.clone())
 }
 
 fn write_tree(mnt: &Path, scratch: &Path) {
@@ -466,7 +378,7 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
     write_tree(&v.mnt, v.dir.path());
     let want = without_mtimes(tree(&v.mnt));
 
-    let out = remote_add(&v, &server, "offsite", url, &["--delay", "3600"]);
+    let out = remote_add(&v, &server.flags(), "offsite", url, &["--delay", "3600"]);
     ok_output(&out, "phivault remote add s3");
     println!("remote add: {}", stdout(&out).trim());
     let listed = common::ok(
@@ -541,7 +453,7 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
     );
     assert!(!home.path().join("store").exists());
 
-    let mut new = recovered(&server, url, &v.pwfile);
+    let mut new = recovered(&server.flags(), url, &v.pwfile);
     new.mount(&[]);
     assert_same_tree(&want, &without_mtimes(tree(&new.mnt)), "recovered from S3");
     assert_eq!(
@@ -558,7 +470,7 @@ fn a_stopped_s3_server_grows_the_lag_and_the_mount_goes_on() {
     let v = Vault::init();
     let mut server = S3Server::with_bucket(v.dir.path(), "lagging");
     let url = "s3://lagging";
-    let out = remote_add(&v, &server, "s3", url, &["--delay", "1"]);
+    let out = remote_add(&v, &server.flags(), "s3", url, &["--delay", "1"]);
     ok_output(&out, "phivault remote add s3");
     let mounted = mount_with_keys(&v);
 
@@ -607,7 +519,7 @@ fn a_stopped_s3_server_grows_the_lag_and_the_mount_goes_on() {
     mounted.unmount();
 
     // What was written during the outage is on the remote.
-    let mut new = recovered(&server, url, &v.pwfile);
+    let mut new = recovered(&server.flags(), url, &v.pwfile);
     new.mount(&[]);
     assert_same_tree(
         &want,
@@ -635,7 +547,7 @@ fn bad_s3_remotes_are_refused_and_nothing_is_recorded() {
     let v = Vault::init();
     let server = S3Server::with_bucket(v.dir.path(), "shared");
 
-    let out = remote_add(&v, &server, "r", "s3://missing-bucket/x", &[]);
+    let out = remote_add(&v, &server.flags(), "r", "s3://missing-bucket/x", &[]);
     assert_refused(&out, "a missing bucket", "no such bucket");
 
     let out = common::run(
@@ -662,7 +574,7 @@ fn bad_s3_remotes_are_refused_and_nothing_is_recorded() {
     );
     assert_refused(&out, "no credentials", "AWS_ACCESS_KEY_ID");
 
-    let out = remote_add(&v, &server, "r", "s3://Bad_Bucket", &[]);
+    let out = remote_add(&v, &server.flags(), "r", "s3://Bad_Bucket", &[]);
     assert_refused(&out, "a bad bucket name", "bucket name");
     let out = common::run(
         phivault(true)
@@ -674,7 +586,7 @@ fn bad_s3_remotes_are_refused_and_nothing_is_recorded() {
     );
     assert_refused(&out, "http without --allow-http", "--allow-http");
     let dir = v.dir.path().join("offsite");
-    let out = remote_add(&v, &server, "r", dir.to_str().unwrap(), &[]);
+    let out = remote_add(&v, &server.flags(), "r", dir.to_str().unwrap(), &[]);
     assert_refused(&out, "S3 options on a directory", "s3://");
     assert!(!dir.exists(), "a refused directory remote was made");
 
@@ -695,15 +607,15 @@ fn bad_s3_remotes_are_refused_and_nothing_is_recorded() {
     // A prefix that holds another store's replica is refused; another
     // prefix of the same bucket is fine.
     ok_output(
-        &remote_add(&v, &server, "r", "s3://shared/x", &[]),
+        &remote_add(&v, &server.flags(), "r", "s3://shared/x", &[]),
         "remote add",
     );
     replicate(&v);
     let other = Vault::init();
-    let out = remote_add(&other, &server, "r", "s3://shared/x", &[]);
+    let out = remote_add(&other, &server.flags(), "r", "s3://shared/x", &[]);
     assert_refused(&out, "another store's prefix", "another store");
     ok_output(
-        &remote_add(&other, &server, "r", "s3://shared/y", &[]),
+        &remote_add(&other, &server.flags(), "r", "s3://shared/y", &[]),
         "remote add on another prefix",
     );
 }
@@ -730,7 +642,7 @@ fn replication_to_s3_killed_anywhere_reruns_to_a_complete_remote() {
     let bucket = server.bucket_dir("killed");
     let mut rng = common::Rng(0x53_2026);
     ok_output(
-        &remote_add(&v, &server, "s3", url, &["--delay", "3600"]),
+        &remote_add(&v, &server.flags(), "s3", url, &["--delay", "3600"]),
         "remote add",
     );
     let mut seen: BTreeMap<PathBuf, (u64, i128)> = BTreeMap::new();
@@ -806,7 +718,7 @@ fn replication_to_s3_killed_anywhere_reruns_to_a_complete_remote() {
     v.mount(&[]);
     let want = without_mtimes(tree(&v.mnt));
     v.unmount();
-    let mut new = recovered(&server, url, &v.pwfile);
+    let mut new = recovered(&server.flags(), url, &v.pwfile);
     new.mount(&[]);
     assert_same_tree(
         &want,

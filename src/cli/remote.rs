@@ -29,7 +29,9 @@ S3 credentials come from the environment only: AWS_ACCESS_KEY_ID, AWS_SECRET_ACC
 (and AWS_SESSION_TOKEN for temporary ones), in the environment of `phivault mount` as well. \
 Services other than AWS (MinIO, Ceph RGW, Garage, Wasabi, Backblaze B2) need --endpoint, \
 and self-hosted ones usually --path-style. The bucket must exist, and the prefix hold no \
-other store's replica. Object Lock is not supported yet.
+other store's replica. With --object-lock (a bucket with S3 Object Lock enabled) every \
+object is written in COMPLIANCE mode, locked for the retention lock period and a day: \
+until then nobody, not the bucket's owner nor root on this server, can delete it.
 
 While STORE is mounted, changes are shipped within --delay seconds of their commit; \
 `phivault replicate` ships now, `phivault status` shows the lag. Removing a remote \
@@ -66,6 +68,7 @@ impl S3Flags {
             region: self.region.clone(),
             path_style: self.path_style,
             allow_http: self.allow_http,
+            object_lock: false,
         }
     }
 }
@@ -81,7 +84,12 @@ which must exist). Refuses a place that holds another store's replica.
 S3 credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN in \
 the environment, never from the command line; `phivault mount` needs them too to ship in the \
 background. For MinIO, Ceph RGW, Garage, Wasabi or Backblaze B2 give --endpoint (and \
-usually --path-style for self-hosted ones)."
+usually --path-style for self-hosted ones).
+
+--object-lock needs a bucket with S3 Object Lock enabled (checked now): each object is then \
+put in COMPLIANCE mode with a retain-until date of the retention lock period and a day from \
+its upload, so that even someone holding this server and its keys cannot erase the \
+history before then. Deletes of what pruning removed wait for that date."
     )]
     Add {
         name: String,
@@ -89,6 +97,10 @@ usually --path-style for self-hosted ones)."
         url: String,
         #[command(flatten)]
         s3: S3Flags,
+        /// Lock every object on the bucket (S3 Object Lock, COMPLIANCE mode)
+        /// for the retention lock period and a day.
+        #[arg(long)]
+        object_lock: bool,
         /// Seconds from a commit to its shipping while mounted.
         #[arg(long, default_value_t = DEFAULT_DELAY.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
         delay: u64,
@@ -114,10 +126,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             name,
             url,
             s3,
+            object_lock,
             delay,
             passphrase_file,
         } => {
-            let url = RemoteUrl::parse_with(&url, &s3.options())?;
+            let options = S3Options {
+                object_lock,
+                ..s3.options()
+            };
+            let url = RemoteUrl::parse_with(&url, &options)?;
             add(&dir, &config, name, url, delay, passphrase_file)
         }
         Action::List { format } => list(&dir, format),
@@ -190,6 +207,7 @@ fn list(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {
                     serde_json::json!({
                         "name": r.name, "url": r.url, "delay_s": r.delay_secs,
                         "endpoint": r.endpoint, "region": r.region,
+                        "object_lock": r.object_lock,
                     })
                 })
                 .collect();
@@ -206,7 +224,11 @@ fn list(dir: &StoreDir, format: OutputFormat) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|e| format!(" (endpoint {e})"))
                     .unwrap_or_default();
-                format!("{}\t{}{endpoint}\tdelay {} s\n", r.name, r.url, r.delay_secs)
+                let lock = if r.object_lock { "\tobject lock" } else { "" };
+                format!(
+                    "{}\t{}{endpoint}\tdelay {} s{lock}\n",
+                    r.name, r.url, r.delay_secs
+                )
             })
             .collect(),
     };

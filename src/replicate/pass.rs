@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
-use super::place::{ObjectKind, ObjectName, ObjectPlace, PutOptions, PutOutcome};
+use super::place::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 use super::state::{page_hashes, Shipped, StateDir};
 use super::ReplicateError;
 use crate::audit::ship::TrailFiles;
@@ -134,12 +134,21 @@ impl Pass<'_> {
             .map(|(&id, _)| id)
             .collect();
         for id in due {
-            if let Some(hex) = state.packs.remove(&id) {
-                let name = ObjectName::from_hex(ObjectKind::Data, &hex)
+            if let Some(hex) = state.packs.get(&id) {
+                let name = ObjectName::from_hex(ObjectKind::Data, hex)
                     .map_err(|e| ReplicateError::State(e.to_string()))?;
-                self.place.delete(&name)?;
-                report.deleted += 1;
+                match self.place.delete(&name) {
+                    Ok(()) => report.deleted += 1,
+                    // Object Lock by the remote's clock, or a lock period
+                    // made longer since the upload: a later pass retries.
+                    Err(PlaceError::Locked { until, .. }) => {
+                        tracing::info!("{name}: locked on the remote until {until}; kept");
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
+            state.packs.remove(&id);
             state.dropped.remove(&id);
         }
         if state != before {
@@ -352,14 +361,20 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Stores the object; its size if this call created it.
+    /// Stores the object, locked on a remote with Object Lock for as long
+    /// as the replica keeps what pruning removed; its size if this call
+    /// created it.
     fn put(&self, name: &ObjectName, bytes: &[u8]) -> Result<Option<u64>, ReplicateError> {
-        Ok(
-            match self.place.put_new(name, bytes, &PutOptions::default())? {
-                PutOutcome::Created => Some(bytes.len() as u64),
-                PutOutcome::AlreadyThere => None,
-            },
-        )
+        let options = PutOptions {
+            retain_until: self.place.locks_objects().then(|| {
+                let until = self.vault.clock_ns() + self.vault.replica_hold_ns();
+                jiff::Timestamp::from_nanosecond(until as i128).unwrap_or(jiff::Timestamp::MAX)
+            }),
+        };
+        Ok(match self.place.put_new(name, bytes, &options)? {
+            PutOutcome::Created => Some(bytes.len() as u64),
+            PutOutcome::AlreadyThere => None,
+        })
     }
 }
 

@@ -35,6 +35,8 @@ pub struct S3Options {
     pub region: Option<String>,
     pub path_style: bool,
     pub allow_http: bool,
+    /// Put objects with a COMPLIANCE-mode retain-until date (`--object-lock`).
+    pub object_lock: bool,
 }
 
 impl S3Options {
@@ -58,8 +60,8 @@ impl RemoteUrl {
         }
         if o.any() {
             return Err(ReplicateError::BadUrl(format!(
-                "{s}: --endpoint, --region, --path-style and --allow-http are options of \
-                 s3:// remotes, not of a directory"
+                "{s}: --endpoint, --region, --path-style, --allow-http and --object-lock are \
+                 options of s3:// remotes, not of a directory"
             )));
         }
         let path = s.strip_prefix("dir:").unwrap_or(s);
@@ -142,6 +144,7 @@ fn parse_s3(s: &str, rest: &str, o: &S3Options) -> Result<S3Spec, ReplicateError
         region: region.to_string(),
         path_style: o.path_style,
         allow_http: o.allow_http,
+        object_lock: o.object_lock,
     })
 }
 
@@ -199,6 +202,8 @@ pub struct Remote {
     pub path_style: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_http: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub object_lock: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -219,6 +224,7 @@ impl Remote {
             remote.region = Some(spec.region.clone());
             remote.path_style = spec.path_style;
             remote.allow_http = spec.allow_http;
+            remote.object_lock = spec.object_lock;
         }
         remote
     }
@@ -231,6 +237,7 @@ impl Remote {
                 region: self.region.clone(),
                 path_style: self.path_style,
                 allow_http: self.allow_http,
+                object_lock: self.object_lock,
             },
         )
     }
@@ -373,6 +380,7 @@ mod tests {
             region: Some("eu-west-3".into()),
             path_style: true,
             allow_http: true,
+            object_lock: true,
         };
         let spec = s3("s3://b.1/site/a-b_c/", &o);
         assert_eq!(
@@ -380,7 +388,7 @@ mod tests {
             ("b.1", "site/a-b_c")
         );
         assert_eq!(spec.region, "eu-west-3");
-        assert!(spec.path_style && spec.allow_http);
+        assert!(spec.path_style && spec.allow_http && spec.object_lock);
         assert_eq!(RemoteUrl::S3(spec).to_string(), "s3://b.1/site/a-b_c");
     }
 
@@ -411,6 +419,12 @@ mod tests {
         assert!(RemoteUrl::parse_with("s3://bucket", &with_user).is_err());
         let e = RemoteUrl::parse_with("/mnt/offsite", &http).unwrap_err();
         assert!(e.to_string().contains("s3://"), "{e}");
+        let lock = S3Options {
+            object_lock: true,
+            ..S3Options::default()
+        };
+        let e = RemoteUrl::parse_with("dir:/mnt/offsite", &lock).unwrap_err();
+        assert!(e.to_string().contains("--object-lock"), "{e}");
     }
 
     #[test]
@@ -420,6 +434,7 @@ mod tests {
             region: None,
             path_style: true,
             allow_http: false,
+            object_lock: true,
         };
         let url = RemoteUrl::parse_with("s3://bucket/x", &o).unwrap();
         let remote = Remote::new("off".into(), &url, 30);

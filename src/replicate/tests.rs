@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::crypto::{MasterKey, Passphrase};
 use crate::store::StoreDir;
 use crate::vault::test_support::{new_file, open_vault};
-use crate::vault::{read_config, unlock_master, Vault};
+use crate::vault::{read_config, unlock_master, Clock, Vault};
 
 const PASSPHRASE: &[u8] = b"a vault for unit tests";
 
@@ -260,29 +260,26 @@ fn a_trail_cut_after_it_was_shipped_stops_replication() {
     assert!(e.to_string().contains("the audit trail was cut"), "{e}");
 }
 
-/// A pack pruning removed leaves the remote only once the retention lock
-/// (and a day) has passed since a pass saw it gone; the store recovers
-/// from the remote before and after.
-#[test]
-fn packs_pruning_removed_leave_the_remote_after_the_lock() {
+/// A store on a manual clock whose file "old" went to `place` and was then
+/// unlinked and pruned away: its pack is in the cut's removed packs.
+fn store_with_a_pruned_pack(
+    dir: &Path,
+    place: &dyn ObjectPlace,
+    state: &Path,
+) -> (Arc<Vault>, Arc<crate::vault::ManualClock>) {
     use crate::vault::{Caller, ManualClock, OpenOptions, PruneClock, PruneOptions, ROOT_INO};
-    let d = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::starting_at(crate::vault::now_ns()));
     let v = crate::vault::test_support::open_vault_with(
-        d.path(),
+        dir,
         &OpenOptions {
             clock: clock.clone(),
             ..OpenOptions::default()
         },
     );
-    let place = MemPlace::new();
-    let state = d.path().join("state");
     write_file(&v, "old", &vec![7; 300_000]);
-    pass(&v, &place, &state).unwrap();
-    let objects = place.len();
+    pass(&v, place, state).unwrap();
     write_file(&v, "kept", b"still here");
     v.unlink(&Caller::default(), ROOT_INO, b"old").unwrap();
-    let day = 86_400_000_000_000i64;
     let prune = PruneOptions {
         clock: PruneClock::Shifted(jiff::SignedDuration::from_hours(24 * 3650)),
         grace: std::time::Duration::ZERO,
@@ -294,19 +291,72 @@ fn packs_pruning_removed_leave_the_remote_after_the_lock() {
         !v.replication_cut().unwrap().removed_packs.is_empty(),
         "the prune removed the old file's pack"
     );
+    (v, clock)
+}
+
+const DAY_NS: i64 = 86_400_000_000_000;
+const MINUTE_NS: i64 = 60_000_000_000;
+
+/// A pack pruning removed leaves the remote only once the retention lock
+/// (and a day) has passed since a pass saw it gone; the store recovers
+/// from the remote before and after.
+#[test]
+fn packs_pruning_removed_leave_the_remote_after_the_lock() {
+    let d = tempfile::tempdir().unwrap();
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    let (v, clock) = store_with_a_pruned_pack(d.path(), &place, &state);
+    let objects = place.len();
     let seen = pass(&v, &place, &state).unwrap();
     assert_eq!(seen.deleted, 0, "not before the lock has passed");
     let lock_days = v.config().retention.lock_days as i64;
-    clock.advance((lock_days + 1) * day - 60_000_000_000);
+    clock.advance((lock_days + 1) * DAY_NS - MINUTE_NS);
     assert_eq!(
         pass(&v, &place, &state).unwrap().deleted,
         0,
         "a minute early"
     );
-    clock.advance(120_000_000_000);
+    clock.advance(2 * MINUTE_NS);
     let after = pass(&v, &place, &state).unwrap();
     assert_eq!(after.deleted, 1, "the old pack's object goes");
     assert!(place.len() > objects, "the rest stays");
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+}
+
+/// On a remote with Object Lock every object is locked for the lock period
+/// and a day; a delete the remote still refuses (its clock an hour behind)
+/// leaves the pass whole and is retried by a later one.
+#[test]
+fn on_a_locking_remote_objects_are_locked_and_deletes_wait_for_the_lock() {
+    let d = tempfile::tempdir().unwrap();
+    let remote_clock: Arc<parking_lot::Mutex<Option<Arc<crate::vault::ManualClock>>>> =
+        Arc::default();
+    let behind = remote_clock.clone();
+    let place = MemPlace::locking(Arc::new(move || {
+        let now = behind.lock().as_ref().map_or(0, |c| c.now_ns()) - 60 * MINUTE_NS;
+        jiff::Timestamp::from_nanosecond(now as i128).unwrap()
+    }));
+    let state = d.path().join("state");
+    let first = crate::vault::now_ns();
+    let (v, clock) = store_with_a_pruned_pack(d.path(), &place, &state);
+    *remote_clock.lock() = Some(clock.clone());
+    let hold = v.replica_hold_ns();
+    assert!(hold > v.config().retention.lock_days as i64 * DAY_NS);
+    for kind in ObjectKind::ALL {
+        for (name, _) in place.list(kind).unwrap() {
+            let until = place.retain_until(&name).unwrap().expect("locked");
+            assert!(
+                until.as_nanosecond() >= (first + hold) as i128,
+                "{name} locked until {until} only"
+            );
+        }
+    }
+    pass(&v, &place, &state).unwrap();
+    clock.advance(hold + MINUTE_NS);
+    let early = pass(&v, &place, &state).unwrap();
+    assert_eq!(early.deleted, 0, "the remote's clock says locked");
+    clock.advance(60 * MINUTE_NS);
+    assert_eq!(pass(&v, &place, &state).unwrap().deleted, 1);
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
 }
 

@@ -154,6 +154,10 @@ impl<P: ObjectPlace> ObjectPlace for FaultyPlace<P> {
         self.inner.retain_until(name)
     }
 
+    fn locks_objects(&self) -> bool {
+        self.inner.locks_objects()
+    }
+
     fn describe(&self) -> String {
         format!("faulty {}", self.inner.describe())
     }

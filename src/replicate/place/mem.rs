@@ -9,9 +9,15 @@ use parking_lot::Mutex;
 
 use super::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 
+/// The clock a locking place judges retain-until dates by.
+pub type LockClock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
 #[derive(Default)]
 pub struct MemPlace {
     objects: Mutex<BTreeMap<ObjectName, Stored>>,
+    /// `Some` for a place with Object Lock: it asks for retain-until dates
+    /// and refuses deletes before them, by this clock.
+    lock_clock: Option<LockClock>,
 }
 
 struct Stored {
@@ -22,6 +28,15 @@ struct Stored {
 impl MemPlace {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A place with Object Lock whose clock is `now` (a test's, which may
+    /// run behind the engine's as a remote's clock can).
+    pub fn locking(now: LockClock) -> Self {
+        MemPlace {
+            lock_clock: Some(now),
+            ..Self::default()
+        }
     }
 
     /// How many objects are stored.
@@ -122,7 +137,11 @@ impl ObjectPlace for MemPlace {
     fn delete(&self, name: &ObjectName) -> Result<(), PlaceError> {
         let mut objects = self.objects.lock();
         if let Some(until) = objects.get(name).and_then(|s| s.retain_until) {
-            if until > jiff::Timestamp::now() {
+            let now = self
+                .lock_clock
+                .as_ref()
+                .map_or_else(jiff::Timestamp::now, |clock| clock());
+            if until > now {
                 return Err(PlaceError::Locked { name: *name, until });
             }
         }
@@ -134,6 +153,10 @@ impl ObjectPlace for MemPlace {
         let objects = self.objects.lock();
         let s = objects.get(name).ok_or(PlaceError::NotFound(*name))?;
         Ok(s.retain_until)
+    }
+
+    fn locks_objects(&self) -> bool {
+        self.lock_clock.is_some()
     }
 
     fn describe(&self) -> String {

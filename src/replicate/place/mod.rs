@@ -18,6 +18,7 @@ mod dir;
 mod faulty;
 mod mem;
 mod s3;
+mod s3_lock;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -257,6 +258,11 @@ pub trait ObjectPlace: Send + Sync {
     fn delete(&self, name: &ObjectName) -> Result<(), PlaceError>;
     /// Until when the object is locked against deletion, if it is.
     fn retain_until(&self, name: &ObjectName) -> Result<Option<jiff::Timestamp>, PlaceError>;
+    /// Whether puts here are to carry a retain-until date (`PutOptions`):
+    /// an S3 remote added with `--object-lock`.
+    fn locks_objects(&self) -> bool {
+        false
+    }
     /// Where this is, for messages: never a secret.
     fn describe(&self) -> String;
 }

@@ -26,6 +26,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
 };
 
+use super::s3_lock::{LockClient, LockedPut};
 use super::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 
 /// The region when none is given: AWS's default, and what most
@@ -52,6 +53,9 @@ pub struct S3Spec {
     pub path_style: bool,
     /// Whether a plain `http://` endpoint is allowed.
     pub allow_http: bool,
+    /// Whether objects are put with a COMPLIANCE-mode retain-until date
+    /// (S3 Object Lock; the bucket must have it enabled).
+    pub object_lock: bool,
 }
 
 impl S3Spec {
@@ -105,10 +109,10 @@ impl std::fmt::Debug for S3Credentials {
 /// replication worker backs off and retries on its own, so a call must not
 /// sit in the client's retries for minutes.
 const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_RETRIES: usize = 3;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const MAX_RETRIES: usize = 3;
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One request, body included: a 32 MiB pack at 300 KB/s.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// From this size a put first asks whether the object is there (one round
 /// trip) rather than upload it to be told so: a rerun after a kill finds
 /// most of its packs there. Servers also answer a create-only put of an
@@ -120,6 +124,9 @@ const HEAD_FIRST: usize = 1 << 20;
 pub struct S3Place {
     spec: S3Spec,
     store: Arc<AmazonS3>,
+    /// The SDK client that puts, reads the locks of and deletes objects of
+    /// a remote with Object Lock (`s3_lock` says why).
+    lock: Option<LockClient>,
     /// `Some` until drop.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -155,6 +162,15 @@ impl S3Place {
             secret,
             session_token,
         } = credentials;
+        let lock = spec.object_lock.then(|| {
+            LockClient::new(
+                spec,
+                describe.clone(),
+                key_id.clone(),
+                secret.clone(),
+                session_token.clone(),
+            )
+        });
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&spec.bucket)
             .with_region(&spec.region)
@@ -199,13 +215,15 @@ impl S3Place {
         Ok(S3Place {
             spec: spec.clone(),
             store: Arc::new(store),
+            lock,
             runtime: Some(runtime),
         })
     }
 
-    /// Opens the place and checks that its bucket answers (one LIST): for
-    /// adding a remote, so that a typo fails now and not at the first pass.
-    /// Buckets are made by their owner, never by phivault.
+    /// Opens the place and checks that its bucket answers (one LIST), and
+    /// with Object Lock that the bucket has it enabled: for adding a
+    /// remote, so that a typo fails now and not at the first pass. Buckets
+    /// are made by their owner, never by phivault.
     pub fn create(spec: &S3Spec) -> Result<Self, PlaceError> {
         Self::open(spec)?.check_bucket()
     }
@@ -220,6 +238,9 @@ impl S3Place {
         let store = self.store.clone();
         self.run(async move { store.list_with_delimiter(Some(&keys)).await })
             .map_err(|e| self.error(e, None))?;
+        if let Some(lock) = self.lock.clone() {
+            self.run(async move { lock.check_bucket().await })?;
+        }
         Ok(self)
     }
 
@@ -301,6 +322,24 @@ impl S3Place {
 }
 
 impl S3Place {
+    /// A create-only put through object_store, with no lock date.
+    fn put_unlocked(&self, name: &ObjectName, bytes: &[u8]) -> Result<LockedPut, PlaceError> {
+        let path = self.object_path(name);
+        let payload = PutPayload::from(bytes.to_vec());
+        let store = self.store.clone();
+        let put = self.run(async move {
+            let mode = object_store::PutOptions::from(PutMode::Create);
+            store.put_opts(&path, payload, mode).await
+        });
+        match put {
+            Ok(_) => Ok(LockedPut::Created),
+            Err(object_store::Error::AlreadyExists { source, .. }) => {
+                Ok(LockedPut::Exists(source.to_string()))
+            }
+            Err(e) => Err(self.error(e, Some(name))),
+        }
+    }
+
     /// `AlreadyThere` for an object of the right size under `name` (a
     /// name fixes its bytes, so their size; reads check the rest).
     fn already_there(
@@ -436,12 +475,12 @@ impl ObjectPlace for S3Place {
         o: &PutOptions,
     ) -> Result<PutOutcome, PlaceError> {
         name.check_bytes(bytes)?;
-        if o.retain_until.is_some() {
+        if o.retain_until.is_some() && self.lock.is_none() {
             return Err(PlaceError::Refused {
                 place: self.describe(),
                 status: 0,
-                message: "Object Lock is not supported yet: an object asked to be locked \
-                          is not stored unlocked"
+                message: "an object asked to be locked, and this remote was not added with \
+                          --object-lock: it is not stored unlocked"
                     .to_string(),
             });
         }
@@ -451,16 +490,17 @@ impl ObjectPlace for S3Place {
                 return self.already_there(name, size, len);
             }
         }
-        let path = self.object_path(name);
-        let payload = PutPayload::from(bytes.to_vec());
-        let store = self.store.clone();
-        let put = self.run(async move {
-            let mode = object_store::PutOptions::from(PutMode::Create);
-            store.put_opts(&path, payload, mode).await
-        });
+        let put = match (self.lock.clone(), o.retain_until) {
+            (Some(lock), Some(until)) => {
+                let (key, name, bytes) =
+                    (self.object_path(name).to_string(), *name, bytes.to_vec());
+                self.run(async move { lock.put(key, name, bytes, until).await })
+            }
+            _ => self.put_unlocked(name, bytes),
+        };
         match put {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(object_store::Error::AlreadyExists { source, .. }) => {
+            Ok(LockedPut::Created) => Ok(PutOutcome::Created),
+            Ok(LockedPut::Exists(source)) => {
                 // 412 is "there"; AWS also answers 409 to a put racing
                 // another one that may yet fail: believe what is stored.
                 match self.size(name)? {
@@ -473,7 +513,6 @@ impl ObjectPlace for S3Place {
                 }
             }
             Err(e) => {
-                let e = self.error(e, Some(name));
                 // Cut off by a server that answered early (see HEAD_FIRST),
                 // or by a network that failed after the object landed.
                 if e.is_transient() {
@@ -578,6 +617,11 @@ impl ObjectPlace for S3Place {
     }
 
     fn delete(&self, name: &ObjectName) -> Result<(), PlaceError> {
+        if let Some(lock) = self.lock.clone() {
+            let (key, name) = (self.object_path(name).to_string(), *name);
+            let now = jiff::Timestamp::now();
+            return self.run(async move { lock.delete(key, name, now).await });
+        }
         let path = self.object_path(name);
         let store = self.store.clone();
         match self.run(async move { store.delete(&path).await }) {
@@ -590,12 +634,20 @@ impl ObjectPlace for S3Place {
     }
 
     fn retain_until(&self, name: &ObjectName) -> Result<Option<jiff::Timestamp>, PlaceError> {
-        // No Object Lock yet: nothing is locked, but the object must exist,
-        // as in every other place.
+        if let Some(lock) = self.lock.clone() {
+            let (key, name) = (self.object_path(name).to_string(), *name);
+            return self.run(async move { lock.retain_until(key, name).await });
+        }
+        // Without Object Lock nothing is locked, but the object must
+        // exist, as in every other place.
         match self.size(name)? {
             Some(_) => Ok(None),
             None => Err(PlaceError::NotFound(*name)),
         }
+    }
+
+    fn locks_objects(&self) -> bool {
+        self.lock.is_some()
     }
 
     fn describe(&self) -> String {
@@ -639,6 +691,7 @@ mod tests {
             region: DEFAULT_REGION.into(),
             path_style: false,
             allow_http: false,
+            object_lock: false,
         };
         let e = "https://s3.wasabisys.com";
         assert_eq!(bucket_endpoint(&spec, e), "https://clinic.s3.wasabisys.com");
@@ -658,6 +711,7 @@ mod tests {
             region: DEFAULT_REGION.into(),
             path_style: true,
             allow_http: true,
+            object_lock: false,
         };
         assert_eq!(
             describe(&spec),

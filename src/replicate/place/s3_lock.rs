@@ -1,0 +1,332 @@
+//! S3 Object Lock, through the AWS SDK.
+//!
+//! object_store cannot give an object its own retain-until date: its puts
+//! take no lock headers, and headers added around it would go unsigned,
+//! which AWS refuses for `x-amz-*`. So a remote added with `--object-lock`
+//! puts its objects, reads their locks and deletes them through the SDK;
+//! every other call goes through object_store as for any bucket.
+//!
+//! Locked objects are in COMPLIANCE mode: until the date, nobody (not the
+//! bucket's owner, not root on the clinic's server with its keys) can
+//! delete or overwrite them. A bucket with Object Lock is versioned; a plain
+//! DELETE there only hides the object behind a delete marker, so a delete
+//! here removes every version of the key, which the server allows once
+//! their dates have passed.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode};
+
+use super::s3::{S3Spec, CONNECT_TIMEOUT, MAX_RETRIES, REQUEST_TIMEOUT};
+use super::{ObjectName, PlaceError};
+
+/// What a create-only, locked put did.
+pub(super) enum LockedPut {
+    Created,
+    /// An object of that name is there already (412), or a concurrent put
+    /// of it is under way (409); the text is the server's.
+    Exists(String),
+}
+
+/// The SDK client of a bucket with Object Lock.
+#[derive(Clone)]
+pub(super) struct LockClient {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    /// The place, for messages.
+    place: String,
+}
+
+impl LockClient {
+    pub(super) fn new(
+        spec: &S3Spec,
+        place: String,
+        key_id: String,
+        secret: String,
+        session_token: Option<String>,
+    ) -> Self {
+        let credentials = Credentials::new(key_id, secret, session_token, None, "environment");
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(spec.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(spec.path_style)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_RETRIES as u32 + 1))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(REQUEST_TIMEOUT)
+                    .build(),
+            );
+        if let Some(endpoint) = &spec.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        LockClient {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            bucket: spec.bucket.clone(),
+            place,
+        }
+    }
+
+    /// Fails unless the bucket has Object Lock enabled: a remote added with
+    /// `--object-lock` must never store an object unlocked.
+    pub(super) async fn check_bucket(&self) -> Result<(), PlaceError> {
+        let answer = self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await;
+        let enabled = match answer {
+            Ok(out) => {
+                out.object_lock_configuration()
+                    .and_then(|c| c.object_lock_enabled())
+                    == Some(&ObjectLockEnabled::Enabled)
+            }
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => false,
+            Err(e) => return Err(self.error(e, None)),
+        };
+        match enabled {
+            true => Ok(()),
+            false => Err(self.refused(
+                0,
+                format!(
+                    "bucket {:?} does not have Object Lock enabled: enable it on the bucket \
+                     (S3 console, or `aws s3api put-object-lock-configuration`), or add the \
+                     remote without --object-lock",
+                    self.bucket
+                ),
+            )),
+        }
+    }
+
+    /// Stores `bytes` at `key` unless something is there, locked in
+    /// COMPLIANCE mode until `until`.
+    pub(super) async fn put(
+        &self,
+        key: String,
+        name: ObjectName,
+        bytes: Vec<u8>,
+        until: jiff::Timestamp,
+    ) -> Result<LockedPut, PlaceError> {
+        let answer = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .if_none_match("*")
+            .object_lock_mode(ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(date(until))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(LockedPut::Created),
+            Err(e) if matches!(status(&e), 409 | 412) => {
+                Ok(LockedPut::Exists(DisplayErrorContext(&e).to_string()))
+            }
+            Err(e) => Err(self.error(e, Some(name))),
+        }
+    }
+
+    /// The object's retain-until date: `None` for an object without one,
+    /// `NotFound` for no object.
+    pub(super) async fn retain_until(
+        &self,
+        key: String,
+        name: ObjectName,
+    ) -> Result<Option<jiff::Timestamp>, PlaceError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error(e, Some(name)))?;
+        Ok(head.object_lock_retain_until_date().map(timestamp))
+    }
+
+    /// Removes every version of `key` (and its delete markers); `Locked`,
+    /// and nothing removed, while any version is locked after `now`.
+    pub(super) async fn delete(
+        &self,
+        key: String,
+        name: ObjectName,
+        now: jiff::Timestamp,
+    ) -> Result<(), PlaceError> {
+        let (versions, markers) = self.versions(&key, name).await?;
+        for version in &versions {
+            let head = self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .version_id(version)
+                .send()
+                .await
+                .map_err(|e| self.error(e, Some(name)))?;
+            if let Some(until) = head.object_lock_retain_until_date().map(timestamp) {
+                if until > now {
+                    return Err(PlaceError::Locked { name, until });
+                }
+            }
+        }
+        for version in versions.iter().chain(&markers) {
+            let answer = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .version_id(version)
+                .send()
+                .await;
+            match answer {
+                Ok(_) => {}
+                // The server's clock is behind ours: still locked there.
+                Err(e) if status(&e) == 403 => match self.locked_until(&key, version).await {
+                    Some(until) => return Err(PlaceError::Locked { name, until }),
+                    None => return Err(self.error(e, Some(name))),
+                },
+                Err(e) => return Err(self.error(e, Some(name))),
+            }
+        }
+        Ok(())
+    }
+
+    async fn locked_until(&self, key: &str, version: &str) -> Option<jiff::Timestamp> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version)
+            .send()
+            .await;
+        head.ok()?.object_lock_retain_until_date().map(timestamp)
+    }
+
+    /// The version ids of `key`'s versions and of its delete markers.
+    async fn versions(
+        &self,
+        key: &str,
+        name: ObjectName,
+    ) -> Result<(Vec<String>, Vec<String>), PlaceError> {
+        let (mut versions, mut markers) = (Vec::new(), Vec::new());
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(e, Some(name)))?;
+            let of_key = |k: Option<&str>| k == Some(key);
+            versions.extend(
+                page.versions()
+                    .iter()
+                    .filter(|v| of_key(v.key()))
+                    .filter_map(|v| v.version_id().map(str::to_string)),
+            );
+            markers.extend(
+                page.delete_markers()
+                    .iter()
+                    .filter(|m| of_key(m.key()))
+                    .filter_map(|m| m.version_id().map(str::to_string)),
+            );
+            if page.is_truncated() != Some(true) {
+                return Ok((versions, markers));
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() && version_marker.is_none() {
+                return Ok((versions, markers));
+            }
+        }
+    }
+
+    fn refused(&self, status: u16, message: String) -> PlaceError {
+        PlaceError::Refused {
+            place: self.place.clone(),
+            status,
+            message,
+        }
+    }
+
+    /// The place's error for `e`, as `S3Place` classifies object_store's.
+    fn error<E>(&self, e: SdkError<E, HttpResponse>, name: Option<ObjectName>) -> PlaceError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let unreachable = |e: SdkError<E, HttpResponse>| PlaceError::Unreachable {
+            place: self.place.clone(),
+            source: DisplayErrorContext(e).to_string().into(),
+        };
+        if matches!(
+            e,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        ) {
+            return unreachable(e);
+        }
+        let code = e.code().unwrap_or("no error code").to_string();
+        match (status(&e), name) {
+            (404, Some(name)) => PlaceError::NotFound(name),
+            (404, None) if code == "NoSuchBucket" => self.refused(
+                404,
+                format!(
+                    "no such bucket {:?}: create it first (phivault never creates buckets), \
+                     or check --endpoint and --region",
+                    self.bucket
+                ),
+            ),
+            (s, _) if s == 429 || s >= 500 => unreachable(e),
+            (s @ (401 | 403), _) => self.refused(
+                s,
+                format!(
+                    "access denied: check {}, {}, the bucket's policy and --region ({code})",
+                    super::s3::ENV_ACCESS_KEY,
+                    super::s3::ENV_SECRET_KEY,
+                ),
+            ),
+            (s, _) => self.refused(s, DisplayErrorContext(&e).to_string()),
+        }
+    }
+}
+
+/// The HTTP status of the answer, 0 if there was none.
+fn status<E>(e: &SdkError<E, HttpResponse>) -> u16 {
+    e.raw_response().map_or(0, |r| r.status().as_u16())
+}
+
+/// S3 dates are whole seconds: round up, so the lock is never shorter than
+/// asked.
+fn date(t: jiff::Timestamp) -> DateTime {
+    let up = (t.subsec_nanosecond() > 0) as i64;
+    DateTime::from_secs(t.as_second() + up)
+}
+
+fn timestamp(d: &DateTime) -> jiff::Timestamp {
+    jiff::Timestamp::new(d.secs(), d.subsec_nanos() as i32).unwrap_or(jiff::Timestamp::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_dates_round_up_to_whole_seconds() {
+        let t = jiff::Timestamp::new(1_800_000_000, 1).unwrap();
+        assert_eq!(date(t).secs(), 1_800_000_001);
+        let whole = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        assert_eq!(date(whole).secs(), 1_800_000_000);
+        assert_eq!(timestamp(&date(whole)), whole);
+    }
+}

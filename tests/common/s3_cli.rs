@@ -1,0 +1,105 @@
+//! The binary against an S3 remote (tests/replicate_s3.rs,
+//! tests/replicate_object_lock.rs): commands with the test server's keys in
+//! their environment, and `FLAGS` its `--endpoint ...` options.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::common::replica::stdout;
+use super::common::{self, bin, ok_output, Vault};
+use super::s3server::S3Server;
+
+/// A fresh folder under the temporary directory.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("phivault-s3-")
+        .tempdir()
+        .unwrap()
+}
+
+pub fn phivault(server_env: bool) -> Command {
+    let mut c = Command::new(bin());
+    c.stdin(Stdio::null());
+    if server_env {
+        S3Server::env(&mut c);
+    } else {
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+    }
+    c
+}
+
+pub fn remote_add(v: &Vault, flags: &[String], name: &str, url: &str, extra: &[&str]) -> Output {
+    common::run(
+        phivault(true)
+            .arg("remote")
+            .arg(&v.store)
+            .args(["add", name, url])
+            .args(flags)
+            .args(extra)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    )
+}
+
+pub fn replicate(v: &Vault) -> String {
+    let out = common::run(
+        phivault(true)
+            .arg("replicate")
+            .arg(&v.store)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    ok_output(&out, "phivault replicate");
+    stdout(&out)
+}
+
+/// `recover URL HOME/store` with the server's flags; the new store, not
+/// mounted.
+pub fn recovered(flags: &[String], url: &str, pwfile: &Path) -> Vault {
+    let home = scratch();
+    let out = common::run(
+        phivault(true)
+            .arg("recover")
+            .arg(url)
+            .arg(home.path().join("store"))
+            .args(flags)
+            .arg("--passphrase-file")
+            .arg(pwfile),
+    );
+    ok_output(&out, &format!("phivault recover {url}"));
+    println!("recover: {}", stdout(&out).trim());
+    Vault::existing_in(home)
+}
+
+/// A mount the test made itself (with the S3 keys in its environment):
+/// `unmount` it, or a failing test's drop does it, leaving none behind.
+pub struct MountGuard(PathBuf);
+
+impl MountGuard {
+    pub fn unmount(self) {
+        common::unmount(&self.0);
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if mounts.contains(&format!(" {} ", self.0.display())) {
+            let ok = Command::new(bin())
+                .arg("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+}
+
+pub fn mount_with_keys(v: &Vault) -> MountGuard {
+    common::ok(S3Server::env(v.mount_cmd(&[])));
+    MountGuard(v.mnt.clone())
+}
