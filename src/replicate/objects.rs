@@ -33,6 +33,13 @@ pub struct Head {
     pub seq: u64,
     /// Hex name of the previous head; none for the first.
     pub prev: Option<String>,
+    /// A snapshot: `catalog` holds every page, `packs` every pack the
+    /// remote keeps and `audit.parts` every part of the live segments, so
+    /// a recovery starts here and needs no earlier head (which compaction
+    /// may then delete). The first head is one too. Absent from heads
+    /// written before snapshots, which older releases read as usual.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub base: bool,
     pub time_ns: i64,
     /// vault.toml as of the pass: slots, retention policy and its MAC.
     pub vault_toml: String,

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use super::place::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
-use super::state::{page_hashes, Shipped, StateDir};
+use super::state::{page_hashes, HeadEntry, Shipped, StateDir};
 use super::ReplicateError;
 use crate::audit::ship::TrailFiles;
 use crate::catalog::CatalogImage;
@@ -36,7 +36,7 @@ pub struct PassReport {
     pub bytes: u64,
     /// The seq of the head it wrote; none if nothing had changed.
     pub head: Option<u64>,
-    /// Objects deleted: packs pruning removed a retention lock ago.
+    /// Packs deleted: those pruning removed a retention lock ago.
     pub deleted: u64,
 }
 
@@ -60,6 +60,10 @@ impl Pass<'_> {
         if shipped.head.is_none() {
             self.adopt_remote_chain(&mut shipped)?;
         }
+        if !shipped.history_known {
+            self.learn_history(&mut shipped)?;
+            self.state.save(&shipped)?;
+        }
         let mut next = shipped.clone();
         let mut report = PassReport::default();
 
@@ -73,19 +77,33 @@ impl Pass<'_> {
         }
 
         let image = self.vault.replication_cut()?;
-        let packs = self.ship_packs(&image, &mut next, &mut report)?;
-        let catalog = self.ship_pages(&image, &mut next, &mut report)?;
-        let audit = self.ship_audit(&mut next, &mut report)?;
+        let base = self.base_due(&shipped, image.page_count());
+        let mut packs = self.ship_packs(&image, &mut next, &mut report)?;
+        let (catalog, pages) = self.ship_pages(&image, &mut next, base, &mut report)?;
+        let mut audit = self.ship_audit(&mut next, &mut report)?;
 
         if next == shipped && catalog.is_none() {
             self.delete_dropped(&image, &mut report)?;
+            self.compact()?;
             return Ok(report);
+        }
+        if base {
+            packs = next
+                .packs
+                .iter()
+                .map(|(&id, object)| PackRef {
+                    id,
+                    object: object.clone(),
+                })
+                .collect();
+            audit.parts = next.audit_parts.clone();
         }
         let head = Head {
             format: objects::HEAD_FORMAT,
             seq: shipped.seq + 1,
             prev: shipped.head.clone(),
-            time_ns: now_ns(),
+            base,
+            time_ns: self.vault.clock_ns(),
             vault_toml: String::from_utf8_lossy(&vault_toml).into_owned(),
             keys: keys.hex(),
             catalog,
@@ -98,6 +116,14 @@ impl Pass<'_> {
         let name = ObjectName::of(ObjectKind::Head, &object);
         next.seq = head.seq;
         next.head = Some(name.hex());
+        next.heads.push(HeadEntry {
+            seq: head.seq,
+            name: name.hex(),
+            time_ns: head.time_ns,
+            base,
+            pages_object: head.catalog.as_ref().map(|c| c.object.clone()),
+            pages,
+        });
         next.objects = shipped.objects + report.objects + 1;
         next.bytes = shipped.bytes + report.bytes + object.len() as u64;
         self.state.prepare(&next)?;
@@ -105,7 +131,103 @@ impl Pass<'_> {
         self.state.commit()?;
         report.head = Some(head.seq);
         self.delete_dropped(&image, &mut report)?;
+        self.compact()?;
         Ok(report)
+    }
+
+    /// Whether this pass's head is to be a snapshot: the first one, or
+    /// when the pages shipped since the last reach the catalog's size (a
+    /// recovery would replay as much as a snapshot holds), or after
+    /// `SNAPSHOT_EVERY_HEADS` heads or `SNAPSHOT_EVERY` of time. Like
+    /// Litestream's snapshots, they bound what a recovery reads and let
+    /// compaction delete the heads and pages before them.
+    fn base_due(&self, shipped: &Shipped, page_count: u32) -> bool {
+        let Some(last) = shipped.heads.iter().rposition(|h| h.base) else {
+            return true;
+        };
+        let since = &shipped.heads[last + 1..];
+        let pages: u64 = since.iter().map(|h| h.pages).sum();
+        let age = self.vault.clock_ns() - shipped.heads[last].time_ns;
+        pages >= page_count as u64
+            || since.len() >= SNAPSHOT_EVERY_HEADS
+            || age >= SNAPSHOT_EVERY_NS
+    }
+
+    /// Deletes the heads, and the catalog pages only they name, that come
+    /// before the newest snapshot made a replica hold ago (the retention
+    /// lock and a day): every pass since then still recovers (`recover
+    /// --at`), from that snapshot. Audit parts and packs are not touched
+    /// here. Newest first, so that a kill midway leaves a chain that ends
+    /// at the snapshot and old heads that no chain reaches.
+    fn compact(&self) -> Result<(), ReplicateError> {
+        let mut state = self.state.load()?;
+        let cutoff = self.vault.clock_ns() - self.vault.replica_hold_ns();
+        let keep = match state
+            .heads
+            .iter()
+            .rposition(|h| h.base && h.time_ns <= cutoff)
+        {
+            Some(keep) if keep > 0 => keep,
+            _ => return Ok(()),
+        };
+        let kept_pages: std::collections::HashSet<String> = state.heads[keep..]
+            .iter()
+            .filter_map(|h| h.pages_object.clone())
+            .collect();
+        let object = |kind, hex: &str| {
+            ObjectName::from_hex(kind, hex).map_err(|e| ReplicateError::State(e.to_string()))
+        };
+        for h in state.heads[..keep].iter().rev() {
+            let mut names = vec![object(ObjectKind::Head, &h.name)?];
+            if let Some(pages) = h.pages_object.as_ref().filter(|p| !kept_pages.contains(*p)) {
+                names.push(object(ObjectKind::Data, pages)?);
+            }
+            for name in names {
+                match self.place.delete(&name) {
+                    Ok(()) => {}
+                    Err(PlaceError::Locked { until, .. }) => {
+                        tracing::info!("{name}: locked on the remote until {until}; kept");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        state.heads.drain(..keep);
+        self.state.save(&state)
+    }
+
+    /// Fills in what a state written before snapshots lacks (the heads the
+    /// remote keeps, the audit parts of the live segments) from the
+    /// remote's chain: once, after an upgrade or an adopted chain.
+    fn learn_history(&self, shipped: &mut Shipped) -> Result<(), ReplicateError> {
+        shipped.heads.clear();
+        shipped.audit_parts.clear();
+        if shipped.seq > 0 {
+            let chain = super::recover::head_chain(self.place, self.key)?;
+            for (name, head) in &chain {
+                shipped.heads.push(HeadEntry {
+                    seq: head.seq,
+                    name: name.hex(),
+                    time_ns: head.time_ns,
+                    base: head.base || head.prev.is_none(),
+                    pages_object: head.catalog.as_ref().map(|c| c.object.clone()),
+                    pages: 0,
+                });
+                if head.base {
+                    shipped.audit_parts.clear();
+                }
+                shipped.audit_parts.extend(
+                    head.audit
+                        .parts
+                        .iter()
+                        .filter(|p| shipped.audit.contains_key(&p.segment))
+                        .cloned(),
+                );
+            }
+        }
+        shipped.history_known = true;
+        Ok(())
     }
 
     /// Deletes from the remote the packs pruning removed here, once the
@@ -174,6 +296,7 @@ impl Pass<'_> {
             .into_iter()
             .map(|(id, object)| (id, object.hex()))
             .collect();
+        shipped.history_known = false;
         tracing::info!(
             "{}: continuing its chain of passes from pass {}",
             self.place.describe(),
@@ -246,23 +369,28 @@ impl Pass<'_> {
         ))
     }
 
-    /// The catalog pages that differ from those shipped.
+    /// The catalog pages that differ from those shipped (all of them for a
+    /// snapshot), and how many that is.
     fn ship_pages(
         &self,
         image: &CatalogImage,
         next: &mut Shipped,
+        base: bool,
         report: &mut PassReport,
-    ) -> Result<Option<CatalogRef>, ReplicateError> {
+    ) -> Result<(Option<CatalogRef>, u64), ReplicateError> {
         let hashes = page_hashes(image);
-        if next.holds_catalog(image.page_size, &hashes) {
-            return Ok(None);
+        if !base && next.holds_catalog(image.page_size, &hashes) {
+            return Ok((None, 0));
         }
         let all: Vec<&[u8]> = image.pages().collect();
-        let changed = next
-            .changed_pages(image.page_size, &hashes)
-            .into_iter()
-            .map(|i| (i as u32 + 1, all[i].to_vec()))
-            .collect();
+        let changed: Vec<(u32, Vec<u8>)> = match base {
+            true => (0..all.len()).collect(),
+            false => next.changed_pages(image.page_size, &hashes),
+        }
+        .into_iter()
+        .map(|i| (i as u32 + 1, all[i].to_vec()))
+        .collect();
+        let count = changed.len() as u64;
         let pages = Pages {
             page_size: image.page_size,
             page_count: image.page_count(),
@@ -274,11 +402,12 @@ impl Pass<'_> {
         self.upload(&name, &object, report)?;
         next.page_size = image.page_size;
         next.page_hashes = hashes;
-        Ok(Some(CatalogRef {
+        let catalog = CatalogRef {
             page_size: pages.page_size,
             page_count: pages.page_count,
             object: name.hex(),
-        }))
+        };
+        Ok((Some(catalog), count))
     }
 
     /// The anchor and head first, then the frames: the shipped trail then
@@ -309,14 +438,17 @@ impl Pass<'_> {
             let object = self.seal_checked(objects::KIND_AUDIT, &payload, Compress::No)?;
             let name = ObjectName::of(ObjectKind::Data, &object);
             self.upload(&name, &object, report)?;
-            parts.push(AuditPartRef {
+            let part = AuditPartRef {
                 segment: first,
                 offset: from,
                 object: name.hex(),
-            });
+            };
+            next.audit_parts.push(part.clone());
+            parts.push(part);
             next.audit.insert(first, from + bytes.len() as u64);
         }
         next.audit.retain(|first, _| segments.contains(first));
+        next.audit_parts.retain(|p| segments.contains(&p.segment));
         next.audit_anchor = anchor.clone();
         next.audit_head = head.clone();
         Ok(AuditRef {
@@ -386,6 +518,11 @@ impl PassReport {
         }
     }
 }
+
+/// A snapshot at least this often while the store changes, and after at
+/// most this many heads (a day of passes a minute apart).
+const SNAPSHOT_EVERY_NS: i64 = 24 * 3600 * 1_000_000_000;
+const SNAPSHOT_EVERY_HEADS: usize = 1440;
 
 /// Refuses to go on from a trail shorter than what the remote holds: a
 /// segment cut below what was shipped, or one gone that pruning (which

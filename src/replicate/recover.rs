@@ -54,7 +54,9 @@ pub fn unlock_remote(
     Err(last_error.expect("at least one keys object").into())
 }
 
-/// The heads from the first to the newest, checked to form one chain.
+/// The heads from the first the remote keeps to the newest, checked to
+/// form one chain: it begins with the first head, or with a snapshot
+/// whose earlier heads compaction deleted (`Head::base`).
 pub fn head_chain(
     place: &dyn ObjectPlace,
     key: &EnvelopeKey,
@@ -78,6 +80,12 @@ pub fn head_chain(
     let mut cursor = Some(newest);
     while let Some(hex) = cursor {
         let Some((name, head)) = by_name.remove(&hex) else {
+            if chain
+                .last()
+                .is_some_and(|(_, h): &(ObjectName, Head)| h.base)
+            {
+                break;
+            }
             return Err(ReplicateError::Damaged(format!(
                 "head {hex} is missing on {}: the chain of passes is broken",
                 place.describe()
@@ -95,7 +103,7 @@ pub fn head_chain(
         cursor = head.prev.clone();
         chain.push((name, head));
     }
-    if chain.last().is_some_and(|(_, h)| h.seq != 1) {
+    if chain.last().is_some_and(|(_, h)| h.seq != 1 && !h.base) {
         return Err(ReplicateError::Damaged("the first head is missing".into()));
     }
     chain.reverse();
@@ -115,14 +123,24 @@ pub fn recover(
     let key = master.envelope_key(&config.vault_id);
     let mut chain = head_chain(place, &key)?;
     if let Some(at) = at {
+        let oldest = chain[0].1.time_ns;
         chain.retain(|(_, h)| h.time_ns <= at);
         if chain.is_empty() {
+            let oldest = jiff::Timestamp::from_nanosecond(oldest as i128)
+                .map_or_else(|_| oldest.to_string(), |t| t.to_string());
             return Err(ReplicateError::State(format!(
-                "{} holds no pass made at or before that time",
+                "{} holds no pass made at or before that time: the oldest it keeps is from \
+                 {oldest}",
                 place.describe()
             )));
         }
     }
+    // Replay from the last snapshot: it holds all that came before.
+    let start = chain
+        .iter()
+        .rposition(|(_, h)| h.base || h.prev.is_none())
+        .unwrap_or(0);
+    chain.drain(..start);
     dest.create_root().map_err(ReplicateError::Store)?;
     let mut done = Recovered {
         heads: chain.len() as u64,

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::objects::AuditPartRef;
 use super::place::{ObjectKind, ObjectName, ObjectPlace};
 use super::ReplicateError;
 use crate::store::write_atomic;
@@ -55,6 +56,18 @@ pub struct Shipped {
     /// Every object and byte shipped so far.
     pub objects: u64,
     pub bytes: u64,
+    /// The heads the remote keeps, oldest first: what compaction deletes
+    /// and what says when the next snapshot is due. States written before
+    /// snapshots lack it (`history_known` false) and learn it once from
+    /// the remote's chain.
+    #[serde(default)]
+    pub heads: Vec<HeadEntry>,
+    /// The audit parts on the remote of the live segments, in shipping
+    /// order: a snapshot names them all.
+    #[serde(default)]
+    pub audit_parts: Vec<AuditPartRef>,
+    #[serde(default)]
+    pub history_known: bool,
     #[serde(skip)]
     pub page_size: u32,
     /// A short hash of each catalog page as shipped.
@@ -62,7 +75,19 @@ pub struct Shipped {
     pub page_hashes: Vec<[u8; PAGE_HASH_LEN]>,
 }
 
-/// The outcome of the last attempts, for `status`.
+/// One head the remote keeps.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeadEntry {
+    pub seq: u64,
+    pub name: String,
+    pub time_ns: i64,
+    pub base: bool,
+    /// Its catalog pages object, and how many pages that holds (0 when
+    /// learned from a head written before snapshots).
+    pub pages_object: Option<String>,
+    pub pages: u64,
+}
+
 impl Shipped {
     /// The (0-based) pages of a catalog with `hashes` that differ from
     /// those shipped: all of them after a change of page size.
@@ -79,6 +104,7 @@ impl Shipped {
     }
 }
 
+/// The outcome of the last attempts, for `status`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     pub last_success_ns: Option<i64>,

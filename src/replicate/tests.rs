@@ -412,3 +412,120 @@ fn a_stopped_pass_records_nothing_and_the_next_completes() {
     assert_eq!(pass(&v, &place, &state).unwrap().head, Some(1));
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
 }
+
+/// Snapshots come as the shipped pages add up to the catalog's size; once
+/// one is a replica hold old, the heads and pages before it leave the
+/// remote. Recovery starts at the last snapshot and gives the same store;
+/// a time before the oldest kept snapshot is refused with what is kept.
+#[test]
+fn snapshots_bound_recovery_and_let_old_heads_go() {
+    use crate::vault::{ManualClock, OpenOptions};
+    let d = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_at(crate::vault::now_ns()));
+    let v = crate::vault::test_support::open_vault_with(
+        d.path(),
+        &OpenOptions {
+            clock: clock.clone(),
+            ..OpenOptions::default()
+        },
+    );
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    let heads = || StateDir::new(state.clone()).load().unwrap().heads;
+    write_file(&v, "first", &vec![1; 100_000]);
+    pass(&v, &place, &state).unwrap();
+    assert!(heads()[0].base, "the first head is a snapshot");
+    let mut i = 0;
+    while !heads().last().unwrap().base || heads().len() == 1 {
+        i += 1;
+        assert!(i < 500, "no second snapshot after {i} passes");
+        clock.advance(MINUTE_NS);
+        write_file(&v, &format!("f{i}"), format!("file {i}").as_bytes());
+        pass(&v, &place, &state).unwrap();
+    }
+    let second = heads().last().unwrap().clone();
+    assert!(second.seq > 2, "snapshots are not every pass");
+    clock.advance(MINUTE_NS);
+    write_file(&v, "after", b"after the snapshot");
+    pass(&v, &place, &state).unwrap();
+    let before = place.list(ObjectKind::Head).unwrap().len();
+    assert_eq!(before as u64, second.seq + 1);
+
+    clock.advance(v.replica_hold_ns() + MINUTE_NS);
+    write_file(&v, "later", b"a hold later");
+    pass(&v, &place, &state).unwrap();
+    let kept = heads();
+    assert_eq!(
+        kept[0].seq, second.seq,
+        "the heads before the snapshot went"
+    );
+    assert_eq!(
+        place.list(ObjectKind::Head).unwrap().len(),
+        kept.len(),
+        "and left the remote"
+    );
+    let key = master(&v).envelope_key(&v.config().vault_id);
+    let chain = head_chain(&place, &key).unwrap();
+    assert!(chain[0].1.base && chain[0].1.seq == second.seq);
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+
+    let pass_phrase = Passphrase::new(PASSPHRASE.to_vec());
+    let too_old = second.time_ns - MINUTE_NS;
+    let e = recover(
+        &place,
+        &pass_phrase,
+        &StoreDir::new(d.path().join("too-old")),
+        Some(too_old),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("the oldest it keeps"), "{e}");
+    let dest = StoreDir::new(d.path().join("at-snapshot"));
+    let got = recover(&place, &pass_phrase, &dest, Some(second.time_ns), &|_| {}).unwrap();
+    assert_eq!(got.heads, 1, "replayed from the snapshot alone");
+}
+
+/// A state written before snapshots (no heads, no audit parts) learns them
+/// from the remote's chain once, and goes on as if it had always had them.
+#[test]
+fn a_state_from_before_snapshots_learns_the_remote_history() {
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    let place = MemPlace::new();
+    let state = d.path().join("state");
+    for i in 0..3 {
+        write_file(&v, &format!("f{i}"), &vec![i as u8; 50_000]);
+        pass(&v, &place, &state).unwrap();
+    }
+    let dir = StateDir::new(state.clone());
+    let full = dir.load().unwrap();
+    assert_eq!(full.heads.len(), 3);
+    let old = super::state::Shipped {
+        heads: Vec::new(),
+        audit_parts: Vec::new(),
+        history_known: false,
+        ..full.clone()
+    };
+    dir.save(&old).unwrap();
+    write_file(&v, "f3", b"after the upgrade");
+    pass(&v, &place, &state).unwrap();
+    let learned = dir.load().unwrap();
+    assert!(learned.history_known);
+    assert_eq!(
+        learned.heads[..3],
+        full.heads[..3]
+            .iter()
+            .cloned()
+            .map(|mut h| {
+                h.pages = 0;
+                h
+            })
+            .collect::<Vec<_>>()[..]
+    );
+    assert_eq!(learned.heads.len(), 4);
+    assert_eq!(
+        learned.audit_parts[..full.audit_parts.len()],
+        full.audit_parts[..]
+    );
+    assert_recovers_to(&v, &place, &d.path().join("recovered"));
+}
