@@ -132,6 +132,16 @@ impl EnvelopeKey {
         }
     }
 
+    /// Fills `out` with bytes that nobody without the key can tell from
+    /// random, derived from `seed`: padding that hides where the data
+    /// before it ends, and comes out the same for the same seed.
+    pub fn fill_padding(&self, seed: &[u8], out: &mut [u8]) {
+        let mut h = blake3::Hasher::new_keyed(&self.nonce_key);
+        h.update(b"padding");
+        h.update(seed);
+        h.finalize_xof().fill(out);
+    }
+
     fn aad(&self, kind: u8) -> Vec<u8> {
         let mut aad = MAGIC.to_vec();
         aad.push(kind);

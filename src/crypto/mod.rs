@@ -11,7 +11,7 @@ pub mod names;
 mod slots;
 
 pub use block::{BlockId, BlockSealer, CiphertextBuf, SealedBlock, BLOCK_ID_LEN, NONCE_LEN};
-pub use envelope::{Compress, EnvelopeKey};
+pub use envelope::{padme, Compress, EnvelopeKey};
 pub use keys::{AuditKeys, Keys, MasterKey};
 pub use names::NameCipher;
 pub use slots::{unlock, KdfParams, KeySlot, Passphrase, SlotKind};

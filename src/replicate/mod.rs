@@ -11,6 +11,7 @@
 
 pub mod lag;
 pub mod objects;
+pub mod pack_object;
 pub mod pass;
 pub mod place;
 pub mod recover;

@@ -17,6 +17,8 @@ pub const KIND_PACK: u8 = 1;
 pub const KIND_PAGES: u8 = 2;
 pub const KIND_AUDIT: u8 = 3;
 pub const KIND_HEAD: u8 = 4;
+/// The envelope of a pack object's index (`pack_object`).
+pub const KIND_PACK_INDEX: u8 = 5;
 
 const PACK_MAGIC: &[u8; 8] = b"PVPACK01";
 const PAGES_MAGIC: &[u8; 8] = b"PVPAGES1";

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::place::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 use super::state::{page_hashes, HeadEntry, Shipped, StateDir};
-use super::ReplicateError;
+use super::{pack_object, ReplicateError};
 use crate::audit::ship::TrailFiles;
 use crate::catalog::CatalogImage;
 use crate::crypto::{Compress, EnvelopeKey};
@@ -346,18 +346,28 @@ impl Pass<'_> {
         self.check_stop()?;
         let path = self.vault.pack_file(id);
         let bytes = std::fs::read(&path).map_err(|e| ReplicateError::io(&path, e))?;
-        // A compression or encryption bug must not reach the only good
-        // copy: the pack is opened block by block before it leaves.
-        self.vault.check_pack_copy(id, &bytes).map_err(|e| {
+        let damaged = |e: &dyn std::fmt::Display| {
             ReplicateError::Damaged(format!(
                 "pack {} is damaged, not shipped: {e} (run `phivault verify`)",
                 path.display()
             ))
-        })?;
-        let payload = objects::encode_pack(id, &bytes);
+        };
+        let object = pack_object::encode(self.key, id, &bytes).map_err(|e| damaged(&e))?;
+        // A compression or encryption bug must not reach the only good
+        // copy: what leaves is decoded again, must give the pack back byte
+        // for byte, and every block of it must open and match its id.
+        let (got, back) = pack_object::decode(self.key, &object)?;
+        if got != id || back != bytes {
+            return Err(ReplicateError::Damaged(format!(
+                "pack {}: its object does not decode to it; nothing was shipped",
+                path.display()
+            )));
+        }
         drop(bytes);
-        let object = self.seal_checked(objects::KIND_PACK, &payload, Compress::No)?;
-        drop(payload);
+        self.vault
+            .check_pack_copy(id, &back)
+            .map_err(|e| damaged(&e))?;
+        drop(back);
         let name = ObjectName::of(ObjectKind::Data, &object);
         let created = self.put(&name, &object)?;
         Ok((

@@ -271,30 +271,14 @@ pub fn shipped_packs(
     Ok(packs)
 }
 
-/// A sealed pack as fetched from a remote: its object's payload, of which
-/// the pack is the tail (kept whole: a pack is tens of MiB, not copied).
-pub struct FetchedPack {
-    payload: Vec<u8>,
-    start: usize,
-}
-
-impl std::ops::Deref for FetchedPack {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.payload[self.start..]
-    }
-}
-
 /// Sealed pack `id`'s bytes, from object `name` of the remote.
 pub fn fetch_pack(
     place: &dyn ObjectPlace,
     key: &EnvelopeKey,
     id: i64,
     name: &ObjectName,
-) -> Result<FetchedPack, ReplicateError> {
-    let payload = key.open(objects::KIND_PACK, &place.get(name)?)?;
-    let (got, bytes) = objects::decode_pack(&payload)?;
+) -> Result<Vec<u8>, ReplicateError> {
+    let (got, bytes) = super::pack_object::decode(key, &place.get(name)?)?;
     if got != id {
         return Err(ReplicateError::Damaged(format!(
             "object {} holds pack {} where pack {} was expected",
@@ -303,8 +287,7 @@ pub fn fetch_pack(
             PackId::from_i64(id)
         )));
     }
-    let start = payload.len() - bytes.len();
-    Ok(FetchedPack { payload, start })
+    Ok(bytes)
 }
 
 fn restore_pack(

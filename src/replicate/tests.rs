@@ -529,3 +529,78 @@ fn a_state_from_before_snapshots_learns_the_remote_history() {
     );
     assert_recovers_to(&v, &place, &d.path().join("recovered"));
 }
+
+/// A sealed pack of a real vault, with the vault's envelope key.
+fn a_sealed_pack() -> (tempfile::TempDir, crate::crypto::EnvelopeKey, i64, Vec<u8>) {
+    let d = tempfile::tempdir().unwrap();
+    let v = open_vault(d.path());
+    let mut noise = vec![0; 700_000];
+    blake3::Hasher::new()
+        .update(b"incompressible")
+        .finalize_xof()
+        .fill(&mut noise);
+    write_file(&v, "a", &noise);
+    write_file(&v, "b", &b"compressible text ".repeat(20_000));
+    let cut = v.replication_cut().unwrap();
+    let (id, _) = cut.sealed_packs[0];
+    let pack = std::fs::read(v.pack_file(id)).unwrap();
+    let key = master(&v).envelope_key(&v.config().vault_id);
+    (d, key, id, pack)
+}
+
+/// A pack object gives the pack back byte for byte, comes out the same
+/// each time, is padded, and shows none of the record headers or the
+/// pack's own framing in clear.
+#[test]
+fn a_pack_object_decodes_to_its_pack_and_hides_its_headers() {
+    use super::pack_object::{decode, encode};
+    let (_d, key, id, pack) = a_sealed_pack();
+    let object = encode(&key, id, &pack).unwrap();
+    assert_eq!(object, encode(&key, id, &pack).unwrap(), "deterministic");
+    assert_eq!(object.len(), crate::crypto::padme(object.len()));
+    assert!(object.len() >= pack.len());
+    let (got, back) = decode(&key, &object).unwrap();
+    assert_eq!(got, id);
+    assert!(back == pack, "byte for byte");
+    let layout = crate::store::sealed_layout(crate::store::PackId::from_i64(id), &pack).unwrap();
+    assert!(layout.records.len() > 2);
+    let found = |needle: &[u8]| object.windows(needle.len()).any(|w| w == needle);
+    for r in &layout.records {
+        let block_id = &pack[r.start + 8..r.start + 40];
+        assert!(!found(block_id), "a block id in clear");
+    }
+    assert!(
+        !found(b"PHIPACK1") && !found(b"PHIPEND1"),
+        "the pack's framing"
+    );
+    assert!(!found(&pack[layout.tail.clone()][..32]), "the pack's index");
+}
+
+/// Objects of the first release (the pack whole in an envelope) still
+/// decode; damage to a new one is an error, never a wrong pack.
+#[test]
+fn old_pack_objects_decode_and_damaged_ones_are_refused() {
+    use super::objects::{encode_pack, KIND_PACK};
+    use super::pack_object::{decode, encode};
+    let (_d, key, id, pack) = a_sealed_pack();
+    let old = key.seal(
+        KIND_PACK,
+        &encode_pack(id, &pack),
+        crate::crypto::Compress::No,
+    );
+    let (got, back) = decode(&key, &old).unwrap();
+    assert_eq!(got, id);
+    assert!(back == pack);
+    let object = encode(&key, id, &pack).unwrap();
+    let mut hurt = object.clone();
+    hurt[20] ^= 1;
+    assert!(decode(&key, &hurt).is_err(), "a flipped index byte");
+    assert!(
+        decode(&key, &object[..object.len() / 3]).is_err(),
+        "cut short"
+    );
+    assert!(
+        encode(&key, id, &pack[..pack.len() - 1]).is_err(),
+        "not a sealed pack"
+    );
+}

@@ -20,8 +20,9 @@ pub use layout::StoreDir;
 pub(crate) use layout::{make_private_dir, sync_dir, write_atomic};
 pub use lock::{StoreLock, CONFIG_LOCK_FILE};
 pub use pack::{
-    pack_path_in, record_len, sealed_records, AppendOutcome, BlockLocation, PackId, PackStore,
-    Pushed, PushedRecords, RawRecord, Recovered, SealedPack, PACK_TARGET_SIZE, RECORD_HEADER_LEN,
+    pack_path_in, record_len, sealed_layout, sealed_records, AppendOutcome, BlockLocation, PackId,
+    PackStore, Pushed, PushedRecords, RawRecord, Recovered, SealedLayout, SealedPack,
+    PACK_TARGET_SIZE, RECORD_HEADER_LEN,
 };
 pub use space::{room_per_block, statvfs, SpaceGuard, DEFAULT_RESERVE};
 

@@ -822,6 +822,27 @@ pub fn pack_path_in(dir: &Path, id: PackId) -> PathBuf {
 /// The records of a sealed pack's bytes, in order: what a copy of the pack
 /// must hold. Reads the record headers, not the (encrypted) index.
 pub fn sealed_records(pack: PackId, bytes: &[u8]) -> Result<Vec<RawRecord>> {
+    let layout = sealed_layout(pack, bytes)?;
+    layout
+        .records
+        .into_iter()
+        .map(|r| parse_record(pack, r.start as u64, bytes[r].to_vec()))
+        .collect()
+}
+
+/// Where the parts of a sealed pack's bytes are: its magic, then its
+/// records, one after the other, then its index and trailer (`tail`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedLayout {
+    pub magic: std::ops::Range<usize>,
+    /// Each record whole, its `len` field included.
+    pub records: Vec<std::ops::Range<usize>>,
+    pub tail: std::ops::Range<usize>,
+}
+
+/// The layout of a sealed pack's bytes, from its trailer and the record
+/// lengths (nothing is decrypted); every record has its header whole.
+pub fn sealed_layout(pack: PackId, bytes: &[u8]) -> Result<SealedLayout> {
     let damaged = |offset, what| StoreError::DamagedRecord { pack, offset, what };
     let len = bytes.len() as u64;
     if len < PACK_MAGIC.len() as u64 + TRAILER_LEN
@@ -842,21 +863,21 @@ pub fn sealed_records(pack: PackId, bytes: &[u8]) -> Result<Vec<RawRecord>> {
     let mut at = PACK_MAGIC.len() as u64;
     while at < index_at {
         let head = &bytes[at as usize..index_at as usize];
-        if head.len() < 4 {
+        if head.len() < RECORD_HEADER_LEN {
             return Err(damaged(at, "record cut short"));
         }
         let end = at + 4 + u32::from_le_bytes(head[..4].try_into().expect("4")) as u64;
-        if end > index_at {
+        if end > index_at || end < at + RECORD_HEADER_LEN as u64 {
             return Err(damaged(at, "record runs into the index"));
         }
-        records.push(parse_record(
-            pack,
-            at,
-            bytes[at as usize..end as usize].to_vec(),
-        )?);
+        records.push(at as usize..end as usize);
         at = end;
     }
-    Ok(records)
+    Ok(SealedLayout {
+        magic: 0..PACK_MAGIC.len(),
+        records,
+        tail: index_at as usize..bytes.len(),
+    })
 }
 
 fn parse_record(pack: PackId, offset: u64, buf: Vec<u8>) -> Result<RawRecord> {
