@@ -41,6 +41,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    util::keep_large_buffers();
     let url = RemoteUrl::parse_with(&a.url, &a.s3.options())?;
     let at = match a.at {
         None => None,

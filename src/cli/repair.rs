@@ -29,6 +29,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    util::keep_large_buffers();
     let util::Unlocked {
         store,
         dir,

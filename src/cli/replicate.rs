@@ -36,6 +36,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    util::keep_large_buffers();
     let store = util::absolute(&a.store)?;
     let dir = StoreDir::new(&store);
     let config =

@@ -320,3 +320,20 @@ pub fn unlock(store: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<Un
         master,
     })
 }
+
+/// Lets freed pack-sized buffers stay in the process for the next pack.
+/// glibc serves allocations above its mmap threshold (32 MiB at most)
+/// with fresh mappings and unmaps them when freed, so every 32 MiB pack
+/// that a replication, recovery or check reads, encodes or fetches paid a
+/// page fault per 4 KiB page: measured, 60% of a replication's time. Only
+/// these batch commands ask for it; the daemon keeps glibc's leaner
+/// default.
+pub fn keep_large_buffers() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes the allocator's tuning; called before
+    // the command's threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

@@ -38,6 +38,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    util::keep_large_buffers();
     let util::Unlocked {
         store, dir, master, ..
     } = util::unlock(&a.store, a.passphrase_file.as_deref())?;
