@@ -7,7 +7,9 @@
 # Then, RUNS times, caches dropped before each step:
 #   cp -r of the store to a directory + sync   vs  `phivault replicate` to a
 #   new directory remote (a first, whole pass);
-#   cp -r of that remote + sync                vs  `phivault recover` of it.
+#   cp -r of that remote + sync                vs  `phivault recover` of it;
+#   and, if `s3s-fs` is installed (cargo install s3s-fs --features binary),
+#   `replicate` to and `recover` from an S3 server of that disk on loopback.
 # Work happens under $BENCH_DIR (default /var/tmp/phivault-bench-repl), so
 # copies and the remote are on one disk. Needs root (drop_caches) and FUSE.
 set -euo pipefail
@@ -39,6 +41,19 @@ drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 ms() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
 row() { printf '%-24s %6d ms\n' "$1" "$2"; }
 
+s3s=$(command -v "${S3S_FS:-s3s-fs}" || true)
+if [[ -n $s3s ]]; then
+  export AWS_ACCESS_KEY_ID=PHIVAULTBENCHKEY0001 AWS_SECRET_ACCESS_KEY=phivault-bench-secret-0123456789
+  mkdir -p "$work/s3root/bench"
+  port=$((20000 + RANDOM % 20000))
+  "$s3s" --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" \
+    --secret-key "$AWS_SECRET_ACCESS_KEY" "$work/s3root" >/dev/null 2>&1 &
+  s3s_pid=$!
+  trap 'kill $s3s_pid 2>/dev/null || true; fusermount3 -u "$mnt" 2>/dev/null || true' EXIT
+  s3flags=(--endpoint "http://127.0.0.1:$port" --path-style --allow-http)
+  sleep 1
+fi
+
 for run in $(seq 1 "$runs"); do
   echo "run $run"
   rm -rf "$work/copy" "$work/remote" "$work/recovered" "$work/remote-copy"
@@ -48,5 +63,13 @@ for run in $(seq 1 "$runs"); do
   drop; row "replicate" "$(ms bash -c "'$bin' replicate '$store' --passphrase-file '$pw' && sync")"
   drop; row "cp -r remote + sync" "$(ms bash -c "cp -r '$work/remote' '$work/remote-copy' && sync")"
   drop; row "recover" "$(ms bash -c "'$bin' recover 'dir:$work/remote' '$work/recovered' --passphrase-file '$pw' && sync")"
+  if [[ -n $s3s ]]; then
+    rm -rf "$work/recovered"
+    "$bin" remote "$store" remove bench >/dev/null
+    "$bin" remote "$store" add bench "s3://bench/run$run" "${s3flags[@]}" --passphrase-file "$pw" >/dev/null
+    drop; row "replicate to S3" "$(ms bash -c "'$bin' replicate '$store' --passphrase-file '$pw' && sync")"
+    drop; row "recover from S3" "$(ms bash -c "'$bin' recover 's3://bench/run$run' '$work/recovered' ${s3flags[*]} --passphrase-file '$pw' && sync")"
+    rm -rf "$work/s3root/bench/run$run"
+  fi
 done
 rm -rf "$work"

@@ -91,6 +91,12 @@ fn an_object_lock_remote_locks_every_object_and_recovers() {
     let shipped_at = jiff::Timestamp::now().as_second();
     let said = replicate(&v);
     assert!(said.contains("off: shipped"), "{said}");
+    let st = common::replica::remote_status(&v, "off");
+    assert_eq!(st["object_lock"], true, "{st:#}");
+    assert!(
+        st["history_from"].is_string() && st["history_from"] == st["last_snapshot"],
+        "one pass, a snapshot: {st:#}"
+    );
 
     // Every object, as a client phivault did not write sees it.
     let locks = moto.boto3(

@@ -38,11 +38,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let (shipped, lag) = lag(&dir, &remote.name)?;
         let status = StateDir::new(remote_dir(&dir, &remote.name)).status();
         let when = |ns: i64| timestamp(ns).to_string();
+        // How far back `recover --at` reaches, and the last snapshot.
+        let history_from = shipped.heads.first().map(|h| when(h.time_ns));
+        let last_snapshot = shipped.heads.iter().rev().find(|h| h.base);
+        let last_snapshot = last_snapshot.map(|h| when(h.time_ns));
         rows.push(serde_json::json!({
             "name": remote.name,
             "url": remote.url,
             "delay_s": remote.delay_secs,
+            "object_lock": remote.object_lock,
             "remote_seq": shipped.seq,
+            "history_from": history_from,
+            "last_snapshot": last_snapshot,
             "last_success": status.last_success_ns.map(when),
             "last_error": status.last_error.as_ref().map(|e| serde_json::json!({
                 "at": when(e.at_ns), "message": e.message,
@@ -68,6 +75,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             util::human_bytes(shipped.bytes),
             shipped.seq,
         ));
+        if let (Some(from), Some(snapshot)) = (&history_from, &last_snapshot) {
+            text.push_str(&format!(
+                "  history:      from {from}, last snapshot {snapshot}{}\n",
+                if remote.object_lock {
+                    ", objects locked (S3 Object Lock)"
+                } else {
+                    ""
+                }
+            ));
+        }
         if let Some(e) = &status.last_error {
             text.push_str(&format!(
                 "  last error:   {} at {}\n",

@@ -71,3 +71,23 @@ impl ReplicateError {
         matches!(self, ReplicateError::Place(e) if e.is_transient())
     }
 }
+
+/// Runs `f` where rayon runs `n` tasks at once: in a pool of its own when
+/// that is more than the current one has (a network place; threads made
+/// here inherit the caller's lowered priority).
+pub(crate) fn with_concurrency<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
+    if n <= rayon::current_num_threads() {
+        return f();
+    }
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("phivault-io-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(f),
+        Err(e) => {
+            tracing::warn!("{n} transfers at once are not possible here: {e}");
+            f()
+        }
+    }
+}

@@ -322,16 +322,18 @@ impl Pass<'_> {
         (self.progress)(Progress { done: 0, total });
         // Packs are independent: as many at once as there are cores, each
         // read, checked, sealed and uploaded by one.
-        let shipped: Vec<(PackRef, Option<u64>)> = new
-            .par_iter()
-            .with_max_len(1)
-            .map(|&(id, size)| {
-                let shipped = self.ship_pack(id)?;
-                let done = done.fetch_add(size, Ordering::Relaxed) + size;
-                (self.progress)(Progress { done, total });
-                Ok(shipped)
-            })
-            .collect::<Result<_, ReplicateError>>()?;
+        let shipped: Vec<(PackRef, Option<u64>)> =
+            super::with_concurrency(self.place.concurrency(), || {
+                new.par_iter()
+                    .with_max_len(1)
+                    .map(|&(id, size)| {
+                        let shipped = self.ship_pack(id)?;
+                        let done = done.fetch_add(size, Ordering::Relaxed) + size;
+                        (self.progress)(Progress { done, total });
+                        Ok(shipped)
+                    })
+                    .collect::<Result<_, ReplicateError>>()
+            })?;
         let mut refs = Vec::with_capacity(shipped.len());
         for (pack, created) in shipped {
             report.count(created);

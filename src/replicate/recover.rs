@@ -242,16 +242,19 @@ fn restore_packs(
     let total = needed.iter().map(|(_, size)| size).sum();
     let bytes_done = AtomicU64::new(0);
     progress(Progress { done: 0, total });
-    // One pack per core at a time: fetch, open, write, fsync.
-    needed
-        .par_iter()
-        .with_max_len(1)
-        .try_for_each(|&(id, size)| {
-            restore_pack(place, key, dest, shipped, id)?;
-            let done = bytes_done.fetch_add(size, Ordering::Relaxed) + size;
-            progress(Progress { done, total });
-            Ok::<_, ReplicateError>(())
-        })?;
+    // As many packs at a time as the place moves well (one per core for a
+    // disk): fetch, decode, write, fsync.
+    super::with_concurrency(place.concurrency(), || {
+        needed
+            .par_iter()
+            .with_max_len(1)
+            .try_for_each(|&(id, size)| {
+                restore_pack(place, key, dest, shipped, id)?;
+                let done = bytes_done.fetch_add(size, Ordering::Relaxed) + size;
+                progress(Progress { done, total });
+                Ok::<_, ReplicateError>(())
+            })
+    })?;
     done.packs = needed.len() as u64;
     Ok(bytes_done.into_inner())
 }

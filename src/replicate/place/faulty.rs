@@ -158,6 +158,10 @@ impl<P: ObjectPlace> ObjectPlace for FaultyPlace<P> {
         self.inner.locks_objects()
     }
 
+    fn concurrency(&self) -> usize {
+        self.inner.concurrency()
+    }
+
     fn describe(&self) -> String {
         format!("faulty {}", self.inner.describe())
     }

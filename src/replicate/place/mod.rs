@@ -258,6 +258,12 @@ pub trait ObjectPlace: Send + Sync {
     fn delete(&self, name: &ObjectName) -> Result<(), PlaceError>;
     /// Until when the object is locked against deletion, if it is.
     fn retain_until(&self, name: &ObjectName) -> Result<Option<jiff::Timestamp>, PlaceError>;
+    /// How many objects to move at once: a local disk is kept busy by one
+    /// per core; a server over a network waits on round trips, so more at
+    /// once fill the link.
+    fn concurrency(&self) -> usize {
+        rayon::current_num_threads()
+    }
     /// Whether puts here are to carry a retain-until date (`PutOptions`):
     /// an S3 remote added with `--object-lock`.
     fn locks_objects(&self) -> bool {

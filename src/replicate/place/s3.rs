@@ -120,6 +120,11 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// the upload, which the client reports as a failed request.
 const HEAD_FIRST: usize = 1 << 20;
 
+/// Objects moved at once: round trips, not the CPU, set the pace (restic
+/// and rclone use 4 to 5 connections by default). Each holds a pack (32
+/// MiB) and its object in memory.
+const S3_CONCURRENCY: usize = 4;
+
 /// A place in an S3 bucket.
 pub struct S3Place {
     spec: S3Spec,
@@ -203,7 +208,7 @@ impl S3Place {
         // The builder's errors name options, never their values' secrets.
         let store = builder.build().map_err(|e| refused(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(S3_CONCURRENCY)
             .thread_name("phivault-s3")
             .on_thread_start(block_sigpipe)
             .enable_all()
@@ -648,6 +653,10 @@ impl ObjectPlace for S3Place {
 
     fn locks_objects(&self) -> bool {
         self.lock.is_some()
+    }
+
+    fn concurrency(&self) -> usize {
+        S3_CONCURRENCY.max(rayon::current_num_threads())
     }
 
     fn describe(&self) -> String {
