@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, Vault, PASSPHRASE};
+use common::{bin, MountGuard, Vault, PASSPHRASE};
 
 fn is_mounted(mp: &Path) -> bool {
     mount_entry(mp).is_some()
@@ -85,24 +85,6 @@ fn mount_with(store: &Path, mnt: &Path, pwfile: &Path, extra: &[&str]) -> Output
 
 fn phivault_umount(mnt: &Path) {
     common::unmount(mnt);
-}
-
-/// Unmounts `0` on drop if it is still mounted (for mounts made by hand).
-struct MountGuard(PathBuf);
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let ok = Command::new(bin())
-                .arg("umount")
-                .arg(&self.0)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-            }
-        }
-    }
 }
 
 fn write_pw(dir: &Path, name: &str, pass: &str) -> PathBuf {

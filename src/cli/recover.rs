@@ -20,7 +20,9 @@ from the remote at URL alone (`dir:/path`, `/path` or `s3://bucket/prefix` with 
 options it was added with): every version of every file, the \
 audit trail, the retention policy and the key slots, as of the remote's last pass (or, \
 with --at, of the last pass at or before TIME: the store before a ransomware attack or a \
-mistaken change that was replicated). Any \
+mistaken change that was replicated). A remote keeps every pass of the last retention \
+lock and a day, and older ones back to a snapshot (`phivault status` shows how far back); \
+an earlier TIME is refused with the oldest time kept. Any \
 passphrase of the store opens it, and so does its recovery key.
 
 S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \

@@ -123,6 +123,32 @@ pub fn sh(script: &str) -> Output {
 /// the process (another test's files included) until it execs. An unmount
 /// that lands in that instant sees the mount busy: retry for a moment.
 /// A mount that stays busy still fails the test.
+/// A mount a test made by hand: unmounted on drop if it still is (a
+/// failing test leaves none behind); `unmount` checks that it went.
+pub struct MountGuard(pub PathBuf);
+
+impl MountGuard {
+    pub fn unmount(self) {
+        unmount(&self.0);
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if mounts.contains(&format!(" {} ", self.0.display())) {
+            let ok = Command::new(bin())
+                .arg("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+}
+
 pub fn unmount(mnt: &Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

@@ -61,12 +61,7 @@ impl MotoServer {
 
     /// `phivault`'s options for this server.
     pub fn flags(&self) -> Vec<String> {
-        vec![
-            "--endpoint".into(),
-            self.endpoint.clone(),
-            "--path-style".into(),
-            "--allow-http".into(),
-        ]
+        super::common::replica::s3_flags(&self.endpoint)
     }
 
     /// Runs the Python `script` with `s3`, a boto3 client of this server,

@@ -143,3 +143,13 @@ pub fn assert_same_tree(want: &Tree, got: &Tree, what: &str) {
         diffs.join("\n")
     );
 }
+
+/// The options that point `phivault` at a plain-http S3 server on loopback.
+pub fn s3_flags(endpoint: &str) -> Vec<String> {
+    vec![
+        "--endpoint".into(),
+        endpoint.to_string(),
+        "--path-style".into(),
+        "--allow-http".into(),
+    ]
+}

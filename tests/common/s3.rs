@@ -157,12 +157,7 @@ impl S3Server {
 
     /// The options of `remote add` and `recover` for this server.
     pub fn flags(&self) -> Vec<String> {
-        vec![
-            "--endpoint".into(),
-            self.endpoint.clone(),
-            "--path-style".into(),
-            "--allow-http".into(),
-        ]
+        super::common::replica::s3_flags(&self.endpoint)
     }
 }
 

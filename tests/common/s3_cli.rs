@@ -3,11 +3,11 @@
 //! their environment, and `FLAGS` its `--endpoint ...` options.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use super::common::replica::stdout;
-use super::common::{self, bin, ok_output, Vault};
+use super::common::{self, bin, ok_output, MountGuard, Vault};
 use super::s3server::S3Server;
 
 /// A fresh folder under the temporary directory.
@@ -71,32 +71,6 @@ pub fn recovered(flags: &[String], url: &str, pwfile: &Path) -> Vault {
     ok_output(&out, &format!("phivault recover {url}"));
     println!("recover: {}", stdout(&out).trim());
     Vault::existing_in(home)
-}
-
-/// A mount the test made itself (with the S3 keys in its environment):
-/// `unmount` it, or a failing test's drop does it, leaving none behind.
-pub struct MountGuard(PathBuf);
-
-impl MountGuard {
-    pub fn unmount(self) {
-        common::unmount(&self.0);
-    }
-}
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        if mounts.contains(&format!(" {} ", self.0.display())) {
-            let ok = Command::new(bin())
-                .arg("umount")
-                .arg(&self.0)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-            }
-        }
-    }
 }
 
 pub fn mount_with_keys(v: &Vault) -> MountGuard {
