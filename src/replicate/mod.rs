@@ -9,6 +9,7 @@
 //! - `pass`: one replication pass; `worker`: passes in the background of a
 //!   mount; `recover`: a store rebuilt from a remote alone.
 
+mod history;
 pub mod lag;
 pub mod objects;
 pub mod pack_object;

@@ -278,8 +278,7 @@ impl LockClient {
         }
         let code = e.code().unwrap_or("no error code").to_string();
         match (status(&e), name) {
-            (404, Some(name)) => PlaceError::NotFound(name),
-            (404, None) if code == "NoSuchBucket" => self.refused(
+            (404, _) if code == "NoSuchBucket" => self.refused(
                 404,
                 format!(
                     "no such bucket {:?}: create it first (phivault never creates buckets), \
@@ -287,6 +286,7 @@ impl LockClient {
                     self.bucket
                 ),
             ),
+            (404, Some(name)) => PlaceError::NotFound(name),
             (s, _) if s == 429 || s >= 500 => unreachable(e),
             (s @ (401 | 403), _) => self.refused(
                 s,
