@@ -1477,3 +1477,89 @@ fn a_store_of_an_older_release_replicates_and_recovers() {
         "its versions from before come back too: {versions}"
     );
 }
+
+/// A store and its directory remote made by the release before snapshots
+/// and pack objects (tests/fixtures/replica-164f428, made with that
+/// build's binary: `init` with `common::PASSPHRASE` and `--kdf-memory-mib 8
+/// --kdf-iterations 1`; `charts/4711/note.txt` written twice,
+/// `charts/scan.bin` 300,000 random bytes, `charts/4711/latest` a symlink;
+/// `remote add offsite dir:/tmp/phivault-fixture-remote`; `replicate`;
+/// note.txt written a third time and `charts/lab.txt`; `replicate`).
+/// This build recovers that remote as it is, then carries on replicating
+/// the old store into it (its state learns the remote's history, new packs
+/// travel the new way), and the remote recovers and verifies whole.
+#[test]
+fn a_remote_of_the_release_before_recovers_and_takes_new_passes() {
+    const FIXTURE: &str = "replica-164f428";
+    const SCAN_SHA256: &str = "d4813b01e71347db185b9414ad60f9fbfeacdb9fbf52ce0775d79ac1df63359f";
+    let mut v = Vault::from_fixture(&format!("{FIXTURE}/store"));
+    let remote = v.dir.path().join("offsite");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{FIXTURE}/remote"));
+    common::ok(Command::new("cp").arg("-a").arg(&src).arg(&remote));
+    let remotes = v.store.join("replica/remotes.toml");
+    let text = std::fs::read_to_string(&remotes).unwrap();
+    let moved = text.replace("/tmp/phivault-fixture-remote", remote.to_str().unwrap());
+    assert_ne!(text, moved, "the fixture names its remote");
+    std::fs::write(&remotes, moved).unwrap();
+    let sha256 = |p: &Path| {
+        let out = common::ok(Command::new("sha256sum").arg(p));
+        stdout(&out).split(' ').next().unwrap().to_string()
+    };
+
+    // As the old release left it.
+    let mut old = recovered(remote.to_str().unwrap());
+    old.mount(&[]);
+    assert_eq!(
+        std::fs::read(old.path("charts/4711/note.txt")).unwrap(),
+        b"third note, after the first pass\n"
+    );
+    assert_eq!(sha256(&old.path("charts/scan.bin")), SCAN_SHA256);
+    assert_eq!(
+        std::fs::read_link(old.path("charts/4711/latest")).unwrap(),
+        Path::new("note.txt")
+    );
+    old.unmount();
+    let versions = query_json(
+        &old.store,
+        &old.pwfile,
+        &["log"],
+        &["/charts/4711/note.txt"],
+    );
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(3),
+        "every version: {versions}"
+    );
+
+    // This build's passes on top.
+    v.mount(&[]);
+    std::fs::write(v.path("charts/new.bin"), common::pattern(164, 200_000)).unwrap();
+    std::fs::write(v.path("charts/4711/note.txt"), b"fourth note, this build\n").unwrap();
+    v.unmount();
+    let said = replicate(&v, true);
+    assert!(said.contains("offsite: shipped"), "{said}");
+    let st = common::replica::remote_status(&v, "offsite");
+    assert_eq!(st["remote_seq"], 3, "the old chain goes on: {st:#}");
+    let out = common::run(
+        Command::new(bin())
+            .arg("verify")
+            .arg(&v.store)
+            .args(["--read-data", "--remote", "offsite", "--passphrase-file"])
+            .arg(&v.pwfile),
+    );
+    ok_output(&out, "phivault verify --read-data --remote offsite");
+    let mut new = recovered(remote.to_str().unwrap());
+    new.mount(&[]);
+    assert_eq!(
+        std::fs::read(new.path("charts/4711/note.txt")).unwrap(),
+        b"fourth note, this build\n"
+    );
+    assert_eq!(sha256(&new.path("charts/scan.bin")), SCAN_SHA256);
+    assert_eq!(
+        std::fs::read(new.path("charts/new.bin")).unwrap(),
+        common::pattern(164, 200_000)
+    );
+    new.unmount();
+    new.assert_audit_verifies("of the store recovered from the old and new passes");
+}
