@@ -8,7 +8,7 @@ use super::remotes::remote_dir;
 use super::state::{page_hashes, Shipped, StateDir};
 use super::ReplicateError;
 use crate::audit::ship::TrailFiles;
-use crate::catalog::Catalog;
+use crate::catalog::CatalogSnapshot;
 use crate::store::{pack_path_in, PackId, StoreDir};
 
 /// Objects (about) and bytes not shipped yet, and how old the oldest is.
@@ -31,9 +31,12 @@ pub fn lag(dir: &StoreDir, remote: &str) -> Result<(Shipped, Lag), ReplicateErro
             oldest = Some(oldest.map_or(m, |o| o.min(m)));
         }
     };
-    let image = Catalog::open_readonly(&dir.catalog_path())
-        .and_then(|c| c.image())
-        .map_err(|e| ReplicateError::State(format!("reading the catalog: {e}")))?;
+    let read = |e: crate::catalog::CatalogError| {
+        ReplicateError::State(format!("reading the catalog: {e}"))
+    };
+    let image = CatalogSnapshot::begin(&dir.catalog_path())
+        .and_then(CatalogSnapshot::image)
+        .map_err(read)?;
     for &(id, size) in &image.sealed_packs {
         if !shipped.packs.contains_key(&id) {
             let path = pack_path_in(&dir.packs_dir(), PackId::from_i64(id));
@@ -48,7 +51,7 @@ pub fn lag(dir: &StoreDir, remote: &str) -> Result<(Shipped, Lag), ReplicateErro
         .last_success_ns
         .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64));
     let changed = shipped
-        .changed_pages(image.page_size, &page_hashes(&image))
+        .changed_pages(image.page_size, &page_hashes(&image).map_err(read)?)
         .len() as u64;
     if changed > 0 {
         let since = last.or_else(|| {

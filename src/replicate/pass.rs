@@ -220,18 +220,21 @@ impl Pass<'_> {
         base: bool,
         report: &mut PassReport,
     ) -> Result<(Option<CatalogRef>, u64), ReplicateError> {
-        let hashes = page_hashes(image);
+        let hashes = page_hashes(image).map_err(crate::vault::VaultError::from)?;
         if !base && next.holds_catalog(image.page_size, &hashes) {
             return Ok((None, 0));
         }
-        let all: Vec<&[u8]> = image.pages().collect();
-        let changed: Vec<(u32, Vec<u8>)> = match base {
-            true => (0..all.len()).collect(),
-            false => next.changed_pages(image.page_size, &hashes),
-        }
-        .into_iter()
-        .map(|i| (i as u32 + 1, all[i].to_vec()))
-        .collect();
+        let pgnos: Vec<u32> = match base {
+            true => (1..=image.page_count()).collect(),
+            false => next
+                .changed_pages(image.page_size, &hashes)
+                .into_iter()
+                .map(|i| i as u32 + 1)
+                .collect(),
+        };
+        let changed = image
+            .read_pages(&pgnos)
+            .map_err(crate::vault::VaultError::from)?;
         let count = changed.len() as u64;
         let pages = Pages {
             page_size: image.page_size,

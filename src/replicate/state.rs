@@ -25,15 +25,18 @@ const MAGIC: &[u8; 8] = b"PVRSTAT1";
 pub const PAGE_HASH_LEN: usize = 16;
 
 /// A short hash of each page of `image`, as `Shipped::page_hashes` keeps.
-pub fn page_hashes(image: &crate::catalog::CatalogImage) -> Vec<[u8; PAGE_HASH_LEN]> {
-    image
-        .pages()
-        .map(|p| {
-            blake3::hash(p).as_bytes()[..PAGE_HASH_LEN]
+pub fn page_hashes(
+    image: &crate::catalog::CatalogImage,
+) -> crate::catalog::Result<Vec<[u8; PAGE_HASH_LEN]>> {
+    let mut hashes = Vec::with_capacity(image.page_count() as usize);
+    image.for_each_page(|_, page| {
+        hashes.push(
+            blake3::hash(page).as_bytes()[..PAGE_HASH_LEN]
                 .try_into()
-                .unwrap()
-        })
-        .collect()
+                .unwrap(),
+        )
+    })?;
+    Ok(hashes)
 }
 
 /// What the remote holds, as its last head left it.

@@ -7,7 +7,6 @@ use super::place::{FaultyPlace, MemPlace, ObjectKind, ObjectPlace};
 use super::recover::{head_chain, recover};
 use super::state::StateDir;
 use super::{Pass, PassReport, ReplicateError};
-use crate::catalog::Catalog;
 use crate::crypto::{MasterKey, Passphrase};
 use crate::store::StoreDir;
 use crate::vault::test_support::{new_file, open_vault};
@@ -43,12 +42,12 @@ fn pass(v: &Vault, place: &dyn ObjectPlace, state: &Path) -> Result<PassReport, 
 }
 
 fn catalog_bytes(store: &StoreDir) -> Vec<u8> {
-    Catalog::open_readonly(&store.catalog_path())
+    crate::catalog::CatalogSnapshot::begin(&store.catalog_path())
         .unwrap()
         .image()
         .unwrap()
         .bytes()
-        .to_vec()
+        .unwrap()
 }
 
 /// Recovers `place` into `dir` and checks it against `v`: the same catalog
@@ -59,7 +58,7 @@ fn assert_recovers_to(v: &Vault, place: &dyn ObjectPlace, dir: &Path) {
     recover(place, &pass, &dest, None, &|_| {}).unwrap();
     let cut = v.replication_cut().unwrap();
     assert!(
-        catalog_bytes(&dest) == cut.bytes(),
+        catalog_bytes(&dest) == cut.bytes().unwrap(),
         "the recovered catalog is the replicated one"
     );
     for (id, _) in &cut.sealed_packs {
@@ -83,7 +82,7 @@ fn a_pass_and_a_recovery_give_back_the_catalog_and_every_pack() {
     let place = MemPlace::new();
     let first = pass(&v, &place, &d.path().join("state")).unwrap();
     assert_eq!(first.head, Some(1));
-    let first_catalog = v.replication_cut().unwrap().bytes().to_vec();
+    let first_catalog = v.replication_cut().unwrap().bytes().unwrap();
     let between = crate::vault::now_ns();
     write_file(&v, "later", b"a second pass");
     let second = pass(&v, &place, &d.path().join("state")).unwrap();

@@ -16,7 +16,7 @@ impl Vault {
     /// next cut.
     pub fn replication_cut(&self) -> Result<CatalogImage> {
         if self.read_only {
-            return Ok(self.catalog.lock().image()?);
+            return Ok(CatalogSnapshot::begin(&self.dir.catalog_path())?.image()?);
         }
         let snapshot = {
             let cat = self.catalog.lock();
