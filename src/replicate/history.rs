@@ -3,6 +3,7 @@
 //! removed leave, and how a state that does not know the remote's history
 //! (lost, or from before snapshots) learns it from the chain.
 
+use super::objects::Head;
 use super::pass::Pass;
 use super::place::{ObjectKind, ObjectName, PlaceError};
 use super::state::{HeadEntry, Shipped};
@@ -33,102 +34,44 @@ impl Pass<'_> {
             || age >= SNAPSHOT_EVERY_NS
     }
 
-    /// Deletes the heads, and the catalog pages only they name, that come
-    /// before the newest snapshot made a replica hold ago (the retention
-    /// lock and a day): every pass since then still recovers (`recover
-    /// --at`), from that snapshot. Audit parts and packs are not touched
-    /// here. Newest first, so that a kill midway leaves a chain that ends
-    /// at the snapshot and old heads that no chain reaches.
-    pub(super) fn compact(&self) -> Result<(), ReplicateError> {
-        let mut state = self.state.load()?;
-        let cutoff = self.vault.clock_ns() - self.vault.replica_hold_ns();
-        let keep = match state
-            .heads
-            .iter()
-            .rposition(|h| h.base && h.time_ns <= cutoff)
-        {
-            Some(keep) if keep > 0 => keep,
-            _ => return Ok(()),
-        };
-        let kept_pages: std::collections::HashSet<String> = state.heads[keep..]
-            .iter()
-            .filter_map(|h| h.pages_object.clone())
-            .collect();
-        let object = |kind, hex: &str| {
-            ObjectName::from_hex(kind, hex).map_err(|e| ReplicateError::State(e.to_string()))
-        };
-        for h in state.heads[..keep].iter().rev() {
-            let mut names = vec![object(ObjectKind::Head, &h.name)?];
-            if let Some(pages) = h.pages_object.as_ref().filter(|p| !kept_pages.contains(*p)) {
-                names.push(object(ObjectKind::Data, pages)?);
-            }
-            for name in names {
-                match self.place.delete(&name) {
-                    Ok(()) => {}
-                    Err(PlaceError::Locked { until, .. }) => {
-                        tracing::info!("{name}: locked on the remote until {until}; kept");
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        state.heads.drain(..keep);
-        self.state.save(&state)
-    }
-
-    /// Fills in what a state written before snapshots lacks (the heads the
-    /// remote keeps, the audit parts of the live segments) from the
-    /// remote's chain: once, after an upgrade or an adopted chain.
-    pub(super) fn learn_history(&self, shipped: &mut Shipped) -> Result<(), ReplicateError> {
-        shipped.heads.clear();
-        shipped.audit_parts.clear();
-        if shipped.seq > 0 {
-            let chain = super::recover::head_chain(self.place, self.key)?;
-            for (name, head) in &chain {
-                shipped.heads.push(HeadEntry {
-                    seq: head.seq,
-                    name: name.hex(),
-                    time_ns: head.time_ns,
-                    base: head.base || head.prev.is_none(),
-                    pages_object: head.catalog.as_ref().map(|c| c.object.clone()),
-                    pages: 0,
-                });
-                if head.base {
-                    shipped.audit_parts.clear();
-                }
-                shipped.audit_parts.extend(
-                    head.audit
-                        .parts
-                        .iter()
-                        .filter(|p| shipped.audit.contains_key(&p.segment))
-                        .cloned(),
-                );
-            }
-        }
-        shipped.history_known = true;
-        Ok(())
-    }
-
-    /// Deletes from the remote the packs pruning removed here, once the
-    /// retention lock has passed since a pass first saw them gone: until
-    /// then, the remote still holds what a compromised or mistaken prune
-    /// took away. (Catalog pages, heads and audit parts stay: a recovery
-    /// replays them all.)
-    pub(super) fn delete_dropped(
+    /// After a pass: deletes what the remote no longer needs to keep
+    /// (`drop_packs`, `compact`), with one read and at most one write of
+    /// the state.
+    pub(super) fn tidy_remote(
         &self,
         image: &CatalogImage,
         report: &mut PassReport,
     ) -> Result<(), ReplicateError> {
         let mut state = self.state.load()?;
-        let now = self.vault.clock_ns();
         let before = state.clone();
+        let now = self.vault.clock_ns();
+        let hold = self.vault.replica_hold_ns();
+        let tidied = self
+            .drop_packs(&mut state, image, now, hold, report)
+            .and_then(|()| self.compact(&mut state, now - hold));
+        if state != before {
+            self.state.save(&state)?;
+        }
+        tidied
+    }
+
+    /// Deletes from the remote the packs pruning removed here, once the
+    /// retention lock has passed since a pass first saw them gone: until
+    /// then, the remote still holds what a compromised or mistaken prune
+    /// took away.
+    fn drop_packs(
+        &self,
+        state: &mut Shipped,
+        image: &CatalogImage,
+        now: i64,
+        hold: i64,
+        report: &mut PassReport,
+    ) -> Result<(), ReplicateError> {
         for id in &image.removed_packs {
             if state.packs.contains_key(id) {
                 state.dropped.entry(*id).or_insert(now);
             }
         }
-        let hold = self.vault.replica_hold_ns();
         let due: Vec<i64> = state
             .dropped
             .iter()
@@ -137,8 +80,7 @@ impl Pass<'_> {
             .collect();
         for id in due {
             if let Some(hex) = state.packs.get(&id) {
-                let name = ObjectName::from_hex(ObjectKind::Data, hex)
-                    .map_err(|e| ReplicateError::State(e.to_string()))?;
+                let name = object_name(ObjectKind::Data, hex)?;
                 match self.place.delete(&name) {
                     Ok(()) => report.deleted += 1,
                     // Object Lock by the remote's clock, or a lock period
@@ -153,8 +95,60 @@ impl Pass<'_> {
             state.packs.remove(&id);
             state.dropped.remove(&id);
         }
-        if state != before {
-            self.state.save(&state)?;
+        Ok(())
+    }
+
+    /// Deletes the heads, and the catalog pages only they name, that come
+    /// before the newest snapshot made at or before `cutoff` (a replica
+    /// hold ago: the retention lock and a day): every pass since then
+    /// still recovers (`recover --at`), from that snapshot. Audit parts and
+    /// packs are not touched here. Newest first, so that a kill midway
+    /// leaves a chain that ends at the snapshot and old heads that no chain
+    /// reaches.
+    fn compact(&self, state: &mut Shipped, cutoff: i64) -> Result<(), ReplicateError> {
+        let keep = match state
+            .heads
+            .iter()
+            .rposition(|h| h.base && h.time_ns <= cutoff)
+        {
+            Some(keep) if keep > 0 => keep,
+            _ => return Ok(()),
+        };
+        let kept_pages: std::collections::HashSet<&String> = state.heads[keep..]
+            .iter()
+            .filter_map(|h| h.pages_object.as_ref())
+            .collect();
+        for h in state.heads[..keep].iter().rev() {
+            let mut names = vec![object_name(ObjectKind::Head, &h.name)?];
+            if let Some(pages) = h.pages_object.as_ref().filter(|p| !kept_pages.contains(p)) {
+                names.push(object_name(ObjectKind::Data, pages)?);
+            }
+            for name in names {
+                match self.place.delete(&name) {
+                    Ok(()) => {}
+                    Err(PlaceError::Locked { until, .. }) => {
+                        tracing::info!("{name}: locked on the remote until {until}; kept");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        state.heads.drain(..keep);
+        Ok(())
+    }
+
+    /// Fills in what a state written before snapshots lacks (the heads the
+    /// remote keeps, the audit parts of the live segments) from the
+    /// remote's chain: once, after an upgrade.
+    pub(super) fn learn_history(&self, shipped: &mut Shipped) -> Result<(), ReplicateError> {
+        match shipped.seq {
+            0 => {
+                shipped.heads.clear();
+                shipped.audit_parts.clear();
+                shipped.history_known = true;
+            }
+            _ => fill_history(shipped, &super::recover::head_chain(self.place, self.key)?),
         }
         Ok(())
     }
@@ -162,8 +156,9 @@ impl Pass<'_> {
     /// A store that knows nothing of the remote (its state lost, or a store
     /// recovered from this remote) continues the remote's chain of heads
     /// rather than start a second one: it takes the newest head as its
-    /// last, and the packs the chain holds as shipped. The catalog and the
-    /// audit trail then go whole in the next head.
+    /// last, the packs the chain holds as shipped, and its heads as the
+    /// history. The catalog and the audit trail then go whole in the next
+    /// head.
     pub(super) fn adopt_remote_chain(&self, shipped: &mut Shipped) -> Result<(), ReplicateError> {
         if self.place.list(ObjectKind::Head)?.is_empty() {
             return Ok(());
@@ -176,7 +171,7 @@ impl Pass<'_> {
             .into_iter()
             .map(|(id, object)| (id, object.hex()))
             .collect();
-        shipped.history_known = false;
+        fill_history(shipped, &chain);
         tracing::info!(
             "{}: continuing its chain of passes from pass {}",
             self.place.describe(),
@@ -184,4 +179,37 @@ impl Pass<'_> {
         );
         Ok(())
     }
+}
+
+/// The heads the remote keeps and the audit parts of the live segments, as
+/// `chain` (the remote's, from its first kept head) records them. Heads
+/// written before snapshots did not count their pages: 0.
+fn fill_history(shipped: &mut Shipped, chain: &[(ObjectName, Head)]) {
+    shipped.heads.clear();
+    shipped.audit_parts.clear();
+    for (name, head) in chain {
+        shipped.heads.push(HeadEntry {
+            seq: head.seq,
+            name: name.hex(),
+            time_ns: head.time_ns,
+            base: head.base || head.prev.is_none(),
+            pages_object: head.catalog.as_ref().map(|c| c.object.clone()),
+            pages: 0,
+        });
+        if head.base {
+            shipped.audit_parts.clear();
+        }
+        shipped.audit_parts.extend(
+            head.audit
+                .parts
+                .iter()
+                .filter(|p| shipped.audit.contains_key(&p.segment))
+                .cloned(),
+        );
+    }
+    shipped.history_known = true;
+}
+
+fn object_name(kind: ObjectKind, hex: &str) -> Result<ObjectName, ReplicateError> {
+    ObjectName::from_hex(kind, hex).map_err(|e| ReplicateError::State(e.to_string()))
 }

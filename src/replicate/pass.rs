@@ -56,12 +56,15 @@ pub struct Pass<'a> {
 impl Pass<'_> {
     pub fn run(&self) -> Result<PassReport, ReplicateError> {
         self.state.settle(self.place)?;
-        let mut shipped = self.state.load()?;
+        let loaded = self.state.load()?;
+        let mut shipped = loaded.clone();
         if shipped.head.is_none() {
             self.adopt_remote_chain(&mut shipped)?;
         }
         if !shipped.history_known {
             self.learn_history(&mut shipped)?;
+        }
+        if shipped != loaded {
             self.state.save(&shipped)?;
         }
         let mut next = shipped.clone();
@@ -83,8 +86,7 @@ impl Pass<'_> {
         let mut audit = self.ship_audit(&mut next, &mut report)?;
 
         if next == shipped && catalog.is_none() {
-            self.delete_dropped(&image, &mut report)?;
-            self.compact()?;
+            self.tidy_remote(&image, &mut report)?;
             return Ok(report);
         }
         if base {
@@ -130,8 +132,7 @@ impl Pass<'_> {
         self.upload(&name, &object, &mut report)?;
         self.state.commit()?;
         report.head = Some(head.seq);
-        self.delete_dropped(&image, &mut report)?;
-        self.compact()?;
+        self.tidy_remote(&image, &mut report)?;
         Ok(report)
     }
 
