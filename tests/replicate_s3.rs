@@ -15,15 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::replica::{
-    assert_same_tree, stderr, stdout, syncfs, tree, wait_status, without_mtimes,
-};
+use common::replica::{stderr, stdout, syncfs, tree, wait_status, without_mtimes};
 use common::{ok_output, Vault};
 use phivault::replicate::place::{
     ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome, S3Credentials,
     S3Place, S3Spec, DEFAULT_REGION,
 };
-use s3cli::{mount_with_keys, phivault, recovered, remote_add, replicate, scratch};
+use s3cli::{mount_with_keys, phivault, recovered_tree, remote_add, replicate, scratch};
 use s3server::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 const MARKER: &str = "PHI-MARKER-s3-9b1e-Doe-Jane";
@@ -453,9 +451,7 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
     );
     assert!(!home.path().join("store").exists());
 
-    let mut new = recovered(&server.flags(), url, &v.pwfile);
-    new.mount(&[]);
-    assert_same_tree(&want, &without_mtimes(tree(&new.mnt)), "recovered from S3");
+    let mut new = recovered_tree(&server.flags(), url, &v.pwfile, &want, "recovered from S3");
     assert_eq!(
         std::fs::read(new.path("lab/2026/scan.bin")).unwrap(),
         common::pattern(26, 2 << 20)
@@ -519,11 +515,11 @@ fn a_stopped_s3_server_grows_the_lag_and_the_mount_goes_on() {
     mounted.unmount();
 
     // What was written during the outage is on the remote.
-    let mut new = recovered(&server.flags(), url, &v.pwfile);
-    new.mount(&[]);
-    assert_same_tree(
+    let mut new = recovered_tree(
+        &server.flags(),
+        url,
+        &v.pwfile,
         &want,
-        &without_mtimes(tree(&new.mnt)),
         "recovered after the outage",
     );
     new.unmount();
@@ -718,11 +714,11 @@ fn replication_to_s3_killed_anywhere_reruns_to_a_complete_remote() {
     v.mount(&[]);
     let want = without_mtimes(tree(&v.mnt));
     v.unmount();
-    let mut new = recovered(&server.flags(), url, &v.pwfile);
-    new.mount(&[]);
-    assert_same_tree(
+    let mut new = recovered_tree(
+        &server.flags(),
+        url,
+        &v.pwfile,
         &want,
-        &without_mtimes(tree(&new.mnt)),
         "recovered after the kills",
     );
     new.unmount();

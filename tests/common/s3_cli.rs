@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use super::common::replica::stdout;
+use super::common::replica::{assert_same_tree, stdout, tree, without_mtimes, Tree};
 use super::common::{self, bin, ok_output, MountGuard, Vault};
 use super::s3server::S3Server;
 
@@ -76,4 +76,19 @@ pub fn recovered(flags: &[String], url: &str, pwfile: &Path) -> Vault {
 pub fn mount_with_keys(v: &Vault) -> MountGuard {
     common::ok(S3Server::env(v.mount_cmd(&[])));
     MountGuard(v.mnt.clone())
+}
+
+/// `recovered`, mounted, and checked to hold the tree `want` (mtimes
+/// aside): the caller reads on, then unmounts it.
+pub fn recovered_tree(
+    flags: &[String],
+    url: &str,
+    pwfile: &Path,
+    want: &Tree,
+    what: &str,
+) -> Vault {
+    let mut new = recovered(flags, url, pwfile);
+    new.mount(&[]);
+    assert_same_tree(want, &without_mtimes(tree(&new.mnt)), what);
+    new
 }
