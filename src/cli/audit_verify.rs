@@ -54,20 +54,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
+    let unlocked = super::util::unlock(&a.store, a.passphrase_file.as_deref())?;
+    let vault = unlocked.open_read_only()?;
     let super::util::Unlocked {
         store,
         dir,
         config,
         master,
-    } = super::util::unlock(&a.store, a.passphrase_file.as_deref())?;
-    let vault = crate::vault::Vault::open(
-        &dir,
-        &master,
-        &crate::vault::OpenOptions {
-            read_only: true,
-            ..Default::default()
-        },
-    )?;
+    } = unlocked;
     let reader = vault
         .audit_reader()
         .with_context(|| format!("cannot read the audit trail of {}", store.display()))?;

@@ -4,13 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::passphrase;
 use super::util::{self, OutputFormat};
 use crate::replicate::place::ObjectKind;
 use crate::replicate::remotes::{self, Remote, RemoteUrl, S3Options};
 use crate::replicate::DEFAULT_DELAY;
 use crate::store::{StoreDir, VaultConfig};
-use crate::vault::{read_config, unlock_master};
+use crate::vault::read_config;
 
 /// Add, list or remove the places a store replicates to.
 #[derive(clap::Args)]
@@ -167,9 +166,7 @@ fn add(
             );
         }
     }
-    let pass = passphrase::existing(passphrase_file.as_deref())?;
-    unlock_master(config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", dir.root().display()))?;
+    util::master_key(dir.root(), config, passphrase_file.as_deref())?;
     let place = parsed
         .open(true)
         .with_context(|| format!("cannot use {parsed} as a remote"))?;

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{passphrase, util};
+use super::util;
 use crate::replicate::remotes::{self, Remote};
 use crate::replicate::state::{ErrorNote, StateDir};
 use crate::replicate::{Pass, Progress};
 use crate::store::{StoreDir, StoreError};
-use crate::vault::{read_config, unlock_master, OpenOptions, Vault, VaultError};
+use crate::vault::{read_config, OpenOptions, Vault, VaultError};
 
 /// Ship what a remote does not hold yet, now.
 #[derive(clap::Args)]
@@ -55,9 +55,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(pid) = mounted_by(&dir) {
         return ask_the_mount(&dir, &targets, pid, Duration::from_secs(a.timeout));
     }
-    let pass = passphrase::existing(a.passphrase_file.as_deref())?;
-    let (master, _) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    let master = util::master_key(&store, &config, a.passphrase_file.as_deref())?;
     let open = OpenOptions {
         creates_files: false,
         ..OpenOptions::default()

@@ -8,10 +8,9 @@ use anyhow::Context;
 
 use super::time_spec::{self, format_local_and_utc, format_rfc3339, PointInTime};
 use super::util::{self, timestamp};
-use crate::store::StoreDir;
 use crate::vault::{
-    read_config, unlock_master, EngineTarget, FsTarget, OpenOptions, Placement, RestoreSummary,
-    RestoreTarget, Vault, VaultError,
+    EngineTarget, FsTarget, OpenOptions, Placement, RestoreSummary, RestoreTarget, Vault,
+    VaultError,
 };
 
 /// Give back a file or a directory as it was.
@@ -186,11 +185,10 @@ fn open_read_write(
     store: &Path,
     passphrase_file: Option<&Path>,
 ) -> anyhow::Result<std::sync::Arc<Vault>> {
-    let dir = StoreDir::new(store);
-    let config =
-        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = super::passphrase::existing(passphrase_file)?;
-    let (master, _) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
-    Ok(Vault::open(&dir, &master, &OpenOptions::default())?)
+    let unlocked = super::util::unlock(store, passphrase_file)?;
+    Ok(Vault::open(
+        &unlocked.dir,
+        &unlocked.master,
+        &OpenOptions::default(),
+    )?)
 }

@@ -249,21 +249,7 @@ pub fn open_read_only(
     store: &Path,
     passphrase_file: Option<&Path>,
 ) -> anyhow::Result<std::sync::Arc<crate::vault::Vault>> {
-    use crate::vault::{read_config, unlock_master, OpenOptions, Vault};
-    let dir = crate::store::StoreDir::new(store);
-    let config =
-        read_config(&dir).with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = super::passphrase::existing(passphrase_file)?;
-    let (master, _) = unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
-    Ok(Vault::open(
-        &dir,
-        &master,
-        &OpenOptions {
-            read_only: true,
-            ..OpenOptions::default()
-        },
-    )?)
+    unlock(store, passphrase_file)?.open_read_only()
 }
 
 /// An instant in ns since the epoch as a jiff timestamp.
@@ -310,15 +296,41 @@ pub fn unlock(store: &Path, passphrase_file: Option<&Path>) -> anyhow::Result<Un
     let dir = crate::store::StoreDir::new(&store);
     let config = crate::vault::read_config(&dir)
         .with_context(|| format!("cannot open store {}", store.display()))?;
-    let pass = super::passphrase::existing(passphrase_file)?;
-    let (master, _) = crate::vault::unlock_master(&config, &pass)
-        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    let master = master_key(&store, &config, passphrase_file)?;
     Ok(Unlocked {
         store,
         dir,
         config,
         master,
     })
+}
+
+impl Unlocked {
+    /// The store opened read-only (works beside a mounting daemon).
+    pub fn open_read_only(&self) -> anyhow::Result<std::sync::Arc<crate::vault::Vault>> {
+        let read_only = crate::vault::OpenOptions {
+            read_only: true,
+            ..crate::vault::OpenOptions::default()
+        };
+        Ok(crate::vault::Vault::open(
+            &self.dir,
+            &self.master,
+            &read_only,
+        )?)
+    }
+}
+
+/// The master key of the store at `store`, whose settings are `config`,
+/// unlocked with a passphrase (from `passphrase_file`, or asked for).
+pub fn master_key(
+    store: &Path,
+    config: &crate::store::VaultConfig,
+    passphrase_file: Option<&Path>,
+) -> anyhow::Result<crate::crypto::MasterKey> {
+    let pass = super::passphrase::existing(passphrase_file)?;
+    let (master, _) = crate::vault::unlock_master(config, &pass)
+        .map_err(|_| anyhow::anyhow!("wrong passphrase for store {}", store.display()))?;
+    Ok(master)
 }
 
 /// Lets freed pack-sized buffers stay in the process for the next pack.
