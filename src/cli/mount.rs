@@ -496,7 +496,7 @@ fn clear_dead_mounts(dir: &StoreDir, mp: &Path) -> anyhow::Result<()> {
         .into_iter()
         .filter(|at| util::is_dead_mount(Path::new(at)))
         .collect();
-    if !dead.is_empty() && StoreLock::acquire(dir).is_ok() {
+    if !dead.is_empty() && lock_after_dead_daemon(dir).is_some() {
         for at in &dead {
             unmount_path(Path::new(at), Unmount::Detach)
                 .with_context(|| format!("cannot clear the dead mount at {at}"))?;
@@ -513,6 +513,21 @@ fn clear_dead_mounts(dir: &StoreDir, mp: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The store lock once a killed daemon has let go of it, or None if a live
+/// process keeps it. A killed process's threads, io_uring workers included,
+/// exit one by one after its main thread shows as gone, and the lock's file
+/// is released only with the last of them.
+fn lock_after_dead_daemon(dir: &StoreDir) -> Option<StoreLock> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match StoreLock::acquire(dir) {
+            Ok(lock) => return Some(lock),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => return None,
+        }
+    }
 }
 
 fn check_mountpoint(mp: &Path) -> anyhow::Result<()> {
