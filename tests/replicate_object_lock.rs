@@ -159,8 +159,8 @@ fn an_object_lock_remote_locks_every_object_and_recovers() {
 #[test]
 fn a_locked_object_is_deleted_only_after_its_date_and_then_whole() {
     use phivault::replicate::place::{
-        ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome, S3Credentials,
-        S3Place, S3Spec,
+        NamedBytes, ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome,
+        S3Credentials, S3Place, S3Spec,
     };
     let moto = MotoServer::start();
     moto.boto3("s3.create_bucket(Bucket='locked', ObjectLockEnabledForBucket=True)");
@@ -182,9 +182,12 @@ fn a_locked_object_is_deleted_only_after_its_date_and_then_whole() {
     let o = PutOptions {
         retain_until: Some(until),
     };
-    assert_eq!(p.put_new(&name, &bytes, &o).unwrap(), PutOutcome::Created);
     assert_eq!(
-        p.put_new(&name, &bytes, &o).unwrap(),
+        p.put_new(NamedBytes::new(name.kind, &bytes), &o).unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        p.put_new(NamedBytes::new(name.kind, &bytes), &o).unwrap(),
         PutOutcome::AlreadyThere
     );
     let locked = p.retain_until(&name).unwrap().expect("a lock date");

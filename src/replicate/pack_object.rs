@@ -70,11 +70,40 @@ pub fn encode(key: &EnvelopeKey, id: i64, pack: &[u8]) -> Result<Vec<u8>, Replic
 /// The pack id and bytes an object holds: one of `encode`, or a whole pack
 /// in an envelope (the first release's objects).
 pub fn decode(key: &EnvelopeKey, object: &[u8]) -> Result<(i64, Vec<u8>), ReplicateError> {
+    let mut pack = Vec::with_capacity(object.len());
+    let id = decode_into(key, object, |part| pack.extend_from_slice(part))?;
+    Ok((id, pack))
+}
+
+/// Whether `object` decodes to pack `id` whose bytes are `pack`, compared
+/// in place: no copy of the pack is made.
+pub fn decodes_to(
+    key: &EnvelopeKey,
+    object: &[u8],
+    id: i64,
+    pack: &[u8],
+) -> Result<bool, ReplicateError> {
+    let (mut at, mut same) = (0, true);
+    let got = decode_into(key, object, |part| {
+        same &= pack.get(at..at + part.len()) == Some(part);
+        at += part.len();
+    })?;
+    Ok(same && got == id && at == pack.len())
+}
+
+/// Gives the bytes of the pack `object` holds to `part`, in order, and
+/// returns the pack's id.
+fn decode_into(
+    key: &EnvelopeKey,
+    object: &[u8],
+    mut part: impl FnMut(&[u8]),
+) -> Result<i64, ReplicateError> {
     let damaged = |what: &str| ReplicateError::Damaged(format!("a pack object: {what}"));
     let Some(rest) = object.strip_prefix(&MAGIC[..]) else {
         let payload = key.open(objects::KIND_PACK, object)?;
         let (id, bytes) = objects::decode_pack(&payload)?;
-        return Ok((id, bytes.to_vec()));
+        part(bytes);
+        return Ok(id);
     };
     let index_len = u32::from_le_bytes(
         rest.get(..4)
@@ -99,19 +128,18 @@ pub fn decode(key: &EnvelopeKey, object: &[u8]) -> Result<(i64, Vec<u8>), Replic
     let tail = r.take(tail_len)?;
 
     let mut bodies = Reader(&object[INDEX_AT + index_len..]);
-    let mut pack = Vec::with_capacity(object.len());
-    pack.extend_from_slice(magic);
+    part(magic);
     for header in headers.chunks_exact(RECORD_HEADER_LEN) {
         // `len` counts what follows it: the rest of the header and the body.
         let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
         let body = (len + 4)
             .checked_sub(RECORD_HEADER_LEN)
             .ok_or_else(|| damaged("a record shorter than its header"))?;
-        pack.extend_from_slice(header);
-        pack.extend_from_slice(bodies.take(body)?);
+        part(header);
+        part(bodies.take(body)?);
     }
-    pack.extend_from_slice(tail);
-    Ok((id, pack))
+    part(tail);
+    Ok(id)
 }
 
 /// Takes bytes off the front of a slice.

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
-use super::place::{ObjectKind, ObjectName, ObjectPlace, PutOptions, PutOutcome};
+use super::place::{NamedBytes, ObjectKind, ObjectPlace, PutOptions, PutOutcome};
 use super::state::{page_hashes, HeadEntry, Shipped, StateDir};
 use super::{pack_object, ReplicateError};
 use crate::audit::ship::TrailFiles;
@@ -73,9 +73,10 @@ impl Pass<'_> {
         let config_path = self.vault.store_dir().config_path();
         let vault_toml =
             std::fs::read(&config_path).map_err(|e| ReplicateError::io(&config_path, e))?;
-        let keys = ObjectName::of(ObjectKind::Keys, &vault_toml);
+        let keys_object = NamedBytes::new(ObjectKind::Keys, &vault_toml);
+        let keys = *keys_object.name();
         if shipped.keys.as_deref() != Some(&keys.hex()) {
-            self.upload(&keys, &vault_toml, &mut report)?;
+            self.upload(keys_object, &mut report)?;
             next.keys = Some(keys.hex());
         }
 
@@ -115,7 +116,8 @@ impl Pass<'_> {
         self.check_stop()?;
         let payload = objects::encode_head(&head);
         let object = self.seal_checked(objects::KIND_HEAD, &payload, Compress::Yes)?;
-        let name = ObjectName::of(ObjectKind::Head, &object);
+        let named = NamedBytes::new(ObjectKind::Head, &object);
+        let name = *named.name();
         next.seq = head.seq;
         next.head = Some(name.hex());
         next.heads.push(HeadEntry {
@@ -129,7 +131,7 @@ impl Pass<'_> {
         next.objects = shipped.objects + report.objects + 1;
         next.bytes = shipped.bytes + report.bytes + object.len() as u64;
         self.state.prepare(&next)?;
-        self.upload(&name, &object, &mut report)?;
+        self.upload(named, &mut report)?;
         self.state.commit()?;
         report.head = Some(head.seq);
         self.tidy_remote(&image, &mut report)?;
@@ -189,20 +191,21 @@ impl Pass<'_> {
         // A compression or encryption bug must not reach the only good
         // copy: what leaves is decoded again, must give the pack back byte
         // for byte, and every block of it must open and match its id.
-        let (got, back) = pack_object::decode(self.key, &object)?;
-        if got != id || back != bytes {
+        if !pack_object::decodes_to(self.key, &object, id, &bytes)? {
             return Err(ReplicateError::Damaged(format!(
                 "pack {}: its object does not decode to it; nothing was shipped",
                 path.display()
             )));
         }
-        drop(bytes);
+        // The object gives back exactly these bytes, so opening them opens
+        // what the object carries.
         self.vault
-            .check_pack_copy(id, &back)
+            .check_pack_copy(id, &bytes)
             .map_err(|e| damaged(&e))?;
-        drop(back);
-        let name = ObjectName::of(ObjectKind::Data, &object);
-        let created = self.put(&name, &object)?;
+        drop(bytes);
+        let named = NamedBytes::new(ObjectKind::Data, &object);
+        let name = *named.name();
+        let created = self.put(named)?;
         Ok((
             PackRef {
                 id,
@@ -244,8 +247,9 @@ impl Pass<'_> {
         };
         let payload = objects::encode_pages(&pages);
         let object = self.seal_checked(objects::KIND_PAGES, &payload, Compress::Yes)?;
-        let name = ObjectName::of(ObjectKind::Data, &object);
-        self.upload(&name, &object, report)?;
+        let named = NamedBytes::new(ObjectKind::Data, &object);
+        let name = *named.name();
+        self.upload(named, report)?;
         next.page_size = image.page_size;
         next.page_hashes = hashes;
         let catalog = CatalogRef {
@@ -282,8 +286,9 @@ impl Pass<'_> {
             }
             let payload = objects::encode_audit_part(first, from, &bytes);
             let object = self.seal_checked(objects::KIND_AUDIT, &payload, Compress::No)?;
-            let name = ObjectName::of(ObjectKind::Data, &object);
-            self.upload(&name, &object, report)?;
+            let named = NamedBytes::new(ObjectKind::Data, &object);
+            let name = *named.name();
+            self.upload(named, report)?;
             let part = AuditPartRef {
                 segment: first,
                 offset: from,
@@ -331,26 +336,25 @@ impl Pass<'_> {
 
     fn upload(
         &self,
-        name: &ObjectName,
-        bytes: &[u8],
+        object: NamedBytes<'_>,
         report: &mut PassReport,
     ) -> Result<(), ReplicateError> {
-        report.count(self.put(name, bytes)?);
+        report.count(self.put(object)?);
         Ok(())
     }
 
     /// Stores the object, locked on a remote with Object Lock for as long
     /// as the replica keeps what pruning removed; its size if this call
     /// created it.
-    fn put(&self, name: &ObjectName, bytes: &[u8]) -> Result<Option<u64>, ReplicateError> {
+    fn put(&self, object: NamedBytes<'_>) -> Result<Option<u64>, ReplicateError> {
         let options = PutOptions {
             retain_until: self.place.locks_objects().then(|| {
                 let until = self.vault.clock_ns() + self.vault.replica_hold_ns();
                 jiff::Timestamp::from_nanosecond(until as i128).unwrap_or(jiff::Timestamp::MAX)
             }),
         };
-        Ok(match self.place.put_new(name, bytes, &options)? {
-            PutOutcome::Created => Some(bytes.len() as u64),
+        Ok(match self.place.put_new(object, &options)? {
+            PutOutcome::Created => Some(object.bytes().len() as u64),
             PutOutcome::AlreadyThere => None,
         })
     }

@@ -270,7 +270,7 @@ fn decode(b: &[u8]) -> Option<Shipped> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replicate::place::{MemPlace, PutOptions};
+    use crate::replicate::place::{MemPlace, NamedBytes, PutOptions};
 
     #[test]
     fn a_prepared_state_counts_only_once_its_head_is_on_the_remote() {
@@ -297,7 +297,10 @@ mod tests {
         );
         dir.prepare(&next).unwrap();
         place
-            .put_new(&head, &head_bytes, &PutOptions::default())
+            .put_new(
+                NamedBytes::new(head.kind, &head_bytes),
+                &PutOptions::default(),
+            )
             .unwrap();
         dir.settle(&place).unwrap();
         assert_eq!(dir.load().unwrap(), next, "head there: kept");

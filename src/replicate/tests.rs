@@ -552,16 +552,33 @@ fn a_sealed_pack() -> (tempfile::TempDir, crate::crypto::EnvelopeKey, i64, Vec<u
 /// pack's own framing in clear.
 #[test]
 fn a_pack_object_decodes_to_its_pack_and_hides_its_headers() {
-    use super::pack_object::{decode, encode};
+    use super::pack_object::{decode, decodes_to, encode};
     let (_d, key, id, pack) = a_sealed_pack();
     let object = encode(&key, id, &pack).unwrap();
     assert_eq!(object, encode(&key, id, &pack).unwrap(), "deterministic");
+    assert!(decodes_to(&key, &object, id, &pack).unwrap());
+    assert!(
+        !decodes_to(&key, &object, id + 1, &pack).unwrap(),
+        "another id"
+    );
+    assert!(!decodes_to(&key, &object, id, &pack[..pack.len() - 1]).unwrap());
+    let mut longer = pack.clone();
+    longer.push(0);
+    assert!(!decodes_to(&key, &object, id, &longer).unwrap());
+    let layout = crate::store::sealed_layout(crate::store::PackId::from_i64(id), &pack).unwrap();
+    let body = &pack[layout.records[1].start + crate::store::RECORD_HEADER_LEN..][..32];
+    let at = object.windows(32).position(|w| w == body).unwrap();
+    let mut body_flipped = object.clone();
+    body_flipped[at] ^= 1;
+    assert!(
+        !decodes_to(&key, &body_flipped, id, &pack).unwrap(),
+        "a flipped body byte"
+    );
     assert_eq!(object.len(), crate::crypto::padme(object.len()));
     assert!(object.len() >= pack.len());
     let (got, back) = decode(&key, &object).unwrap();
     assert_eq!(got, id);
     assert!(back == pack, "byte for byte");
-    let layout = crate::store::sealed_layout(crate::store::PackId::from_i64(id), &pack).unwrap();
     assert!(layout.records.len() > 2);
     let found = |needle: &[u8]| object.windows(needle.len()).any(|w| w == needle);
     for r in &layout.records {

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
+use super::{NamedBytes, ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 
 /// A place that fails where its builder says.
 pub struct FaultyPlace<P: ObjectPlace> {
@@ -109,15 +109,10 @@ impl<P: ObjectPlace> FaultyPlace<P> {
 }
 
 impl<P: ObjectPlace> ObjectPlace for FaultyPlace<P> {
-    fn put_new(
-        &self,
-        name: &ObjectName,
-        bytes: &[u8],
-        o: &PutOptions,
-    ) -> Result<PutOutcome, PlaceError> {
+    fn put_new(&self, object: NamedBytes<'_>, o: &PutOptions) -> Result<PutOutcome, PlaceError> {
         self.enter()?;
         let nth = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
-        let outcome = self.inner.put_new(name, bytes, o)?;
+        let outcome = self.inner.put_new(object, o)?;
         if self.tear_put == Some(nth) && !self.healed.load(Ordering::SeqCst) {
             return Err(self.unreachable("connection reset after the upload"));
         }
@@ -183,17 +178,23 @@ mod tests {
         let o = PutOptions::default();
         for i in 0..3 {
             let (n, b) = obj(i);
-            assert_eq!(p.put_new(&n, &b, &o).unwrap(), PutOutcome::Created);
+            assert_eq!(
+                p.put_new(NamedBytes::new(n.kind, &b), &o).unwrap(),
+                PutOutcome::Created
+            );
         }
         let (n, b) = obj(3);
-        let e = p.put_new(&n, &b, &o).unwrap_err();
+        let e = p.put_new(NamedBytes::new(n.kind, &b), &o).unwrap_err();
         assert!(e.is_transient(), "{e}");
         assert!(e.to_string().contains("injected"), "{e}");
         assert!(p.list(ObjectKind::Data).is_err());
         assert_eq!(p.inner().len(), 3, "a failed call reached the place");
         assert_eq!(p.calls(), 5);
         p.heal();
-        assert_eq!(p.put_new(&n, &b, &o).unwrap(), PutOutcome::Created);
+        assert_eq!(
+            p.put_new(NamedBytes::new(n.kind, &b), &o).unwrap(),
+            PutOutcome::Created
+        );
         assert_eq!(p.list(ObjectKind::Data).unwrap().len(), 4);
     }
 
@@ -203,11 +204,17 @@ mod tests {
         let o = PutOptions::default();
         let (n1, b1) = obj(1);
         let (n2, b2) = obj(2);
-        assert_eq!(p.put_new(&n1, &b1, &o).unwrap(), PutOutcome::Created);
-        assert!(p.put_new(&n2, &b2, &o).unwrap_err().is_transient());
+        assert_eq!(
+            p.put_new(NamedBytes::new(n1.kind, &b1), &o).unwrap(),
+            PutOutcome::Created
+        );
+        assert!(p
+            .put_new(NamedBytes::new(n2.kind, &b2), &o)
+            .unwrap_err()
+            .is_transient());
         assert_eq!(p.inner().get(&n2).unwrap(), b2, "the torn put is there");
         assert_eq!(
-            p.put_new(&n2, &b2, &o).unwrap(),
+            p.put_new(NamedBytes::new(n2.kind, &b2), &o).unwrap(),
             PutOutcome::AlreadyThere,
             "a retry finds it"
         );

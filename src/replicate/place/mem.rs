@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
+use super::{NamedBytes, ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 
 /// The clock a locking place judges retain-until dates by.
 pub type LockClock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
@@ -70,13 +70,8 @@ impl MemPlace {
 }
 
 impl ObjectPlace for MemPlace {
-    fn put_new(
-        &self,
-        name: &ObjectName,
-        bytes: &[u8],
-        o: &PutOptions,
-    ) -> Result<PutOutcome, PlaceError> {
-        name.check_bytes(bytes)?;
+    fn put_new(&self, object: NamedBytes<'_>, o: &PutOptions) -> Result<PutOutcome, PlaceError> {
+        let (name, bytes) = (object.name(), object.bytes());
         let mut objects = self.objects.lock();
         if objects.contains_key(name) {
             return Ok(PutOutcome::AlreadyThere);
@@ -173,12 +168,14 @@ mod tests {
         let p = MemPlace::new();
         let n = ObjectName::of(ObjectKind::Data, b"abc");
         let o = PutOptions::default();
-        assert_eq!(p.put_new(&n, b"abc", &o).unwrap(), PutOutcome::Created);
-        assert_eq!(p.put_new(&n, b"abc", &o).unwrap(), PutOutcome::AlreadyThere);
-        assert!(matches!(
-            p.put_new(&n, b"abd", &o),
-            Err(PlaceError::Damaged { .. })
-        ));
+        assert_eq!(
+            p.put_new(NamedBytes::new(n.kind, b"abc"), &o).unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            p.put_new(NamedBytes::new(n.kind, b"abc"), &o).unwrap(),
+            PutOutcome::AlreadyThere
+        );
         assert_eq!(p.get(&n).unwrap(), b"abc");
         assert_eq!(p.get_range(&n, 1..3).unwrap(), b"bc");
         assert_eq!(p.list(ObjectKind::Data).unwrap(), vec![(n, 3)]);
@@ -199,7 +196,7 @@ mod tests {
         let o = PutOptions {
             retain_until: Some(until),
         };
-        p.put_new(&n, b"h", &o).unwrap();
+        p.put_new(NamedBytes::new(n.kind, b"h"), &o).unwrap();
         assert_eq!(p.retain_until(&n).unwrap(), Some(until));
         assert!(matches!(p.delete(&n), Err(PlaceError::Locked { .. })));
         assert_eq!(p.get(&n).unwrap(), b"h");

@@ -7,8 +7,9 @@
 //! damaged object on it, by rehashing, without the store's key; and since a
 //! name fixes its bytes, storing is create-only: a put of a name already
 //! there is `AlreadyThere`, never an overwrite, so a rerun after a kill can
-//! neither duplicate nor clobber anything. A place refuses to store bytes
-//! that do not hash to their name, and checks the hash of what it reads.
+//! neither duplicate nor clobber anything. A place stores bytes only under
+//! the name they hash to (`NamedBytes`), and checks the hash of what it
+//! reads.
 //!
 //! Owns the naming and the contract; `dir` (a directory), `s3` (an
 //! S3-compatible bucket), `mem` (memory, for tests of the layers above) and
@@ -59,23 +60,39 @@ pub struct ObjectName {
     pub hash: [u8; 32],
 }
 
+/// Bytes and the name they hash to: what a place stores. Made only by
+/// hashing the bytes, so no place stores bytes under a name that is not
+/// theirs, and none hashes them a second time to make sure.
+#[derive(Clone, Copy)]
+pub struct NamedBytes<'a> {
+    name: ObjectName,
+    bytes: &'a [u8],
+}
+
+impl<'a> NamedBytes<'a> {
+    /// `bytes` as an object of `kind`.
+    pub fn new(kind: ObjectKind, bytes: &'a [u8]) -> Self {
+        NamedBytes {
+            name: ObjectName::of(kind, bytes),
+            bytes,
+        }
+    }
+
+    pub fn name(&self) -> &ObjectName {
+        &self.name
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
 /// A string that is not the key of an object (see `ObjectName::key`).
 #[derive(Debug, thiserror::Error)]
 #[error("not an object key: {0:?} (expected keys/<hash>, heads/<hash> or data/<ab>/<hash>, 64 lowercase hex digits)")]
 pub struct BadObjectKey(pub String);
 
 impl ObjectName {
-    /// Ok if `bytes` hash to this name; a place never stores what does not.
-    pub fn check_bytes(&self, bytes: &[u8]) -> Result<(), PlaceError> {
-        match self.matches(bytes) {
-            true => Ok(()),
-            false => Err(PlaceError::Damaged {
-                name: *self,
-                what: "the bytes to store do not hash to the name",
-            }),
-        }
-    }
-
     /// The name of `bytes` as an object of `kind`.
     pub fn of(kind: ObjectKind, bytes: &[u8]) -> Self {
         ObjectName {
@@ -189,8 +206,7 @@ pub enum PlaceError {
         name: ObjectName,
         until: jiff::Timestamp,
     },
-    /// Bytes that do not hash to their name: read back damaged, or handed
-    /// to `put_new` wrong (a bug above; nothing wrong is ever stored).
+    /// Bytes read back that do not hash to their name.
     #[error("{name}: damaged: {what}")]
     Damaged {
         name: ObjectName,
@@ -237,15 +253,9 @@ impl PlaceError {
 /// Where objects live. Sync, like the rest of the engine; every call is
 /// independent and may run from several threads at once.
 pub trait ObjectPlace: Send + Sync {
-    /// Stores `bytes` as `name` unless an object of that name is there
-    /// (create-only: never overwrites). Refuses bytes that do not hash to
-    /// `name` (`Damaged`).
-    fn put_new(
-        &self,
-        name: &ObjectName,
-        bytes: &[u8],
-        o: &PutOptions,
-    ) -> Result<PutOutcome, PlaceError>;
+    /// Stores `object` unless an object of its name is there (create-only:
+    /// never overwrites).
+    fn put_new(&self, object: NamedBytes<'_>, o: &PutOptions) -> Result<PutOutcome, PlaceError>;
     /// The whole object, checked against its name (`Damaged` if not).
     fn get(&self, name: &ObjectName) -> Result<Vec<u8>, PlaceError>;
     /// Bytes `r` of the object (unchecked: a range cannot be hashed alone).

@@ -27,7 +27,7 @@ use object_store::{
 };
 
 use super::s3_lock::{LockClient, LockedPut};
-use super::{ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
+use super::{NamedBytes, ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 
 /// The region when none is given: AWS's default, and what most
 /// self-hosted servers accept.
@@ -473,13 +473,8 @@ fn describe(spec: &S3Spec) -> String {
 }
 
 impl ObjectPlace for S3Place {
-    fn put_new(
-        &self,
-        name: &ObjectName,
-        bytes: &[u8],
-        o: &PutOptions,
-    ) -> Result<PutOutcome, PlaceError> {
-        name.check_bytes(bytes)?;
+    fn put_new(&self, object: NamedBytes<'_>, o: &PutOptions) -> Result<PutOutcome, PlaceError> {
+        let (name, bytes) = (object.name(), object.bytes());
         if o.retain_until.is_some() && self.lock.is_none() {
             return Err(PlaceError::Refused {
                 place: self.describe(),
