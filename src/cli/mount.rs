@@ -19,7 +19,7 @@ use super::time_spec::{self, PointInTime};
 use super::{init, passphrase, util};
 use crate::crypto::{KdfParams, MasterKey};
 use crate::fs::{io_uring_enabled, mount_config, IoUringMode, MountSettings, PhiFs};
-use crate::store::{StoreDir, StoreLock};
+use crate::store::{StoreDir, StoreError, StoreLock};
 use crate::vault::{read_config, unlock_store, Admitted, OpenOptions, UnlockFor, Unlocked, Vault};
 
 /// Unlock a store and mount it.
@@ -496,7 +496,13 @@ fn clear_dead_mounts(dir: &StoreDir, mp: &Path) -> anyhow::Result<()> {
         .into_iter()
         .filter(|at| util::is_dead_mount(Path::new(at)))
         .collect();
-    if !dead.is_empty() && lock_after_dead_daemon(dir).is_some() {
+    // Held while the dead mounts are detached, so that two mounts racing
+    // here cannot detach each other's fresh one.
+    let held = match dead.is_empty() {
+        true => None,
+        false => lock_after_dead_daemon(dir),
+    };
+    if held.is_some() {
         for at in &dead {
             unmount_path(Path::new(at), Unmount::Detach)
                 .with_context(|| format!("cannot clear the dead mount at {at}"))?;
@@ -516,17 +522,35 @@ fn clear_dead_mounts(dir: &StoreDir, mp: &Path) -> anyhow::Result<()> {
 }
 
 /// The store lock once a killed daemon has let go of it, or None if a live
-/// process keeps it. A killed process's threads, io_uring workers included,
-/// exit one by one after its main thread shows as gone, and the lock's file
-/// is released only with the last of them.
+/// process keeps it (or it cannot be had at all). A killed process's main
+/// thread shows as a zombie while its other threads, io_uring workers
+/// included, are still exiting, and the lock's file is released only with
+/// the last of them: that, and only that, is waited for.
 fn lock_after_dead_daemon(dir: &StoreDir) -> Option<StoreLock> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match StoreLock::acquire(dir) {
             Ok(lock) => return Some(lock),
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(StoreError::Locked { pid }) if Instant::now() < deadline && is_exiting(&pid) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(_) => return None,
         }
+    }
+}
+
+/// Whether process `pid` is gone or a zombie whose threads are still
+/// exiting.
+fn is_exiting(pid: &str) -> bool {
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|state| matches!(state.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => true,
     }
 }
 
@@ -935,6 +959,30 @@ fn open_when_free(
 mod tests {
     use super::*;
     use clap::Parser;
+
+    /// Only a gone or zombie holder of the store lock is waited for.
+    #[test]
+    fn only_a_gone_or_zombie_process_is_exiting() {
+        assert!(
+            !is_exiting(&std::process::id().to_string()),
+            "this one runs"
+        );
+        assert!(!is_exiting("unknown"));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id().to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_exiting(&pid) {
+            assert!(Instant::now() < deadline, "`true` still running after 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.contains("State:\tZ"),
+            "not reaped yet, so a zombie:\n{status}"
+        );
+        child.wait().unwrap();
+        assert!(is_exiting(&pid), "reaped: gone");
+    }
 
     /// What `groups_served` finds in the command lines of a daemon that
     /// `mount` started and of a `mount --foreground` (systemd's unit).

@@ -206,7 +206,9 @@ pub enum PlaceError {
         name: ObjectName,
         until: jiff::Timestamp,
     },
-    /// Bytes read back that do not hash to their name.
+    /// Bytes read back that do not hash to their name or are shorter than
+    /// the range asked for, or, on a put, an object of another size
+    /// already stored under the name.
     #[error("{name}: damaged: {what}")]
     Damaged {
         name: ObjectName,
