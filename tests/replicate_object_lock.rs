@@ -2,7 +2,8 @@
 //! loopback (the in-process s3s-fs server has no Object Lock): every object
 //! is locked in COMPLIANCE mode for the retention lock and a day, the
 //! server refuses to delete it, a bucket without Object Lock is refused at
-//! `remote add`, and the store recovers from the locked bucket.
+//! `remote add`, and the store recovers from the locked bucket, also after
+//! someone hid its objects behind delete markers.
 
 mod common;
 #[path = "common/moto.rs"]
@@ -150,6 +151,45 @@ fn an_object_lock_remote_locks_every_object_and_recovers() {
         "recovered from a locked bucket",
     );
     new.unmount();
+
+    // Someone holding the bucket's keys hides every object behind a delete
+    // marker (a plain DELETE, which Object Lock allows). The locked
+    // versions stay: the remote still verifies, and recovery reads through
+    // the markers.
+    let hidden = moto.boto3(
+        "keys = [o['Key'] for page in s3.get_paginator('list_objects_v2').paginate(Bucket='locked')\n\
+         \x20       for o in page.get('Contents', [])]\n\
+         for k in keys:\n\
+         \x20   s3.delete_object(Bucket='locked', Key=k)\n\
+         print(len(keys), s3.list_objects_v2(Bucket='locked')['KeyCount'])",
+    );
+    let counts: Vec<usize> = hidden
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts[0] > 3 && counts[1] == 0,
+        "not all hidden: {hidden}"
+    );
+    ok_output(
+        &common::run(
+            phivault(true)
+                .arg("verify")
+                .arg(&v.store)
+                .args(["--remote", "off", "--read-data"])
+                .arg("--passphrase-file")
+                .arg(&v.pwfile),
+        ),
+        "verify --remote through delete markers",
+    );
+    let mut again = recovered_tree(
+        &flags,
+        url,
+        &v.pwfile,
+        &want,
+        "recovered through delete markers",
+    );
+    again.unmount();
 }
 
 /// The place itself: a put locks until the date asked, `retain_until` reads

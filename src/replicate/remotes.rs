@@ -78,7 +78,7 @@ impl RemoteUrl {
     pub fn open_for_reading(&self) -> Result<Box<dyn ObjectPlace>, PlaceError> {
         match self {
             RemoteUrl::Dir(p) => Ok(Box::new(DirPlace::open_read_only(p)?)),
-            RemoteUrl::S3(spec) => Ok(Box::new(S3Place::open(spec)?)),
+            RemoteUrl::S3(spec) => Ok(Box::new(S3Place::open_for_reading(spec)?)),
         }
     }
 

@@ -26,7 +26,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
 };
 
-use super::s3_lock::{LockClient, LockedPut};
+use super::s3_lock::{LockClient, LockedPut, Version};
 use super::{NamedBytes, ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome};
 
 /// The region when none is given: AWS's default, and what most
@@ -132,6 +132,13 @@ pub struct S3Place {
     /// The SDK client that puts, reads the locks of and deletes objects of
     /// a remote with Object Lock (`s3_lock` says why).
     lock: Option<LockClient>,
+    /// The SDK client, for what object_store cannot do: the above, and
+    /// reading objects hidden behind delete markers.
+    sdk: LockClient,
+    /// The bucket has Object Lock: an object that someone hid behind a
+    /// delete marker (a plain DELETE) is still there, locked, and is read
+    /// through the marker.
+    reads_hidden: bool,
     /// `Some` until drop.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -167,15 +174,14 @@ impl S3Place {
             secret,
             session_token,
         } = credentials;
-        let lock = spec.object_lock.then(|| {
-            LockClient::new(
-                spec,
-                describe.clone(),
-                key_id.clone(),
-                secret.clone(),
-                session_token.clone(),
-            )
-        });
+        let sdk = LockClient::new(
+            spec,
+            describe.clone(),
+            key_id.clone(),
+            secret.clone(),
+            session_token.clone(),
+        );
+        let lock = spec.object_lock.then(|| sdk.clone());
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&spec.bucket)
             .with_region(&spec.region)
@@ -220,9 +226,28 @@ impl S3Place {
         Ok(S3Place {
             spec: spec.clone(),
             store: Arc::new(store),
+            reads_hidden: lock.is_some(),
             lock,
+            sdk,
             runtime: Some(runtime),
         })
+    }
+
+    /// Opens the place to read it (`recover`), asking the bucket whether it
+    /// has Object Lock: then objects hidden behind delete markers are read
+    /// through them. A server without the Object Lock API has none.
+    pub fn open_for_reading(spec: &S3Spec) -> Result<Self, PlaceError> {
+        let mut place = Self::open(spec)?;
+        if !place.reads_hidden {
+            let sdk = place.sdk.clone();
+            // A server without the Object Lock API (s3s-fs, some gateways)
+            // has no lock; one that cannot be reached says so at the first
+            // read, as for any remote.
+            place.reads_hidden = place
+                .run(async move { sdk.lock_enabled(true).await })
+                .unwrap_or(false);
+        }
+        Ok(place)
     }
 
     /// Opens the place and checks that its bucket answers (one LIST), and
@@ -327,6 +352,25 @@ impl S3Place {
 }
 
 impl S3Place {
+    /// A version of the object that a delete marker hides, if any.
+    fn hidden_version(&self, name: &ObjectName) -> Result<Option<Version>, PlaceError> {
+        let (sdk, key, name) = (self.sdk.clone(), self.object_path(name).to_string(), *name);
+        self.run(async move { sdk.hidden_version(&key, name).await })
+    }
+
+    /// Bytes `range` (all with `None`) of the object a delete marker hides.
+    fn get_hidden(
+        &self,
+        name: &ObjectName,
+        range: Option<Range<u64>>,
+    ) -> Result<Vec<u8>, PlaceError> {
+        let version = self
+            .hidden_version(name)?
+            .ok_or(PlaceError::NotFound(*name))?;
+        let (sdk, key, name) = (self.sdk.clone(), self.object_path(name).to_string(), *name);
+        self.run(async move { sdk.get_version(&key, &version.id, range, name).await })
+    }
+
     /// A create-only put through object_store, with no lock date.
     fn put_unlocked(&self, name: &ObjectName, bytes: &[u8]) -> Result<LockedPut, PlaceError> {
         let path = self.object_path(name);
@@ -528,16 +572,20 @@ impl ObjectPlace for S3Place {
     fn get(&self, name: &ObjectName) -> Result<Vec<u8>, PlaceError> {
         let path = self.object_path(name);
         let store = self.store.clone();
-        let bytes = self
-            .run(async move { store.get(&path).await?.bytes().await })
-            .map_err(|e| self.error(e, Some(name)))?;
+        let bytes = match self.run(async move { store.get(&path).await?.bytes().await }) {
+            Ok(bytes) => bytes.to_vec(),
+            Err(e) => match self.error(e, Some(name)) {
+                PlaceError::NotFound(_) if self.reads_hidden => self.get_hidden(name, None)?,
+                e => return Err(e),
+            },
+        };
         if !name.matches(&bytes) {
             return Err(PlaceError::Damaged {
                 name: *name,
                 what: "the stored bytes do not hash to the name",
             });
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     fn get_range(&self, name: &ObjectName, r: Range<u64>) -> Result<Vec<u8>, PlaceError> {
@@ -563,18 +611,25 @@ impl ObjectPlace for S3Place {
         let path = self.object_path(name);
         let want = r.end - r.start;
         let (store, range) = (self.store.clone(), r.clone());
-        match self.run(async move { store.get_range(&path, range).await }) {
-            Ok(bytes) if bytes.len() as u64 == want => Ok(bytes.to_vec()),
-            Ok(_) => Err(short),
+        let got = match self.run(async move { store.get_range(&path, range).await }) {
+            Ok(bytes) => Ok(bytes.to_vec()),
             Err(e) => match self.error(e, Some(name)) {
-                // A range past the end is refused (416) or clipped: the
-                // object is short, as it would be in any other place.
-                e @ PlaceError::Refused { .. } => match self.size(name)? {
-                    Some(size) if size < r.end => Err(short),
-                    _ => Err(e),
-                },
+                PlaceError::NotFound(_) if self.reads_hidden => {
+                    self.get_hidden(name, Some(r.clone()))
+                }
                 e => Err(e),
             },
+        };
+        match got {
+            Ok(bytes) if bytes.len() as u64 == want => Ok(bytes),
+            Ok(_) => Err(short),
+            // A range past the end is refused (416) or clipped: the object
+            // is short, as it would be in any other place.
+            Err(e @ PlaceError::Refused { .. }) => match self.size(name)? {
+                Some(size) if size < r.end => Err(short),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
         }
     }
 
@@ -584,6 +639,9 @@ impl ObjectPlace for S3Place {
         match self.run(async move { store.head(&path).await }) {
             Ok(meta) => Ok(Some(meta.size)),
             Err(e) => match self.error(e, Some(name)) {
+                PlaceError::NotFound(_) if self.reads_hidden => {
+                    Ok(self.hidden_version(name)?.map(|v| v.size))
+                }
                 PlaceError::NotFound(_) => Ok(None),
                 e => Err(e),
             },
@@ -592,27 +650,43 @@ impl ObjectPlace for S3Place {
 
     fn list(&self, kind: ObjectKind) -> Result<Vec<(ObjectName, u64)>, PlaceError> {
         let folder = self.path(kind.folder());
-        // The stream follows the continuation tokens: every page.
-        let store = self.store.clone();
-        let metas: Vec<object_store::ObjectMeta> = self
-            .run(async move { store.list(Some(&folder)).try_collect().await })
-            .map_err(|e| self.error(e, None))?;
+        let stored: Vec<(String, u64)> = match self.reads_hidden {
+            // Hidden objects too: every key with a version that is not a
+            // delete marker (phivault's own deletes remove every version).
+            true => {
+                let (sdk, prefix) = (self.sdk.clone(), format!("{folder}/"));
+                let (versions, _) =
+                    self.run(async move { sdk.versions_under(&prefix, None).await })?;
+                versions.into_iter().map(|v| (v.key, v.size)).collect()
+            }
+            // The stream follows the continuation tokens: every page.
+            false => {
+                let store = self.store.clone();
+                let metas: Vec<object_store::ObjectMeta> = self
+                    .run(async move { store.list(Some(&folder)).try_collect().await })
+                    .map_err(|e| self.error(e, None))?;
+                metas
+                    .into_iter()
+                    .map(|m| (m.location.to_string(), m.size))
+                    .collect()
+            }
+        };
         let skip = match self.spec.prefix.is_empty() {
             true => 0,
             false => self.spec.prefix.len() + 1,
         };
-        let mut out = Vec::with_capacity(metas.len());
-        for meta in metas {
-            let location = meta.location.as_ref();
+        let mut out = Vec::with_capacity(stored.len());
+        for (location, size) in stored {
             match location
                 .get(skip..)
                 .and_then(|key| ObjectName::from_key(key).ok())
             {
-                Some(name) if name.kind == kind => out.push((name, meta.size)),
+                Some(name) if name.kind == kind => out.push((name, size)),
                 _ => tracing::warn!("{}: {location}: not an object, skipped", self.describe()),
             }
         }
         out.sort_unstable();
+        out.dedup_by_key(|(name, _)| *name);
         Ok(out)
     }
 

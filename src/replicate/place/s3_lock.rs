@@ -11,7 +11,8 @@
 //! delete or overwrite them. A bucket with Object Lock is versioned; a plain
 //! DELETE there only hides the object behind a delete marker, so a delete
 //! here removes every version of the key, which the server allows once
-//! their dates have passed.
+//! their dates have passed. And an object someone hid that way is still
+//! there: reads find it by its version (`hidden_version`, `get_version`).
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -30,6 +31,13 @@ pub(super) enum LockedPut {
     /// An object of that name is there already (412), or a concurrent put
     /// of it is under way (409); the text is the server's.
     Exists(String),
+}
+
+/// One version of a key in a versioned bucket, or one delete marker.
+pub(super) struct Version {
+    pub key: String,
+    pub id: String,
+    pub size: u64,
 }
 
 /// The SDK client of a bucket with Object Lock.
@@ -72,25 +80,34 @@ impl LockClient {
         }
     }
 
-    /// Fails unless the bucket has Object Lock enabled: a remote added with
-    /// `--object-lock` must never store an object unlocked.
-    pub(super) async fn check_bucket(&self) -> Result<(), PlaceError> {
-        let answer = self
+    /// Whether the bucket has Object Lock enabled; `once`: one attempt,
+    /// no retries (a probe whose failure is not an error).
+    pub(super) async fn lock_enabled(&self, once: bool) -> Result<bool, PlaceError> {
+        let mut ask = self
             .client
             .get_object_lock_configuration()
             .bucket(&self.bucket)
-            .send()
-            .await;
-        let enabled = match answer {
-            Ok(out) => {
-                out.object_lock_configuration()
-                    .and_then(|c| c.object_lock_enabled())
-                    == Some(&ObjectLockEnabled::Enabled)
-            }
-            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => false,
-            Err(e) => return Err(self.error(e, None)),
-        };
-        match enabled {
+            .customize();
+        if once {
+            ask = ask.config_override(
+                aws_sdk_s3::Config::builder().retry_config(RetryConfig::disabled()),
+            );
+        }
+        let answer = ask.send().await;
+        match answer {
+            Ok(out) => Ok(out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                == Some(&ObjectLockEnabled::Enabled)),
+            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(false),
+            Err(e) => Err(self.error(e, None)),
+        }
+    }
+
+    /// Fails unless the bucket has Object Lock enabled: a remote added with
+    /// `--object-lock` must never store an object unlocked.
+    pub(super) async fn check_bucket(&self) -> Result<(), PlaceError> {
+        match self.lock_enabled(false).await? {
             true => Ok(()),
             false => Err(self.refused(
                 0,
@@ -159,7 +176,18 @@ impl LockClient {
         name: ObjectName,
         now: jiff::Timestamp,
     ) -> Result<(), PlaceError> {
-        let (versions, markers) = self.versions(&key, name).await?;
+        let (versions, markers) = self.versions_under(&key, Some(name)).await?;
+        let of_key = |k: &String| *k == key;
+        let versions: Vec<String> = versions
+            .into_iter()
+            .filter(|v| of_key(&v.key))
+            .map(|v| v.id)
+            .collect();
+        let markers: Vec<String> = markers
+            .into_iter()
+            .filter(|m| of_key(&m.key))
+            .map(|m| m.id)
+            .collect();
         for version in &versions {
             let head = self
                 .client
@@ -210,12 +238,54 @@ impl LockClient {
         head.ok()?.object_lock_retain_until_date().map(timestamp)
     }
 
-    /// The version ids of `key`'s versions and of its delete markers.
-    async fn versions(
+    /// A version of `key` that is not a delete marker, if any: what a
+    /// delete marker may hide. Every version of a key holds the same bytes
+    /// (its name is their hash).
+    pub(super) async fn hidden_version(
         &self,
         key: &str,
         name: ObjectName,
-    ) -> Result<(Vec<String>, Vec<String>), PlaceError> {
+    ) -> Result<Option<Version>, PlaceError> {
+        let (versions, _) = self.versions_under(key, Some(name)).await?;
+        Ok(versions.into_iter().find(|v| v.key == key))
+    }
+
+    /// Bytes `range` (all with `None`) of version `id` of `key`.
+    pub(super) async fn get_version(
+        &self,
+        key: &str,
+        id: &str,
+        range: Option<std::ops::Range<u64>>,
+        name: ObjectName,
+    ) -> Result<Vec<u8>, PlaceError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(id)
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end - 1)))
+            .send()
+            .await
+            .map_err(|e| self.error(e, Some(name)))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PlaceError::Unreachable {
+                place: self.place.clone(),
+                source: e.to_string().into(),
+            })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Every version under `prefix` that is not a delete marker, and every
+    /// delete marker; `name` is the object asked about, for errors.
+    pub(super) async fn versions_under(
+        &self,
+        prefix: &str,
+        name: Option<ObjectName>,
+    ) -> Result<(Vec<Version>, Vec<Version>), PlaceError> {
         let (mut versions, mut markers) = (Vec::new(), Vec::new());
         let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
         loop {
@@ -223,25 +293,26 @@ impl LockClient {
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
-                .prefix(key)
+                .prefix(prefix)
                 .set_key_marker(key_marker.take())
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| self.error(e, Some(name)))?;
-            let of_key = |k: Option<&str>| k == Some(key);
-            versions.extend(
-                page.versions()
-                    .iter()
-                    .filter(|v| of_key(v.key()))
-                    .filter_map(|v| v.version_id().map(str::to_string)),
-            );
-            markers.extend(
-                page.delete_markers()
-                    .iter()
-                    .filter(|m| of_key(m.key()))
-                    .filter_map(|m| m.version_id().map(str::to_string)),
-            );
+                .map_err(|e| self.error(e, name))?;
+            versions.extend(page.versions().iter().filter_map(|v| {
+                Some(Version {
+                    key: v.key()?.to_string(),
+                    id: v.version_id()?.to_string(),
+                    size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                })
+            }));
+            markers.extend(page.delete_markers().iter().filter_map(|m| {
+                Some(Version {
+                    key: m.key()?.to_string(),
+                    id: m.version_id()?.to_string(),
+                    size: 0,
+                })
+            }));
             if page.is_truncated() != Some(true) {
                 return Ok((versions, markers));
             }
