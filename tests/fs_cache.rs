@@ -67,6 +67,36 @@ fn chmod_700_of_a_directory_shuts_out_a_path_walked_before() {
     stat_as(OTHER, &file).expect("chmod 755 lets others in again");
 }
 
+/// A name that was not there is cached too ("no such name"), and nobody
+/// keeps such names: after chmod 700 a walk through it must be refused,
+/// not answered ENOENT from the cache.
+#[test]
+fn chmod_700_also_drops_what_was_cached_as_missing() {
+    require_programs(&["setpriv", "stat"]);
+    let v = Vault::mounted_with(&["-o", "allow_other"]);
+    chmod(v.dir.path(), 0o755);
+    let dir = v.path("records");
+    fs::create_dir(&dir).unwrap();
+    chmod(&dir, 0o755);
+    let missing = dir.join("gone").join("x");
+
+    let before = stat_as(OTHER, &missing).expect_err("no such file");
+    assert!(before.contains("No such file"), "{before}");
+    chmod(&dir, 0o700);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let after = stat_as(OTHER, &missing).expect_err("still no such file");
+        if after.contains("Permission denied") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "2 s after chmod 700 the cached missing name still answers: {after}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_directory_only_some_may_search_is_asked_at_every_walk() {
     require_programs(&["setpriv", "stat", "setfacl"]);

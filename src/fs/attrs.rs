@@ -107,12 +107,31 @@ impl PhiFs {
     /// After a change of `dir`'s mode, owner or ACL, once it is replied
     /// to: if every admitted caller could search it before (as
     /// `entry_timeout` last said; None when it did not, so maybe) and not
-    /// now, the kernel forgets the entries it cached in it.
+    /// now, the kernel forgets the entries it cached in it. Those of its
+    /// names go one by one (one in use, a cwd say, stays cached until
+    /// dropped by name); the "no such name" entries it cached, whose names
+    /// nobody kept, go with `dir`'s own entry, which takes every unused
+    /// entry below it along.
     pub(super) fn search_changed(&self, dir: u64, was_searchable: Option<bool>) {
         let now = self.vault.searchable_by(dir, self.admitted);
         if was_searchable.unwrap_or(true) && !now.unwrap_or(true) {
             self.kernel.forget_entries(INodeNo(dir), self.names_in(dir));
+            if let Some((parent, name)) = self.entry_of_dir(dir) {
+                self.kernel.forget_entries(INodeNo(parent), vec![name]);
+            }
         }
+    }
+
+    /// The directory that names live directory `dir`, and the name; None
+    /// for the root.
+    fn entry_of_dir(&self, dir: u64) -> Option<(u64, Vec<u8>)> {
+        if dir == crate::vault::ROOT_INO {
+            return None;
+        }
+        let parent = self.vault.lookup_parent(dir).ok()?.ino;
+        let path = self.vault.path_of(dir).ok()?;
+        let name = path.rsplit(|&b| b == b'/').next()?;
+        Some((parent, name.to_vec()))
     }
 
     pub(super) fn do_statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
