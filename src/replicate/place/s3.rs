@@ -710,7 +710,7 @@ impl ObjectPlace for S3Place {
     fn retain_until(&self, name: &ObjectName) -> Result<Option<jiff::Timestamp>, PlaceError> {
         if let Some(lock) = self.lock.clone() {
             let (key, name) = (self.object_path(name).to_string(), *name);
-            return self.run(async move { lock.retain_until(key, name).await });
+            return self.run(async move { lock.retain_until(&key, None, name).await });
         }
         // Without Object Lock nothing is locked, but the object must
         // exist, as in every other place.

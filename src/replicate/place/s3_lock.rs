@@ -150,11 +150,13 @@ impl LockClient {
         }
     }
 
-    /// The object's retain-until date: `None` for an object without one,
-    /// `NotFound` for no object.
+    /// The retain-until date of the object at `key` (of its version
+    /// `version`, else of its current one): `None` for an object without
+    /// one, `NotFound` for no object.
     pub(super) async fn retain_until(
         &self,
-        key: String,
+        key: &str,
+        version: Option<&str>,
         name: ObjectName,
     ) -> Result<Option<jiff::Timestamp>, PlaceError> {
         let head = self
@@ -162,6 +164,7 @@ impl LockClient {
             .head_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(version.map(str::to_string))
             .send()
             .await
             .map_err(|e| self.error(e, Some(name)))?;
@@ -176,35 +179,15 @@ impl LockClient {
         name: ObjectName,
         now: jiff::Timestamp,
     ) -> Result<(), PlaceError> {
-        let (versions, markers) = self.versions_under(&key, Some(name)).await?;
-        let of_key = |k: &String| *k == key;
-        let versions: Vec<String> = versions
-            .into_iter()
-            .filter(|v| of_key(&v.key))
-            .map(|v| v.id)
-            .collect();
-        let markers: Vec<String> = markers
-            .into_iter()
-            .filter(|m| of_key(&m.key))
-            .map(|m| m.id)
-            .collect();
+        let (versions, markers) = self.versions_of(&key, name).await?;
         for version in &versions {
-            let head = self
-                .client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .version_id(version)
-                .send()
-                .await
-                .map_err(|e| self.error(e, Some(name)))?;
-            if let Some(until) = head.object_lock_retain_until_date().map(timestamp) {
+            if let Some(until) = self.retain_until(&key, Some(&version.id), name).await? {
                 if until > now {
                     return Err(PlaceError::Locked { name, until });
                 }
             }
         }
-        for version in versions.iter().chain(&markers) {
+        for version in versions.iter().chain(&markers).map(|v| &v.id) {
             let answer = self
                 .client
                 .delete_object()
@@ -216,26 +199,16 @@ impl LockClient {
             match answer {
                 Ok(_) => {}
                 // The server's clock is behind ours: still locked there.
-                Err(e) if status(&e) == 403 => match self.locked_until(&key, version).await {
-                    Some(until) => return Err(PlaceError::Locked { name, until }),
-                    None => return Err(self.error(e, Some(name))),
-                },
+                Err(e) if status(&e) == 403 => {
+                    match self.retain_until(&key, Some(version), name).await {
+                        Ok(Some(until)) => return Err(PlaceError::Locked { name, until }),
+                        _ => return Err(self.error(e, Some(name))),
+                    }
+                }
                 Err(e) => return Err(self.error(e, Some(name))),
             }
         }
         Ok(())
-    }
-
-    async fn locked_until(&self, key: &str, version: &str) -> Option<jiff::Timestamp> {
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .version_id(version)
-            .send()
-            .await;
-        head.ok()?.object_lock_retain_until_date().map(timestamp)
     }
 
     /// A version of `key` that is not a delete marker, if any: what a
@@ -246,8 +219,22 @@ impl LockClient {
         key: &str,
         name: ObjectName,
     ) -> Result<Option<Version>, PlaceError> {
-        let (versions, _) = self.versions_under(key, Some(name)).await?;
-        Ok(versions.into_iter().find(|v| v.key == key))
+        let (versions, _) = self.versions_of(key, name).await?;
+        Ok(versions.into_iter().next())
+    }
+
+    /// The versions of `key` that are not delete markers, and its delete
+    /// markers.
+    async fn versions_of(
+        &self,
+        key: &str,
+        name: ObjectName,
+    ) -> Result<(Vec<Version>, Vec<Version>), PlaceError> {
+        let (mut versions, mut markers) = self.versions_under(key, Some(name)).await?;
+        // The prefix `key` also matches longer keys.
+        versions.retain(|v| v.key == key);
+        markers.retain(|m| m.key == key);
+        Ok((versions, markers))
     }
 
     /// Bytes `range` (all with `None`) of version `id` of `key`.
