@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -36,31 +36,47 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-#[test]
-fn chmod_700_of_a_directory_shuts_out_a_path_walked_before() {
+/// A mount others may use, with a directory `records` everyone may search.
+fn open_records() -> (Vault, PathBuf) {
     require_programs(&["setpriv", "stat"]);
     let v = Vault::mounted_with(&["-o", "allow_other"]);
     chmod(v.dir.path(), 0o755);
     let dir = v.path("records");
     fs::create_dir(&dir).unwrap();
     chmod(&dir, 0o755);
+    (v, dir)
+}
+
+/// Waits (2 s at most) until `stat` no longer answers `before`, what it
+/// answered before search permission was taken away, and checks that it
+/// is refused now: the kernel is told to drop its entries once the
+/// change's reply is out (it holds the directory meanwhile).
+fn refused_soon(before: Result<(), String>, stat: impl Fn() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match stat() {
+            now if now == before && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            now if now == before => {
+                panic!("2 s after the change the cached entries still answer: {now:?}")
+            }
+            Ok(()) => panic!("a stat got through that was refused before"),
+            Err(refused) => return assert!(refused.contains("Permission denied"), "{refused}"),
+        }
+    }
+}
+
+#[test]
+fn chmod_700_of_a_directory_shuts_out_a_path_walked_before() {
+    let (_v, dir) = open_records();
     let file = dir.join("4711.txt");
     fs::write(&file, "chart\n").unwrap();
     chmod(&file, 0o644);
 
     stat_as(OTHER, &file).expect("an open directory lets others stat");
     chmod(&dir, 0o700);
-    // The kernel is told to drop its entries once chmod's reply is out (it
-    // holds the directory meanwhile): allow it a moment.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let refused = loop {
-        match stat_as(OTHER, &file) {
-            Err(refused) => break refused,
-            Ok(()) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(()) => panic!("the cached entry still lets a stat through 2 s after chmod 700"),
-        }
-    };
-    assert!(refused.contains("Permission denied"), "{refused}");
+    refused_soon(Ok(()), || stat_as(OTHER, &file));
     // The owner still gets there.
     assert!(file.exists());
     chmod(&dir, 0o755);
@@ -72,29 +88,13 @@ fn chmod_700_of_a_directory_shuts_out_a_path_walked_before() {
 /// not answered ENOENT from the cache.
 #[test]
 fn chmod_700_also_drops_what_was_cached_as_missing() {
-    require_programs(&["setpriv", "stat"]);
-    let v = Vault::mounted_with(&["-o", "allow_other"]);
-    chmod(v.dir.path(), 0o755);
-    let dir = v.path("records");
-    fs::create_dir(&dir).unwrap();
-    chmod(&dir, 0o755);
+    let (_v, dir) = open_records();
     let missing = dir.join("gone").join("x");
 
     let before = stat_as(OTHER, &missing).expect_err("no such file");
     assert!(before.contains("No such file"), "{before}");
     chmod(&dir, 0o700);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let after = stat_as(OTHER, &missing).expect_err("still no such file");
-        if after.contains("Permission denied") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "2 s after chmod 700 the cached missing name still answers: {after}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    refused_soon(Err(before), || stat_as(OTHER, &missing));
 }
 
 #[test]
@@ -168,12 +168,5 @@ fn without_allow_other_the_owner_bits_decide_for_the_mounting_user() {
     assert!(refused.contains("Permission denied"), "{refused}");
     // Taking the owner's x bit away shuts root's powerless processes out.
     chmod(&own, 0o600);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match stat_as_powerless_root(&own.join("a.c")) {
-            Err(refused) => break assert!(refused.contains("Permission denied"), "{refused}"),
-            Ok(()) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(()) => panic!("the cached entry still lets a stat through 2 s after chmod 600"),
-        }
-    }
+    refused_soon(Ok(()), || stat_as_powerless_root(&own.join("a.c")));
 }

@@ -16,7 +16,7 @@ mod s3server;
 use common::replica::{stderr, stdout, tree, without_mtimes};
 use common::{ok_output, Vault};
 use moto::MotoServer;
-use s3cli::{phivault, recovered_tree, remote_add, replicate};
+use s3cli::{on_store, phivault, recovered_tree, remote_add, replicate};
 
 const MARKER: &str = "PHI-MARKER-lock-51c3-Roe-Richard";
 const LOCK_DAYS: i64 = 30;
@@ -171,17 +171,7 @@ fn an_object_lock_remote_locks_every_object_and_recovers() {
         counts.len() == 2 && counts[0] > 3 && counts[1] == 0,
         "not all hidden: {hidden}"
     );
-    ok_output(
-        &common::run(
-            phivault(true)
-                .arg("verify")
-                .arg(&v.store)
-                .args(["--remote", "off", "--read-data"])
-                .arg("--passphrase-file")
-                .arg(&v.pwfile),
-        ),
-        "verify --remote through delete markers",
-    );
+    on_store(&v, &["verify"], &["--remote", "off", "--read-data"]);
     let mut again = recovered_tree(
         &flags,
         url,

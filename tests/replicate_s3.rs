@@ -21,7 +21,7 @@ use phivault::replicate::place::{
     NamedBytes, ObjectKind, ObjectName, ObjectPlace, PlaceError, PutOptions, PutOutcome,
     S3Credentials, S3Place, S3Spec, DEFAULT_REGION,
 };
-use s3cli::{mount_with_keys, phivault, recovered_tree, remote_add, replicate, scratch};
+use s3cli::{mount_with_keys, on_store, phivault, recovered_tree, remote_add, replicate, scratch};
 use s3server::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 const MARKER: &str = "PHI-MARKER-s3-9b1e-Doe-Jane";
@@ -417,15 +417,7 @@ fn a_store_replicated_to_s3_is_recovered_from_it_alone() {
             "audit" => (&words[..2], &words[2..]),
             _ => (&words[..1], &words[1..]),
         };
-        let out = common::run(
-            phivault(true)
-                .args(cmd)
-                .arg(&v.store)
-                .args(rest)
-                .arg("--passphrase-file")
-                .arg(&v.pwfile),
-        );
-        ok_output(&out, &format!("phivault {}", words.join(" ")));
+        on_store(&v, cmd, rest);
     }
 
     // Without the keys in the environment, recover says what is missing.

@@ -55,6 +55,24 @@ pub fn replicate(v: &Vault) -> String {
     stdout(&out)
 }
 
+/// `phivault CMD... STORE REST... --passphrase-file F` with the server's
+/// keys, checked to succeed; its output.
+pub fn on_store(v: &Vault, cmd: &[&str], rest: &[&str]) -> Output {
+    let out = common::run(
+        phivault(true)
+            .args(cmd)
+            .arg(&v.store)
+            .args(rest)
+            .arg("--passphrase-file")
+            .arg(&v.pwfile),
+    );
+    ok_output(
+        &out,
+        &format!("phivault {} {}", cmd.join(" "), rest.join(" ")),
+    );
+    out
+}
+
 /// `recover URL HOME/store` with the server's flags; the new store, not
 /// mounted.
 pub fn recovered(flags: &[String], url: &str, pwfile: &Path) -> Vault {
